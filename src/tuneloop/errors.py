@@ -1,0 +1,37 @@
+"""The exceptions tuneloop raises on purpose.
+
+Every one of them becomes a single line on stderr and exit code 2 in the CLI, so each message
+says where the problem is (file and line when there is one) and what to do about it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TuneloopError(Exception):
+    """Base class: a problem the user can fix, reported in one line."""
+
+    exit_code = 2
+
+
+class InputError(TuneloopError):
+    """Bad input data: names the file, the line and the fix."""
+
+    def __init__(self, path: Path | str, line: int | None, problem: str, fix: str) -> None:
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {problem}; {fix}")
+        self.path = str(path)
+        self.line = line
+
+
+class ConfigError(TuneloopError):
+    """tuneloop.toml is invalid; the message lists every bad key at once."""
+
+
+class WorkspaceError(TuneloopError):
+    """No workspace where one is needed, or a workspace in a bad state."""
+
+
+class EvalStoreError(TuneloopError):
+    """A write the append-only eval store refused, or a broken hash chain."""

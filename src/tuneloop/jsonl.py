@@ -1,0 +1,115 @@
+"""Reading JSONL with line-numbered errors, and writing files atomically.
+
+Readers stream: memory does not grow with the file. Every problem becomes an
+:class:`~tuneloop.errors.InputError` naming the file, the 1-based line and the fix. Writers write to a
+temporary file beside the target and rename it into place only when everything succeeded, so a
+failed run never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from tuneloop.errors import InputError
+
+DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
+
+
+def check_readable(path: Path) -> None:
+    """Fail early, in one line, when ``path`` is missing, a folder, or empty."""
+    if not path.exists():
+        raise InputError(path, None, "file not found", "check the path")
+    if path.is_dir():
+        raise InputError(path, None, "is a folder, not a JSONL file", "pass a .jsonl file")
+    if path.stat().st_size == 0:
+        raise InputError(path, None, "file is empty", "pass a JSONL file with one record per line")
+
+
+def parse_line(path: Path, line_no: int, raw: bytes, max_line_bytes: int) -> dict[str, Any]:
+    """Parse one JSONL line into an object, or raise an error that says how to fix it."""
+    if len(raw) > max_line_bytes:
+        raise InputError(
+            path,
+            line_no,
+            f"record is {len(raw) / 1e6:.1f} MB, over the {max_line_bytes / 1e6:.1f} MB limit",
+            "split or shorten the record, or raise the limit with --max-record-bytes",
+        )
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            raise InputError(
+                path,
+                line_no,
+                f"not valid UTF-8 (byte {uexc.start})",
+                "re-encode the file as UTF-8",
+            ) from None
+        raise InputError(
+            path, line_no, f"invalid JSON ({exc.msg})", "fix or remove this line"
+        ) from None
+    if not isinstance(obj, dict):
+        raise InputError(
+            path,
+            line_no,
+            f"expected a JSON object, got {type(obj).__name__}",
+            "write one object per line",
+        )
+    return obj
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, raw line without newline) for non-blank lines."""
+    with path.open("rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            stripped = raw.strip()
+            if stripped:
+                yield line_no, stripped
+
+
+def iter_jsonl(
+    path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for every record of a JSONL file."""
+    check_readable(path)
+    for line_no, raw in iter_lines(path):
+        yield line_no, parse_line(path, line_no, raw, max_line_bytes)
+
+
+def dumps(obj: Any) -> bytes:
+    """One JSONL line (with its newline)."""
+    return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_jsonl(path: Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
+    """Write ``rows`` atomically as JSONL; return how many were written."""
+    count = 0
+    with atomic_writer(path) as fh:
+        for row in rows:
+            fh.write(dumps(row))
+            count += 1
+    return count
