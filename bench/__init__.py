@@ -1,0 +1,1 @@
+"""Benchmarks: tuneloop side by side with peer libraries on the same data, in one run."""

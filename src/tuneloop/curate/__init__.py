@@ -1,0 +1,1 @@
+"""Curation: a list of small blocks between the training store and a dataset version."""

@@ -1,0 +1,1 @@
+"""The evaluation side: the only code that reads evaluation text."""

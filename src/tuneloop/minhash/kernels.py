@@ -1,0 +1,335 @@
+"""numba kernels: bytes → words → shingle hashes → MinHash signatures, band keys, Jaccard.
+
+Input is one byte buffer holding a batch of documents back to back (UTF-8) with an offsets
+array, so a whole chunk crosses from Python into machine code in one call, and documents are
+processed in parallel.
+
+Tokenization reproduces :func:`tuneloop.textnorm.normalize`: the caller passes text that is
+ASCII as it is, or else already NFKC-normalized and case-folded; the kernels lower-case ASCII
+letters and treat every code point whose ``word_table`` entry is 0 (anything but a letter, mark
+or number) as a word boundary. A property test checks both paths give the same words.
+
+Hashes: a word by FNV-1a-64 over its bytes, premixed with splitmix64; a shingle (``ngram``
+consecutive words, or the whole text when it has fewer) by a polynomial rolled along the text,
+finalized with splitmix64. Permutation ``p`` is the multiply-add-shift hash
+``(a_p * x + b_p) >> 32``, giving 32-bit signature values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+U64 = np.uint64
+FNV_OFFSET = U64(0xCBF29CE484222325)
+FNV_PRIME = U64(0x100000001B3)
+SM_GAMMA = U64(0x9E3779B97F4A7C15)
+SM_M1 = U64(0xBF58476D1CE4E5B9)
+SM_M2 = U64(0x94D049BB133111EB)
+POLY = U64(0xC6668D9433DF0339)  # an odd 64-bit multiplier
+MASK32 = U64(0xFFFFFFFF)
+S27 = U64(27)
+S30 = U64(30)
+S31 = U64(31)
+S32 = U64(32)
+
+
+@njit(cache=True, inline="always")
+def splitmix64(x: np.uint64) -> np.uint64:
+    z = x + SM_GAMMA
+    z = (z ^ (z >> S30)) * SM_M1
+    z = (z ^ (z >> S27)) * SM_M2
+    return z ^ (z >> S31)
+
+
+@njit(cache=True, inline="always")
+def _char_at(buf: np.ndarray, k: int, end: int) -> tuple[int, int]:
+    """(code point, byte length) of the UTF-8 sequence starting at buf[k]."""
+    c = int(buf[k])
+    if c < 0x80:
+        return c, 1
+    if c < 0xE0:
+        n, cp = 2, c & 0x1F
+    elif c < 0xF0:
+        n, cp = 3, c & 0x0F
+    else:
+        n, cp = 4, c & 0x07
+    n = min(n, end - k)
+    for t in range(1, n):
+        cp = (cp << 6) | (int(buf[k + t]) & 0x3F)
+    return cp, n
+
+
+@njit(cache=True)
+def word_hashes(buf: np.ndarray, start: int, end: int, table: np.ndarray, out: np.ndarray) -> int:
+    """Write the hash of every word of buf[start:end] into out; return the word count."""
+    n = 0
+    h = FNV_OFFSET
+    inside = False
+    k = start
+    while k < end:
+        c = buf[k]
+        if c < 128:
+            is_word = table[c] != 0
+            size = 1
+        else:
+            cp, size = _char_at(buf, k, end)
+            is_word = table[cp] != 0
+        if is_word:
+            if not inside:
+                h = FNV_OFFSET
+                inside = True
+            if size == 1:
+                if 65 <= c <= 90:
+                    c = c + 32
+                h = (h ^ U64(c)) * FNV_PRIME
+            else:
+                for t in range(size):
+                    h = (h ^ U64(buf[k + t])) * FNV_PRIME
+        elif inside:
+            out[n] = splitmix64(h)
+            n += 1
+            inside = False
+        k += size
+    if inside:
+        out[n] = splitmix64(h)
+        n += 1
+    return n
+
+
+@njit(cache=True)
+def shingle_count(n_words: int, ngram: int) -> int:
+    """How many shingles a text of n_words has (a short text is one shingle)."""
+    if n_words == 0:
+        return 0
+    if n_words < ngram:
+        return 1
+    return n_words - ngram + 1
+
+
+@njit(cache=True)
+def shingles_of(
+    buf: np.ndarray, start: int, end: int, ngram: int, table: np.ndarray, out: np.ndarray
+) -> int:
+    """Write the shingle hashes of one document (text order, repeats kept); return the count.
+
+    ``out`` must hold at least (end - start) // 2 + 1 values. The polynomial is rolled so each
+    shingle costs O(1) rather than O(ngram).
+    """
+    nw = word_hashes(buf, start, end, table, out)
+    ns = shingle_count(nw, ngram)
+    if ns == 0:
+        return 0
+    span = min(ngram, nw)
+    top = U64(1)
+    h = U64(0)
+    for t in range(span):
+        h = h * POLY + out[t]
+        if t > 0:
+            top = top * POLY
+    first_word = out[0]
+    out[0] = splitmix64(h ^ U64(span))
+    for s in range(1, ns):
+        h = (h - first_word * top) * POLY + out[s + span - 1]
+        first_word = out[s]
+        out[s] = splitmix64(h ^ U64(span))
+    return ns
+
+
+@njit(cache=True)
+def _min_hash(values: np.ndarray, count: int, a: np.ndarray, b: np.ndarray, sig: np.ndarray) -> None:
+    k = a.shape[0]
+    acc = np.full(k, MASK32, dtype=np.uint64)
+    for s in range(count):
+        x = values[s]
+        for p in range(k):
+            v = (a[p] * x + b[p]) >> S32
+            if v < acc[p]:
+                acc[p] = v
+    for p in range(k):
+        sig[p] = np.uint32(acc[p])
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def signatures(
+    buf: np.ndarray,
+    offsets: np.ndarray,
+    ngram: int,
+    table: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+) -> np.ndarray:
+    """MinHash signature of every document, tokenized and shingled on the fly."""
+    n = offsets.shape[0] - 1
+    sig = np.empty((n, a.shape[0]), dtype=np.uint32)
+    for d in prange(n):
+        start, end = offsets[d], offsets[d + 1]
+        scratch = np.empty((end - start) // 2 + 1, dtype=np.uint64)
+        count = shingles_of(buf, start, end, ngram, table, scratch)
+        _min_hash(scratch, count, a, b, sig[d])
+    return sig
+
+
+@njit(cache=True)
+def distinct_sorted(x: np.ndarray) -> np.ndarray:
+    """The distinct values of x, sorted: the set a Jaccard similarity is computed on."""
+    y = np.sort(x)
+    if y.shape[0] == 0:
+        return y
+    k = 1
+    for s in range(1, y.shape[0]):
+        if y[s] != y[k - 1]:
+            y[k] = y[s]
+            k += 1
+    return y[:k]
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def shingle_sets(
+    buf: np.ndarray, offsets: np.ndarray, ngram: int, table: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every document's shingles as a sorted set, concatenated, with their offsets."""
+    n = offsets.shape[0] - 1
+    bound = np.empty(n + 1, dtype=np.int64)
+    bound[0] = 0
+    for d in range(n):
+        bound[d + 1] = bound[d] + (offsets[d + 1] - offsets[d]) // 2 + 1
+    tmp = np.empty(bound[n], dtype=np.uint64)
+    counts = np.empty(n, dtype=np.int64)
+    for d in prange(n):
+        part = tmp[bound[d] : bound[d + 1]]
+        c = shingles_of(buf, offsets[d], offsets[d + 1], ngram, table, part)
+        uniq = distinct_sorted(part[:c])
+        counts[d] = uniq.shape[0]
+        part[: uniq.shape[0]] = uniq
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    out_off[1:] = np.cumsum(counts)
+    out = np.empty(out_off[n], dtype=np.uint64)
+    for d in prange(n):
+        out[out_off[d] : out_off[d + 1]] = tmp[bound[d] : bound[d] + counts[d]]
+    return out, out_off
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One 64-bit key per (document, band): equal keys mean the band's rows are all equal."""
+    n = sig.shape[0]
+    out = np.empty((n, bands), dtype=np.uint64)
+    for d in prange(n):
+        for j in range(bands):
+            h = U64(j + 1)
+            for r in range(rows):
+                h = splitmix64(h ^ U64(sig[d, j * rows + r]))
+            out[d, j] = h
+    return out
+
+
+@njit(cache=True)
+def intersection_size(x: np.ndarray, y: np.ndarray) -> int:
+    """Size of the intersection of two sorted arrays of distinct values."""
+    i = 0
+    j = 0
+    n = 0
+    while i < x.shape[0] and j < y.shape[0]:
+        if x[i] == y[j]:
+            n += 1
+            i += 1
+            j += 1
+        elif x[i] < y[j]:
+            i += 1
+        else:
+            j += 1
+    return n
+
+
+@njit(cache=True)
+def jaccard(x: np.ndarray, y: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted shingle sets (1.0 for two empty sets)."""
+    if x.shape[0] == 0 and y.shape[0] == 0:
+        return 1.0
+    inter = intersection_size(x, y)
+    return inter / (x.shape[0] + y.shape[0] - inter)
+
+
+@njit(cache=True)
+def bucket_pairs(sorted_keys: np.ndarray, order: np.ndarray, max_bucket: int) -> np.ndarray:
+    """Candidate pairs (later << 32 | earlier) from one band's keys, sorted with their doc ids.
+
+    Within a bucket every document is paired with every earlier one, but only with the first
+    ``max_bucket`` members of a very large bucket (a bucket that big is a pile of copies of the
+    same text, and its earliest members are the ones kept).
+    """
+    n = sorted_keys.shape[0]
+    total = 0
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and sorted_keys[end] == sorted_keys[start]:
+            end += 1
+        for t in range(1, end - start):
+            total += min(t, max_bucket)
+        start = end
+    out = np.empty(total, dtype=np.uint64)
+    k = 0
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and sorted_keys[end] == sorted_keys[start]:
+            end += 1
+        for t in range(start + 1, end):
+            for u in range(start, min(t, start + max_bucket)):
+                i = order[u]
+                j = order[t]
+                out[k] = (U64(max(i, j)) << S32) | U64(min(i, j))
+                k += 1
+        start = end
+    return out
+
+
+@njit(cache=True)
+def greedy_verify(
+    pairs: np.ndarray,
+    local: np.ndarray,
+    sets: np.ndarray,
+    set_offsets: np.ndarray,
+    threshold: float,
+    dup_of: np.ndarray,
+    score: np.ndarray,
+) -> int:
+    """Mark each document a duplicate of the earliest kept document it truly matches.
+
+    ``pairs`` must be sorted (by later document, then earlier); ``local[d]`` is the index of
+    document d's sorted shingle set in ``sets``. Documents are decided in input order, so a
+    document is compared only with kept documents and every reported pair has an exact Jaccard
+    ≥ threshold. Returns the number of exact Jaccard computations done.
+    """
+    computed = 0
+    for q in range(pairs.shape[0]):
+        j = np.int64(pairs[q] >> S32)
+        i = np.int64(pairs[q] & MASK32)
+        if dup_of[j] >= 0 or dup_of[i] >= 0:
+            continue
+        li = local[i]
+        lj = local[j]
+        x = sets[set_offsets[li] : set_offsets[li + 1]]
+        y = sets[set_offsets[lj] : set_offsets[lj + 1]]
+        computed += 1
+        sim = jaccard(x, y)
+        if sim >= threshold:
+            dup_of[j] = i
+            score[j] = sim
+    return computed
+
+
+@njit(cache=True)
+def gather(buf: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The documents ``idx`` of a packed batch, packed again (to re-read a few of many)."""
+    new_off = np.zeros(idx.shape[0] + 1, dtype=np.int64)
+    for t in range(idx.shape[0]):
+        d = idx[t]
+        new_off[t + 1] = new_off[t] + offsets[d + 1] - offsets[d]
+    out = np.empty(max(new_off[idx.shape[0]], 1), dtype=np.uint8)
+    for t in range(idx.shape[0]):
+        d = idx[t]
+        out[new_off[t] : new_off[t + 1]] = buf[offsets[d] : offsets[d + 1]]
+    return out, new_off

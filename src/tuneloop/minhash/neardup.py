@@ -1,0 +1,164 @@
+"""Near-duplicate detection over a stream of documents, in bounded memory.
+
+Documents are added in chunks. For each one we keep its LSH band keys (``bands`` × 8 bytes) and
+its encoded text, which moves to a temporary file once the texts pass ``memory_budget`` bytes.
+At the end, documents that share a band are candidates; only the candidates' shingle sets are
+built, and candidates are verified with the exact Jaccard similarity of those sets, in input
+order: each document is compared only with documents that are kept, and every reported pair is
+truly at or above the threshold.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+
+from tuneloop.minhash import kernels
+from tuneloop.minhash.signatures import I64Array, MinHasher, U8Array, U64Array
+
+MAX_BUCKET = 64
+
+
+@dataclass(frozen=True)
+class NearDupResult:
+    """For every document: the index of the kept document it duplicates (-1 if kept), and J."""
+
+    dup_of: I64Array
+    jaccard: npt.NDArray[np.float64]
+    candidate_pairs: int
+    verified_pairs: int
+
+    @property
+    def duplicates(self) -> int:
+        return int(np.count_nonzero(self.dup_of >= 0))
+
+
+@dataclass
+class _TextStore:
+    """The encoded text of every document added so far; on disk past a memory budget."""
+
+    memory_budget: int
+    chunks: list[tuple[U8Array, I64Array]] = field(default_factory=list)
+    firsts: list[int] = field(default_factory=lambda: [0])
+    nbytes: int = 0
+    file: BinaryIO | None = None
+    tmpdir: tempfile.TemporaryDirectory[str] | None = None
+    file_offsets: list[I64Array] = field(default_factory=list)
+
+    def add(self, buf: U8Array, offsets: I64Array) -> None:
+        self.firsts.append(self.firsts[-1] + offsets.shape[0] - 1)
+        self.nbytes += int(offsets[-1])
+        if self.file is None and self.nbytes > self.memory_budget:
+            self._spill()
+        if self.file is None:
+            self.chunks.append((buf, offsets))
+        else:
+            self._write(buf, offsets)
+
+    def _spill(self) -> None:
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="tuneloop-neardup-")
+        self.file = Path(self.tmpdir.name, "texts.bin").open("wb")  # noqa: SIM115
+        for buf, offsets in self.chunks:
+            self._write(buf, offsets)
+        self.chunks.clear()
+
+    def _write(self, buf: U8Array, offsets: I64Array) -> None:
+        assert self.file is not None
+        base = self.file.tell()
+        buf[: offsets[-1]].tofile(self.file)
+        self.file_offsets.append(offsets[1:] + base)
+
+    def gather(self, docs: I64Array) -> tuple[U8Array, I64Array]:
+        """The texts of ``docs`` (sorted document indices), packed."""
+        if self.file is not None:
+            self.file.flush()
+            offsets = np.concatenate([np.zeros(1, dtype=np.int64), *self.file_offsets])
+            size = int(offsets[-1])
+            buf = np.memmap(self.file.name, dtype=np.uint8, mode="r", shape=(max(size, 1),))
+            return kernels.gather(np.asarray(buf), offsets, docs)  # type: ignore[no-any-return]
+        parts = []
+        bounds = np.searchsorted(docs, self.firsts)
+        for c, (buf, offsets) in enumerate(self.chunks):
+            local = docs[bounds[c] : bounds[c + 1]] - self.firsts[c]
+            parts.append(kernels.gather(buf, offsets, local))
+        lengths = np.concatenate([np.diff(off) for _, off in parts])
+        offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return np.concatenate([b[: off[-1]] for b, off in parts]), offsets
+
+    def close(self) -> None:
+        if self.file is not None and not self.file.closed:
+            self.file.close()
+        if self.tmpdir is not None:
+            self.tmpdir.cleanup()
+
+
+class NearDupFinder:
+    """Add documents in chunks, then :meth:`resolve` which ones duplicate an earlier one.
+
+    Signatures of a chunk are computed on a background thread (the kernels release the GIL)
+    while the caller parses the next chunk; at most two chunks are in flight.
+    """
+
+    def __init__(self, hasher: MinHasher, memory_budget: int = 512 * 1024 * 1024) -> None:
+        self.hasher = hasher
+        self._keys: list[U64Array] = []
+        self._pending: list[Future[U64Array]] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneloop-minhash")
+        self._texts = _TextStore(memory_budget)
+        self.count = 0
+
+    def _keys_of(self, buf: U8Array, offsets: I64Array) -> U64Array:
+        return self.hasher.band_keys(self.hasher.signatures(buf, offsets))
+
+    def add_packed(self, buf: U8Array, offsets: I64Array) -> None:
+        while len(self._pending) >= 2:
+            self._keys.append(self._pending.pop(0).result())
+        self._pending.append(self._pool.submit(self._keys_of, buf, offsets))
+        self._texts.add(buf, offsets)
+        self.count += offsets.shape[0] - 1
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._keys.append(self._pending.pop(0).result())
+        self._pool.shutdown()
+
+    def candidate_pairs(self) -> U64Array:
+        """Distinct (later << 32 | earlier) pairs that share at least one band, sorted."""
+        self._drain()
+        if not self._keys:
+            return np.zeros(0, dtype=np.uint64)
+        keys = np.concatenate(self._keys)
+        self._keys = [keys]
+        found = []
+        for band in range(keys.shape[1]):
+            column = np.ascontiguousarray(keys[:, band])
+            order = np.argsort(column)
+            column = column[order]
+            found.append(kernels.bucket_pairs(column, order, MAX_BUCKET))
+        pairs: U64Array = np.unique(np.concatenate(found))
+        return pairs
+
+    def resolve(self) -> NearDupResult:
+        try:
+            pairs = self.candidate_pairs()
+            docs = np.unique(
+                np.concatenate([(pairs >> np.uint64(32)), pairs & np.uint64(0xFFFFFFFF)])
+            ).astype(np.int64)
+            sets = self.hasher.shingle_sets(*self._texts.gather(docs))
+            local = np.full(self.count, -1, dtype=np.int64)
+            local[docs] = np.arange(docs.shape[0])
+            dup_of = np.full(self.count, -1, dtype=np.int64)
+            score = np.zeros(self.count, dtype=np.float64)
+            verified = kernels.greedy_verify(
+                pairs, local, sets.values, sets.offsets, self.hasher.threshold, dup_of, score
+            )
+            return NearDupResult(dup_of, score, int(pairs.shape[0]), int(verified))
+        finally:
+            self._texts.close()

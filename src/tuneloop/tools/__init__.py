@@ -1,0 +1,1 @@
+"""Standalone commands that work on plain JSONL files, without a workspace."""
