@@ -134,7 +134,7 @@ def _thumbs(path: Path, line: int, raw: Any) -> Literal["up", "down"] | None:
         return "up"
     if raw in ("down", False, -1, 0, "-1", "thumbs_down"):
         return "down"
-    raise InputError(path, line, f"'thumbs' is {raw!r}", "use \"up\" or \"down\"")
+    raise InputError(path, line, f"'thumbs' is {raw!r}", 'use "up" or "down"')
 
 
 def _opt_str(path: Path, line: int, obj: dict[str, Any], key: str) -> str | None:

@@ -9,7 +9,7 @@ Simple per-record blocks subclass :class:`MapBlock` and implement ``process`` on
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -26,7 +26,11 @@ class Drop:
 
 @dataclass
 class DropLog:
-    """Collects dropped records with their reasons, and counts per block."""
+    """Collects dropped records with their reasons, and counts per block.
+
+    ``redact``, when set, is applied to a dropped record before it is kept: a record dropped
+    before the PII block must not carry its PII into the rejects file of a dataset version.
+    """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
@@ -37,7 +41,13 @@ class DropLog:
     def drop(self, record: Record, block: str, reason: str, **details: Any) -> None:
         self.counts[f"{block}:{reason}"] += 1
         self.rows.append(
-            {"id": record.id, "block": block, "reason": reason, **details, "record": record.to_dict()}
+            {
+                "id": record.id,
+                "block": block,
+                "reason": reason,
+                **details,
+                "record": record.to_dict(),
+            }
         )
 
     def by_block(self, block: str) -> dict[str, int]:

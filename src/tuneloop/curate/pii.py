@@ -93,7 +93,7 @@ class Detector(Protocol):
 
 
 def _digits(text: str) -> str:
-    return "".join(c for c in text if c.isdigit())
+    return "".join(c for c in text if c.isdecimal())
 
 
 def luhn_ok(number: str) -> bool:
@@ -115,7 +115,7 @@ def luhn_ok(number: str) -> bool:
 def _card_ok(candidate: str) -> bool:
     """13-19 digits, one separator style, a card issuer's first digit (2-6) and Luhn."""
     digits = _digits(candidate)
-    separators = {c for c in candidate if not c.isdigit()}
+    separators = {c for c in candidate if not c.isdecimal()}
     return (
         13 <= len(digits) <= 19
         and len(separators) <= 1

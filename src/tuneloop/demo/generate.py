@@ -53,6 +53,9 @@ NEAR_MIN_JACCARD = 0.8
 PARAPHRASE_MAX_JACCARD = 0.3
 OVER_LONG_CHARS = 20_000
 MIN_RECORDS = 60
+# Clean records stay this far apart (word 5-grams, see _Guard), well clear of near-dups' 0.8.
+UNPLANNED_MAX_SIMILARITY = 0.6
+_GUARD_TRIES = 25
 # Share of interactions per planted phenomenon, and the least count (every kind appears once).
 PLAN_RATES: dict[str, tuple[float, int]] = {
     "pii": (0.04, len(PII_KINDS)),
@@ -338,6 +341,50 @@ class _Draft:
     pii_value: str | None = None
 
 
+class _Guard:
+    """Keeps unplanned similarity low: clean content too close to an earlier record is redrawn.
+
+    Templates repeat, so two honest records can come out nearly alike, and a dedup or
+    contamination check would then rightly flag a pair that the truth does not list. Against
+    every earlier record (eval items included), the first user messages, which prompt-level eval
+    checks compare, may share at most ``limit`` of the smaller one's 5-grams, so a short message
+    is never contained in a longer one; where they come close, the whole texts' 5-gram Jaccard
+    must stay at most ``limit`` too. Candidates come from an index of the user messages'
+    5-grams; a 5-gram shared by very many records (boilerplate) stops being indexed and counts
+    as shared with everyone, which keeps the check linear without missing a look-alike.
+    """
+
+    def __init__(self, limit: float, df_cap: int = 100) -> None:
+        self.limit = limit
+        self.df_cap = df_cap
+        self._views: list[tuple[set[tuple[str, ...]], set[tuple[str, ...]]]] = []
+        self._index: dict[tuple[str, ...], list[int]] = {}
+
+    def too_close(self, body: dict[str, Any]) -> bool:
+        full, user = shingles(_text(body)), shingles(_first_user(body))
+        capped = sum(len(self._index.get(g, ())) >= self.df_cap for g in user)
+        hits = Counter(i for g in user for i in self._index.get(g, ()))
+        for i, shared in hits.items():
+            other_full, other_user = self._views[i]
+            smaller = min(len(user), len(other_user))
+            if shared + capped <= self.limit * smaller:
+                continue  # cannot reach the limit even if every capped 5-gram is shared
+            if len(user & other_user) > self.limit * smaller:
+                return True
+            if len(full & other_full) > self.limit * len(full | other_full):
+                return True
+        return False
+
+    def add(self, body: dict[str, Any]) -> None:
+        full, user = shingles(_text(body)), shingles(_first_user(body))
+        i = len(self._views)
+        self._views.append((full, user))
+        for g in user:
+            postings = self._index.setdefault(g, [])
+            if len(postings) < self.df_cap:
+                postings.append(i)
+
+
 class _Generator:
     """Holds the one random stream and the id and conversation bookkeeping of a run."""
 
@@ -351,9 +398,10 @@ class _Generator:
         self._refs = count()
         self.users = [self.new_id("u-", 8) for _ in range(n_users)]
         # A few users write a lot and most write rarely (Zipf-like), as in real support traffic.
-        self._user_cum = list(accumulate(1.0 / (i + 1) ** 0.8 for i in range(n_users)))
+        self._user_cum = list(accumulate(1.0 / (i + 5) ** 0.5 for i in range(n_users)))
         self.home_source: dict[str, str] = {}
         self._threads: dict[str, tuple[str, datetime, str]] = {}
+        self.guard = _Guard(UNPLANNED_MAX_SIMILARITY)
 
     def new_id(self, prefix: str, hex_len: int) -> str:
         """A fresh random id, never repeated within the run (users, eval users, conversations)."""
@@ -391,7 +439,8 @@ class _Generator:
         wanted = rng.choice((1, 1, 2, 3) if source == "email" else (0, 0, 1, 2))
         opener = rng.choice(tpl.OPENERS[source]).format_map(slots)
         closer = rng.choice(tpl.CLOSERS[source]).format_map(slots)
-        core = [intent.problems[problem][0], rng.choice(intent.asks)]
+        asks = intent.asks if rng.random() < 0.6 else tpl.GENERIC_ASKS
+        core = [intent.problems[problem][0], rng.choice(asks)]
         casual = source == "mobile_app" and rng.random() < 0.4
         after_ask = rng.random() < 0.5
 
@@ -423,6 +472,8 @@ class _Generator:
         if intent.name == "dispute_charge" and amount > 500:
             priority = "high"
         text = (reply or self.rng.choice(intent.replies)).format_map(slots)
+        if self.rng.random() < 0.5:
+            text += " " + self.rng.choice(tpl.REPLY_CLOSINGS).format_map(slots)
         obj = {
             "intent": intent.name,
             "priority": priority,
@@ -453,7 +504,10 @@ class _Generator:
         single_turn: bool = False,
         is_eval: bool = False,
     ) -> _Draft:
-        """A new, clean interaction (or eval item: single turn, no system prompt, other users)."""
+        """A new, clean interaction (or eval item: single turn, no system prompt, other users).
+
+        The content is redrawn while it is too close to an earlier record (see :class:`_Guard`).
+        """
         rng = self.rng
         if users is None:
             user = rng.choices(self.users, cum_weights=self._user_cum)[0]
@@ -469,6 +523,29 @@ class _Generator:
         conversation = conversation or self.new_id("c-", 10)
         if not is_eval:
             self._threads[user] = (conversation, when, source)
+        for _ in range(_GUARD_TRIES):
+            draft = self.content(intent, source, when, extra, pii_kind, single_turn, is_eval)
+            if not self.guard.too_close(draft.body):
+                break
+        if suffix:
+            draft.body = _with_first_user(draft.body, _first_user(draft.body) + suffix)
+        self.guard.add(draft.body)
+        draft.user_id, draft.conversation_id = user, conversation
+        draft.feedback = {} if is_eval else self.clean_feedback()
+        return draft
+
+    def content(
+        self,
+        intent: tpl.Intent | None,
+        source: str,
+        when: datetime,
+        extra: str,
+        pii_kind: str | None,
+        single_turn: bool,
+        is_eval: bool,
+    ) -> _Draft:
+        """One draw of a request and its answer, in the shape its channel logs."""
+        rng = self.rng
         intent = intent or rng.choices(tpl.INTENTS, weights=_INTENT_WEIGHTS)[0]
         slots = _slots(rng, when)
         problem = rng.randrange(len(intent.problems))
@@ -477,7 +554,7 @@ class _Generator:
             pii_value = _pii_value(rng, pii_kind, slots)
             expiry = f"{rng.randint(1, 12):02d}/{rng.randint(26, 31)}"
             extra = rng.choice(tpl.PII_SENTENCES[pii_kind]).format(v=pii_value, expiry=expiry)
-        text = self.user_message(intent, problem, slots, source, extra) + suffix
+        text = self.user_message(intent, problem, slots, source, extra)
         turns = [(text, self.answer(intent, slots))]
         shape = "completion" if source == "email" or rng.random() < 0.1 else "chat"
         if is_eval:
@@ -489,14 +566,13 @@ class _Generator:
         return _Draft(
             ref=next(self._refs),
             when=when,
-            user_id=user,
-            conversation_id=conversation,
+            user_id="",
+            conversation_id="",
             source=source,
             body=self.body(turns, shape, system),
             intent=intent,
             slots=slots,
             problem=problem,
-            feedback={} if is_eval else self.clean_feedback(),
             pii_value=pii_value,
         )
 
@@ -511,6 +587,7 @@ class _Generator:
 
     def copy_of(self, orig: _Draft, body: dict[str, Any], label: str, target: int | str) -> _Draft:
         """A record with ``body``: same user and channel as ``orig``, new conversation, later."""
+        self.guard.add(body)
         return _Draft(
             ref=next(self._refs),
             when=self.later(orig.when),
@@ -543,6 +620,7 @@ class _Generator:
     def leak(self, item: _Draft, body: dict[str, Any], label: str, eval_id: str) -> _Draft:
         """An interaction from a training user that carries an eval item's content."""
         draft = self.fresh()
+        self.guard.add(body)
         draft.body, draft.label, draft.target = body, label, eval_id
         draft.intent, draft.slots = item.intent, item.slots
         return draft
@@ -577,7 +655,7 @@ class _Generator:
         elif kind == "repeated_lines":
             line = rng.choice(draft.intent.replies).format_map(draft.slots).split(". ")[0] + "."
             draft.body = _with_last_answer(draft.body, "\n".join([line] * rng.randint(15, 30)))
-        draft.label = f"low_quality:{kind}"
+        draft.label, draft.feedback = f"low_quality:{kind}", {}
         return draft
 
     def negative(self, corrected: bool) -> _Draft:
@@ -595,7 +673,7 @@ class _Generator:
         return draft
 
     def over_long(self) -> _Draft:
-        """A user pasting a whole statement into the chat: well over 20,000 characters."""
+        """A customer pasting a whole statement into a message: well over 20,000 characters."""
         rng, lines = self.rng, ["Here is my statement so you can see the charges:"]
         balance, day = rng.uniform(2_000, 9_000), self.start - timedelta(days=120)
         while sum(len(line) + 1 for line in lines) < OVER_LONG_CHARS + 2_000:
@@ -607,7 +685,7 @@ class _Generator:
                 f"{day:%Y-%m-%d}  {kind}  {merchant}  -{amount:,.2f}  balance {balance:,.2f}"
             )
         draft = self.fresh(intent=_INTENTS["dispute_charge"], suffix="\n\n" + "\n".join(lines))
-        draft.label = "over_long"
+        draft.label, draft.feedback = "over_long", {}
         return draft
 
 

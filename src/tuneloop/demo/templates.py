@@ -45,8 +45,8 @@ INTENTS: tuple[Intent, ...] = (
         problems=(
             (
                 "I think I lost my {card} ending in {last4} {when}.",
-                "Misplaced wallet situation: the Northwind plastic ending {last4} has been gone "
-                "since {when}. Kindly deactivate it and mail out a fresh one.",
+                "Misplaced wallet situation: the Northwind plastic ending {last4} went missing "
+                "{when}. Kindly deactivate it and mail out a fresh one.",
             ),
             (
                 "My {card} was stolen {when} while I was in {city}.",
@@ -190,7 +190,7 @@ INTENTS: tuple[Intent, ...] = (
             ),
             (
                 "The password reset link you sent me {when} says it has expired.",
-                "That recovery message from {when} is dead on arrival. Could someone issue a "
+                "That recovery message you sent {when} is dead on arrival. Could someone issue a "
                 "working one, {name} asking.",
             ),
         ),
@@ -244,7 +244,7 @@ INTENTS: tuple[Intent, ...] = (
             ),
             (
                 "My address changed {when}, I'm now living on {street} in {city}.",
-                "Residence switch: {street}, {city}, effective {when}. Fix my contact details on "
+                "Residence switch: moved {when} to {street}, {city}. Fix my contact details on "
                 "file?",
             ),
             (
@@ -266,7 +266,7 @@ INTENTS: tuple[Intent, ...] = (
         details=(
             "My new card should go to the new address too.",
             "My partner {name2} is on the joint account and moved with me.",
-            "I have a utility bill from {when} with the new address if you need proof.",
+            "I have a utility bill from {month} with the new address if you need proof.",
         ),
         replies=(
             "Hi {name}, you can update your address in {app} under Profile, or I can ask our "
@@ -393,7 +393,7 @@ INTENTS: tuple[Intent, ...] = (
             "Could you waive it this one time?",
         ),
         details=(
-            "I've never had a fee like this before {when}.",
+            "I've never had a fee like this before, not once in {years} years.",
             "I've been a customer for {years} years.",
             "Honestly I'm thinking about moving my money somewhere else if this keeps happening.",
         ),
@@ -434,7 +434,7 @@ INTENTS: tuple[Intent, ...] = (
                 "transit. Can someone chase it?",
             ),
             (
-                "My international wire to {country} from {when} is still showing as pending.",
+                "My international wire to {country}, sent {when}, is still showing as pending.",
                 "Cross-border payment to {country}, initiated {when}, hasn't landed. Status "
                 "update please, {name}.",
             ),
@@ -585,7 +585,7 @@ INTENTS: tuple[Intent, ...] = (
         ),
         details=(
             "I'm really panicking about this.",
-            "I haven't shared my password with anyone {when}.",
+            "I haven't shared my password with anyone, not even {name2}.",
             "My {card} is still in my hand so it wasn't stolen physically.",
         ),
         replies=(
@@ -765,8 +765,8 @@ INTENTS: tuple[Intent, ...] = (
                 "message. Anything wrong on your side?",
             ),
             (
-                "{app} logs me out every few seconds since {when}.",
-                "Ever since {when}, the phone banking tool kicks me out almost instantly. Can "
+                "{app} has been logging me out every few seconds, it started {when}.",
+                "It began {when}: the phone banking tool kicks me out almost instantly. Can "
                 "your tech people look, {name} asking.",
             ),
         ),
@@ -902,7 +902,7 @@ INTENTS: tuple[Intent, ...] = (
         ),
         details=(
             "Rent is due on {future}.",
-            "This is my first paycheck since switching to Northwind {when}.",
+            "This is my first paycheck since switching to Northwind in {month}.",
             "My employer uses an online payroll portal.",
         ),
         replies=(
@@ -969,7 +969,7 @@ INTENTS: tuple[Intent, ...] = (
         details=(
             "I'll also be using ATMs there.",
             "My partner {name2} has a card on the same account and is coming too.",
-            "I'll have my phone with me for verification texts {asap}.",
+            "I'll have my {device} with me for verification texts.",
         ),
         replies=(
             "Hi {name}, you no longer need to file a travel notice, but I've added one for "
@@ -1053,6 +1053,26 @@ CLOSERS: dict[str, tuple[str, ...]] = {
         "Many thanks,\n{name}",
     ),
 }
+
+# Asks that fit any intent, mixed with each intent's own.
+GENERIC_ASKS: tuple[str, ...] = (
+    "Can you help me with this?",
+    "What are my options here?",
+    "Please let me know what to do {asap}.",
+    "Who can I talk to about this?",
+    "How quickly can this be sorted out?",
+    "Is there anything you need from me?",
+)
+
+# Optional last sentences of an answer.
+REPLY_CLOSINGS: tuple[str, ...] = (
+    "Is there anything else I can help with?",
+    "Let me know if you have any other questions.",
+    "Thanks for banking with Northwind.",
+    "You can reply here if anything changes.",
+    "We appreciate your patience, {name}.",
+    "You'll also find updates in {app}.",
+)
 
 # Sentences that fit any intent, used to vary and lengthen messages.
 GENERIC_DETAILS: tuple[str, ...] = (

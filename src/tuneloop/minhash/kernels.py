@@ -137,7 +137,9 @@ def shingles_of(
 
 
 @njit(cache=True)
-def _min_hash(values: np.ndarray, count: int, a: np.ndarray, b: np.ndarray, sig: np.ndarray) -> None:
+def _min_hash(
+    values: np.ndarray, count: int, a: np.ndarray, b: np.ndarray, sig: np.ndarray
+) -> None:
     k = a.shape[0]
     acc = np.full(k, MASK32, dtype=np.uint64)
     for s in range(count):
@@ -333,3 +335,124 @@ def gather(buf: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> tuple[np.nd
         d = idx[t]
         out[new_off[t] : new_off[t + 1]] = buf[offsets[d] : offsets[d + 1]]
     return out, new_off
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def shingle_lists(
+    buf: np.ndarray, offsets: np.ndarray, ngram: int, table: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every document's shingle hashes (text order, repeats kept), concatenated, with offsets."""
+    n = offsets.shape[0] - 1
+    bound = np.empty(n + 1, dtype=np.int64)
+    bound[0] = 0
+    for d in range(n):
+        bound[d + 1] = bound[d] + (offsets[d + 1] - offsets[d]) // 2 + 1
+    tmp = np.empty(bound[n], dtype=np.uint64)
+    counts = np.empty(n, dtype=np.int64)
+    for d in prange(n):
+        counts[d] = shingles_of(buf, offsets[d], offsets[d + 1], ngram, table, tmp[bound[d] :])
+    out_off = np.zeros(n + 1, dtype=np.int64)
+    out_off[1:] = np.cumsum(counts)
+    out = np.empty(out_off[n], dtype=np.uint64)
+    for d in prange(n):
+        out[out_off[d] : out_off[d + 1]] = tmp[bound[d] : bound[d] + counts[d]]
+    return out, out_off
+
+
+@njit(cache=True, nogil=True)
+def sorted_lookup(
+    keys: np.ndarray, items: np.ndarray, queries: np.ndarray, query_docs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """All (query doc, item) pairs where a query value equals a key (keys sorted, with items).
+
+    Used for every index look-up: band keys, n-gram hashes, canary hashes, exact hashes.
+    """
+    pos = np.searchsorted(keys, queries)
+    total = 0
+    for q in range(queries.shape[0]):
+        p = pos[q]
+        while p < keys.shape[0] and keys[p] == queries[q]:
+            total += 1
+            p += 1
+    docs = np.empty(total, dtype=np.int64)
+    hits = np.empty(total, dtype=np.int64)
+    k = 0
+    for q in range(queries.shape[0]):
+        p = pos[q]
+        while p < keys.shape[0] and keys[p] == queries[q]:
+            docs[k] = query_docs[q]
+            hits[k] = items[p]
+            k += 1
+            p += 1
+    return docs, hits
+
+
+@njit(cache=True, nogil=True)
+def pair_jaccards(
+    left: np.ndarray,
+    right: np.ndarray,
+    lvals: np.ndarray,
+    loffs: np.ndarray,
+    rvals: np.ndarray,
+    roffs: np.ndarray,
+) -> np.ndarray:
+    """Exact Jaccard of each (left[k], right[k]) pair of sorted sets from two collections."""
+    out = np.empty(left.shape[0], dtype=np.float64)
+    for k in range(left.shape[0]):
+        a, b = left[k], right[k]
+        out[k] = jaccard(lvals[loffs[a] : loffs[a + 1]], rvals[roffs[b] : roffs[b + 1]])
+    return out
+
+
+@njit(cache=True)
+def text_hash(buf: np.ndarray, start: int, end: int, table: np.ndarray) -> np.uint64:
+    """Hash of the whole normalized text (its word sequence): equal for equal normalizations."""
+    words = np.empty((end - start) // 2 + 1, dtype=np.uint64)
+    n = word_hashes(buf, start, end, table, words)
+    h = U64(0x51ED270B27C4F1A3)
+    for t in range(n):
+        h = h * POLY + words[t]
+    return splitmix64(h ^ U64(n))
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def text_hashes(buf: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
+    n = offsets.shape[0] - 1
+    out = np.empty(n, dtype=np.uint64)
+    for d in prange(n):
+        out[d] = text_hash(buf, offsets[d], offsets[d + 1], table)
+    return out
+
+
+RADIX_BITS = 20
+
+
+@njit(cache=True)
+def radix_directory(keys: np.ndarray, bits: int) -> np.ndarray:
+    """For sorted keys: where each value of the top ``bits`` bits starts (one extra at the end).
+
+    A look-up then reads one directory entry and scans a handful of keys, instead of the
+    ~24 cache-missing steps of a binary search over millions of keys.
+    """
+    size = 1 << bits
+    shift = U64(64 - bits)
+    out = np.empty(size + 1, dtype=np.int64)
+    k = 0
+    for p in range(size):
+        while k < keys.shape[0] and np.int64(keys[k] >> shift) < p:
+            k += 1
+        out[p] = k
+    out[size] = keys.shape[0]
+    return out
+
+
+@njit(cache=True, inline="always")
+def radix_find(keys: np.ndarray, directory: np.ndarray, bits: int, h: np.uint64) -> int:
+    """Index of the first key equal to h, or -1."""
+    top = np.int64(h >> U64(64 - bits))
+    for p in range(directory[top], directory[top + 1]):
+        if keys[p] == h:
+            return p
+        if keys[p] > h:
+            return -1
+    return -1

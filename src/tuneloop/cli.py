@@ -1,0 +1,263 @@
+"""The ``tuneloop`` command line: one thin function per command, parsing and printing only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tuneloop import render
+from tuneloop.errors import TuneloopError
+from tuneloop.workspace import find_workspace, init_workspace
+
+app = typer.Typer(
+    help="Continuous fine-tuning for private LLMs, without eval leakage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+evalset_app = typer.Typer(
+    help="The eval store: add items, verify the hash chain.", no_args_is_help=True
+)
+datasets_app = typer.Typer(help="Immutable dataset versions.", no_args_is_help=True)
+app.add_typer(evalset_app, name="evalset")
+app.add_typer(datasets_app, name="datasets")
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="workspace folder (else $TUNELOOP_WORKSPACE, else the nearest tuneloop.toml upward)",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+TextFieldOpt = Annotated[
+    str | None, typer.Option("--text-field", help="compare this field instead of the record's text")
+]
+MaxBytesOpt = Annotated[
+    int, typer.Option("--max-record-bytes", help="refuse JSONL lines longer than this")
+]
+
+
+@app.command()
+def init(
+    directory: Path, name: Annotated[str | None, typer.Option()] = None, json: JsonOpt = False
+) -> None:
+    """Create a workspace: tuneloop.toml and the training-side / eval-side folders."""
+    ws = init_workspace(directory, name)
+    if json:
+        render.emit_json({"workspace": str(ws.root), "config": str(ws.config_path)})
+    else:
+        render.out.print(f"workspace ready: {ws.root} (edit {ws.config_path.name} to configure)")
+
+
+@app.command()
+def ingest(
+    file: Path,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+    max_record_bytes: MaxBytesOpt = 4 * 1024 * 1024,
+) -> None:
+    """Route every record of FILE through the gateway and the contamination check."""
+    from tuneloop.flows.ingest import ingest_file
+
+    ws = find_workspace(workspace)
+    with render.working(f"ingesting {file}", json):
+        report = ingest_file(ws, file, max_record_bytes)
+    if json:
+        render.emit_json(report.to_dict())
+        return
+    render.counts_table(f"ingest {file.name}: {report.records} records", {
+        **{f"routed to {k}": v for k, v in report.routed.items()},
+        "stored in training store": report.stored_train,
+        "stored in eval store": report.stored_eval,
+        **{f"dropped ({k})": v for k, v in sorted(report.dropped.items())},
+    })  # fmt: skip
+    if report.rejects_file:
+        render.out.print(f"every dropped record, with its reason: {report.rejects_file}")
+
+
+@evalset_app.command("add")
+def evalset_add(
+    file: Path,
+    suite: Annotated[str, typer.Option("--suite", help="suite name")],
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Add FILE's items to a suite, refusing items already present in the training data."""
+    from tuneloop.flows.evalset import add_file
+
+    ws = find_workspace(workspace)
+    with render.working(f"adding {file} to suite {suite}", json):
+        report = add_file(ws, file, suite)
+    if json:
+        render.emit_json(report.to_dict())
+        return
+    render.out.print(
+        f"suite {suite}: {len(report.accepted)} added, {len(report.refused)} refused "
+        f"(found in training data), {len(report.already_present)} already present; "
+        f"index version {report.index_version[:16]}"
+    )
+    for row in report.refused:
+        render.out.print(f"  refused {row['id']}: {row['method']} match with training record "
+                         f"{row['training_id']} (score {row['score']})")  # fmt: skip
+
+
+@evalset_app.command("verify")
+def evalset_verify(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """Recompute the eval store's hash chain; exit 1 and name the first bad row on tampering."""
+    from tuneloop.flows.evalset import verify
+
+    result = verify(find_workspace(workspace))
+    if json:
+        render.emit_json(result.__dict__)
+    elif result.ok:
+        render.out.print(f"eval store intact: {result.rows} rows, hash chain verified")
+    else:
+        render.err.print(f"eval store TAMPERED at row {result.first_bad_seq}: {result.problem}")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@evalset_app.command("list")
+def evalset_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """Suites and their sizes."""
+    from tuneloop.flows.evalset import suites
+
+    found = suites(find_workspace(workspace))
+    if json:
+        render.emit_json(found)
+    else:
+        render.counts_table("eval suites", found, "suite", "items")
+
+
+@app.command()
+def curate(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """Build a new dataset version from the training store through the curation blocks."""
+    from tuneloop.flows.curate import curate as run
+
+    with render.working("curating", json):
+        report = run(find_workspace(workspace))
+    if json:
+        render.emit_json(report.to_dict())
+        return
+    render.blocks_table(report.blocks)
+    cert = report.certificate
+    render.out.print(
+        f"dataset {report.version}: {report.train} train + {report.validation} validation "
+        f"records (from {report.records_in}); certified against eval index "
+        f"{cert['index_version'][:16]} ({cert['eval_items']} items, "
+        f"{cert['records_dropped']} contaminated records dropped)"
+    )
+
+
+@datasets_app.command("list")
+def datasets_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """Every dataset version, oldest first."""
+    from tuneloop.datasets import DatasetStore
+
+    rows = DatasetStore(find_workspace(workspace).datasets_dir).list()
+    if json:
+        render.emit_json([r.__dict__ for r in rows])
+        return
+    for r in rows:
+        render.out.print(f"{r.version}  {r.created_at}  {r.records} records "
+                         f"({r.train} train, {r.validation} validation), {r.dropped} dropped, "
+                         f"parent {r.parent or '-'}")  # fmt: skip
+
+
+@datasets_app.command("show")
+def datasets_show(version: str, workspace: WorkspaceOpt = None) -> None:
+    """A version's manifest (JSON)."""
+    from tuneloop.datasets import DatasetStore
+
+    render.emit_json(DatasetStore(find_workspace(workspace).datasets_dir).show(version))
+
+
+@datasets_app.command("diff")
+def datasets_diff(v1: str, v2: str, workspace: WorkspaceOpt = None) -> None:
+    """What changed between two versions (JSON): records added/removed/changed, parameters."""
+    from tuneloop.datasets import DatasetStore
+
+    render.emit_json(DatasetStore(find_workspace(workspace).datasets_dir).diff(v1, v2).to_dict())
+
+
+@app.command()
+def dedup(
+    input: Path,
+    out: Annotated[Path, typer.Option("--out", help="kept records")],
+    dups: Annotated[Path | None, typer.Option("--dups", help="one line per removed record")] = None,
+    threshold: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.8,
+    ngram: Annotated[int, typer.Option(min=1, max=32)] = 5,
+    num_perm: Annotated[int, typer.Option("--num-perm", min=16, max=1024)] = 128,
+    text_field: TextFieldOpt = None,
+    json: JsonOpt = False,
+    max_record_bytes: MaxBytesOpt = 4 * 1024 * 1024,
+) -> None:
+    """Remove near-duplicates (word n-gram Jaccard ≥ threshold), keeping the first of each."""
+    from tuneloop.tools.dedup import dedup_file
+
+    with render.working(f"deduplicating {input}", json):
+        summary = dedup_file(
+            input, out, dups, threshold, ngram, num_perm, text_field, max_record_bytes
+        )
+    if json:
+        render.emit_json(summary.to_dict())
+    else:
+        render.out.print(f"{summary.records_in} records in, {summary.records_out} kept, "
+                         f"{summary.duplicates} near-duplicates removed in {summary.seconds:.2f} s")  # fmt: skip
+
+
+@app.command()
+def decontaminate(
+    input: Path,
+    against: Annotated[Path, typer.Option("--against", help="eval JSONL to protect")],
+    out: Annotated[Path, typer.Option("--out", help="records that match no eval item")],
+    report: Annotated[Path, typer.Option("--report", help="one line per flagged record")],
+    threshold: Annotated[float, typer.Option(min=0.01, max=1.0)] = 0.8,
+    ngram: Annotated[int, typer.Option(min=1, max=32)] = 5,
+    text_field: TextFieldOpt = None,
+    semantic: Annotated[
+        bool, typer.Option("--semantic", help="also catch paraphrases (embeddings)")
+    ] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Drop records that overlap an eval set: exact, MinHash, 13-gram, canary, semantic."""
+    from tuneloop.contamination.semantic import MiniLMEmbedder
+    from tuneloop.tools.decontaminate import decontaminate_file
+
+    embedder = MiniLMEmbedder() if semantic else None
+    with render.working(f"checking {input} against {against}", json):
+        summary = decontaminate_file(
+            input, against, out, report, threshold, ngram, text_field, embedder
+        )
+    if json:
+        render.emit_json(summary.to_dict())
+    else:
+        methods = ", ".join(f"{k}: {v}" for k, v in summary.by_method.items()) or "none"
+        render.out.print(f"{summary.records_in} records in, {summary.records_out} clean, "
+                         f"{summary.flagged} flagged ({methods}) in {summary.seconds:.2f} s")  # fmt: skip
+
+
+@app.command()
+def demo(
+    workspace: WorkspaceOpt = None,
+    records: Annotated[int, typer.Option(help="synthetic interactions to generate")] = 2000,
+    seed: int = 0,
+    json: JsonOpt = False,
+) -> None:
+    """Run the data plane end to end on generated data and show what happened to every record."""
+    from tuneloop.demo.run import run_demo
+
+    run_demo(workspace or Path("demo-workspace"), records=records, seed=seed, as_json=json)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except TuneloopError as exc:
+        render.err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
+        raise SystemExit(exc.exit_code) from None

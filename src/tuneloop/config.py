@@ -1,0 +1,130 @@
+"""The typed ``tuneloop.toml``: every section validated, every error reported at once.
+
+Unknown keys are errors too (a misspelt key silently ignored is a setting silently not
+applied). :func:`load_config` turns pydantic's errors into one message that names each bad key
+with its dotted path, e.g. ``gateway.eval_fraction: Input should be less than or equal to 0.5``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuneloop.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewayConfig(_Section):
+    """How interactions are routed between the training intake and the eval bucket."""
+
+    eval_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of groups held out")
+    salt: str = Field("tuneloop", min_length=1, description="seed of the routing hash")
+    max_chars: int = Field(32_000, gt=0, description="longer records are dropped")
+    eval_suite: str = Field("live", min_length=1, description="suite for routed eval items")
+    window: Literal["day", "week", "month"] = "week"
+
+
+class ContaminationConfig(_Section):
+    """What counts as contamination of training data by the eval set."""
+
+    ngram: int = Field(5, ge=1, le=32)
+    num_perm: int = Field(128, ge=16, le=1024)
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    overlap_n: int = Field(13, ge=4, le=64)
+    overlap_min_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    canaries: list[str] = Field(default_factory=list, description="extra canary strings")
+    semantic: bool = False
+    semantic_threshold: float = Field(0.9, gt=0.0, le=1.0)
+
+
+class QualityConfig(_Section):
+    min_words: int = Field(3, ge=0)
+    max_words: int = Field(100_000, gt=0)
+    max_dup_line_frac: float = Field(0.3, gt=0.0, le=1.0)
+    max_top_ngram_frac: float = Field(0.2, gt=0.0, le=1.0)
+    min_alpha_frac: float = Field(0.3, ge=0.0, le=1.0)
+
+
+class CurateConfig(_Section):
+    """The curation blocks' settings."""
+
+    min_rating: float | None = None
+    pii_mode: Literal["redact", "drop"] = "redact"
+    presidio: bool = False
+    dedup_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    dedup_ngram: int = Field(5, ge=1, le=32)
+    system_prompt: str | None = None
+    validation_fraction: float = Field(0.05, ge=0.0, le=0.5)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+
+class TuneloopConfig(_Section):
+    name: str = "tuneloop"
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+
+
+DEFAULT_TOML = """\
+# tuneloop workspace configuration. Every key is optional; these are the defaults.
+name = "{name}"
+
+[gateway]
+eval_fraction = 0.1      # share of user/conversation groups routed to the eval bucket
+salt = "tuneloop"        # seed of the routing hash: changing it re-draws the split
+max_chars = 32000        # longer records are dropped at ingest (reason: over_long)
+eval_suite = "live"      # eval suite that routed interactions join
+window = "week"          # time window recorded on eval items: day | week | month
+
+[contamination]
+ngram = 5                # word n-gram size of MinHash shingles
+num_perm = 128           # MinHash permutations
+threshold = 0.8          # Jaccard similarity at which a record is a near-copy of an eval item
+overlap_n = 13           # n-gram size of the overlap check (lm-eval style)
+overlap_min_fraction = 0.5  # share of an eval item's 13-grams that flags a record
+canaries = []            # extra canary strings, besides those found in eval items
+semantic = false         # paraphrase check with all-MiniLM-L6-v2 (extra: tuneloop[semantic])
+semantic_threshold = 0.9
+
+[curate]
+pii_mode = "redact"      # redact | drop
+presidio = false         # add Microsoft Presidio's detectors when installed
+dedup_threshold = 0.8
+dedup_ngram = 5
+validation_fraction = 0.05
+# min_rating = 3         # drop rated records below this
+# system_prompt = "..."  # prepended to chats without a system message
+
+[curate.quality]
+min_words = 3
+max_words = 100000
+max_dup_line_frac = 0.3
+max_top_ngram_frac = 0.2
+min_alpha_frac = 0.3
+"""
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{key}: {err['msg']}")
+    return f"{path}: {len(parts)} invalid setting(s): " + "; ".join(parts)
+
+
+def load_config(path: Path) -> TuneloopConfig:
+    """Parse and validate ``path``; raise ConfigError listing every problem in one line."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    try:
+        return TuneloopConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(path, exc)) from None

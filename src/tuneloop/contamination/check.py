@@ -1,0 +1,137 @@
+"""Checking training text against the contamination index, one record or a whole batch.
+
+Methods, strongest evidence first: ``exact`` (same normalized text), ``canary`` (a canary
+string of an eval item appears), ``minhash`` (LSH candidate whose exact 5-gram Jaccard is at or
+above the threshold), ``ngram`` (at least ``overlap_min_fraction`` of an eval item's 13-grams
+appear in the record: catches an eval item pasted inside a longer text) and ``semantic``
+(embedding cosine at or above its threshold: paraphrases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from tuneloop.contamination import kernels as ck
+from tuneloop.contamination.hashing import Batch, exact_hashes
+from tuneloop.contamination.index import ContaminationIndex
+from tuneloop.minhash import kernels as mk
+from tuneloop.minhash.signatures import word_table
+
+METHODS = ("exact", "canary", "minhash", "ngram", "semantic")
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Evidence that a training text overlaps an eval item."""
+
+    eval_id: str
+    method: str
+    score: float
+
+
+class Embedder(Protocol):
+    """Turns texts into L2-normalized vectors (see :mod:`tuneloop.contamination.semantic`)."""
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]: ...
+
+
+class Checker:
+    """Checks texts against one loaded index (training side: sees hashes only)."""
+
+    max_matches = 16
+
+    def __init__(self, index: ContaminationIndex, embedder: Embedder | None = None) -> None:
+        self.index = index
+        self.settings = index.settings
+        self.hasher = index.settings.hasher()
+        self.embedder = embedder if index.embeddings is not None else None
+        self._band_keys = np.stack([b.keys for b in index.bands]) if index.bands else _EMPTY2
+        self._band_items = np.stack([b.items for b in index.bands]) if index.bands else _EMPTY2I
+        self._gram_dir = mk.radix_directory(index.grams.keys, mk.RADIX_BITS)
+
+    def check(self, text: str) -> list[Match]:
+        """All matches of one text, strongest first."""
+        return self.check_batch([text])[0]
+
+    def check_batch(self, texts: Sequence[str]) -> list[list[Match]]:
+        """All matches of every text, strongest first, in one pass over the batch."""
+        out: list[list[Match]] = [[] for _ in texts]
+        if not texts or len(self.index) == 0:
+            return out
+        batch = Batch.of(texts)
+        self._exact(batch, out)
+        self._canary(batch, out)
+        self._similar(batch, out)
+        if self.embedder is not None:
+            self._semantic(texts, out)
+        for matches in out:
+            matches.sort(key=lambda m: (METHODS.index(m.method), -m.score))
+        return out
+
+    def _add(self, out: list[list[Match]], doc: int, item: int, method: str, score: float) -> None:
+        out[doc].append(Match(self.index.item_ids[item], method, round(float(score), 6)))
+
+    def _exact(self, batch: Batch, out: list[list[Match]]) -> None:
+        keys = self.index.exact
+        for d, h in enumerate(exact_hashes(batch.buf, batch.offsets)):
+            p = int(np.searchsorted(keys.keys, h))
+            while p < keys.keys.shape[0] and keys.keys[p] == h:
+                self._add(out, d, int(keys.items[p]), "exact", 1.0)
+                p += 1
+
+    def _canary(self, batch: Batch, out: list[list[Match]]) -> None:
+        table = word_table()
+        for n, keys in self.index.canaries.items():
+            for d in range(len(batch)):
+                start, end = int(batch.offsets[d]), int(batch.offsets[d + 1])
+                hits = ck.window_hits(batch.buf, start, end, n, table, keys.keys)
+                for item in sorted({int(keys.items[p]) for p in hits}):
+                    self._add(out, d, item, "canary", 1.0)
+
+    def _similar(self, batch: Batch, out: list[list[Match]]) -> None:
+        s, idx, h = self.settings, self.index, self.hasher
+        args = (
+            word_table(), s.ngram, h._a, h._b, h.banding.rows, self._band_keys, self._band_items,
+            idx.set_values, idx.set_offsets, s.threshold, s.overlap_n, idx.grams.keys,
+            self._gram_dir, idx.grams.items, idx.gram_counts, s.overlap_min_fraction,
+        )  # fmt: skip
+        if len(batch) == 1:  # no thread pool for one record: the ingest latency path
+            cap = self.max_matches
+            items = np.empty((1, cap), dtype=np.int64)
+            methods = np.empty((1, cap), dtype=np.int64)
+            scores = np.empty((1, cap), dtype=np.float64)
+            end = int(batch.offsets[1])
+            n = ck.check_one(batch.buf, 0, end, *args, items[0], methods[0], scores[0])
+            counts = np.array([n], dtype=np.int64)
+        else:
+            counts, items, methods, scores = ck.check_many(
+                batch.buf, batch.offsets, *args, self.max_matches
+            )
+        for d in np.flatnonzero(counts):
+            for k in range(int(counts[d])):
+                method = "minhash" if methods[d, k] == ck.MINHASH else "ngram"
+                self._add(out, int(d), int(items[d, k]), method, float(scores[d, k]))
+
+    def _semantic(self, texts: Sequence[str], out: list[list[Match]]) -> None:
+        assert self.embedder is not None and self.index.embeddings is not None
+        sims = self.embedder.embed(texts) @ self.index.embeddings.T
+        best = sims.argmax(axis=1)
+        for d, item in enumerate(best.tolist()):
+            if sims[d, item] >= self.settings.semantic_threshold:
+                self._add(out, d, item, "semantic", float(sims[d, item]))
+
+
+_EMPTY2 = np.zeros((0, 0), dtype=np.uint64)
+_EMPTY2I = np.zeros((0, 0), dtype=np.int64)
+
+
+def strongest(matches: Sequence[Match]) -> Match | None:
+    """The single match a report shows: the strongest method, then the highest score."""
+    if not matches:
+        return None
+    return min(matches, key=lambda m: (METHODS.index(m.method), -m.score))

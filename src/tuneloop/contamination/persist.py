@@ -1,0 +1,109 @@
+"""Saving and loading the contamination index: one folder per version, a CURRENT pointer.
+
+A version folder is written under a temporary name and renamed into place, and CURRENT is
+replaced atomically after it, so a reader sees either the old index or the new one, never a mix.
+Arrays are stored in ``.npy`` form inside an ``.npz`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneloop.contamination.index import ContaminationIndex, IndexSettings, SortedKeys
+from tuneloop.errors import WorkspaceError
+
+FORMAT = 1
+
+
+def _arrays(index: ContaminationIndex) -> dict[str, np.ndarray[Any, Any]]:
+    arrays: dict[str, np.ndarray[Any, Any]] = {
+        "exact_keys": index.exact.keys,
+        "exact_items": index.exact.items,
+        "set_values": index.set_values,
+        "set_offsets": index.set_offsets,
+        "gram_keys": index.grams.keys,
+        "gram_items": index.grams.items,
+        "gram_counts": index.gram_counts,
+    }
+    for b, band in enumerate(index.bands):
+        arrays[f"band{b}_keys"], arrays[f"band{b}_items"] = band.keys, band.items
+    for n, keys in index.canaries.items():
+        arrays[f"canary{n}_keys"], arrays[f"canary{n}_items"] = keys.keys, keys.items
+    if index.embeddings is not None:
+        arrays["embeddings"] = index.embeddings
+    return arrays
+
+
+def save_index(index: ContaminationIndex, root: Path) -> Path:
+    """Write ``index`` as the current version under ``root``; return its folder."""
+    folder = root / "versions" / index.version[:16]
+    if not folder.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        try:
+            np.savez(tmp / "index.npz", allow_pickle=False, **_arrays(index))
+            meta = {
+                "format": FORMAT,
+                "version": index.version,
+                "items": len(index),
+                "settings": dataclasses.asdict(index.settings),
+                "bands": len(index.bands),
+                "canary_lengths": sorted(index.canaries),
+                "item_ids": index.item_ids,
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    pointer = root / ".CURRENT.tmp"
+    pointer.write_text(index.version, encoding="utf-8")
+    os.replace(pointer, root / "CURRENT")
+    return folder
+
+
+def current_version(root: Path) -> str | None:
+    pointer = root / "CURRENT"
+    return pointer.read_text(encoding="utf-8").strip() if pointer.exists() else None
+
+
+def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
+    """Load the current (or the named) version of the index kept under ``root``."""
+    version = version or current_version(root)
+    if version is None:
+        raise WorkspaceError(
+            f"{root}: no contamination index yet; add eval items with `tuneloop evalset add`"
+        )
+    folder = root / "versions" / version[:16]
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    settings = dict(meta["settings"])
+    settings["canary_patterns"] = tuple(settings["canary_patterns"])
+    with np.load(folder / "index.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return ContaminationIndex(
+        settings=IndexSettings(**settings),
+        version=meta["version"],
+        item_ids=list(meta["item_ids"]),
+        exact=SortedKeys(arrays["exact_keys"], arrays["exact_items"]),
+        bands=[
+            SortedKeys(arrays[f"band{b}_keys"], arrays[f"band{b}_items"])
+            for b in range(meta["bands"])
+        ],
+        set_values=arrays["set_values"],
+        set_offsets=arrays["set_offsets"],
+        grams=SortedKeys(arrays["gram_keys"], arrays["gram_items"]),
+        gram_counts=arrays["gram_counts"],
+        canaries={
+            n: SortedKeys(arrays[f"canary{n}_keys"], arrays[f"canary{n}_items"])
+            for n in meta["canary_lengths"]
+        },
+        embeddings=arrays.get("embeddings"),
+    )

@@ -1,0 +1,81 @@
+"""The curation pipeline: a readable list of blocks, built from the workspace config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneloop.config import CurateConfig
+from tuneloop.contamination.check import Checker
+from tuneloop.curate.base import Block, DropLog
+from tuneloop.curate.clean import CleanBlock
+from tuneloop.curate.decontaminate import ContaminationBlock
+from tuneloop.curate.dedup import ExactDedupBlock, NearDedupBlock
+from tuneloop.curate.feedback import FeedbackBlock
+from tuneloop.curate.format import FormatBlock
+from tuneloop.curate.pii import PIIRedactBlock
+from tuneloop.curate.quality import QualityBlock
+from tuneloop.curate.split import ValidationSplitBlock
+from tuneloop.records import Record
+
+
+def build_pipeline(cfg: CurateConfig, checker: Checker) -> list[Block]:
+    """clean → quality → feedback → PII → exact dedup → near dedup → format → decontaminate → split."""
+    q = cfg.quality
+    return [
+        CleanBlock(),
+        QualityBlock(
+            min_words=q.min_words,
+            max_words=q.max_words,
+            max_dup_line_frac=q.max_dup_line_frac,
+            max_top_ngram_frac=q.max_top_ngram_frac,
+            min_alpha_frac=q.min_alpha_frac,
+        ),
+        FeedbackBlock(min_rating=cfg.min_rating),
+        PIIRedactBlock(mode=cfg.pii_mode, presidio=cfg.presidio),
+        ExactDedupBlock(),
+        NearDedupBlock(threshold=cfg.dedup_threshold, ngram=cfg.dedup_ngram),
+        FormatBlock(system_prompt=cfg.system_prompt),
+        ContaminationBlock(checker),
+        ValidationSplitBlock(fraction=cfg.validation_fraction),
+    ]
+
+
+@dataclass
+class PipelineResult:
+    records: list[Record]
+    log: DropLog
+    blocks: list[dict[str, Any]]
+
+
+def redactor() -> Callable[[Record], Record]:
+    """Redaction for rejected records, whatever block dropped them."""
+    block = PIIRedactBlock(mode="redact")
+
+    def redact(record: Record) -> Record:
+        out = block.process(record)
+        return out if isinstance(out, Record) else record
+
+    return redact
+
+
+def run_pipeline(blocks: Sequence[Block], records: Iterable[Record]) -> PipelineResult:
+    """Run every block in order; report each block's parameters and counts."""
+    log = DropLog(redact=redactor())
+    stream: Iterable[Record] = records
+    for block in blocks:
+        stream = block.run(stream, log)
+    out = list(stream)
+    reports = [
+        {
+            "name": b.name,
+            "params": b.params(),
+            "seen": log.seen[b.name],
+            "kept": log.kept[b.name],
+            "changed": log.changed[b.name],
+            "dropped": log.by_block(b.name),
+        }
+        for b in blocks
+    ]
+    return PipelineResult(out, log, reports)

@@ -1,0 +1,143 @@
+"""Adding evaluation items: check them against the training data, append, update the index.
+
+Contamination runs both ways. A new eval item that already appears in the training store (as
+an exact copy, a near copy, an n-gram overlap or a canary) would measure memorization, not
+skill, so it is refused and reported. Accepted items are appended to the eval store, and the
+contamination index is extended with their hashes and moved to the store's new head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from tuneloop.config import ContaminationConfig
+from tuneloop.contamination.check import Checker, Embedder
+from tuneloop.contamination.index import ContaminationIndex, IndexSettings, build_index
+from tuneloop.contamination.persist import current_version, load_index, save_index
+from tuneloop.contamination.semantic import MiniLMEmbedder
+from tuneloop.evalside.store import EvalStore
+from tuneloop.records import Record
+from tuneloop.workspace import Workspace
+
+CHECK_BATCH = 4096
+
+
+def index_settings(cfg: ContaminationConfig) -> IndexSettings:
+    return IndexSettings(
+        ngram=cfg.ngram,
+        num_perm=cfg.num_perm,
+        threshold=cfg.threshold,
+        overlap_n=cfg.overlap_n,
+        overlap_min_fraction=cfg.overlap_min_fraction,
+        semantic_threshold=cfg.semantic_threshold,
+    )
+
+
+def embedder_for(cfg: ContaminationConfig) -> Embedder | None:
+    return MiniLMEmbedder() if cfg.semantic else None
+
+
+@dataclass
+class AddReport:
+    suite: str
+    accepted: list[str] = field(default_factory=list)
+    refused: list[dict[str, object]] = field(default_factory=list)
+    already_present: list[str] = field(default_factory=list)
+    index_version: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "suite": self.suite,
+            "accepted": len(self.accepted),
+            "refused": self.refused,
+            "already_present": len(self.already_present),
+            "index_version": self.index_version,
+        }
+
+
+def _matches_in_training(
+    items: Sequence[Record], training: Iterable[Record], settings: IndexSettings
+) -> dict[str, dict[str, object]]:
+    """For each new item found in the training data: the strongest match, by training id."""
+    probe = build_index(settings, [r.id for r in items], [r.content_text for r in items], "probe")
+    checker = Checker(probe)
+    found: dict[str, dict[str, object]] = {}
+    batch: list[Record] = []
+
+    def flush() -> None:
+        for rec, matches in zip(
+            batch, checker.check_batch([r.content_text for r in batch]), strict=True
+        ):
+            for m in matches:
+                if m.eval_id not in found:
+                    found[m.eval_id] = {"training_id": rec.id, "method": m.method, "score": m.score}
+        batch.clear()
+
+    for rec in training:
+        batch.append(rec)
+        if len(batch) >= CHECK_BATCH:
+            flush()
+    if batch:
+        flush()
+    return found
+
+
+def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
+    """The current index, rebuilt from the store when missing, stale or built differently."""
+    cfg = ws.config.contamination
+    settings = index_settings(cfg)
+    version = current_version(ws.index_dir)
+    if version is not None:
+        index = load_index(ws.index_dir, version)
+        semantic_ok = (index.embeddings is not None) == cfg.semantic or len(index) == 0
+        if index.settings == settings and index.version == store.head() and semantic_ok:
+            return index
+    return rebuild_index(ws, store, settings, embedder_for(cfg))
+
+
+def rebuild_index(
+    ws: Workspace, store: EvalStore, settings: IndexSettings, embedder: Embedder | None = None
+) -> ContaminationIndex:
+    items = list(store.iter_items())
+    texts = [it.record.content_text for it in items]
+    embeddings = embedder.embed(texts) if embedder is not None and texts else None
+    index = build_index(settings, [it.item_id for it in items], texts, store.head(), (), embeddings)
+    save_index(index, ws.index_dir)
+    return index
+
+
+def add_eval_items(
+    ws: Workspace,
+    items: Sequence[tuple[Record, str | None]],
+    suite: str,
+    training: Iterable[Record],
+) -> AddReport:
+    """Check ``items`` against ``training``, append the clean ones, extend the index."""
+    cfg = ws.config.contamination
+    settings = index_settings(cfg)
+    report = AddReport(suite=suite)
+    with EvalStore(ws.eval_store_path) as store:
+        index = load_or_rebuild(ws, store)
+        present = set(index.item_ids)
+        fresh = [(r, w) for r, w in items if r.id not in present]
+        report.already_present = [r.id for r, _ in items if r.id in present]
+        hits = _matches_in_training([r for r, _ in fresh], training, settings) if fresh else {}
+        accepted = [(r, w) for r, w in fresh if r.id not in hits]
+        report.refused = [{"id": rid, **hit} for rid, hit in hits.items()]
+        if accepted:
+            store.append([(suite, r, w) for r, w in accepted])
+            texts = [r.content_text for r, _ in accepted]
+            embedder = embedder_for(cfg)
+            embeddings = embedder.embed(texts) if embedder is not None else None
+            canaries = [(i, c) for i, (r, _) in enumerate(accepted) for c in _registered(cfg, r)]
+            index.extend([r.id for r, _ in accepted], texts, store.head(), canaries, embeddings)
+            save_index(index, ws.index_dir)
+        report.accepted = [r.id for r, _ in accepted]
+        report.index_version = index.version
+    return report
+
+
+def _registered(cfg: ContaminationConfig, record: Record) -> list[str]:
+    """Configured canary strings that this item carries."""
+    return [c for c in cfg.canaries if c in record.content_text]

@@ -1,0 +1,30 @@
+"""``tuneloop evalset add | verify | list``: the eval side's commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneloop.evalside.intake import AddReport, add_eval_items
+from tuneloop.evalside.store import EvalStore, VerifyResult
+from tuneloop.gateway import time_window
+from tuneloop.records import read_records
+from tuneloop.trainstore import TrainStore
+from tuneloop.workspace import Workspace
+
+
+def add_file(ws: Workspace, path: Path, suite: str) -> AddReport:
+    """Add the items of a JSONL file to ``suite``, refusing those found in training data."""
+    size = ws.config.gateway.window
+    items = [(rec, time_window(rec.created_at, size)) for _, rec in read_records(path)]
+    with TrainStore(ws.train_store_path) as store:
+        return add_eval_items(ws, items, suite, store.iter_records())
+
+
+def verify(ws: Workspace) -> VerifyResult:
+    with EvalStore(ws.eval_store_path) as store:
+        return store.verify()
+
+
+def suites(ws: Workspace) -> dict[str, int]:
+    with EvalStore(ws.eval_store_path) as store:
+        return store.suites()

@@ -1,0 +1,144 @@
+"""``tuneloop ingest``: interactions → gateway → eval bucket or contamination check → store.
+
+Order matters. Eval-bound records are added to the eval store first (after their own check
+against the training data), so the contamination index already knows them when the
+training-bound records of the same file are checked. Nothing is dropped silently: every record
+that does not reach a store is written to a rejects file with its reason (and, for
+contamination, the matched eval id, method and score).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuneloop.contamination.check import Checker, strongest
+from tuneloop.contamination.semantic import MiniLMEmbedder
+from tuneloop.evalside.intake import add_eval_items
+from tuneloop.evalside.intake import load_or_rebuild as load_index_for
+from tuneloop.evalside.store import EvalStore
+from tuneloop.gateway import Side, identity_keys, route
+from tuneloop.jsonl import write_jsonl
+from tuneloop.records import Record, read_records
+from tuneloop.trainstore import TrainStore
+from tuneloop.workspace import Workspace
+
+
+@dataclass
+class IngestReport:
+    file: str
+    batch: str
+    records: int = 0
+    routed: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    stored_train: int = 0
+    stored_eval: int = 0
+    contamination: Counter[str] = field(default_factory=Counter)
+    rejects_file: str | None = None
+    index_version: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "batch": self.batch,
+            "records": self.records,
+            "routed": dict(self.routed),
+            "dropped": dict(self.dropped),
+            "stored": {"train": self.stored_train, "eval": self.stored_eval},
+            "contamination": dict(self.contamination),
+            "rejects_file": self.rejects_file,
+            "index_version": self.index_version,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass
+class _Plan:
+    train: list[Record] = field(default_factory=list)
+    eval: list[tuple[Record, str | None]] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    sides: dict[str, Side] = field(default_factory=dict)
+
+
+def _reject(plan: _Plan, record: Record, stage: str, reason: str, **details: Any) -> None:
+    plan.rejects.append(
+        {"id": record.id, "stage": stage, "reason": reason, **details, "record": record.to_dict()}
+    )
+
+
+def _route_all(ws: Workspace, records: list[Record], store: TrainStore) -> _Plan:
+    cfg = ws.config.gateway
+    known = store.known_sides()
+    existing = store.existing_ids(r.id for r in records)
+    plan, seen = _Plan(), set()
+    for rec in records:
+        if rec.id in existing or rec.id in seen:
+            _reject(plan, rec, "gateway", "duplicate_id")
+            continue
+        seen.add(rec.id)
+        decision = route(rec, cfg, {**known, **plan.sides})
+        if decision.destination == "drop":
+            _reject(plan, rec, "gateway", decision.reason or "dropped")
+            continue
+        side: Side = decision.destination
+        for key in identity_keys(rec):
+            plan.sides.setdefault(key, side)
+        if side == "eval":
+            plan.eval.append((rec, decision.window))
+        else:
+            plan.train.append(rec)
+    return plan
+
+
+def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Record]:
+    with EvalStore(ws.eval_store_path) as estore:
+        index = load_index_for(ws, estore)
+    report.index_version = index.version
+    embedder = MiniLMEmbedder() if ws.config.contamination.semantic else None
+    checker = Checker(index, embedder)
+    clean = []
+    results = checker.check_batch([r.content_text for r in plan.train])
+    for rec, matches in zip(plan.train, results, strict=True):
+        best = strongest(matches)
+        if best is None:
+            clean.append(rec)
+            continue
+        report.contamination[best.method] += 1
+        _reject(plan, rec, "contamination", "contaminated", eval_id=best.eval_id,
+                method=best.method, score=best.score)  # fmt: skip
+    return clean
+
+
+def ingest_file(ws: Workspace, path: Path, max_line_bytes: int | None = None) -> IngestReport:
+    """Route, check and store every record of ``path``; return what happened to each kind."""
+    start = time.perf_counter()
+    batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    kwargs = {"max_line_bytes": max_line_bytes} if max_line_bytes else {}
+    records = [rec for _, rec in read_records(path, **kwargs)]  # validates the whole file first
+    report = IngestReport(file=str(path), batch=batch, records=len(records))
+    with TrainStore(ws.train_store_path) as store:
+        plan = _route_all(ws, records, store)
+        report.routed.update(train=len(plan.train), eval=len(plan.eval))
+        if plan.eval:
+            added = add_eval_items(
+                ws, plan.eval, ws.config.gateway.eval_suite, store.iter_records()
+            )
+            by_id = {r.id: r for r, _ in plan.eval}
+            for hit in added.refused:
+                _reject(plan, by_id[str(hit["id"])], "eval_intake", "matches_training", **{
+                    k: v for k, v in hit.items() if k != "id"})  # fmt: skip
+            report.stored_eval = len(added.accepted)
+        clean = _check_training(ws, plan, report) if plan.train else []
+        if plan.rejects:
+            target = ws.rejects_dir / f"ingest-{batch}.jsonl"
+            write_jsonl(target, plan.rejects)
+            report.rejects_file = str(target)
+        report.stored_train = store.commit(clean, plan.sides, batch)
+    report.dropped.update(f"{r['stage']}:{r['reason']}" for r in plan.rejects)
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report

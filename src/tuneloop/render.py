@@ -1,0 +1,52 @@
+"""Human-readable output for the CLI (``--json`` prints the same data as JSON instead)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def working(message: str, quiet: bool) -> Iterator[None]:
+    """A spinner on stderr while long work runs (only on a terminal, never with --json)."""
+    if quiet or not err.is_terminal:
+        yield
+        return
+    with err.status(message):
+        yield
+
+
+def counts_table(
+    title: str, rows: Mapping[str, Any], key: str = "what", value: str = "count"
+) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column(key)
+    table.add_column(value, justify="right")
+    for k, v in rows.items():
+        table.add_row(str(k), str(v))
+    out.print(table)
+
+
+def blocks_table(blocks: list[dict[str, Any]]) -> None:
+    table = Table(title="curation blocks", title_justify="left")
+    for col in ("block", "in", "kept", "changed", "dropped (reason: count)"):
+        table.add_column(
+            col, justify="left" if col in ("block", "dropped (reason: count)") else "right"
+        )
+    for b in blocks:
+        dropped = ", ".join(f"{k}: {v}" for k, v in sorted(b["dropped"].items())) or "-"
+        table.add_row(b["name"], str(b["seen"]), str(b["kept"]), str(b["changed"]), dropped)
+    out.print(table)

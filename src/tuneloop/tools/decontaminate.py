@@ -1,0 +1,124 @@
+"""``tuneloop decontaminate``: drop the records of a JSONL file that overlap an eval file."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuneloop.contamination.check import Checker, Embedder, strongest
+from tuneloop.contamination.index import IndexSettings, build_index
+from tuneloop.errors import InputError
+from tuneloop.jsonl import (
+    DEFAULT_MAX_LINE_BYTES,
+    atomic_writer,
+    check_readable,
+    dumps,
+    iter_line_blocks,
+    parse_block,
+)
+from tuneloop.records import text_of
+
+BLOCK = 8192
+
+
+@dataclass
+class DecontaminateSummary:
+    records_in: int = 0
+    records_out: int = 0
+    flagged: int = 0
+    by_method: dict[str, int] = field(default_factory=dict)
+    eval_items: int = 0
+    threshold: float = 0.8
+    ngram: int = 5
+    semantic: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _texts(
+    path: Path, numbers: list[int], objs: list[dict[str, Any]], text_field: str | None
+) -> list[str]:
+    out = []
+    for n, obj in zip(numbers, objs, strict=True):
+        text = text_of(obj, text_field)
+        if text is None:
+            problem = f"no string field '{text_field}'" if text_field else "no text found"
+            raise InputError(path, n, problem, "check --text-field, or give messages/prompt/text")
+        out.append(text)
+    return out
+
+
+def _ids(numbers: list[int], objs: list[dict[str, Any]]) -> list[Any]:
+    return [
+        o["id"] if o.get("id") is not None else n - 1 for n, o in zip(numbers, objs, strict=True)
+    ]
+
+
+def load_eval(
+    path: Path, settings: IndexSettings, text_field: str | None, embedder: Embedder | None
+) -> tuple[Checker, dict[str, Any]]:
+    """Index an eval JSONL file in memory (ids: the ``id`` field, else the line number)."""
+    check_readable(path)
+    ids: list[str] = []
+    originals: dict[str, Any] = {}
+    texts: list[str] = []
+    for numbers, lines in iter_line_blocks(path, BLOCK):
+        objs = parse_block(path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
+        texts.extend(_texts(path, numbers, objs, text_field))
+        for i in _ids(numbers, objs):
+            ids.append(str(i))
+            originals[str(i)] = i
+    if not ids:
+        raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
+    embeddings = embedder.embed(texts) if embedder is not None else None
+    index = build_index(settings, ids, texts, path.name, (), embeddings)
+    return Checker(index, embedder), originals
+
+
+def decontaminate_file(
+    in_path: Path,
+    against: Path,
+    out_path: Path,
+    report_path: Path,
+    threshold: float = 0.8,
+    ngram: int = 5,
+    text_field: str | None = None,
+    embedder: Embedder | None = None,
+) -> DecontaminateSummary:
+    """Write the clean records to ``out_path`` and one report line per flagged record."""
+    start = time.perf_counter()
+    check_readable(in_path)
+    settings = IndexSettings(ngram=ngram, threshold=threshold)
+    checker, original_ids = load_eval(against, settings, text_field, embedder)
+    summary = DecontaminateSummary(
+        eval_items=len(checker.index), threshold=threshold, ngram=ngram, semantic=bool(embedder)
+    )
+    methods: Counter[str] = Counter()
+    with atomic_writer(out_path) as out, atomic_writer(report_path) as report:
+        for numbers, lines in iter_line_blocks(in_path, BLOCK):
+            objs = parse_block(in_path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
+            results = checker.check_batch(_texts(in_path, numbers, objs, text_field))
+            for rid, raw, matches in zip(_ids(numbers, objs), lines, results, strict=True):
+                best = strongest(matches)
+                if best is None:
+                    out.write(raw + b"\n")
+                    continue
+                methods[best.method] += 1
+                eval_id = original_ids.get(best.eval_id, best.eval_id)
+                row = {"id": rid, "eval_id": eval_id, "method": best.method}
+                report.write(dumps({**row, "score": best.score}))
+            summary.records_in += len(lines)
+        if summary.records_in == 0:
+            raise InputError(
+                in_path, None, "no records (only blank lines)", "pass a non-empty file"
+            )
+    summary.flagged = sum(methods.values())
+    summary.records_out = summary.records_in - summary.flagged
+    summary.by_method = dict(methods)
+    summary.seconds = round(time.perf_counter() - start, 3)
+    return summary

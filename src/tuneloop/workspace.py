@@ -1,0 +1,96 @@
+"""Where things live. The training side and the eval side are separate folders.
+
+    <root>/tuneloop.toml
+    <root>/train/   store.sqlite (raw training intake, routing table), datasets/, rejects/
+    <root>/eval/    evalstore.sqlite — read only by the evaluator (tuneloop.evalside)
+    <root>/index/   the contamination index: one-way hashes the training side may read
+
+In production the two sides are separate database roles and buckets; here they are folders,
+and no training-side module imports the eval side (a test checks the import graph).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from tuneloop.config import DEFAULT_TOML, TuneloopConfig, load_config
+from tuneloop.errors import WorkspaceError
+
+CONFIG_NAME = "tuneloop.toml"
+ENV_VAR = "TUNELOOP_WORKSPACE"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @cached_property
+    def config(self) -> TuneloopConfig:
+        return load_config(self.config_path)
+
+    @property
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.root / "eval"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def train_store_path(self) -> Path:
+        return self.train_dir / "store.sqlite"
+
+    @property
+    def eval_store_path(self) -> Path:
+        return self.eval_dir / "evalstore.sqlite"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.train_dir / "datasets"
+
+    @property
+    def rejects_dir(self) -> Path:
+        return self.train_dir / "rejects"
+
+
+def init_workspace(root: Path, name: str | None = None) -> Workspace:
+    """Create the layout and a default ``tuneloop.toml`` (an existing one is kept)."""
+    ws = Workspace(root.resolve())
+    for folder in (ws.train_dir, ws.eval_dir, ws.index_dir, ws.datasets_dir, ws.rejects_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    if not ws.config_path.exists():
+        ws.config_path.write_text(DEFAULT_TOML.format(name=name or ws.root.name), encoding="utf-8")
+    ws.config  # noqa: B018 - validate now, so a bad existing file is reported at init
+    return ws
+
+
+def find_workspace(explicit: Path | None = None, start: Path | None = None) -> Workspace:
+    """--workspace, else $TUNELOOP_WORKSPACE, else the nearest tuneloop.toml upward."""
+    if explicit is None and os.environ.get(ENV_VAR):
+        explicit = Path(os.environ[ENV_VAR])
+    if explicit is not None:
+        if not (explicit / CONFIG_NAME).is_file():
+            raise WorkspaceError(
+                f"{explicit}: not a tuneloop workspace (no {CONFIG_NAME}); "
+                f"run `tuneloop init {explicit}`"
+            )
+        return Workspace(explicit.resolve())
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return Workspace(folder)
+    raise WorkspaceError(
+        f"no tuneloop workspace found (no {CONFIG_NAME} in {here} or above); "
+        "run `tuneloop init DIR` or pass --workspace DIR"
+    )
