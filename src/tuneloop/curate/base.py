@@ -37,17 +37,13 @@ class DropLog:
     seen: Counter[str] = field(default_factory=Counter)
     kept: Counter[str] = field(default_factory=Counter)
     changed: Counter[str] = field(default_factory=Counter)
+    redact: Callable[[Record], Record] | None = None
 
     def drop(self, record: Record, block: str, reason: str, **details: Any) -> None:
         self.counts[f"{block}:{reason}"] += 1
+        kept = self.redact(record) if self.redact is not None else record
         self.rows.append(
-            {
-                "id": record.id,
-                "block": block,
-                "reason": reason,
-                **details,
-                "record": record.to_dict(),
-            }
+            {"id": record.id, "block": block, "reason": reason, **details, "record": kept.to_dict()}
         )
 
     def by_block(self, block: str) -> dict[str, int]:

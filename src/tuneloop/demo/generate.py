@@ -322,6 +322,9 @@ def _mash(rng: random.Random, length: int) -> str:
 # --------------------------------------------------------------------------- records
 
 
+_Grams = set[tuple[str, ...]]
+
+
 @dataclass(slots=True)
 class _Draft:
     """A record before ids are assigned (ids follow time order, which is known only at the end)."""
@@ -340,6 +343,11 @@ class _Draft:
     target: int | str | None = None  # the original's ref, or an eval id
     pii_value: str | None = None
 
+    @property
+    def key(self) -> tuple[str, int]:
+        """The template a record was written from: where its look-alikes would come from."""
+        return (self.intent.name, self.problem)
+
 
 class _Guard:
     """Keeps unplanned similarity low: clean content too close to an earlier record is redrawn.
@@ -348,41 +356,27 @@ class _Guard:
     contamination check would then rightly flag a pair that the truth does not list. Against
     every earlier record (eval items included), the first user messages, which prompt-level eval
     checks compare, may share at most ``limit`` of the smaller one's 5-grams, so a short message
-    is never contained in a longer one; where they come close, the whole texts' 5-gram Jaccard
-    must stay at most ``limit`` too. Candidates come from an index of the user messages'
-    5-grams; a 5-gram shared by very many records (boilerplate) stops being indexed and counts
-    as shared with everyone, which keeps the check linear without missing a look-alike.
+    is never contained in a longer one, and the whole texts' 5-gram Jaccard may be at most
+    ``limit``. Look-alikes are written from the same problem template, so a record is compared
+    only with the earlier records of its (intent, problem) bucket: exact, and linear in practice.
     """
 
-    def __init__(self, limit: float, df_cap: int = 100) -> None:
+    def __init__(self, limit: float) -> None:
         self.limit = limit
-        self.df_cap = df_cap
-        self._views: list[tuple[set[tuple[str, ...]], set[tuple[str, ...]]]] = []
-        self._index: dict[tuple[str, ...], list[int]] = {}
+        self._buckets: dict[tuple[str, int], list[tuple[_Grams, _Grams]]] = {}
 
-    def too_close(self, body: dict[str, Any]) -> bool:
+    def too_close(self, key: tuple[str, int], body: dict[str, Any]) -> bool:
         full, user = shingles(_text(body)), shingles(_first_user(body))
-        capped = sum(len(self._index.get(g, ())) >= self.df_cap for g in user)
-        hits = Counter(i for g in user for i in self._index.get(g, ()))
-        for i, shared in hits.items():
-            other_full, other_user = self._views[i]
-            smaller = min(len(user), len(other_user))
-            if shared + capped <= self.limit * smaller:
-                continue  # cannot reach the limit even if every capped 5-gram is shared
-            if len(user & other_user) > self.limit * smaller:
+        for other_full, other_user in self._buckets.get(key, ()):
+            if len(user & other_user) > self.limit * min(len(user), len(other_user)):
                 return True
             if len(full & other_full) > self.limit * len(full | other_full):
                 return True
         return False
 
-    def add(self, body: dict[str, Any]) -> None:
-        full, user = shingles(_text(body)), shingles(_first_user(body))
-        i = len(self._views)
-        self._views.append((full, user))
-        for g in user:
-            postings = self._index.setdefault(g, [])
-            if len(postings) < self.df_cap:
-                postings.append(i)
+    def add(self, key: tuple[str, int], body: dict[str, Any]) -> None:
+        views = (shingles(_text(body)), shingles(_first_user(body)))
+        self._buckets.setdefault(key, []).append(views)
 
 
 class _Generator:
@@ -525,11 +519,11 @@ class _Generator:
             self._threads[user] = (conversation, when, source)
         for _ in range(_GUARD_TRIES):
             draft = self.content(intent, source, when, extra, pii_kind, single_turn, is_eval)
-            if not self.guard.too_close(draft.body):
+            if not self.guard.too_close(draft.key, draft.body):
                 break
         if suffix:
             draft.body = _with_first_user(draft.body, _first_user(draft.body) + suffix)
-        self.guard.add(draft.body)
+        self.guard.add(draft.key, draft.body)
         draft.user_id, draft.conversation_id = user, conversation
         draft.feedback = {} if is_eval else self.clean_feedback()
         return draft
@@ -587,7 +581,7 @@ class _Generator:
 
     def copy_of(self, orig: _Draft, body: dict[str, Any], label: str, target: int | str) -> _Draft:
         """A record with ``body``: same user and channel as ``orig``, new conversation, later."""
-        self.guard.add(body)
+        self.guard.add(orig.key, body)
         return _Draft(
             ref=next(self._refs),
             when=self.later(orig.when),
@@ -597,6 +591,7 @@ class _Generator:
             body=body,
             intent=orig.intent,
             slots=orig.slots,
+            problem=orig.problem,
             feedback=self.clean_feedback(),
             label=label,
             target=target,
@@ -620,9 +615,9 @@ class _Generator:
     def leak(self, item: _Draft, body: dict[str, Any], label: str, eval_id: str) -> _Draft:
         """An interaction from a training user that carries an eval item's content."""
         draft = self.fresh()
-        self.guard.add(body)
+        self.guard.add(item.key, body)
         draft.body, draft.label, draft.target = body, label, eval_id
-        draft.intent, draft.slots = item.intent, item.slots
+        draft.intent, draft.slots, draft.problem = item.intent, item.slots, item.problem
         return draft
 
     def paraphrase_body(self, item: _Draft) -> dict[str, Any] | None:
