@@ -136,7 +136,9 @@ def build(out: Path, n_docs: int = 100_000, planted: int = 10_000, seed: int = 0
         copy = _edit(base[orig], rng.randint(1, 8), words, rng)
         position = orig + 0.5 + rng.random() * (len(base) - orig)  # always after its original
         keyed.append((position, {"id": f"p{i}", "text": copy}))
-        truth.append({"copy": f"p{i}", "orig": f"d{orig}", "jaccard": true_jaccard(base[orig], copy)})
+        truth.append(
+            {"copy": f"p{i}", "orig": f"d{orig}", "jaccard": true_jaccard(base[orig], copy)}
+        )
     keyed.sort(key=lambda kv: kv[0])
     with atomic_writer(out) as fh:
         for _, doc in keyed:

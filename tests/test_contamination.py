@@ -33,9 +33,19 @@ def changed(text: str, k: int) -> str:
 
 
 CASES = [
-    ("exact copy, other case and punctuation", EVAL["e3"].upper().replace(" ", ", "), "e3", "exact"),
+    (
+        "exact copy, other case and punctuation",
+        EVAL["e3"].upper().replace(" ", ", "),
+        "e3",
+        "exact",
+    ),
     ("two words changed", changed(EVAL["e4"], 2), "e4", "minhash"),
-    ("pasted inside a long text", sentence(300) + " " + EVAL["e5"] + " " + sentence(300), "e5", "ngram"),
+    (
+        "pasted inside a long text",
+        sentence(300) + " " + EVAL["e5"] + " " + sentence(300),
+        "e5",
+        "ngram",
+    ),
     ("carries the canary", "note: tuneloop-canary-0A1B2C3D4E leaked", "e-canary", "canary"),
     ("unrelated", sentence(80), None, None),
     ("shares a 13-gram only", " ".join(EVAL["e6"].split()[:13]) + " " + sentence(80), None, None),
@@ -48,7 +58,9 @@ def checker() -> Checker:
 
 
 @pytest.mark.parametrize(("name", "text", "eval_id", "method"), CASES, ids=[c[0] for c in CASES])
-def test_each_method(checker: Checker, name: str, text: str, eval_id: str | None, method: str | None) -> None:
+def test_each_method(
+    checker: Checker, name: str, text: str, eval_id: str | None, method: str | None
+) -> None:
     best = strongest(checker.check(text))
     if eval_id is None:
         assert best is None

@@ -15,17 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tuneloop.demo import generate as gen
 from tuneloop.demo import templates
-from tuneloop.demo.generate import (
-    LOW_QUALITY_KINDS,
-    PII_KINDS,
-    GeneratedData,
-    _slots,
-    generate,
-    main,
-    plan_counts,
-    write,
-)
+from tuneloop.demo.generate import GeneratedData, generate
 from tuneloop.records import record_from_obj, text_of
 from tuneloop.textnorm import normalize, words
 
@@ -43,8 +35,7 @@ def grams(text: str) -> set[tuple[str, ...]]:
 
 
 def j5(a: str, b: str) -> float:
-    ga, gb = grams(a), grams(b)
-    return len(ga & gb) / len(ga | gb)
+    return len(grams(a) & grams(b)) / len(grams(a) | grams(b))
 
 
 def luhn(digits: str) -> bool:
@@ -64,7 +55,7 @@ def texts(data: GeneratedData) -> dict[str, str]:
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path, data: GeneratedData) -> None:
     again = generate(7, 60, N, START, 14)
     assert again == data
-    a, b = write(data, tmp_path / "a"), write(again, tmp_path / "b")
+    a, b = gen.write(data, tmp_path / "a"), gen.write(again, tmp_path / "b")
     assert all(a[k].read_bytes() == b[k].read_bytes() for k in a)
     assert generate(8, 60, N, START, 14).interactions != data.interactions
 
@@ -72,11 +63,11 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path, data: Generated
 def test_counts_shapes_and_times(data: GeneratedData) -> None:
     assert len(data.interactions) == N and 0.08 * N <= len(data.eval_items) <= 0.15 * N
     kinds = Counter(label.split(":")[0] for label in data.truth.values())
-    assert kinds == Counter(plan_counts(N))
-    labels = set(data.truth.values())
-    assert {f"pii:{k}" for k in PII_KINDS} | {
-        f"low_quality:{k}" for k in LOW_QUALITY_KINDS
-    } <= labels
+    assert kinds == Counter(gen.plan_counts(N))
+    wanted = [f"pii:{k}" for k in gen.PII_KINDS] + [
+        f"low_quality:{k}" for k in gen.LOW_QUALITY_KINDS
+    ]
+    assert set(wanted) <= set(data.truth.values())
     rows = [*data.interactions, *data.eval_items, *data.documents]
     assert len({r["id"] for r in rows}) == len(rows)
     for row in rows:
@@ -128,16 +119,13 @@ def test_planted_pii_is_valid_and_only_where_labelled(data: GeneratedData) -> No
 
 
 def test_eval_set_is_held_out_and_truth_resolves(data: GeneratedData) -> None:
-    ids = {r["id"] for r in data.interactions}
-    eval_ids = {r["id"] for r in data.eval_items}
+    ids, eval_ids = {r["id"] for r in data.interactions}, {r["id"] for r in data.eval_items}
     assert all(i.startswith("eval-") for i in eval_ids)
     for key in ("user_id", "conversation_id"):
         assert not {r[key] for r in data.eval_items} & {r[key] for r in data.interactions}
     assert set(data.truth) <= ids
-    for label in data.truth.values():
-        target = label.partition(":")[2]
-        if target.startswith(("i-", "eval-")):
-            assert target in ids | eval_ids
+    targets = {label.partition(":")[2] for label in data.truth.values()}
+    assert {t for t in targets if t.startswith(("i-", "eval-"))} <= ids | eval_ids
     assert re.fullmatch(r"TUNELOOP-CANARY-[0-9a-f]{32}", data.canary)
     holders = [i for i, t in texts(data).items() if data.canary in t]
     canary_id = next(i for i, lab in data.truth.items() if lab.startswith("canary:"))
@@ -156,15 +144,16 @@ def test_feedback_and_size_phenomena(data: GeneratedData) -> None:
 
 
 def test_every_template_renders() -> None:
-    slots = _slots(random.Random(0), START)
+    slots = gen._slots(random.Random(0), START)
+    shared = [*templates.GENERIC_ASKS, *templates.GENERIC_DETAILS, *templates.REPLY_CLOSINGS]
     for intent in templates.INTENTS:
         strings = [*intent.asks, *intent.details, *intent.replies, *intent.paraphrase_replies]
         strings += [s for pair in (*intent.problems, *intent.followups) for s in pair]
-        assert all("{" not in s.format_map(slots) for s in strings), intent.name
+        assert all("{" not in s.format_map(slots) for s in strings + shared), intent.name
 
 
 def test_cli_writes_the_four_files(tmp_path: Path) -> None:
-    assert main([str(tmp_path), "--seed", "3", "--records", "100"]) == 0
+    assert gen.main([str(tmp_path), "--seed", "3", "--records", "100"]) == 0
     names = {"interactions.jsonl", "eval.jsonl", "documents.jsonl", "truth.json"}
     assert {p.name for p in tmp_path.iterdir()} == names
     truth = orjson.loads((tmp_path / "truth.json").read_bytes())

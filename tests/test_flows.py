@@ -28,11 +28,16 @@ def write(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-def chat(rid: str, user: str, question: str, answer: str = "Happy to help with that today.") -> dict[str, Any]:
+def chat(
+    rid: str, user: str, question: str, answer: str = "Happy to help with that today."
+) -> dict[str, Any]:
     return {
         "id": rid,
         "user_id": user,
-        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+        "messages": [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer},
+        ],
     }
 
 
@@ -74,13 +79,18 @@ def test_eval_items_found_in_training_are_refused(workspace: Workspace, tmp_path
     ingest_file(workspace, write(tmp_path / "in.jsonl", [{"id": "t1", "text": text}]))
     items = [{"id": "e1", "text": text.upper()}, {"id": "e2", "text": sentence()}]
     report = add_file(workspace, write(tmp_path / "e.jsonl", items), "s")
-    assert [(r["id"], r["training_id"], r["method"]) for r in report.refused] == [("e1", "t1", "exact")]
+    assert [(r["id"], r["training_id"], r["method"]) for r in report.refused] == [
+        ("e1", "t1", "exact")
+    ]
     assert report.accepted == ["e2"]
 
 
 def test_routed_eval_items_reach_the_eval_store(workspace: Workspace, tmp_path: Path) -> None:
     ws = with_fraction(workspace, 0.5)
-    rows = [chat(f"t{i}", f"u{i}", sentence()) | {"created_at": "2026-11-20T10:00:00Z"} for i in range(40)]
+    rows = [
+        chat(f"t{i}", f"u{i}", sentence()) | {"created_at": "2026-11-20T10:00:00Z"}
+        for i in range(40)
+    ]
     report = ingest_file(ws, write(tmp_path / "in.jsonl", rows))
     assert 5 < report.stored_eval < 35
     with EvalStore(ws.eval_store_path) as store:
@@ -93,7 +103,10 @@ def test_routed_eval_items_reach_the_eval_store(workspace: Workspace, tmp_path: 
 
 def test_curate_certifies_against_the_current_index(workspace: Workspace, tmp_path: Path) -> None:
     workspace = with_fraction(workspace, 0.0)
-    rows = [chat(f"t{i}", f"u{i}", f"My email is person{i}@example.com. " + sentence()) for i in range(30)]
+    rows = [
+        chat(f"t{i}", f"u{i}", f"My email is person{i}@example.com. " + sentence())
+        for i in range(30)
+    ]
     ingest_file(workspace, write(tmp_path / "in.jsonl", rows))
     first = curate(workspace)
     add_file(workspace, write(tmp_path / "e.jsonl", [{"id": "late", "text": sentence()}]), "s")

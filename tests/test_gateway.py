@@ -13,7 +13,9 @@ from tuneloop.records import Record
 CFG = GatewayConfig()
 
 
-def rec(rid: str, user: str | None = None, conv: str | None = None, text: str = "hello there") -> Record:
+def rec(
+    rid: str, user: str | None = None, conv: str | None = None, text: str = "hello there"
+) -> Record:
     return Record(id=rid, shape="text", text=text, user_id=user, conversation_id=conv)
 
 

@@ -46,9 +46,7 @@ def test_exact_jaccard_matches_reference(a: str, b: str, n: int) -> None:
     assert kernels.jaccard(sets.of(0), sets.of(1)) == pytest.approx(ref_jaccard(a, b, n))
 
 
-@pytest.mark.parametrize(
-    ("num_perm", "threshold"), [(128, 0.8), (128, 0.5), (256, 0.9), (64, 0.7)]
-)
+@pytest.mark.parametrize(("num_perm", "threshold"), [(128, 0.8), (128, 0.5), (256, 0.9), (64, 0.7)])
 def test_banding_meets_recall_and_fits(num_perm: int, threshold: float) -> None:
     banding = choose_banding(num_perm, threshold)
     assert banding.bands * banding.rows <= num_perm
@@ -100,7 +98,10 @@ def test_kept_records_have_no_kept_near_duplicate_before_them(seed: int) -> None
     dup_of, _ = _dedup(docs)
     kept = [k for k, d in enumerate(dup_of) if d < 0]
     misses = [
-        (i, j) for a, i in enumerate(kept) for j in kept[a + 1 :] if ref_jaccard(docs[i], docs[j]) >= 0.8
+        (i, j)
+        for a, i in enumerate(kept)
+        for j in kept[a + 1 :]
+        if ref_jaccard(docs[i], docs[j]) >= 0.8
     ]
     # LSH may miss a pair with probability ≤ 3% at J = 0.8, far less above it.
     assert len(misses) <= 1

@@ -206,8 +206,11 @@ def dedup(
     if json:
         render.emit_json(summary.to_dict())
     else:
-        render.out.print(f"{summary.records_in} records in, {summary.records_out} kept, "
-                         f"{summary.duplicates} near-duplicates removed in {summary.seconds:.2f} s")  # fmt: skip
+        s = summary
+        render.out.print(
+            f"{s.records_in} records in, {s.records_out} kept, "
+            f"{s.duplicates} near-duplicates removed in {s.seconds:.2f} s"
+        )
 
 
 @app.command()
@@ -237,8 +240,11 @@ def decontaminate(
         render.emit_json(summary.to_dict())
     else:
         methods = ", ".join(f"{k}: {v}" for k, v in summary.by_method.items()) or "none"
-        render.out.print(f"{summary.records_in} records in, {summary.records_out} clean, "
-                         f"{summary.flagged} flagged ({methods}) in {summary.seconds:.2f} s")  # fmt: skip
+        s = summary
+        render.out.print(
+            f"{s.records_in} records in, {s.records_out} clean, "
+            f"{s.flagged} flagged ({methods}) in {s.seconds:.2f} s"
+        )
 
 
 @app.command()

@@ -25,7 +25,7 @@ class GatewayConfig(_Section):
 
     eval_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of groups held out")
     salt: str = Field("tuneloop", min_length=1, description="seed of the routing hash")
-    max_chars: int = Field(32_000, gt=0, description="longer records are dropped")
+    max_chars: int = Field(16_000, gt=0, description="longer records are dropped")
     eval_suite: str = Field("live", min_length=1, description="suite for routed eval items")
     window: Literal["day", "week", "month"] = "week"
 
@@ -78,7 +78,7 @@ name = "{name}"
 [gateway]
 eval_fraction = 0.1      # share of user/conversation groups routed to the eval bucket
 salt = "tuneloop"        # seed of the routing hash: changing it re-draws the split
-max_chars = 32000        # longer records are dropped at ingest (reason: over_long)
+max_chars = 16000        # longer records (≈ 4k tokens) are dropped at ingest: over_long
 eval_suite = "live"      # eval suite that routed interactions join
 window = "week"          # time window recorded on eval items: day | week | month
 

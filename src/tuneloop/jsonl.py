@@ -1,9 +1,9 @@
 """Reading JSONL with line-numbered errors, and writing files atomically.
 
 Readers stream: memory does not grow with the file. Every problem becomes an
-:class:`~tuneloop.errors.InputError` naming the file, the 1-based line and the fix. Writers write to a
-temporary file beside the target and rename it into place only when everything succeeded, so a
-failed run never leaves a half-written output.
+:class:`~tuneloop.errors.InputError` naming the file, the 1-based line and the fix. Writers
+write to a temporary file beside the target and rename it into place only when everything
+succeeded, so a failed run never leaves a half-written output.
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ def iter_lines(path: Path, block_size: int = 1 << 22) -> Iterator[tuple[int, byt
             for raw in lines:
                 line_no += 1
                 if raw and not raw.isspace():
-                    yield line_no, raw.strip() if raw[-1:] == b"\r" else raw
+                    yield line_no, raw[:-1] if raw[-1:] == b"\r" else raw
     if rest and not rest.isspace():
-        yield line_no + 1, rest.strip()
+        yield line_no + 1, rest[:-1] if rest[-1:] == b"\r" else rest
 
 
 def iter_line_blocks(path: Path, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
@@ -138,7 +138,7 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())
+    Path(tmp).chmod(0o666 & ~_umask())
     try:
         with os.fdopen(fd, mode) as fh:
             yield fh

@@ -11,8 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+# No emoji codes (":train:" is a split name here, not a picture); wide tables when piped.
+out = Console(emoji=False, width=None if Console().is_terminal else 130)
+err = Console(stderr=True, emoji=False)
 
 
 def emit_json(data: Any) -> None:

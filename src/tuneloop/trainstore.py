@@ -64,7 +64,7 @@ class TrainStore:
 
     def known_sides(self) -> dict[str, Side]:
         rows = self._db.execute("SELECT key, side FROM routes").fetchall()
-        return {k: s for k, s in rows}
+        return dict(rows)
 
     def existing_ids(self, ids: Iterable[str]) -> set[str]:
         found: set[str] = set()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -66,7 +65,7 @@ def save_index(index: ContaminationIndex, root: Path) -> Path:
             raise
     pointer = root / ".CURRENT.tmp"
     pointer.write_text(index.version, encoding="utf-8")
-    os.replace(pointer, root / "CURRENT")
+    pointer.replace(root / "CURRENT")
     return folder
 
 

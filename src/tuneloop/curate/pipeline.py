@@ -21,7 +21,8 @@ from tuneloop.records import Record
 
 
 def build_pipeline(cfg: CurateConfig, checker: Checker) -> list[Block]:
-    """clean → quality → feedback → PII → exact dedup → near dedup → format → decontaminate → split."""
+    """clean → quality → feedback → PII → exact dedup → near dedup → format → decontaminate
+    → validation split: the order every dataset version is built in."""
     q = cfg.quality
     return [
         CleanBlock(),

@@ -322,9 +322,6 @@ def _mash(rng: random.Random, length: int) -> str:
 # --------------------------------------------------------------------------- records
 
 
-_Grams = set[tuple[str, ...]]
-
-
 @dataclass(slots=True)
 class _Draft:
     """A record before ids are assigned (ids follow time order, which is known only at the end)."""
@@ -363,20 +360,27 @@ class _Guard:
 
     def __init__(self, limit: float) -> None:
         self.limit = limit
-        self._buckets: dict[tuple[str, int], list[tuple[_Grams, _Grams]]] = {}
+        self._buckets: dict[tuple[str, int], list[tuple[set[int], set[int]]]] = {}
+        self._gram_ids: dict[tuple[str, ...], int] = {}  # small ints intersect much faster
+
+    def _views(self, body: dict[str, Any]) -> tuple[set[int], set[int]]:
+        ids = self._gram_ids
+        full = {ids.setdefault(g, len(ids)) for g in shingles(_text(body))}
+        user = {ids.setdefault(g, len(ids)) for g in shingles(_first_user(body))}
+        return full, user
 
     def too_close(self, key: tuple[str, int], body: dict[str, Any]) -> bool:
-        full, user = shingles(_text(body)), shingles(_first_user(body))
+        full, user = self._views(body)
         for other_full, other_user in self._buckets.get(key, ()):
             if len(user & other_user) > self.limit * min(len(user), len(other_user)):
                 return True
-            if len(full & other_full) > self.limit * len(full | other_full):
+            shared = len(full & other_full)
+            if shared > self.limit * (len(full) + len(other_full) - shared):
                 return True
         return False
 
     def add(self, key: tuple[str, int], body: dict[str, Any]) -> None:
-        views = (shingles(_text(body)), shingles(_first_user(body)))
-        self._buckets.setdefault(key, []).append(views)
+        self._buckets.setdefault(key, []).append(self._views(body))
 
 
 class _Generator:
@@ -517,6 +521,8 @@ class _Generator:
         conversation = conversation or self.new_id("c-", 10)
         if not is_eval:
             self._threads[user] = (conversation, when, source)
+        # The intent is drawn once, so redraws do not skew the mix towards wordier intents.
+        intent = intent or rng.choices(tpl.INTENTS, weights=_INTENT_WEIGHTS)[0]
         for _ in range(_GUARD_TRIES):
             draft = self.content(intent, source, when, extra, pii_kind, single_turn, is_eval)
             if not self.guard.too_close(draft.key, draft.body):
@@ -530,7 +536,7 @@ class _Generator:
 
     def content(
         self,
-        intent: tpl.Intent | None,
+        intent: tpl.Intent,
         source: str,
         when: datetime,
         extra: str,
@@ -540,7 +546,6 @@ class _Generator:
     ) -> _Draft:
         """One draw of a request and its answer, in the shape its channel logs."""
         rng = self.rng
-        intent = intent or rng.choices(tpl.INTENTS, weights=_INTENT_WEIGHTS)[0]
         slots = _slots(rng, when)
         problem = rng.randrange(len(intent.problems))
         pii_value = None

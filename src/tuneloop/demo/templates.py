@@ -2,10 +2,11 @@
 
 Kept apart from :mod:`tuneloop.demo.generate` so the generator reads as logic and this file as
 data. Templates are ``str.format`` strings over the slot names that ``generate._slots`` fills.
-Two rules keep the synthetic traffic honest for dedup and contamination checks:
+Two choices keep the synthetic traffic usable for dedup and contamination checks:
 
-- every template has a slot at least every dozen words (small ones such as ``{card}``, ``{when}``
-  or ``{asap}`` count), so two unrelated records do not share long word runs by construction;
+- customer sentences carry many slots, small ones such as ``{card}``, ``{when}`` or ``{asap}``
+  included, and messages are assembled from several pools, so unrelated records rarely look
+  alike (the generator still redraws the few that do; the bank's canned replies do repeat);
 - each problem carries its own paraphrase, written with different words but the same slots, so a
   paraphrased eval leak keeps the meaning while sharing almost no 5-grams with the original.
 

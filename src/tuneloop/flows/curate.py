@@ -36,10 +36,11 @@ class CurateReport:
 def curate(ws: Workspace) -> CurateReport:
     """Build a dataset version from everything in the training store."""
     start = time.perf_counter()
+    cfg = ws.config  # a bad tuneloop.toml is reported before any store is opened
     with EvalStore(ws.eval_store_path) as estore:
         index = load_or_rebuild(ws, estore)
-    embedder = MiniLMEmbedder() if ws.config.contamination.semantic else None
-    blocks = build_pipeline(ws.config.curate, Checker(index, embedder))
+    embedder = MiniLMEmbedder() if cfg.contamination.semantic else None
+    blocks = build_pipeline(cfg.curate, Checker(index, embedder))
     with TrainStore(ws.train_store_path) as store:
         records = list(store.iter_records())
     result = run_pipeline(blocks, records)

@@ -18,11 +18,12 @@ from typing import Any
 
 from tuneloop.contamination.check import Checker, strongest
 from tuneloop.contamination.semantic import MiniLMEmbedder
+from tuneloop.errors import InputError
 from tuneloop.evalside.intake import add_eval_items
 from tuneloop.evalside.intake import load_or_rebuild as load_index_for
 from tuneloop.evalside.store import EvalStore
 from tuneloop.gateway import Side, identity_keys, route
-from tuneloop.jsonl import write_jsonl
+from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, write_jsonl
 from tuneloop.records import Record, read_records
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
@@ -118,8 +119,11 @@ def ingest_file(ws: Workspace, path: Path, max_line_bytes: int | None = None) ->
     """Route, check and store every record of ``path``; return what happened to each kind."""
     start = time.perf_counter()
     batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    kwargs = {"max_line_bytes": max_line_bytes} if max_line_bytes else {}
-    records = [rec for _, rec in read_records(path, **kwargs)]  # validates the whole file first
+    limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES
+    records = [rec for _, rec in read_records(path, max_line_bytes=limit)]  # all validated first
+    if not records:
+        raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
+    ws.config  # noqa: B018 - a bad tuneloop.toml is reported before any store is opened
     report = IngestReport(file=str(path), batch=batch, records=len(records))
     with TrainStore(ws.train_store_path) as store:
         plan = _route_all(ws, records, store)

@@ -250,7 +250,7 @@ def jaccard(x: np.ndarray, y: np.ndarray) -> float:
     if x.shape[0] == 0 and y.shape[0] == 0:
         return 1.0
     inter = intersection_size(x, y)
-    return inter / (x.shape[0] + y.shape[0] - inter)
+    return float(inter / (x.shape[0] + y.shape[0] - inter))
 
 
 @njit(cache=True)
@@ -330,7 +330,7 @@ def gather(buf: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> tuple[np.nd
     for t in range(idx.shape[0]):
         d = idx[t]
         new_off[t + 1] = new_off[t] + offsets[d + 1] - offsets[d]
-    out = np.empty(max(new_off[idx.shape[0]], 1), dtype=np.uint8)
+    out = np.empty(max(int(new_off[idx.shape[0]]), 1), dtype=np.uint8)
     for t in range(idx.shape[0]):
         d = idx[t]
         out[new_off[t] : new_off[t + 1]] = buf[offsets[d] : offsets[d + 1]]

@@ -29,7 +29,7 @@ def _false_positive_area(b: int, r: int, threshold: float) -> float:
 
 
 def choose_banding(num_perm: int, threshold: float, min_recall: float = 0.97) -> Banding:
-    """The (bands, rows) meeting ``min_recall`` at ``threshold`` with the fewest false candidates."""
+    """The (bands, rows) that meet ``min_recall`` at ``threshold`` with fewest false candidates."""
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     best: tuple[float, Banding] | None = None

@@ -80,8 +80,9 @@ class _TextStore:
             self.file.flush()
             offsets = np.concatenate([np.zeros(1, dtype=np.int64), *self.file_offsets])
             size = int(offsets[-1])
-            buf = np.memmap(self.file.name, dtype=np.uint8, mode="r", shape=(max(size, 1),))
-            return kernels.gather(np.asarray(buf), offsets, docs)  # type: ignore[no-any-return]
+            mapped = np.memmap(self.file.name, dtype=np.uint8, mode="r", shape=(max(size, 1),))
+            gathered: tuple[U8Array, I64Array] = kernels.gather(np.asarray(mapped), offsets, docs)
+            return gathered
         parts = []
         bounds = np.searchsorted(docs, self.firsts)
         for c, (buf, offsets) in enumerate(self.chunks):

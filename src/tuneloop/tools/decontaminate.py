@@ -62,7 +62,10 @@ def _ids(numbers: list[int], objs: list[dict[str, Any]]) -> list[Any]:
 def load_eval(
     path: Path, settings: IndexSettings, text_field: str | None, embedder: Embedder | None
 ) -> tuple[Checker, dict[str, Any]]:
-    """Index an eval JSONL file in memory (ids: the ``id`` field, else the line number)."""
+    """Index an eval JSONL file in memory; map index keys back to the file's ids.
+
+    An eval id is the ``id`` field, else the 0-based line number.
+    """
     check_readable(path)
     ids: list[str] = []
     originals: dict[str, Any] = {}
@@ -71,8 +74,9 @@ def load_eval(
         objs = parse_block(path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
         texts.extend(_texts(path, numbers, objs, text_field))
         for i in _ids(numbers, objs):
-            ids.append(str(i))
-            originals[str(i)] = i
+            key = f"{len(ids)}"  # positions, not the ids themselves: "1" and 1 may both occur
+            ids.append(key)
+            originals[key] = i
     if not ids:
         raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
     embeddings = embedder.embed(texts) if embedder is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,27 +35,27 @@ class DedupSummary:
 def _write_outputs(
     in_path: Path, out_path: Path, dups_path: Path | None, scan: Scan, result: NearDupResult
 ) -> None:
+    """Write both outputs to temporary files; both are renamed into place only at the end."""
     dup_of = result.dup_of
-    with atomic_writer(out_path) as out:
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(atomic_writer(out_path))
+        dups = stack.enter_context(atomic_writer(dups_path)) if dups_path else None
         batch: list[bytes] = []
         for index, raw in iter_raw_records(in_path):
             if dup_of[index] < 0:
                 batch.append(raw)
+            elif dups is not None:
+                row = {
+                    "id": scan.ids[index],
+                    "duplicate_of": scan.ids[int(dup_of[index])],
+                    "jaccard": round(float(result.jaccard[index]), 6),
+                }
+                dups.write(dumps(row))
             if len(batch) >= 4096:
                 out.write(b"\n".join(batch) + b"\n")
                 batch.clear()
         if batch:
             out.write(b"\n".join(batch) + b"\n")
-    if dups_path is None:
-        return
-    with atomic_writer(dups_path) as dups:
-        for index in (dup_of >= 0).nonzero()[0]:
-            row = {
-                "id": scan.ids[index],
-                "duplicate_of": scan.ids[dup_of[index]],
-                "jaccard": round(float(result.jaccard[index]), 6),
-            }
-            dups.write(dumps(row))
 
 
 def dedup_file(
@@ -67,7 +68,7 @@ def dedup_file(
     text_field: str | None = None,
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> DedupSummary:
-    """Read ``in_path``, write the kept records to ``out_path`` and removed ones to ``dups_path``."""
+    """Read ``in_path``; write kept records to ``out_path``, removed ones to ``dups_path``."""
     start = time.perf_counter()
     hasher = MinHasher(ngram=ngram, num_perm=num_perm, threshold=threshold)
     finder = NearDupFinder(hasher)

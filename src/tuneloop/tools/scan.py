@@ -64,7 +64,7 @@ def scan_texts(
             if text is None:
                 raise _missing_text(path, line_no, text_field)
         scan.ids.extend(
-            obj.get("id", n - 1) if "id" in obj else n - 1
+            obj["id"] if obj.get("id") is not None else n - 1
             for obj, n in zip(objs, numbers, strict=True)
         )
         sink(*pack_encoded([encode_for_kernels(t) for t in found]))  # type: ignore[arg-type]
