@@ -252,12 +252,14 @@ def demo(
     workspace: WorkspaceOpt = None,
     records: Annotated[int, typer.Option(help="synthetic interactions to generate")] = 2000,
     seed: int = 0,
+    semantic: Annotated[bool, typer.Option(help="also run the embedding paraphrase check")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Run the data plane end to end on generated data and show what happened to every record."""
     from tuneloop.demo.run import run_demo
 
-    run_demo(workspace or Path("demo-workspace"), records=records, seed=seed, as_json=json)
+    root = workspace or Path("demo-workspace")
+    run_demo(root, records=records, seed=seed, as_json=json, semantic=semantic)
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ class ContaminationConfig(_Section):
     num_perm: int = Field(128, ge=16, le=1024)
     threshold: float = Field(0.8, gt=0.0, le=1.0)
     overlap_n: int = Field(13, ge=4, le=64)
-    overlap_min_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    overlap_min_fraction: float = Field(0.8, gt=0.0, le=1.0)
     canaries: list[str] = Field(default_factory=list, description="extra canary strings")
     semantic: bool = False
     semantic_threshold: float = Field(0.9, gt=0.0, le=1.0)
@@ -87,7 +87,7 @@ ngram = 5                # word n-gram size of MinHash shingles
 num_perm = 128           # MinHash permutations
 threshold = 0.8          # Jaccard similarity at which a record is a near-copy of an eval item
 overlap_n = 13           # n-gram size of the overlap check (lm-eval style)
-overlap_min_fraction = 0.5  # share of an eval item's 13-grams that flags a record
+overlap_min_fraction = 0.8  # flag a record holding this share of an item's 13-grams
 canaries = []            # extra canary strings, besides those found in eval items
 semantic = false         # paraphrase check with all-MiniLM-L6-v2 (extra: tuneloop[semantic])
 semantic_threshold = 0.9

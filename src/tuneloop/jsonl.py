@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,41 +66,49 @@ def parse_line(path: Path, line_no: int, raw: bytes, max_line_bytes: int) -> dic
     return obj
 
 
-def iter_lines(path: Path, block_size: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
-    """Yield (1-based line number, raw line without newline) for non-blank lines.
+def _clean_lines(lines: list[bytes], first: int) -> tuple[Sequence[int], list[bytes]]:
+    """Drop blank lines and trailing CRs, keeping each line's number (fast when there are none)."""
+    if all(lines) and not any(raw[-1:] == b"\r" or raw.isspace() for raw in lines):
+        return range(first, first + len(lines)), lines
+    numbers, kept = [], []
+    for k, raw in enumerate(lines):
+        if raw and not raw.isspace():
+            numbers.append(first + k)
+            kept.append(raw[:-1] if raw[-1:] == b"\r" else raw)
+    return numbers, kept
 
-    Reads in large blocks and splits in C: reading is a large share of a dedup run's time.
+
+def iter_line_blocks(
+    path: Path, block_size: int = 1 << 24
+) -> Iterator[tuple[Sequence[int], list[bytes]]]:
+    """Non-blank lines a block of the file at a time: (1-based line numbers, raw lines).
+
+    Splitting whole blocks in C, not line by line in Python, is most of what makes reading
+    fast; a block holds about ``block_size`` bytes of lines.
     """
-    line_no = 0
+    line_no = 1
     rest = b""
     with path.open("rb") as fh:
         while block := fh.read(block_size):
             lines = (rest + block).split(b"\n")
             rest = lines.pop()
-            for raw in lines:
-                line_no += 1
-                if raw and not raw.isspace():
-                    yield line_no, raw[:-1] if raw[-1:] == b"\r" else raw
-    if rest and not rest.isspace():
-        yield line_no + 1, rest[:-1] if rest[-1:] == b"\r" else rest
+            numbers, kept = _clean_lines(lines, line_no)
+            line_no += len(lines)
+            if kept:
+                yield numbers, kept
+    numbers, kept = _clean_lines([rest], line_no) if rest else ((), [])
+    if kept:
+        yield numbers, kept
 
 
-def iter_line_blocks(path: Path, size: int) -> Iterator[tuple[list[int], list[bytes]]]:
-    """Lines in blocks of ``size``: (line numbers, raw lines), for callers that batch work."""
-    numbers: list[int] = []
-    lines: list[bytes] = []
-    for line_no, raw in iter_lines(path):
-        numbers.append(line_no)
-        lines.append(raw)
-        if len(lines) >= size:
-            yield numbers, lines
-            numbers, lines = [], []
-    if lines:
-        yield numbers, lines
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """Yield (1-based line number, raw line without newline) for non-blank lines."""
+    for numbers, lines in iter_line_blocks(path):
+        yield from zip(numbers, lines, strict=True)
 
 
 def parse_block(
-    path: Path, numbers: list[int], lines: list[bytes], max_line_bytes: int
+    path: Path, numbers: Sequence[int], lines: list[bytes], max_line_bytes: int
 ) -> list[dict[str, Any]]:
     """Parse many lines in one call (fast); on any problem, find and report the first bad line."""
     if max(map(len, lines)) <= max_line_bytes:

@@ -41,7 +41,7 @@ class IndexSettings:
     num_perm: int = 128
     threshold: float = 0.8
     overlap_n: int = 13
-    overlap_min_fraction: float = 0.5
+    overlap_min_fraction: float = 0.8
     canary_patterns: tuple[str, ...] = DEFAULT_CANARY_PATTERNS
     semantic_threshold: float = 0.9
     seed: int = 1

@@ -725,66 +725,92 @@ def generate(seed: int, n_users: int, n_records: int, start: datetime, days: int
     """Interactions (exactly ``n_records``), a ~10% eval set, documents and the planted truth."""
     _check_args(n_users, n_records, days)
     gen = _Generator(seed, n_users, start, days)
-    rng, plan = gen.rng, plan_counts(n_records)
+    plan = plan_counts(n_records)
     n_leaks = plan["eval_copy"] + plan["eval_near"] + plan["eval_paraphrase"] + plan["canary"]
     items = _eval_set(gen, n_users, max(round(n_records * 0.1), n_leaks + 5))
     eval_ids = {d.ref: f"eval-{i:04d}" for i, d in enumerate(items, start=1)}
-    canary = CANARY_PREFIX + f"{rng.getrandbits(128):032x}"
-
+    canary = CANARY_PREFIX + f"{gen.rng.getrandbits(128):032x}"
     drafts = [gen.fresh() for _ in range(n_records - sum(plan.values()))]
-    originals = rng.sample(drafts, len(drafts))
+    drafts += _duplicates(gen, drafts, plan)
+    drafts += _eval_leaks(gen, items, eval_ids, plan, canary)
+    drafts += _record_problems(gen, plan)
+    return _finish(drafts, items, eval_ids, canary)
+
+
+def _duplicates(gen: _Generator, clean: list[_Draft], plan: dict[str, int]) -> list[_Draft]:
+    """Re-sent copies of clean records, verbatim or with a few words changed (one per original)."""
+    originals = gen.rng.sample(clean, len(clean))
+    out = []
     for _ in range(plan["exact_dup"]):
         orig = originals.pop()
-        drafts.append(gen.copy_of(orig, copy.deepcopy(orig.body), "exact_dup", orig.ref))
+        out.append(gen.copy_of(orig, copy.deepcopy(orig.body), "exact_dup", orig.ref))
 
     def near(orig: _Draft) -> _Draft | None:
         body = gen.near_body(orig.body, _text(orig.body))
         return None if body is None else gen.copy_of(orig, body, "near_dup", orig.ref)
 
-    drafts += [_take(originals, near) for _ in range(plan["near_dup"])]
+    return out + [_take(originals, near) for _ in range(plan["near_dup"])]
 
-    pool = rng.sample(items, len(items))
+
+def _eval_leaks(
+    gen: _Generator,
+    items: list[_Draft],
+    eval_ids: dict[int, str],
+    plan: dict[str, int],
+    canary: str,
+) -> list[_Draft]:
+    """Eval items copied, edited and paraphrased into the traffic, and the canary: one item each."""
+    pool = gen.rng.sample(items, len(items))
     canary_item = pool.pop()
-    canary_item.body = _with_first_user(
-        canary_item.body, _first_user(canary_item.body) + f"\n\nCase reference: {canary}"
-    )
-
-    def leak(
-        label: str, body_of: Callable[[_Draft], dict[str, Any] | None]
-    ) -> Callable[[_Draft], _Draft | None]:
-        def make(item: _Draft) -> _Draft | None:
-            body = body_of(item)
-            return None if body is None else gen.leak(item, body, label, eval_ids[item.ref])
-
-        return make
-
-    copies = leak("eval_copy", lambda d: copy.deepcopy(d.body))
-    nears = leak("eval_near", lambda d: gen.near_body(d.body, _text(d.body)))
-    paraphrases = leak("eval_paraphrase", gen.paraphrase_body)
-    for label, make in (
-        ("eval_copy", copies),
-        ("eval_near", nears),
-        ("eval_paraphrase", paraphrases),
-    ):
-        drafts += [_take(pool, make) for _ in range(plan[label])]
+    text = _first_user(canary_item.body) + f"\n\nCase reference: {canary}"
+    canary_item.body = _with_first_user(canary_item.body, text)
+    makers: dict[str, Callable[[_Draft], dict[str, Any] | None]] = {
+        "eval_copy": lambda d: copy.deepcopy(d.body),
+        "eval_near": lambda d: gen.near_body(d.body, _text(d.body)),
+        "eval_paraphrase": gen.paraphrase_body,
+    }
+    out = []
+    for label, body_of in makers.items():
+        make = _leak_maker(gen, label, body_of, eval_ids)
+        out += [_take(pool, make) for _ in range(plan[label])]
     canary_draft = gen.fresh(extra=f"My case reference is {canary}.")
     canary_draft.label, canary_draft.target = "canary", eval_ids[canary_item.ref]
-    drafts.append(canary_draft)
+    return [*out, canary_draft]
 
+
+def _leak_maker(
+    gen: _Generator,
+    label: str,
+    body_of: Callable[[_Draft], dict[str, Any] | None],
+    eval_ids: dict[int, str],
+) -> Callable[[_Draft], _Draft | None]:
+    """For ``_take``: an interaction carrying ``body_of(item)``, or None when that failed."""
+
+    def make(item: _Draft) -> _Draft | None:
+        body = body_of(item)
+        return None if body is None else gen.leak(item, body, label, eval_ids[item.ref])
+
+    return make
+
+
+def _record_problems(gen: _Generator, plan: dict[str, int]) -> list[_Draft]:
+    """PII, junk, negative feedback, an over-long and an empty record: every kind in turn."""
+    out = []
     for i in range(plan["pii"]):
         kind = PII_KINDS[i % len(PII_KINDS)]
         draft = gen.fresh(pii_kind=kind)
         draft.label = f"pii:{kind}"
-        drafts.append(draft)
-    drafts += [gen.low_quality(LOW_QUALITY_KINDS[i % 4]) for i in range(plan["low_quality"])]
-    drafts += [gen.negative(corrected=False) for _ in range(plan["thumbs_down"])]
-    drafts += [gen.negative(corrected=True) for _ in range(plan["corrected"])]
-    drafts += [gen.over_long() for _ in range(plan["over_long"])]
+        out.append(draft)
+    kinds = LOW_QUALITY_KINDS
+    out += [gen.low_quality(kinds[i % len(kinds)]) for i in range(plan["low_quality"])]
+    out += [gen.negative(corrected=False) for _ in range(plan["thumbs_down"])]
+    out += [gen.negative(corrected=True) for _ in range(plan["corrected"])]
+    out += [gen.over_long() for _ in range(plan["over_long"])]
     for _ in range(plan["empty"]):
         empty = gen.fresh(single_turn=True)
         empty.body, empty.feedback, empty.label = {"prompt": "", "completion": ""}, {}, "empty"
-        drafts.append(empty)
-    return _finish(drafts, items, eval_ids, canary)
+        out.append(empty)
+    return out
 
 
 def _row(draft: _Draft, record_id: str) -> dict[str, Any]:
@@ -843,7 +869,10 @@ def write(data: GeneratedData, out_dir: Path) -> dict[str, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m tuneloop.demo.generate OUT_DIR [--seed 0] [--records 2000] ...``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m tuneloop.demo.generate",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--records", type=int, default=2000)

@@ -13,7 +13,7 @@ from tuneloop.demo.generate import GeneratedData
 from tuneloop.evalside.store import EvalStore
 from tuneloop.workspace import Workspace
 
-EXPECTED = {
+EXPECTED: dict[str, str | tuple[str, ...]] = {
     "pii": "kept:redacted",
     "exact_dup": "exact_dedup",
     "near_dup": "near_dedup",
@@ -21,7 +21,7 @@ EXPECTED = {
     "eval_near": "contamination",
     "eval_paraphrase": "contamination:semantic",
     "canary": "contamination:canary",
-    "low_quality": "quality",
+    "low_quality": ("quality", "clean"),
     "thumbs_down": "feedback:thumbs_down",
     "corrected": "kept:corrected",
     "over_long": "gateway:over_long",
@@ -29,8 +29,12 @@ EXPECTED = {
 }
 
 
-def expected_stage(kind: str) -> str:
-    return EXPECTED.get(kind, "kept")
+def expected_stage(kind: str, semantic: bool = True) -> tuple[str, ...]:
+    """Where a planted problem should end up (paraphrases pass when the semantic check is off)."""
+    if kind == "eval_paraphrase" and not semantic:
+        return ("kept",)
+    found = EXPECTED.get(kind, "kept")
+    return found if isinstance(found, tuple) else (found,)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -42,16 +46,20 @@ class Outcomes:
     truth: dict[str, str]
     outcome: dict[str, str] = field(default_factory=dict)
     total: int = 0
+    semantic: bool = False
 
     def by_kind(self) -> dict[str, dict[str, Any]]:
         rows: dict[str, dict[str, Any]] = {}
         for rid, label in sorted(self.truth.items(), key=lambda kv: kv[1]):
             kind = label.split(":")[0]
-            row = rows.setdefault(kind, {"records": 0, "caught": 0, "outcomes": Counter()})
+            row = rows.setdefault(
+                kind, {"records": 0, "eval_bucket": 0, "caught": 0, "outcomes": Counter()}
+            )
             got = self.outcome.get(rid, "missing")
             row["records"] += 1
             row["outcomes"][got] += 1
-            row["caught"] += got.startswith(expected_stage(kind))
+            row["eval_bucket"] += got == "eval_bucket"
+            row["caught"] += got.startswith(expected_stage(kind, self.semantic))
         return rows
 
     def accounting(self) -> dict[str, Any]:
@@ -72,7 +80,11 @@ class Outcomes:
 
     def summary(self) -> dict[str, Any]:
         kinds = {
-            k: {**v, "outcomes": dict(v["outcomes"]), "expected": expected_stage(k)}
+            k: {
+                **v,
+                "outcomes": dict(v["outcomes"]),
+                "expected": "|".join(expected_stage(k, self.semantic)),
+            }
             for k, v in self.by_kind().items()
         }
         return {"planted": kinds, "accounting": self.accounting()}
@@ -95,7 +107,8 @@ def collect_outcomes(
     store: DatasetStore,
     version: str,
 ) -> Outcomes:
-    out = Outcomes(truth=data.truth, total=len(data.interactions))
+    semantic = ws.config.contamination.semantic
+    out = Outcomes(truth=data.truth, total=len(data.interactions), semantic=semantic)
     if ingest_rejects:
         for row in _read_jsonl(Path(ingest_rejects)):
             label = row.get("method") or row["reason"]

@@ -52,9 +52,10 @@ def _semantic_available() -> bool:
 
 
 def run_demo(
-    root: Path, records: int = 2000, seed: int = 0, as_json: bool = False
+    root: Path, records: int = 2000, seed: int = 0, as_json: bool = False, semantic: bool = False
 ) -> dict[str, Any]:
-    semantic = _semantic_available()
+    """Run every data-plane step; ``semantic`` also turns on the embedding paraphrase check."""
+    semantic = semantic and _semantic_available()
     ws = _fresh_workspace(root, semantic)
     data = generate(seed, max(20, records // 7), records, datetime(2026, 10, 1, tzinfo=UTC), 42)
     files = write(data, ws.root / "demo-data")
@@ -96,14 +97,21 @@ def run_demo(
 def _print(outcomes: Outcomes, blocks: list[dict[str, Any]]) -> None:
     render.blocks_table(blocks)
     table = Table(title="what happened to every planted problem", title_justify="left")
-    for col in ("planted", "records", "caught where expected", "outcomes"):
-        table.add_column(
-            col, justify="right" if col in ("records", "caught where expected") else "left"
-        )
+    table.add_column("planted problem → where it should be caught")
+    table.add_column("records", justify="right")
+    table.add_column("routed to eval bucket", justify="right")
+    table.add_column("caught there", justify="right")
+    table.add_column("outcomes")
     for kind, row in outcomes.by_kind().items():
+        expected = " or ".join(expected_stage(kind, outcomes.semantic))
+        training_side = row["records"] - row["eval_bucket"]
         where = ", ".join(f"{k}: {v}" for k, v in row["outcomes"].most_common())
         table.add_row(
-            f"{kind} (→ {expected_stage(kind)})", str(row["records"]), str(row["caught"]), where
+            f"{kind} → {expected}",
+            str(row["records"]),
+            str(row["eval_bucket"]),
+            f"{row['caught']}/{training_side}",
+            where,
         )
     render.out.print(table)
     acc = outcomes.accounting()

@@ -70,11 +70,11 @@ def word_hashes(buf: np.ndarray, start: int, end: int, table: np.ndarray, out: n
     while k < end:
         c = buf[k]
         if c < 128:
-            is_word = table[c] != 0
+            is_word = (table[c] & 1) != 0
             size = 1
         else:
             cp, size = _char_at(buf, k, end)
-            is_word = table[cp] != 0
+            is_word = (table[cp] & 1) != 0
         if is_word:
             if not inside:
                 h = FNV_OFFSET
@@ -456,3 +456,26 @@ def radix_find(keys: np.ndarray, directory: np.ndarray, bits: int, h: np.uint64)
         if keys[p] > h:
             return -1
     return -1
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def needs_python(buf: np.ndarray, offsets: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Which documents hold a character only Python's NFKC + case folding can handle.
+
+    ``table[cp] & 2`` marks such characters (see :func:`tuneloop.minhash.signatures.char_table`).
+    """
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, dtype=np.bool_)
+    for d in prange(n):
+        k = offsets[d]
+        end = offsets[d + 1]
+        while k < end:
+            if buf[k] < 128:
+                k += 1
+                continue
+            cp, size = _char_at(buf, k, end)
+            if table[cp] & 2:
+                out[d] = True
+                break
+            k += size
+    return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -20,23 +22,111 @@ U32Array = npt.NDArray[np.uint32]
 U8Array = npt.NDArray[np.uint8]
 
 
+def _cache_file(name: str) -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tuneloop"
+    return root / f"{name}-unicode-{unicodedata.unidata_version}"
+
+
+def _cached_bytes(name: str, build: Callable[[], bytes]) -> bytes:
+    """Tables derived from Python's Unicode database, computed once per Unicode version."""
+    path = _cache_file(name)
+    try:
+        return path.read_bytes()
+    except OSError:
+        data = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only home: compute again next time
+    return data
+
+
+_HANGUL_JAMO = ((0x1100, 0x11FF), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))
+WORD, SLOW = 1, 2
+
+
+def _word(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LMN"
+
+
+def _simple(cp: int) -> bool:
+    """True if the kernels may read this code point raw: normalizing can't change its words.
+
+    That holds for a boundary character whose normalized form has no word character, and for a
+    word character that NFKC and case folding leave alone and that never composes with its
+    neighbours (no marks, no conjoining jamo). Characters outside the BMP are left to Python.
+    """
+    if cp >= 0x10000 or 0xD800 <= cp <= 0xDFFF:
+        return False
+    c = chr(cp)
+    if unicodedata.combining(c) or any(lo <= cp <= hi for lo, hi in _HANGUL_JAMO):
+        return False
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", c).casefold())
+    if not _word(c):
+        return not any(_word(f) or unicodedata.combining(f) for f in folded)
+    return folded == c and unicodedata.category(c)[0] != "M"
+
+
+def _build_char_table() -> bytes:
+    table = np.zeros(sys.maxunicode + 1, dtype=np.uint8)
+    for cp in range(sys.maxunicode + 1):
+        c = chr(cp)
+        word = _word(c)
+        if cp < 128:
+            table[cp] = WORD if c.isalnum() else 0
+            continue
+        table[cp] = WORD if word else 0
+        if not _simple(cp):
+            table[cp] |= SLOW
+    return table.tobytes()
+
+
 @cache
+def char_table() -> U8Array:
+    """Per code point: bit 1 = word character (letter, mark, number); bit 2 = needs Python.
+
+    Computed once per Unicode version and cached on disk (about 1 MB).
+    """
+    data = _cached_bytes("char-table", _build_char_table)
+    table = np.frombuffer(data, dtype=np.uint8)
+    if table.shape[0] != sys.maxunicode + 1:
+        table = np.frombuffer(_build_char_table(), dtype=np.uint8)
+    return table
+
+
 def word_table() -> U8Array:
-    """1 for every code point that is a letter, mark or number (a word character), else 0."""
-    cats = (unicodedata.category(chr(cp))[0] for cp in range(sys.maxunicode + 1))
-    return np.fromiter((c in "LMN" for c in cats), dtype=np.uint8, count=sys.maxunicode + 1)
+    """The table the kernels tokenize with (its bit 1 says which characters are word characters)."""
+    return char_table()
+
+
+def _normalized_bytes(text: str) -> bytes:
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return folded.encode("utf-8", "surrogatepass")
+
+
+def encode_all(texts: Sequence[str]) -> list[bytes]:
+    """UTF-8 bytes the kernels tokenize exactly as :func:`~tuneloop.textnorm.normalize`.
+
+    Text goes as it is when every character is ASCII, punctuation, or a letter that
+    normalization leaves alone (’ “ — é ñ 한…): the kernels fold case and punctuation themselves,
+    which is most of the speed. A kernel pass finds the rest, which get NFKC and case folding
+    here, the part numba cannot do.
+    """
+    encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+    candidates = [k for k, t in enumerate(texts) if not t.isascii()]
+    if candidates:
+        buf, offsets = pack_encoded([encoded[k] for k in candidates])
+        slow = kernels.needs_python(buf, offsets, char_table())
+        for k in np.flatnonzero(slow):
+            encoded[candidates[k]] = _normalized_bytes(texts[candidates[k]])
+    return encoded
 
 
 def encode_for_kernels(text: str) -> bytes:
-    """UTF-8 bytes that the kernels tokenize exactly as :func:`~tuneloop.textnorm.normalize`.
-
-    ASCII goes as it is (the kernels fold case and punctuation themselves, which is most of the
-    speed); other text gets NFKC and case folding here, the parts numba cannot do.
-    """
-    if text.isascii():
-        return text.encode("ascii")
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    return folded.encode("utf-8", "surrogatepass")
+    return encode_all([text])[0]
 
 
 def pack_encoded(encoded: Sequence[bytes]) -> tuple[U8Array, I64Array]:
@@ -50,7 +140,7 @@ def pack_encoded(encoded: Sequence[bytes]) -> tuple[U8Array, I64Array]:
 
 
 def pack(texts: Sequence[str]) -> tuple[U8Array, I64Array]:
-    return pack_encoded([encode_for_kernels(t) for t in texts])
+    return pack_encoded(encode_all(texts))
 
 
 @dataclass(frozen=True)
@@ -86,7 +176,7 @@ class MinHasher:
     num_perm: int = 128
     threshold: float = 0.8
     seed: int = 1
-    min_recall: float = 0.97
+    min_recall: float = 0.99
     banding: Banding = field(init=False)
     _a: U64Array = field(init=False, repr=False)
     _b: U64Array = field(init=False, repr=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,7 @@ from tuneloop.jsonl import (
     iter_line_blocks,
     parse_block,
 )
-from tuneloop.records import text_of
-
-BLOCK = 8192
+from tuneloop.tools.scan import texts_of
 
 
 @dataclass
@@ -40,20 +39,7 @@ class DecontaminateSummary:
         return asdict(self)
 
 
-def _texts(
-    path: Path, numbers: list[int], objs: list[dict[str, Any]], text_field: str | None
-) -> list[str]:
-    out = []
-    for n, obj in zip(numbers, objs, strict=True):
-        text = text_of(obj, text_field)
-        if text is None:
-            problem = f"no string field '{text_field}'" if text_field else "no text found"
-            raise InputError(path, n, problem, "check --text-field, or give messages/prompt/text")
-        out.append(text)
-    return out
-
-
-def _ids(numbers: list[int], objs: list[dict[str, Any]]) -> list[Any]:
+def _ids(numbers: Sequence[int], objs: list[dict[str, Any]]) -> list[Any]:
     return [
         o["id"] if o.get("id") is not None else n - 1 for n, o in zip(numbers, objs, strict=True)
     ]
@@ -70,9 +56,9 @@ def load_eval(
     ids: list[str] = []
     originals: dict[str, Any] = {}
     texts: list[str] = []
-    for numbers, lines in iter_line_blocks(path, BLOCK):
+    for numbers, lines in iter_line_blocks(path):
         objs = parse_block(path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
-        texts.extend(_texts(path, numbers, objs, text_field))
+        texts.extend(texts_of(path, numbers, objs, text_field))
         for i in _ids(numbers, objs):
             key = f"{len(ids)}"  # positions, not the ids themselves: "1" and 1 may both occur
             ids.append(key)
@@ -104,9 +90,9 @@ def decontaminate_file(
     )
     methods: Counter[str] = Counter()
     with atomic_writer(out_path) as out, atomic_writer(report_path) as report:
-        for numbers, lines in iter_line_blocks(in_path, BLOCK):
+        for numbers, lines in iter_line_blocks(in_path):
             objs = parse_block(in_path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
-            results = checker.check_batch(_texts(in_path, numbers, objs, text_field))
+            results = checker.check_batch(texts_of(in_path, numbers, objs, text_field))
             for rid, raw, matches in zip(_ids(numbers, objs), lines, results, strict=True):
                 best = strongest(matches)
                 if best is None:

@@ -41,7 +41,7 @@ def _write_outputs(
         out = stack.enter_context(atomic_writer(out_path))
         dups = stack.enter_context(atomic_writer(dups_path)) if dups_path else None
         batch: list[bytes] = []
-        for index, raw in iter_raw_records(in_path):
+        for index, raw in iter_raw_records(in_path, scan):
             if dup_of[index] < 0:
                 batch.append(raw)
             elif dups is not None:

@@ -1,0 +1,24 @@
+"""The demo end to end: every planted problem is caught where it should be, every record counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuneloop.demo.run import run_demo
+from tuneloop.errors import WorkspaceError
+
+
+def test_demo_catches_every_planted_problem(tmp_path: Path) -> None:
+    summary = run_demo(tmp_path / "demo", records=600, seed=1, as_json=True)
+    assert summary["accounting"]["balanced"]
+    for kind, row in summary["planted"].items():
+        on_training_side = row["records"] - row["eval_bucket"]
+        assert row["caught"] == on_training_side, f"{kind}: {row['outcomes']}"
+
+
+def test_demo_refuses_to_wipe_a_folder_it_did_not_create(tmp_path: Path) -> None:
+    (tmp_path / "precious").mkdir()
+    with pytest.raises(WorkspaceError, match="not a demo workspace"):
+        run_demo(tmp_path / "precious", records=100, as_json=True)
