@@ -37,3 +37,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf demo-workspace bench/out .mypy_cache .ruff_cache .pytest_cache
+	find src -name "*.nbi" -delete -o -name "*.nbc" -delete  # numba kernel caches

@@ -113,7 +113,7 @@ def shingles_of(
 ) -> int:
     """Write the shingle hashes of one document (text order, repeats kept); return the count.
 
-    ``out`` must hold at least (end - start) // 2 + 1 values. The polynomial is rolled so each
+    ``out`` must hold one value per word of the document. The polynomial is rolled so each
     shingle costs O(1) rather than O(ngram).
     """
     nw = word_hashes(buf, start, end, table, out)
@@ -186,30 +186,66 @@ def distinct_sorted(x: np.ndarray) -> np.ndarray:
     return y[:k]
 
 
+@njit(cache=True)
+def _count_words(buf: np.ndarray, start: int, end: int, table: np.ndarray) -> int:
+    n = 0
+    inside = False
+    k = start
+    while k < end:
+        c = buf[k]
+        if c < 128:
+            is_word = (table[c] & 1) != 0
+            size = 1
+        else:
+            cp, size = _char_at(buf, k, end)
+            is_word = (table[cp] & 1) != 0
+        if is_word and not inside:
+            n += 1
+        inside = is_word
+        k += size
+    return n
+
+
 @njit(cache=True, parallel=True, nogil=True)
 def shingle_sets(
     buf: np.ndarray, offsets: np.ndarray, ngram: int, table: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Every document's shingles as a sorted set, concatenated, with their offsets."""
+    """Every document's shingles as a sorted set, concatenated, with their offsets.
+
+    Memory is one uint64 per word: words are counted first, and the sets are compacted in place.
+    """
     n = offsets.shape[0] - 1
-    bound = np.empty(n + 1, dtype=np.int64)
-    bound[0] = 0
-    for d in range(n):
-        bound[d + 1] = bound[d] + (offsets[d + 1] - offsets[d]) // 2 + 1
-    tmp = np.empty(bound[n], dtype=np.uint64)
+    words = np.empty(n, dtype=np.int64)
+    for d in prange(n):
+        words[d] = max(1, _count_words(buf, offsets[d], offsets[d + 1], table))
+    bound = np.zeros(n + 1, dtype=np.int64)
+    bound[1:] = np.cumsum(words)
+    values = np.empty(bound[n], dtype=np.uint64)
     counts = np.empty(n, dtype=np.int64)
     for d in prange(n):
-        part = tmp[bound[d] : bound[d + 1]]
+        part = values[bound[d] : bound[d + 1]]
         c = shingles_of(buf, offsets[d], offsets[d + 1], ngram, table, part)
         uniq = distinct_sorted(part[:c])
         counts[d] = uniq.shape[0]
         part[: uniq.shape[0]] = uniq
     out_off = np.zeros(n + 1, dtype=np.int64)
     out_off[1:] = np.cumsum(counts)
-    out = np.empty(out_off[n], dtype=np.uint64)
-    for d in prange(n):
-        out[out_off[d] : out_off[d + 1]] = tmp[bound[d] : bound[d] + counts[d]]
-    return out, out_off
+    _compact(values, bound, out_off)
+    return values[: out_off[n]], out_off
+
+
+@njit(cache=True)
+def _compact(values: np.ndarray, bound: np.ndarray, out_off: np.ndarray) -> None:
+    """Move each set left to its final place, one value at a time, in order.
+
+    A set only ever moves onto space already read; element by element and serial (numba would
+    split a slice copy across threads, and overlapping chunks would race).
+    """
+    for d in range(out_off.shape[0] - 1):
+        src = bound[d]
+        for k in range(out_off[d], out_off[d + 1]):
+            values[k] = values[src]
+            src += 1
 
 
 @njit(cache=True, parallel=True, nogil=True)

@@ -77,27 +77,53 @@ class _TextStore:
     def gather(self, docs: I64Array) -> tuple[U8Array, I64Array]:
         """The texts of ``docs`` (sorted document indices), packed."""
         if self.file is not None:
-            self.file.flush()
-            offsets = np.concatenate([np.zeros(1, dtype=np.int64), *self.file_offsets])
-            size = int(offsets[-1])
-            mapped = np.memmap(self.file.name, dtype=np.uint8, mode="r", shape=(max(size, 1),))
-            gathered: tuple[U8Array, I64Array] = kernels.gather(np.asarray(mapped), offsets, docs)
-            return gathered
+            return self._gather_from_file(docs)
         parts = []
         bounds = np.searchsorted(docs, self.firsts)
         for c, (buf, offsets) in enumerate(self.chunks):
             local = docs[bounds[c] : bounds[c + 1]] - self.firsts[c]
             parts.append(kernels.gather(buf, offsets, local))
-        lengths = np.concatenate([np.diff(off) for _, off in parts])
-        offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return np.concatenate([b[: off[-1]] for b, off in parts]), offsets
+        return _concat_packed(parts)
+
+    def _gather_from_file(self, docs: I64Array, window: int = 64 << 20) -> tuple[U8Array, I64Array]:
+        """Read the spilled texts window by window (plain reads, not a memory map, so the pages
+        of the whole file never count as this process's memory)."""
+        assert self.file is not None
+        self.file.flush()
+        offsets = np.concatenate([np.zeros(1, dtype=np.int64), *self.file_offsets])
+        parts = []
+        with Path(self.file.name).open("rb") as fh:
+            start = 0
+            while start < docs.shape[0]:
+                first = int(offsets[docs[start]])
+                stop = int(np.searchsorted(offsets[docs + 1], first + window, side="right"))
+                stop = max(stop, start + 1)
+                last = int(offsets[docs[stop - 1] + 1])
+                fh.seek(first)
+                buf = np.frombuffer(fh.read(last - first), dtype=np.uint8)
+                local = offsets - first
+                parts.append(kernels.gather(_nonempty(buf), local, docs[start:stop]))
+                start = stop
+        return _concat_packed(parts)
 
     def close(self) -> None:
         if self.file is not None and not self.file.closed:
             self.file.close()
         if self.tmpdir is not None:
             self.tmpdir.cleanup()
+
+
+def _nonempty(buf: U8Array) -> U8Array:
+    return buf if buf.size else np.zeros(1, dtype=np.uint8)
+
+
+def _concat_packed(parts: list[tuple[U8Array, I64Array]]) -> tuple[U8Array, I64Array]:
+    if not parts:
+        return np.zeros(1, dtype=np.uint8), np.zeros(1, dtype=np.int64)
+    lengths = np.concatenate([np.diff(off) for _, off in parts])
+    offsets = np.zeros(lengths.shape[0] + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return _nonempty(np.concatenate([b[: off[-1]] for b, off in parts])), offsets
 
 
 class NearDupFinder:
@@ -107,7 +133,7 @@ class NearDupFinder:
     while the caller parses the next chunk; at most two chunks are in flight.
     """
 
-    def __init__(self, hasher: MinHasher, memory_budget: int = 512 * 1024 * 1024) -> None:
+    def __init__(self, hasher: MinHasher, memory_budget: int = 256 * 1024 * 1024) -> None:
         self.hasher = hasher
         self._keys: list[U64Array] = []
         self._pending: list[Future[U64Array]] = []
