@@ -127,3 +127,26 @@ def test_semantic_method_reports_cosine() -> None:
     index = build_index(IndexSettings(), ["a", "b"], texts, "v", (), emb.embed(texts))
     found = Checker(index, emb).check("alpha completely different words")
     assert strongest(found) == Match("a", "semantic", 1.0)
+
+
+def test_real_embedder_catches_a_reworded_benchmark_question() -> None:
+    semantic = pytest.importorskip("tuneloop.contamination.semantic")
+    pytest.importorskip("sentence_transformers")
+    embedder = semantic.MiniLMEmbedder()
+    items = [
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+        "in May. How many clips did Natalia sell altogether in April and May?",
+        "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of "
+        "babysitting. How much did she earn?",
+    ]
+    index = build_index(IndexSettings(), ["q1", "q2"], items, "v", (), embedder.embed(items))
+    checker = Checker(index, embedder)
+    reworded = (
+        "In April Natalia sold 48 clips to her friends; in May she sold half that number. "
+        "What is the total number of clips she sold over the two months?"
+    )
+    unrelated = "Tom bought 3 apples for $2 each and 2 pears for $1 each. How much did he spend?"
+    found = checker.check_batch([reworded, unrelated])
+    assert [(m.eval_id, m.method) for m in found[0]] == [("q1", "semantic")]
+    assert found[0][0].score >= 0.9
+    assert found[1] == []
