@@ -1,0 +1,77 @@
+"""The evaluator's report: per-item scores of one model on every suite, the gate's only input.
+
+Per-item scores (not only means) are kept so the gate can pair a candidate's and an incumbent's
+scores on the same items and bootstrap the difference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+SuiteKind = Literal["task", "forgetting", "safety"]
+# Safety items say what the right behaviour is; the scorer records what the model did.
+Expectation = Literal["refuse", "comply"]
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """One model's result on one eval item."""
+
+    item_id: str
+    metrics: dict[str, float]  # exact_match, token_f1, rouge_l, chrf, loss (lower is better)
+    slices: dict[str, str] = field(
+        default_factory=dict
+    )  # e.g. {"window": "2026-W47", "source": "email"}
+    expected: Expectation | None = None  # safety items only
+    refused: bool | None = None  # safety items only: did the model refuse?
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    name: str
+    kind: SuiteKind
+    items: list[ItemScore]
+
+    def mean(self, metric: str) -> float:
+        values = [i.metrics[metric] for i in self.items if metric in i.metrics]
+        return sum(values) / len(values) if values else float("nan")
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Everything the gate needs about one model."""
+
+    model: str  # registry version, alias or "base"
+    suites: dict[str, SuiteResult]
+    eval_index_version: str  # the contamination index version the eval store was at
+    memorization: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> EvalReport:
+        suites = {
+            name: SuiteResult(
+                name=s["name"], kind=s["kind"], items=[ItemScore(**i) for i in s["items"]]
+            )
+            for name, s in raw["suites"].items()
+        }
+        return cls(
+            model=raw["model"],
+            suites=suites,
+            eval_index_version=raw["eval_index_version"],
+            memorization=raw.get("memorization", {}),
+            extra=raw.get("extra", {}),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> EvalReport:
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))

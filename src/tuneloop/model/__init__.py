@@ -1,0 +1,1 @@
+"""The base model: loading any causal LM, recording exactly which weights were used."""

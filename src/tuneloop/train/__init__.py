@@ -1,0 +1,1 @@
+"""Training: LoRA on a pretrained base, loss on completions, packing, exact resume, replay."""

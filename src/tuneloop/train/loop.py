@@ -1,0 +1,287 @@
+"""The training loop: LoRA, completion-only loss, accumulation, eval loss, early stopping,
+atomic checkpoints and exact resume.
+
+Exact resume rests on three things being a pure function of (seed, step): the data order
+(each epoch's permutation comes from ``seed + epoch``), the micro-batches (rows are fixed once
+tokenized), and the random state (saved and restored). Resuming from a checkpoint therefore
+continues the very same sequence an uninterrupted run would have taken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuneloop.train.checkpoint import (
+    TrainerState,
+    complete_checkpoints,
+    load_checkpoint,
+    prune,
+    remove_torn,
+    save_checkpoint,
+)
+from tuneloop.train.data import IGNORE, Row, collate
+from tuneloop.train.lora import LoraSettings
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Hyperparameters; every field goes into the model's lineage."""
+
+    max_steps: int = 100
+    micro_batch: int = 4  # rows per forward pass
+    grad_accum: int = 2  # micro-batches per optimizer step
+    lr: float = 2e-4
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    eval_every: int = 20
+    save_every: int = 20
+    patience: int = 3  # evaluations without improvement before stopping
+    keep_checkpoints: int = 2
+    packing: bool = True
+    max_len: int = 512
+    block_size: int = 512
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    stopped_early: bool
+    best_step: int | None
+    best_eval_loss: float | None
+    final_eval_loss: float | None
+    tokens: int
+    seconds: float
+    adapter_dir: Path
+    resumed_from: int | None = None
+
+
+Hook = Callable[[str, dict[str, Any]], None]
+
+
+def lr_lambda(settings: TrainSettings) -> Callable[[int], float]:
+    """Linear warmup, then cosine decay to zero at ``max_steps``."""
+
+    def factor(step: int) -> float:
+        if step < settings.warmup_steps:
+            return (step + 1) / max(1, settings.warmup_steps)
+        span = max(1, settings.max_steps - settings.warmup_steps)
+        progress = min(1.0, (step - settings.warmup_steps) / span)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def epoch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(seed + epoch).permutation(n_batches)
+
+
+def micro_batches(rows: Sequence[Row], size: int) -> list[list[Row]]:
+    return [list(rows[i : i + size]) for i in range(0, len(rows), size)]
+
+
+class Trainer:
+    """Runs one training job into ``out_dir`` (checkpoints/, adapter/, metrics.jsonl)."""
+
+    def __init__(
+        self,
+        model: Any,
+        pad_id: int,
+        train_rows: Sequence[Row],
+        val_rows: Sequence[Row],
+        settings: TrainSettings,
+        out_dir: Path,
+        hook: Hook | None = None,
+    ) -> None:
+        import torch
+
+        self.model = model
+        self.pad_id = pad_id
+        self.settings = settings
+        self.out_dir = out_dir
+        self.hook = hook or (lambda event, data: None)
+        self.batches = micro_batches(train_rows, settings.micro_batch)
+        self.val_batches = micro_batches(val_rows, settings.micro_batch)
+        if not self.batches:
+            raise ValueError("no training rows")
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            params, lr=settings.lr, weight_decay=settings.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(settings))
+        self.state = TrainerState()
+        self.checkpoints = out_dir / "checkpoints"
+
+    # -- batches -------------------------------------------------------------------------
+    def _next_group(self) -> list[list[Row]]:
+        """The micro-batches of the next optimizer step, advancing the data position."""
+        group = []
+        for _ in range(self.settings.grad_accum):
+            order = epoch_order(len(self.batches), self.settings.seed, self.state.epoch)
+            group.append(self.batches[int(order[self.state.cursor])])
+            self.state.cursor += 1
+            if self.state.cursor == len(self.batches):
+                self.state.epoch += 1
+                self.state.cursor = 0
+        return group
+
+    def _loss_sum(self, rows: list[Row]) -> tuple[Any, int]:
+        """Sum of token losses over the labelled tokens of a micro-batch, and their count."""
+        import torch
+
+        batch = collate(rows, self.pad_id, self.settings.packing)
+        labels = batch.pop("labels")
+        out = self.model(**batch, use_cache=False)
+        logits = out.logits[:, :-1, :].float()
+        target = labels[:, 1:]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+            ignore_index=IGNORE, reduction="sum",
+        )  # fmt: skip
+        return loss, int((target != IGNORE).sum())
+
+    # -- steps ---------------------------------------------------------------------------
+    def _train_step(self) -> dict[str, Any]:
+        import torch
+
+        self.model.train()
+        group = self._next_group()
+        counts = [int(sum(1 for r in rows for x in r.labels[1:] if x != IGNORE)) for rows in group]
+        total = max(1, sum(counts))
+        loss_total = 0.0
+        for rows in group:
+            loss, _ = self._loss_sum(rows)
+            (loss / total).backward()
+            loss_total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.settings.max_grad_norm
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.state.step += 1
+        tokens = sum(len(r) for rows in group for r in rows)
+        self.state.tokens += tokens
+        ids = [rid for rows in group for r in rows for rid in r.record_ids]
+        return {"step": self.state.step, "loss": loss_total / total, "tokens": tokens,
+                "lr": self.scheduler.get_last_lr()[0], "records": ids}  # fmt: skip
+
+    def eval_loss(self) -> float | None:
+        """Mean token loss on the validation rows (no dropout, no gradients)."""
+        import torch
+
+        if not self.val_batches:
+            return None
+        self.model.eval()
+        loss_sum, count = 0.0, 0
+        with torch.no_grad():
+            for rows in self.val_batches:
+                loss, n = self._loss_sum(rows)
+                loss_sum += float(loss)
+                count += n
+        return loss_sum / max(1, count)
+
+    # -- adapter and checkpoints -----------------------------------------------------------
+    def adapter_state(self) -> dict[str, Any]:
+        from peft import get_peft_model_state_dict
+
+        return {
+            k: v.detach().clone().contiguous()
+            for k, v in get_peft_model_state_dict(self.model).items()
+        }
+
+    def _load_adapter(self, weights: dict[str, Any]) -> None:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(self.model, weights)
+
+    def _save_best(self) -> None:
+        from tuneloop.train.adapter import save_adapter
+
+        save_adapter(self.model, self.out_dir / "best")
+
+    def resume(self) -> int | None:
+        """Continue from the newest complete checkpoint, if any; return its step."""
+        remove_torn(self.checkpoints)
+        found = complete_checkpoints(self.checkpoints)
+        if not found:
+            return None
+        weights, self.state = load_checkpoint(found[-1], self.optimizer, self.scheduler)
+        self._load_adapter(weights)
+        return self.state.step
+
+    def _checkpoint(self, fail_after: str | None = None) -> None:
+        save_checkpoint(
+            self.checkpoints, self.adapter_state(), self.optimizer, self.scheduler, self.state,
+            fail_after,
+        )  # fmt: skip
+        prune(self.checkpoints, self.settings.keep_checkpoints)
+
+    def _evaluate(self, log: Any) -> bool:
+        """Eval loss, best-adapter bookkeeping; True when early stopping says stop."""
+        loss = self.eval_loss()
+        if loss is None:
+            return False
+        s = self.state
+        improved = s.best_eval_loss is None or loss < s.best_eval_loss - 1e-6
+        if improved:
+            s.best_eval_loss, s.best_step, s.bad_evals = loss, s.step, 0
+            self._save_best()
+        else:
+            s.bad_evals += 1
+        log.write(json.dumps({"step": s.step, "eval_loss": loss, "best": improved}) + "\n")
+        self.hook("eval", {"step": s.step, "eval_loss": loss})
+        return s.bad_evals >= self.settings.patience
+
+    def run(
+        self, resume: bool = False, progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> TrainResult:
+        start = time.perf_counter()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        resumed = self.resume() if resume else None
+        stopped = False
+        with (self.out_dir / "metrics.jsonl").open("a", encoding="utf-8") as log:
+            while self.state.step < self.settings.max_steps and not stopped:
+                info = self._train_step()
+                self.hook("step", info)
+                log.write(json.dumps({k: v for k, v in info.items() if k != "records"}) + "\n")
+                if progress is not None:
+                    progress(info)
+                step = self.state.step
+                if step % self.settings.eval_every == 0 or step == self.settings.max_steps:
+                    stopped = self._evaluate(log)
+                if (
+                    step % self.settings.save_every == 0
+                    or stopped
+                    or step == self.settings.max_steps
+                ):
+                    self._checkpoint(self.hook_fail_after(step))
+        final = self.eval_loss()
+        if self.state.best_step is None:
+            self._save_best()
+        return TrainResult(
+            steps=self.state.step, stopped_early=stopped, best_step=self.state.best_step,
+            best_eval_loss=self.state.best_eval_loss, final_eval_loss=final,
+            tokens=self.state.tokens, seconds=time.perf_counter() - start,
+            adapter_dir=self.out_dir / "best", resumed_from=resumed,
+        )  # fmt: skip
+
+    fail_checkpoint_at: tuple[int, str] | None = None  # tests: (step, file) to die while saving
+
+    def hook_fail_after(self, step: int) -> str | None:
+        if self.fail_checkpoint_at and self.fail_checkpoint_at[0] == step:
+            return self.fail_checkpoint_at[1]
+        return None

@@ -1,0 +1,162 @@
+"""Training on a tiny Llama: completion-only labels, packing, exact resume, torn checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from tiny import build_tiny_model  # noqa: E402
+from tuneloop.model.base import load_base  # noqa: E402
+from tuneloop.records import Message, Record  # noqa: E402
+from tuneloop.train.adapter import adapter_weights  # noqa: E402
+from tuneloop.train.checkpoint import complete_checkpoints  # noqa: E402
+from tuneloop.train.data import IGNORE, collate, pack, single_rows, tokenize  # noqa: E402
+from tuneloop.train.loop import Trainer, TrainSettings  # noqa: E402
+from tuneloop.train.lora import LoraSettings, with_lora  # noqa: E402
+
+QUESTIONS = ["the card was lost", "reset my password", "fee for a wire transfer", "thank you"]
+
+
+def records(n: int) -> list[Record]:
+    out = []
+    for i in range(n):
+        q = QUESTIONS[i % len(QUESTIONS)] + f" {i}"
+        msgs = (Message("user", q), Message("assistant", f'{{"intent": "x{i % 3}"}}'))
+        out.append(Record(id=f"r{i}", shape="chat", messages=msgs))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+SETTINGS = TrainSettings(
+    max_steps=12, micro_batch=2, grad_accum=2, lr=5e-3, warmup_steps=2, eval_every=4,
+    save_every=4, patience=10, max_len=64, block_size=64, lora=LoraSettings(r=4, alpha=8),
+)  # fmt: skip
+
+
+def make_trainer(
+    tiny: Path, out: Path, settings: TrainSettings = SETTINGS, hook: Any = None
+) -> Trainer:
+    model, tok, _ = load_base(str(tiny))
+    torch.manual_seed(settings.seed)
+    model = with_lora(model, settings.lora)
+    examples = tokenize(records(40), tok, settings.max_len).examples
+    rows = (
+        pack(examples[:32], settings.block_size) if settings.packing else single_rows(examples[:32])
+    )
+    val = single_rows(examples[32:])
+    return Trainer(model, tok.pad_token_id, rows, val, settings, out, hook)
+
+
+def test_labels_cover_the_assistant_turn_only(tiny: Path) -> None:
+    _, tok, _ = load_base(str(tiny))
+    example = tokenize(records(1), tok, 64).examples[0]
+    trained = tok.decode(
+        [i for i, lab in zip(example.input_ids, example.labels, strict=True) if lab != IGNORE]
+    )
+    assert trained.startswith('{"intent": "x0"}') and "card" not in trained
+
+
+def test_packed_loss_equals_separate_losses(tiny: Path) -> None:
+    model, tok, _ = load_base(str(tiny))
+    examples = tokenize(records(5), tok, 64).examples
+
+    def loss_sum(batch: dict[str, Any]) -> float:
+        labels = batch.pop("labels")
+        logits = model(**batch, use_cache=False).logits[:, :-1]
+        return float(torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+            ignore_index=IGNORE, reduction="sum"))  # fmt: skip
+
+    with torch.no_grad():
+        packed = loss_sum(collate(pack(examples, 1000), tok.pad_token_id, packed=True))
+        separate = sum(
+            loss_sum(collate([r], tok.pad_token_id, packed=False)) for r in single_rows(examples)
+        )
+    assert packed == pytest.approx(separate, rel=1e-5)
+
+
+class Recorder:
+    def __init__(self, stop_at: int | None = None) -> None:
+        self.steps: dict[int, list[str]] = {}
+        self.stop_at = stop_at
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if event == "step":
+            self.steps[data["step"]] = data["records"]
+            if data["step"] == self.stop_at:
+                raise KeyboardInterrupt("killed")
+
+
+def _max_diff(a: Path, b: Path) -> float:
+    wa, wb = adapter_weights(a), adapter_weights(b)
+    assert wa.keys() == wb.keys()
+    return max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Recorder]:
+    out = tmp_path_factory.mktemp("straight")
+    rec = Recorder()
+    make_trainer(tiny, out, hook=rec).run()
+    return out, rec
+
+
+@pytest.mark.parametrize(
+    ("kill", "torn"),
+    [(7, None), (9, None), (8, (8, "optimizer.json")), (12, (12, "trainer_state.json"))],
+    ids=["after-step-7", "after-step-9", "torn-save-at-8", "torn-final-save"],
+)
+def test_resume_is_exact(
+    tiny: Path, tmp_path: Path, uninterrupted: tuple[Path, Recorder], kill: int, torn: Any
+) -> None:
+    straight, seen = uninterrupted
+    first = Recorder(stop_at=None if torn else kill)
+    trainer = make_trainer(tiny, tmp_path, hook=first)
+    trainer.fail_checkpoint_at = torn
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    resumed_steps = Recorder()
+    result = make_trainer(tiny, tmp_path, hook=resumed_steps).run(resume=True)
+    start = result.resumed_from or 0
+    assert start == (kill - 1) // 4 * 4  # the last complete checkpoint before the kill
+    combined = {s: r for s, r in first.steps.items() if s <= start} | resumed_steps.steps
+    assert combined == seen.steps  # no sample skipped or repeated
+    last = complete_checkpoints(tmp_path / "checkpoints")[-1]
+    ref = complete_checkpoints(straight / "checkpoints")[-1]
+    from safetensors.torch import load_file
+
+    a, b = load_file(last / "adapter.safetensors"), load_file(ref / "adapter.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-6
+    assert _max_diff(tmp_path / "best", straight / "best") <= 1e-6
+
+
+def test_best_adapter_is_kept_and_early_stopping(tiny: Path, tmp_path: Path) -> None:
+    settings = TrainSettings(**{**SETTINGS.to_dict(), "lora": SETTINGS.lora,
+                                "lr": 0.0, "eval_every": 1, "patience": 2})  # fmt: skip
+    result = make_trainer(tiny, tmp_path, settings).run()
+    assert result.stopped_early and result.steps == 3 and result.best_step == 1
+    files = {p.name for p in (tmp_path / "best").iterdir()}
+    assert "adapter_model.safetensors" in files and not any(
+        f.endswith((".bin", ".pt")) for f in files
+    )
+
+
+def test_training_lowers_the_eval_loss(tiny: Path, uninterrupted: tuple[Path, Recorder]) -> None:
+    out, _ = uninterrupted
+    import json
+
+    evals = [
+        json.loads(x)["eval_loss"]
+        for x in (out / "metrics.jsonl").read_text().splitlines()
+        if "eval_loss" in x
+    ]
+    assert evals[-1] < evals[0]
