@@ -64,11 +64,39 @@ class CurateConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
 
+class TrainConfig(_Section):
+    """LoRA fine-tuning settings (every one is recorded in the model's lineage)."""
+
+    base: str = Field("smollm2-135m-instruct", description="Hub id, local folder, or the default")
+    revision: str | None = None
+    max_steps: int = Field(60, ge=1)
+    micro_batch: int = Field(4, ge=1)
+    grad_accum: int = Field(2, ge=1)
+    lr: float = Field(2e-4, gt=0.0)
+    warmup_steps: int = Field(6, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    eval_every: int = Field(10, ge=1)
+    save_every: int = Field(10, ge=1)
+    patience: int = Field(3, ge=1)
+    packing: bool = True
+    max_len: int = Field(512, ge=16)
+    block_size: int = Field(512, ge=16)
+    seed: int = 0
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = None
+    replay_ratio: float = Field(0.2, ge=0.0, lt=1.0)
+    replay_capacity: int = Field(2000, ge=1)
+    replay_strategy: Literal["reservoir", "stratified", "loss"] = "reservoir"
+
+
 class TuneloopConfig(_Section):
     name: str = "tuneloop"
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
 
 DEFAULT_TOML = """\
@@ -107,6 +135,28 @@ max_words = 100000
 max_dup_line_frac = 0.3
 max_top_ngram_frac = 0.2
 min_alpha_frac = 0.3
+
+[train]
+base = "smollm2-135m-instruct"  # a Hub id, a local model folder, or this offline default
+max_steps = 60
+micro_batch = 4          # rows per forward pass
+grad_accum = 2           # micro-batches per optimizer step
+lr = 2e-4
+warmup_steps = 6         # then cosine decay to zero
+eval_every = 10          # steps between validation losses
+save_every = 10          # steps between checkpoints
+patience = 3             # evaluations without improvement before stopping early
+packing = true           # pack examples into rows of block_size tokens
+max_len = 512
+block_size = 512
+seed = 0
+lora_r = 16
+lora_alpha = 32
+lora_dropout = 0.05
+# target_modules = ["q_proj", "v_proj"]   # default: by architecture
+replay_ratio = 0.2       # share of earlier rounds' records mixed into training
+replay_capacity = 2000
+replay_strategy = "reservoir"  # reservoir | stratified | loss
 """
 
 

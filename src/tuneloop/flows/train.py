@@ -1,0 +1,171 @@
+"""``tuneloop train``: a dataset version (+ replay) → LoRA adapter with its full lineage.
+
+The run folder's name is a hash of everything that defines the run (dataset, replay version,
+base weights, hyperparameters), so ``--resume`` finds the interrupted run of the same job and
+never continues a different one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tuneloop import __version__
+from tuneloop.config import TrainConfig
+from tuneloop.datasets import DatasetStore
+from tuneloop.errors import WorkspaceError
+from tuneloop.model.base import BaseModelInfo, load_base
+from tuneloop.model.fetch import DEFAULT_MODEL, fetch_default
+from tuneloop.records import Record
+from tuneloop.train.adapter import folder_sha256
+from tuneloop.train.data import pack, single_rows, tokenize
+from tuneloop.train.loop import Trainer, TrainResult, TrainSettings
+from tuneloop.train.lora import LoraSettings, with_lora
+from tuneloop.train.replay import ReplayBuffer, replay_count
+from tuneloop.workspace import Workspace
+
+
+def settings_from(cfg: TrainConfig, max_steps: int | None = None) -> TrainSettings:
+    lora = LoraSettings(
+        r=cfg.lora_r,
+        alpha=cfg.lora_alpha,
+        dropout=cfg.lora_dropout,
+        target_modules=tuple(cfg.target_modules) if cfg.target_modules else None,
+    )
+    return TrainSettings(
+        max_steps=max_steps or cfg.max_steps, micro_batch=cfg.micro_batch,
+        grad_accum=cfg.grad_accum, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay, seed=cfg.seed, eval_every=cfg.eval_every,
+        save_every=cfg.save_every, patience=cfg.patience, packing=cfg.packing,
+        max_len=cfg.max_len, block_size=cfg.block_size, lora=lora,
+    )  # fmt: skip
+
+
+def base_folder(ref: str) -> str:
+    """The offline default is fetched (once) into the cache; anything else is used as given."""
+    return str(fetch_default()) if ref == DEFAULT_MODEL else ref
+
+
+def _git(here: Path, *args: str) -> str:
+    cmd = ["git", "-C", str(here), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def code_version() -> str:
+    """The git commit of the code that trained (with -dirty), else the package version."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = _git(here, "rev-parse", "HEAD")
+        dirty = _git(here, "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return f"tuneloop-{__version__}"
+    return f"{head}{'-dirty' if dirty else ''}"
+
+
+def library_versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__,
+            "tuneloop": __version__}  # fmt: skip
+
+
+@dataclass
+class TrainReport:
+    run_id: str
+    run_dir: str
+    adapter_dir: str
+    adapter_sha256: str
+    lineage: dict[str, Any]
+    result: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mix_replay(
+    ws: Workspace, cfg: TrainConfig, train: list[Record]
+) -> tuple[list[Record], str | None]:
+    buffer = ReplayBuffer(
+        ws.train_dir / "replay", cfg.replay_capacity, cfg.replay_strategy, cfg.seed
+    )
+    version = buffer.current()
+    if version is None or cfg.replay_ratio == 0:
+        return train, version
+    extra = buffer.sample(
+        replay_count(len(train), cfg.replay_ratio), {r.id for r in train}, cfg.seed
+    )
+    return train + extra, version
+
+
+def run_id_for(
+    dataset: str, replay: str | None, base: BaseModelInfo, settings: TrainSettings
+) -> str:
+    body = json.dumps([dataset, replay, base.weights_sha256, settings.to_dict()], sort_keys=True)
+    return "run-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def train(
+    ws: Workspace,
+    dataset: str | None = None,
+    base: str | None = None,
+    max_steps: int | None = None,
+    resume: bool = False,
+    progress: Any = None,
+) -> TrainReport:
+    """Train one LoRA adapter on a dataset version; write it with its lineage."""
+    import torch
+
+    cfg = ws.config.train
+    store = DatasetStore(ws.datasets_dir)
+    version = dataset or store.latest()
+    if version is None:
+        raise WorkspaceError("no dataset version yet; run `tuneloop curate` first")
+    version = store.resolve(version)
+    base_ref = base or cfg.base
+    model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
+    settings = settings_from(cfg, max_steps)
+    train_records, replay_version = _mix_replay(ws, cfg, store.load(version, split="train"))
+    val_records = store.load(version, split="validation")
+    run_id = run_id_for(version, replay_version, info, settings)
+    run_dir = ws.root / "runs" / run_id
+    torch.manual_seed(settings.seed)
+    model = with_lora(model, settings.lora)
+    train_ex = tokenize(train_records, tokenizer, settings.max_len).examples
+    val_ex = tokenize(val_records, tokenizer, settings.max_len).examples
+    rows = pack(train_ex, settings.block_size) if settings.packing else single_rows(train_ex)
+    trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir)
+    result = trainer.run(resume=resume, progress=progress)
+    buffer = ReplayBuffer(
+        ws.train_dir / "replay", cfg.replay_capacity, cfg.replay_strategy, cfg.seed
+    )
+    buffer.add_round(store.load(version, split="train"), version)
+    lineage = {
+        "base": {**info.to_dict(), "ref": base_ref},
+        "dataset_version": version,
+        "replay_version": replay_version,
+        "replay_ratio": cfg.replay_ratio,
+        "hyperparameters": settings.to_dict(),
+        "libraries": library_versions(),
+        "code_version": code_version(),
+        "run_id": run_id,
+        "records": {
+            "train": len(train_records),
+            "validation": len(val_records),
+            "train_rows": len(rows),
+        },
+    }
+    (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
+    summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
+    return TrainReport(run_id, str(run_dir), str(result.adapter_dir),
+                       folder_sha256(result.adapter_dir), lineage, summary)  # fmt: skip
+
+
+__all__ = ["TrainReport", "TrainResult", "train"]
