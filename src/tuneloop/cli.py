@@ -21,8 +21,10 @@ evalset_app = typer.Typer(
     help="The eval store: add items, verify the hash chain.", no_args_is_help=True
 )
 datasets_app = typer.Typer(help="Immutable dataset versions.", no_args_is_help=True)
+models_app = typer.Typer(help="Base models.", no_args_is_help=True)
 app.add_typer(evalset_app, name="evalset")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(models_app, name="models")
 
 WorkspaceOpt = Annotated[
     Path | None,
@@ -182,6 +184,50 @@ def datasets_diff(v1: str, v2: str, workspace: WorkspaceOpt = None) -> None:
     from tuneloop.datasets import DatasetStore
 
     render.emit_json(DatasetStore(find_workspace(workspace).datasets_dir).diff(v1, v2).to_dict())
+
+
+@models_app.command("fetch")
+def models_fetch(
+    force: Annotated[bool, typer.Option(help="convert again even if cached")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Fetch the offline default base model (SmolLM2-135M-Instruct) into the user cache."""
+    from tuneloop.model.fetch import fetch_default
+
+    with render.working("fetching and converting SmolLM2-135M-Instruct", json):
+        path = fetch_default(force)
+    if json:
+        render.emit_json({"model": "smollm2-135m-instruct", "path": str(path)})
+    else:
+        render.out.print(f"base model ready: {path}")
+
+
+@app.command()
+def train(
+    dataset: Annotated[str | None, typer.Option(help="dataset version (default: latest)")] = None,
+    base: Annotated[str | None, typer.Option(help="Hub id or model folder")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
+    resume: Annotated[bool, typer.Option(help="continue the interrupted run")] = False,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Train a LoRA adapter on a dataset version (+ replay); write it with its lineage."""
+    from tuneloop.flows.train import train as run
+
+    ws = find_workspace(workspace)
+    with render.step_progress(
+        "training", ws.config.train.max_steps if max_steps is None else max_steps, json
+    ) as progress:
+        report = run(ws, dataset, base, max_steps, resume, progress)
+    if json:
+        render.emit_json(report.to_dict())
+        return
+    r = report.result
+    render.out.print(
+        f"adapter {report.adapter_dir} (sha256 {report.adapter_sha256[:12]}): {r['steps']} steps, "
+        f"best eval loss {r['best_eval_loss']} at step {r['best_step']}"
+        f"{' (stopped early)' if r['stopped_early'] else ''}; run {report.run_id}"
+    )
 
 
 @app.command()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 # No emoji codes (":train:" is a split name here, not a picture); wide tables when piped.
@@ -28,6 +29,29 @@ def working(message: str, quiet: bool) -> Iterator[None]:
         return
     with err.status(message):
         yield
+
+
+@contextmanager
+def step_progress(
+    title: str, total: int, quiet: bool
+) -> Iterator[Callable[[dict[str, Any]], None] | None]:
+    """A progress bar with loss and ETA on stderr (only on a terminal, never with --json)."""
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("step {task.completed}/{task.total}  loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as bar:
+        task = bar.add_task(title, total=total, loss="-")
+
+        def update(info: dict[str, Any]) -> None:
+            bar.update(task, completed=info["step"], loss=f"{info['loss']:.4f}")
+
+        yield update
 
 
 def counts_table(

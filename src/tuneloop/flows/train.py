@@ -90,18 +90,21 @@ class TrainReport:
         return asdict(self)
 
 
+def _buffer(ws: Workspace, cfg: TrainConfig) -> ReplayBuffer:
+    root = ws.train_dir / "replay"
+    return ReplayBuffer(root, cfg.replay_capacity, cfg.replay_strategy, cfg.seed)
+
+
 def _mix_replay(
-    ws: Workspace, cfg: TrainConfig, train: list[Record]
+    ws: Workspace, cfg: TrainConfig, dataset: str, train: list[Record]
 ) -> tuple[list[Record], str | None]:
-    buffer = ReplayBuffer(
-        ws.train_dir / "replay", cfg.replay_capacity, cfg.replay_strategy, cfg.seed
-    )
-    version = buffer.current()
+    """The round's records plus replayed ones from the buffer as it was before this round."""
+    buffer = _buffer(ws, cfg)
+    version = buffer.version_before(dataset)
     if version is None or cfg.replay_ratio == 0:
         return train, version
-    extra = buffer.sample(
-        replay_count(len(train), cfg.replay_ratio), {r.id for r in train}, cfg.seed
-    )
+    n = replay_count(len(train), cfg.replay_ratio)
+    extra = buffer.sample(n, {r.id for r in train}, cfg.seed, version)
     return train + extra, version
 
 
@@ -132,7 +135,9 @@ def train(
     base_ref = base or cfg.base
     model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
     settings = settings_from(cfg, max_steps)
-    train_records, replay_version = _mix_replay(ws, cfg, store.load(version, split="train"))
+    train_records, replay_version = _mix_replay(
+        ws, cfg, version, store.load(version, split="train")
+    )
     val_records = store.load(version, split="validation")
     run_id = run_id_for(version, replay_version, info, settings)
     run_dir = ws.root / "runs" / run_id
@@ -143,10 +148,7 @@ def train(
     rows = pack(train_ex, settings.block_size) if settings.packing else single_rows(train_ex)
     trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir)
     result = trainer.run(resume=resume, progress=progress)
-    buffer = ReplayBuffer(
-        ws.train_dir / "replay", cfg.replay_capacity, cfg.replay_strategy, cfg.seed
-    )
-    buffer.add_round(store.load(version, split="train"), version)
+    _buffer(ws, cfg).add_round(store.load(version, split="train"), version)
     lineage = {
         "base": {**info.to_dict(), "ref": base_ref},
         "dataset_version": version,

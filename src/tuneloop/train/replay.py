@@ -172,11 +172,28 @@ class ReplayBuffer:
         pointer.replace(self.root / "CURRENT")
         return version
 
-    def sample(self, n: int, exclude: set[str], seed: int) -> list[Record]:
-        """``n`` records from the current version (none whose id is in ``exclude``)."""
-        state = self.load()
+    def version_before(self, round_id: str) -> str | None:
+        """The newest version that does not contain ``round_id`` yet.
+
+        Training on a round replays what came *before* it, whether or not that round has since
+        been added (a finished run, then ``--resume``, must see the same buffer).
+        """
+        version = self.current()
+        while version is not None:
+            state = self.load(version)
+            if round_id not in state.rounds:
+                return version
+            version = state.parent
+        return None
+
+    def sample(
+        self, n: int, exclude: set[str], seed: int, version: str | None = None
+    ) -> list[Record]:
+        """``n`` records from a version (default: current), none whose id is in ``exclude``."""
+        version = version or self.current()
+        state = self.load(version)
         pool = [e for e in state.entries if str(e.record.get("id")) not in exclude]
-        rng = random.Random(f"{seed}:{self.current()}")
+        rng = random.Random(f"{seed}:{version}")
         chosen = pool if n >= len(pool) else rng.sample(pool, n)
         return [record_from_obj(e.record) for e in chosen]
 

@@ -1,0 +1,100 @@
+"""``tuneloop train`` on a workspace: dataset version → adapter, lineage, replay, resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("peft")
+
+from tiny import build_tiny_model  # noqa: E402
+
+from tuneloop.flows.curate import curate  # noqa: E402
+from tuneloop.flows.ingest import ingest_file  # noqa: E402
+from tuneloop.flows.train import train  # noqa: E402
+from tuneloop.workspace import Workspace  # noqa: E402
+
+TRAIN_TOML = """
+[train]
+base = "{base}"
+max_steps = 4
+micro_batch = 2
+grad_accum = 1
+eval_every = 2
+save_every = 2
+max_len = 64
+block_size = 64
+lora_r = 4
+lora_alpha = 8
+replay_ratio = 0.5
+"""
+
+
+def chats(prefix: str, n: int) -> list[dict[str, object]]:
+    return [
+        {
+            "id": f"{prefix}{i}",
+            "user_id": f"u{prefix}{i}",
+            "messages": [
+                {"role": "user", "content": f"please reset my password number {prefix} {i} now"},
+                {"role": "assistant", "content": f'{{"intent": "reset_password", "n": {i}}}'},
+            ],
+        }
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def ws(workspace: Workspace, tmp_path: Path) -> Workspace:
+    base = build_tiny_model(tmp_path / "tiny")
+    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
+    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
+    workspace.config_path.write_text(text)
+    return Workspace(workspace.root)
+
+
+def ingest(ws: Workspace, tmp_path: Path, rows: list[dict[str, object]], name: str) -> None:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ingest_file(ws, path)
+
+
+def test_train_writes_adapter_and_lineage(ws: Workspace, tmp_path: Path) -> None:
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    first = curate(ws)
+    report = train(ws)
+    lineage = json.loads((Path(report.run_dir) / "lineage.json").read_text())
+    assert lineage["dataset_version"] == first.version and lineage["replay_version"] is None
+    assert lineage["base"]["weights_sha256"] and lineage["hyperparameters"]["max_steps"] == 4
+    assert set(lineage["libraries"]) >= {"torch", "transformers", "peft"}
+    assert (Path(report.adapter_dir) / "adapter_model.safetensors").exists()
+    assert report.result["steps"] == 4
+    ingest(ws, tmp_path, chats("b", 24), "b.jsonl")
+    curate(ws)
+    second = train(ws)
+    assert second.lineage["replay_version"] is not None
+    assert second.lineage["records"]["train"] > 24  # replayed records mixed in
+
+
+def test_resume_continues_the_same_run(ws: Workspace, tmp_path: Path) -> None:
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    curate(ws)
+    straight = train(ws)
+    again = train(ws, resume=True)
+    assert again.run_id == straight.run_id and again.result["resumed_from"] == 4
+    assert again.adapter_sha256 == straight.adapter_sha256
+
+
+def test_cli_train_json(ws: Workspace, tmp_path: Path) -> None:
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    curate(ws)
+    exe = Path(sys.executable).with_name("tuneloop")
+    done = subprocess.run(
+        [str(exe), "train", "--workspace", str(ws.root), "--max-steps", "2", "--json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout)["result"]["steps"] == 2
