@@ -24,7 +24,7 @@ from tuneloop.model.fetch import DEFAULT_MODEL, fetch_default
 from tuneloop.records import Record
 from tuneloop.train.adapter import folder_sha256
 from tuneloop.train.data import pack, single_rows, tokenize
-from tuneloop.train.loop import Trainer, TrainResult, TrainSettings
+from tuneloop.train.loop import Trainer, TrainResult, TrainSettings, init_distributed
 from tuneloop.train.lora import LoraSettings, with_lora
 from tuneloop.train.replay import ReplayBuffer, replay_count
 from tuneloop.workspace import Workspace
@@ -127,6 +127,7 @@ def train(
     import torch
 
     cfg = ws.config.train
+    init_distributed()
     store = DatasetStore(ws.datasets_dir)
     version = dataset or store.latest()
     if version is None:
@@ -148,7 +149,8 @@ def train(
     rows = pack(train_ex, settings.block_size) if settings.packing else single_rows(train_ex)
     trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir)
     result = trainer.run(resume=resume, progress=progress)
-    _buffer(ws, cfg).add_round(store.load(version, split="train"), version)
+    if trainer.is_main:
+        _buffer(ws, cfg).add_round(store.load(version, split="train"), version)
     lineage = {
         "base": {**info.to_dict(), "ref": base_ref},
         "dataset_version": version,
@@ -164,7 +166,8 @@ def train(
             "train_rows": len(rows),
         },
     }
-    (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
+    if trainer.is_main:
+        (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     return TrainReport(run_id, str(run_dir), str(result.adapter_dir),
                        folder_sha256(result.adapter_dir), lineage, summary)  # fmt: skip

@@ -142,7 +142,9 @@ def pack(examples: Sequence[Example], block_size: int) -> list[Row]:
             rows.append(Row(tuple(ids), tuple(labels), tuple(positions), tuple(members)))
             ids, labels, positions, members = [], [], [], []
         ids.extend(e.input_ids)
-        labels.extend(e.labels)
+        # An example's first token is never predicted from its own context: the token before
+        # it in the row belongs to the previous example.
+        labels.extend((IGNORE, *e.labels[1:]))
         positions.extend(range(len(e.input_ids)))
         members.append(e.record_id)
     if ids:

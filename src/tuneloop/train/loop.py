@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -72,6 +73,26 @@ class TrainResult:
 Hook = Callable[[str, dict[str, Any]], None]
 
 
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (1 outside torchrun / accelerate)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed() -> None:
+    """Join the process group when launched by torchrun / accelerate (gloo on CPU, nccl on GPU)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
 def lr_lambda(settings: TrainSettings) -> Callable[[int], float]:
     """Linear warmup, then cosine decay to zero at ``max_steps``."""
 
@@ -124,12 +145,14 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(settings))
         self.state = TrainerState()
         self.checkpoints = out_dir / "checkpoints"
+        self.rank, self.world = rank_and_world()
+        self.is_main = self.rank == 0
 
     # -- batches -------------------------------------------------------------------------
     def _next_group(self) -> list[list[Row]]:
-        """The micro-batches of the next optimizer step, advancing the data position."""
+        """The micro-batches of the next optimizer step (all ranks'), advancing the position."""
         group = []
-        for _ in range(self.settings.grad_accum):
+        for _ in range(self.settings.grad_accum * self.world):
             order = epoch_order(len(self.batches), self.settings.seed, self.state.epoch)
             group.append(self.batches[int(order[self.state.cursor])])
             self.state.cursor += 1
@@ -160,12 +183,13 @@ class Trainer:
         self.model.train()
         group = self._next_group()
         counts = [int(sum(1 for r in rows for x in r.labels[1:] if x != IGNORE)) for rows in group]
-        total = max(1, sum(counts))
+        total = max(1, sum(counts))  # over every rank's micro-batches: the step's true mean
         loss_total = 0.0
-        for rows in group:
+        for rows in group[self.rank :: self.world]:
             loss, _ = self._loss_sum(rows)
             (loss / total).backward()
             loss_total += float(loss.detach())
+        loss_total = self._sum_across_ranks(loss_total)
         torch.nn.utils.clip_grad_norm_(
             [p for p in self.model.parameters() if p.requires_grad], self.settings.max_grad_norm
         )
@@ -178,6 +202,26 @@ class Trainer:
         ids = [rid for rows in group for r in rows for rid in r.record_ids]
         return {"step": self.state.step, "loss": loss_total / total, "tokens": tokens,
                 "lr": self.scheduler.get_last_lr()[0], "records": ids}  # fmt: skip
+
+    def _sum_across_ranks(self, loss_total: float) -> float:
+        """Sum every trainable gradient (and the loss) over ranks: the same step as one process.
+
+        Each rank's loss is already divided by the whole step's token count, so a plain sum of
+        gradients gives exactly the single-process gradient of the same global batch.
+        """
+        if self.world == 1:
+            return loss_total
+        import torch
+        import torch.distributed as dist
+
+        for p in self.model.parameters():
+            if p.requires_grad:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        value = torch.tensor([loss_total], dtype=torch.float64)
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        return float(value[0])
 
     def eval_loss(self) -> float | None:
         """Mean token loss on the validation rows (no dropout, no gradients)."""
@@ -211,7 +255,15 @@ class Trainer:
     def _save_best(self) -> None:
         from tuneloop.train.adapter import save_adapter
 
-        save_adapter(self.model, self.out_dir / "best")
+        if self.is_main:
+            save_adapter(self.model, self.out_dir / "best")
+        self._barrier()
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
 
     def resume(self) -> int | None:
         """Continue from the newest complete checkpoint, if any; return its step."""
@@ -224,11 +276,15 @@ class Trainer:
         return self.state.step
 
     def _checkpoint(self, fail_after: str | None = None) -> None:
+        if not self.is_main:
+            self._barrier()
+            return
         save_checkpoint(
             self.checkpoints, self.adapter_state(), self.optimizer, self.scheduler, self.state,
             fail_after,
         )  # fmt: skip
         prune(self.checkpoints, self.settings.keep_checkpoints)
+        self._barrier()
 
     def _evaluate(self, log: Any) -> bool:
         """Eval loss, best-adapter bookkeeping; True when early stopping says stop."""
@@ -253,7 +309,8 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.resume() if resume else None
         stopped = False
-        with (self.out_dir / "metrics.jsonl").open("a", encoding="utf-8") as log:
+        log_path = self.out_dir / "metrics.jsonl" if self.is_main else Path(os.devnull)
+        with log_path.open("a", encoding="utf-8") as log:
             while self.state.step < self.settings.max_steps and not stopped:
                 info = self._train_step()
                 self.hook("step", info)
