@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
-from test_train import records  # type: ignore[import-not-found]
 from tuneloop.model.base import load_base
 from tuneloop.train.data import pack, single_rows, tokenize
-from tuneloop.train.lora import LoraSettings, with_lora
 from tuneloop.train.loop import Trainer, TrainSettings, init_distributed
+from tuneloop.train.lora import LoraSettings, with_lora
+
+from test_train import records  # type: ignore[import-not-found]
 
 
 def main(base: str, out: str, grad_accum: int) -> None:

@@ -9,12 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tuneloop.train.adapter import adapter_weights
 
-pytest.importorskip("peft")
-from tiny import build_tiny_model  # noqa: E402
-
-from tuneloop.train.adapter import adapter_weights  # noqa: E402
+from tiny import build_tiny_model
 
 HERE = Path(__file__).parent
 
@@ -33,8 +30,10 @@ def run(cmd: list[str]) -> None:
 def test_two_processes_match_one(tmp_path: Path) -> None:
     base = str(build_tiny_model(tmp_path / "tiny"))
     torchrun = Path(sys.executable).with_name("torchrun")
-    run([str(torchrun), "--nproc_per_node=2", f"--master_port={free_port()}",
-         "--master_addr=127.0.0.1", str(HERE / "ddp_worker.py"), base, str(tmp_path / "ddp"), "1"])  # fmt: skip
+    worker = str(HERE / "ddp_worker.py")
+    port = f"--master_port={free_port()}"
+    run([str(torchrun), "--nproc_per_node=2", port, "--master_addr=127.0.0.1", worker, base,
+         str(tmp_path / "ddp"), "1"])  # fmt: skip
     run([sys.executable, str(HERE / "ddp_worker.py"), base, str(tmp_path / "one"), "2"])
     a = adapter_weights(tmp_path / "ddp" / "best")
     b = adapter_weights(tmp_path / "one" / "best")

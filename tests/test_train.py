@@ -6,18 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("peft")
+from tuneloop.model.base import load_base
+from tuneloop.records import Message, Record
+from tuneloop.train.adapter import adapter_weights
+from tuneloop.train.checkpoint import complete_checkpoints
+from tuneloop.train.data import IGNORE, collate, pack, single_rows, tokenize
+from tuneloop.train.loop import Trainer, TrainSettings
+from tuneloop.train.lora import LoraSettings, with_lora
 
-from tiny import build_tiny_model  # noqa: E402
-from tuneloop.model.base import load_base  # noqa: E402
-from tuneloop.records import Message, Record  # noqa: E402
-from tuneloop.train.adapter import adapter_weights  # noqa: E402
-from tuneloop.train.checkpoint import complete_checkpoints  # noqa: E402
-from tuneloop.train.data import IGNORE, collate, pack, single_rows, tokenize  # noqa: E402
-from tuneloop.train.loop import Trainer, TrainSettings  # noqa: E402
-from tuneloop.train.lora import LoraSettings, with_lora  # noqa: E402
+from tiny import build_tiny_model
 
 QUESTIONS = ["the card was lost", "reset my password", "fee for a wire transfer", "thank you"]
 

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("peft")
+from tuneloop.flows.curate import curate
+from tuneloop.flows.ingest import ingest_file
+from tuneloop.flows.train import train
+from tuneloop.workspace import Workspace
 
-from tiny import build_tiny_model  # noqa: E402
-
-from tuneloop.flows.curate import curate  # noqa: E402
-from tuneloop.flows.ingest import ingest_file  # noqa: E402
-from tuneloop.flows.train import train  # noqa: E402
-from tuneloop.workspace import Workspace  # noqa: E402
+from tiny import build_tiny_model
 
 TRAIN_TOML = """
 [train]
