@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,6 +22,8 @@ evalset_app = typer.Typer(
 )
 datasets_app = typer.Typer(help="Immutable dataset versions.", no_args_is_help=True)
 models_app = typer.Typer(help="Base models.", no_args_is_help=True)
+registry_app = typer.Typer(help="Model versions, lineage, aliases.", no_args_is_help=True)
+app.add_typer(registry_app, name="registry")
 app.add_typer(evalset_app, name="evalset")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
@@ -224,10 +226,132 @@ def train(
         return
     r = report.result
     render.out.print(
-        f"adapter {report.adapter_dir} (sha256 {report.adapter_sha256[:12]}): {r['steps']} steps, "
+        f"candidate model version {report.version}: adapter {report.adapter_dir} "
+        f"(sha256 {report.adapter_sha256[:12]}): {r['steps']} steps, "
         f"best eval loss {r['best_eval_loss']} at step {r['best_step']}"
         f"{' (stopped early)' if r['stopped_early'] else ''}; run {report.run_id}"
     )
+
+
+@app.command()
+def evaluate(
+    model_ref: Annotated[str, typer.Argument(help="registry version, alias, or base")],
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Score a model on the eval store's suites, forgetting and safety (the evaluator role)."""
+    from tuneloop.flows.evaluate import evaluate as run
+
+    with render.working(f"evaluating {model_ref}", json):
+        report, path = run(find_workspace(workspace), model_ref)
+    if json:
+        render.emit_json(report.to_dict())
+        return
+    rows = {}
+    for name, suite in report.suites.items():
+        metrics = ("token_f1", "rouge_l", "exact_match", "loss")
+        rows[f"{name} ({suite.kind}, {len(suite.items)} items)"] = "  ".join(
+            f"{m} {suite.mean(m):.3f}" for m in metrics
+        )
+    render.counts_table(f"{report.model} on eval index {report.eval_index_version[:12]}", rows,
+                        "suite", "means")  # fmt: skip
+    render.out.print(f"per-item scores: {path}")
+
+
+@app.command()
+def gate(
+    candidate: Annotated[str, typer.Argument(help="registry version or alias")],
+    promote: Annotated[bool, typer.Option(help="move production to it if it passes")] = False,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Decide, with reasons, whether CANDIDATE may replace production (or the base model)."""
+    from tuneloop.flows.gate import gate as run
+
+    with render.working(f"gating {candidate}", json):
+        out = run(find_workspace(workspace), candidate, promote)
+    if json:
+        render.emit_json(out)
+    else:
+        render.out.print(
+            f"[bold]{out['decision'].upper()}[/] ({out.get('incumbent')} → {out.get('candidate')})"
+        )
+        for reason in out["reasons"]:
+            render.out.print(f"  - {reason}")
+        if out.get("promoted"):
+            render.out.print("production now points at the candidate")
+    if out["decision"] != "pass":
+        raise typer.Exit(1)
+
+
+@registry_app.command("list")
+def registry_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """Every model version with its aliases and dataset."""
+    from tuneloop.flows.register import registry_for
+
+    versions = registry_for(find_workspace(workspace)).list()
+    if json:
+        render.emit_json([_version_dict(v) for v in versions])
+        return
+    for v in versions:
+        aliases = ", ".join(v.aliases) or "-"
+        parent = v.lineage.parent_version or "-"
+        render.out.print(
+            f"v{v.version}  [{aliases}]  dataset {v.lineage.dataset_version}  "
+            f"adapter {v.adapter_sha256[:12]}  parent {parent}"
+        )
+
+
+def _version_dict(v: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {**asdict(v), "created_at": str(v.created_at)}
+
+
+@registry_app.command("show")
+def registry_show(version: str, workspace: WorkspaceOpt = None) -> None:
+    """One version's lineage, aliases and adapter hash (JSON)."""
+    from tuneloop.flows.register import registry_for
+
+    render.emit_json(_version_dict(registry_for(find_workspace(workspace)).resolve(version)))
+
+
+@registry_app.command("lineage")
+def registry_lineage(version: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """The chain of parent versions back to the first."""
+    from tuneloop.flows.register import registry_for
+
+    chain = registry_for(find_workspace(workspace)).lineage(version)
+    if json:
+        render.emit_json([_version_dict(v) for v in chain])
+        return
+    for v in chain:
+        lin = v.lineage
+        render.out.print(
+            f"v{v.version}: base {lin.base_ref} ({lin.base_sha256[:12]}), "
+            f"dataset {lin.dataset_version}, replay {lin.replay_version or '-'}, "
+            f"code {lin.code_version[:12]}"
+        )
+
+
+@registry_app.command("promote")
+def registry_promote(version: str, workspace: WorkspaceOpt = None) -> None:
+    """Move production to VERSION (the old production becomes previous)."""
+    from tuneloop.flows.register import registry_for
+
+    registry = registry_for(find_workspace(workspace))
+    registry.promote(registry.resolve(version).version)
+    render.out.print(f"production → v{registry.resolve('production').version}")
+
+
+@registry_app.command("rollback")
+def registry_rollback(workspace: WorkspaceOpt = None) -> None:
+    """Move production back to previous, atomically."""
+    from tuneloop.flows.register import registry_for
+
+    registry = registry_for(find_workspace(workspace))
+    registry.rollback()
+    render.out.print(f"production → v{registry.resolve('production').version}")
 
 
 @app.command()

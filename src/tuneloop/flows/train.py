@@ -19,6 +19,7 @@ from tuneloop import __version__
 from tuneloop.config import TrainConfig
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import WorkspaceError
+from tuneloop.flows.register import register_run
 from tuneloop.model.base import BaseModelInfo, load_base
 from tuneloop.model.fetch import DEFAULT_MODEL, fetch_default
 from tuneloop.records import Record
@@ -79,6 +80,7 @@ def library_versions() -> dict[str, str]:
 
 @dataclass
 class TrainReport:
+    version: str | None  # the registered candidate (None on ranks other than the first)
     run_id: str
     run_dir: str
     adapter_dir: str
@@ -169,8 +171,14 @@ def train(
     if trainer.is_main:
         (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
-    return TrainReport(run_id, str(run_dir), str(result.adapter_dir),
-                       folder_sha256(result.adapter_dir), lineage, summary)  # fmt: skip
+    registered = None
+    if trainer.is_main:
+        metrics = {"best_eval_loss": result.best_eval_loss} if result.best_eval_loss else None
+        registered = register_run(ws, run_dir, metrics).version
+    return TrainReport(
+        registered, run_id, str(run_dir), str(result.adapter_dir),
+        folder_sha256(result.adapter_dir), lineage, summary,
+    )  # fmt: skip
 
 
 __all__ = ["TrainReport", "TrainResult", "train"]

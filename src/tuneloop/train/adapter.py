@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+SHA_FILE = "SHA256.txt"  # the adapter's own sha256, beside its files
+
 
 def folder_sha256(folder: Path) -> str:
     """One sha256 over every file of a folder (names and contents, in name order)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SHA256"):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SHA_FILE):
         digest.update(path.relative_to(folder).as_posix().encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
@@ -25,7 +27,7 @@ def save_adapter(model: Any, dest: Path) -> str:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         sha = folder_sha256(tmp)
-        (tmp / "SHA256").write_text(sha + "\n")
+        (tmp / SHA_FILE).write_text(sha + "\n")
         if dest.exists():
             shutil.rmtree(dest)
         tmp.rename(dest)

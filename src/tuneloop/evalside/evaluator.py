@@ -1,0 +1,435 @@
+"""The evaluator: ask a model every suite's questions, score the answers, write the gate's report.
+
+For each item the model answers greedily (deterministic, so two runs of the same model agree and
+a candidate and an incumbent differ only by their weights), and the answer is scored against the
+reference with :mod:`tuneloop.evalside.metrics`. The item's ``loss`` is the mean cross-entropy of
+the *reference* answer given the prompt, labelled exactly as training labels it
+(:func:`tuneloop.train.data.chat_example`): it moves smoothly even when a short greedy answer does
+not, which makes it the most sensitive signal of forgetting. Perplexity is ``exp(loss)``.
+
+Generation is the slow part, so answers are cached on disk, keyed by the model's name and weight
+fingerprint, the item id, a hash of the item's content and the generation settings. Re-scoring the
+same model on the same items (a re-run of the gate, a report for another cut-off) costs nothing,
+and a changed item or a changed model never reuses a stale answer. Without a fingerprint nothing
+is cached: a name alone ("production") does not say which weights answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuneloop.errors import InputError, TuneloopError
+from tuneloop.evalside.metrics import is_refusal, score_text
+from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
+from tuneloop.evalside.store import EvalStore
+from tuneloop.evalside.suites import SuiteItem, item_from_record
+
+CACHE_VERSION = 1  # bump when prompts or decoding change in a way the settings do not capture
+CACHE_FILE = "eval_cache.sqlite"
+F1_GAP_THRESHOLD = 0.1
+LOSS_GAP_THRESHOLD = 0.5
+_WINDOW = re.compile(r"^\d{4}-W\d{2}$")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the model produced for one item: its greedy answer, and the reference's loss."""
+
+    prediction: str
+    loss: float  # nan when no reference token fits in the model's context
+
+
+class AnswerCache:
+    """Answers on disk in SQLite, one row per (model, weights, item, content, settings) key."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, timeout=60.0)
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+            "item_id TEXT NOT NULL, prediction TEXT NOT NULL, loss REAL, created_at TEXT NOT NULL)"
+        )
+        self._conn.commit()
+
+    def get(self, key: str) -> Answer | None:
+        row = self._conn.execute(
+            "SELECT prediction, loss FROM answers WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        return Answer(row[0], math.nan if row[1] is None else float(row[1]))
+
+    def put(self, entries: Sequence[tuple[str, str, str, Answer]]) -> None:
+        """Store (key, model, item id, answer) rows; a NaN loss is stored as NULL."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        rows = [
+            (key, model, item_id, a.prediction, None if math.isnan(a.loss) else a.loss, now)
+            for key, model, item_id, a in entries
+        ]
+        with self._conn:
+            self._conn.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class Evaluator:
+    """Scores one model (a base, or a base with an adapter) on suites of items."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        model_name: str,
+        cache_dir: Path | None,
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+        fingerprint: str | None = None,
+    ) -> None:
+        if max_new_tokens < 1 or batch_size < 1:
+            raise TuneloopError("max_new_tokens and batch_size must be at least 1")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.fingerprint = fingerprint
+        self.skipped: list[dict[str, str]] = []  # store items that could not be scored, and why
+        self._cache = AnswerCache(cache_dir / CACHE_FILE) if cache_dir and fingerprint else None
+        self._pad_id = _pad_id(tokenizer)
+        self._max_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        model.eval()
+
+    # -- scoring -------------------------------------------------------------------------------
+
+    def score_items(
+        self, suite_name: str, kind: SuiteKind, items: Sequence[SuiteItem]
+    ) -> SuiteResult:
+        """Answer and score every item (cached answers are reused); one ItemScore per item."""
+        answers = self._answers(items)
+        scores = [_item_score(item, answers[item.id], kind) for item in items]
+        return SuiteResult(name=suite_name, kind=kind, items=scores)
+
+    def _answers(self, items: Sequence[SuiteItem]) -> dict[str, Answer]:
+        """Cached answers, plus new ones for the items the cache lacks (then stored)."""
+        keys = {item.id: self._cache_key(item) for item in items}
+        found: dict[str, Answer] = {}
+        if self._cache is not None:
+            for item in items:
+                if (hit := self._cache.get(keys[item.id])) is not None:
+                    found[item.id] = hit
+        missing = [item for item in items if item.id not in found]
+        fresh = self._answer_batches(missing)
+        if self._cache is not None and fresh:
+            self._cache.put([(keys[i], self.model_name, i, a) for i, a in fresh.items()])
+        return found | fresh
+
+    def _answer_batches(self, items: Sequence[SuiteItem]) -> dict[str, Answer]:
+        """Generate and compute losses in batches of similar prompt length (less padding)."""
+        prompts = {item.id: self._prompt_ids(item) for item in items}
+        ordered = sorted(items, key=lambda item: len(prompts[item.id]))
+        out: dict[str, Answer] = {}
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start : start + self.batch_size]
+            texts = self._generate([prompts[item.id] for item in batch])
+            losses = self._losses(batch)
+            out.update(
+                {item.id: Answer(t, x) for item, t, x in zip(batch, texts, losses, strict=True)}
+            )
+        return out
+
+    def _cache_key(self, item: SuiteItem) -> str:
+        """Everything an answer depends on, hashed: model, weights, item, content, settings."""
+        template = str(getattr(self.tokenizer, "chat_template", "") or "")
+        body = {
+            "cache_version": CACHE_VERSION,
+            "model": self.model_name,
+            "fingerprint": self.fingerprint,
+            "item_id": item.id,
+            "content": item.content_sha256(),
+            "max_new_tokens": self.max_new_tokens,
+            "max_length": self._max_length,
+            "decoding": "greedy",
+            "chat_template": hashlib.sha256(template.encode("utf-8")).hexdigest(),
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode("utf-8")).hexdigest()
+
+    def _prompt_ids(self, item: SuiteItem) -> list[int]:
+        """The chat template with the generation prompt; the start is cut if it cannot fit."""
+        ids = list(
+            self.tokenizer.apply_chat_template(
+                item.chat(), tokenize=True, add_generation_prompt=True, return_dict=False
+            )
+        )
+        if self._max_length is not None:
+            room = max(1, self._max_length - self.max_new_tokens)
+            ids = ids[-room:]
+        return ids
+
+    def _generate(self, prompts: Sequence[list[int]]) -> list[str]:
+        """Greedy answers to a batch of prompts, left-padded so all answers start in one column."""
+        import torch
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, prompt in enumerate(prompts):
+            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+            mask[row, width - len(prompt) :] = 1
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self._pad_id,
+                use_cache=True,
+            )
+        return [
+            str(self.tokenizer.decode(row[width:], skip_special_tokens=True)).strip() for row in out
+        ]
+
+    def _losses(self, items: Sequence[SuiteItem]) -> list[float]:
+        """Mean cross-entropy of each reference answer given its prompt (completion-only labels)."""
+        import torch
+
+        from tuneloop.train.data import IGNORE, chat_example, collate, single_rows, truncate
+
+        examples = []
+        for item in items:
+            messages = [*item.chat(), {"role": "assistant", "content": item.reference}]
+            example = chat_example(item.id, messages, self.tokenizer)
+            examples.append(truncate(example, self._max_length) if self._max_length else example)
+        kept = [e for e in examples if e is not None]
+        if not kept:
+            return [math.nan] * len(items)
+        batch = collate(single_rows(kept), self._pad_id, packed=False)
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                position_ids=batch["position_ids"],
+                use_cache=False,
+            ).logits.float()
+        labels = batch["labels"][:, 1:]
+        losses = torch.nn.functional.cross_entropy(
+            logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
+        )
+        per_row = losses.sum(dim=1) / (labels != IGNORE).sum(dim=1).clamp(min=1)
+        values = iter(per_row.tolist())
+        return [math.nan if e is None else float(next(values)) for e in examples]
+
+    # -- the eval store --------------------------------------------------------------------------
+
+    def evaluate_store(
+        self, store: EvalStore, suites: list[str] | None = None, limit: int | None = None
+    ) -> dict[str, SuiteResult]:
+        """Score every suite of the eval store (all of them are task suites), or the named ones.
+
+        Items without a reference answer (documents, chats that end with the user) cannot be
+        scored; they are listed in ``self.skipped`` with the reason, and in the report.
+        """
+        available = store.suites()
+        names = sorted(available) if suites is None else suites
+        unknown = [name for name in names if name not in available]
+        if unknown:
+            raise TuneloopError(
+                f"no eval suite named {', '.join(unknown)} in the eval store; "
+                f"it has: {', '.join(sorted(available)) or '(none)'}"
+            )
+        return {
+            name: self.score_items(name, "task", self._store_items(store, name)[:limit])
+            for name in names
+        }
+
+    def _store_items(self, store: EvalStore, name: str) -> list[SuiteItem]:
+        items = []
+        for stored in store.iter_items(name):
+            slices = {
+                "window": stored.window or "unknown",
+                "source": stored.record.source or "unknown",
+                "suite": name,
+            }
+            try:
+                items.append(item_from_record(stored.record, "task", slices))
+            except InputError:
+                reason = "no_reference_answer"
+                self.skipped.append({"suite": name, "item_id": stored.item_id, "reason": reason})
+        return items
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def memorization_probe(self, task: SuiteResult, cutoff_window: str) -> dict[str, Any]:
+        """See :func:`memorization_probe`."""
+        return memorization_probe(task, cutoff_window)
+
+    def build_report(
+        self,
+        model_name: str,
+        suites: dict[str, SuiteResult],
+        eval_index_version: str,
+        memorization: dict[str, Any],
+    ) -> EvalReport:
+        """The report, with the settings and any skipped store items recorded in ``extra``."""
+        extra: dict[str, Any] = {
+            "fingerprint": self.fingerprint,
+            "max_new_tokens": self.max_new_tokens,
+            "decoding": "greedy",
+            "skipped": list(self.skipped),
+        }
+        return build_report(model_name, suites, eval_index_version, memorization, extra)
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+
+
+def _pad_id(tokenizer: Any) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise TuneloopError("the tokenizer has neither a pad nor an end-of-sequence token")
+    return int(pad)
+
+
+def _item_score(item: SuiteItem, answer: Answer, kind: SuiteKind) -> ItemScore:
+    """Metrics of one answer; a NaN loss is left out (the gate pairs items that have one)."""
+    metrics = score_text(answer.prediction, item.reference)
+    if not math.isnan(answer.loss):
+        metrics["loss"] = answer.loss
+    if kind != "safety":
+        return ItemScore(item.id, metrics, dict(item.slices))
+    refused = is_refusal(answer.prediction)
+    return ItemScore(item.id, metrics, dict(item.slices), item.expected, refused)
+
+
+# --- memorization and the report (pure functions of scores) --------------------------------------
+
+
+def _mean(items: Sequence[ItemScore], metric: str) -> float | None:
+    values = [v for i in items if (v := i.metrics.get(metric)) is not None and not math.isnan(v)]
+    return sum(values) / len(values) if values else None
+
+
+def _gap(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def memorization_probe(
+    task: SuiteResult,
+    cutoff_window: str,
+    f1_threshold: float = F1_GAP_THRESHOLD,
+    loss_threshold: float = LOSS_GAP_THRESHOLD,
+) -> dict[str, Any]:
+    """Does the model do suspiciously better on eval items older than its training cut-off?
+
+    Items whose ``window`` slice is at or before ``cutoff_window`` ("old") existed when the
+    training data was collected; later ones ("fresh") could not have leaked. A model that learned
+    the task does about as well on both; a model that saw the old items (leakage the contamination
+    check missed) scores better and has a lower loss on them. Flagged when the token-F1 gap
+    (old − fresh) exceeds ``f1_threshold`` or the loss gap (fresh − old) exceeds
+    ``loss_threshold``. A gap that widens from one model version to the next is the warning sign.
+
+    Windows are ISO-week labels like "2026-W47"; zero-padded, they compare correctly as strings.
+    Items without such a label are counted as ``unknown_window`` and left out.
+    """
+    if not _WINDOW.match(cutoff_window):
+        raise TuneloopError(f"cutoff window {cutoff_window!r} is not an ISO week like '2026-W47'")
+    dated = [i for i in task.items if _WINDOW.match(i.slices.get("window", ""))]
+    old = [i for i in dated if i.slices["window"] <= cutoff_window]
+    fresh = [i for i in dated if i.slices["window"] > cutoff_window]
+    f1_old, f1_fresh = _mean(old, "token_f1"), _mean(fresh, "token_f1")
+    loss_old, loss_fresh = _mean(old, "loss"), _mean(fresh, "loss")
+    f1_gap, loss_gap = _gap(f1_old, f1_fresh), _gap(loss_fresh, loss_old)
+    flagged = (f1_gap is not None and f1_gap > f1_threshold) or (
+        loss_gap is not None and loss_gap > loss_threshold
+    )
+    return {
+        "suite": task.name,
+        "cutoff_window": cutoff_window,
+        "old_items": len(old),
+        "fresh_items": len(fresh),
+        "unknown_window": len(task.items) - len(dated),
+        "token_f1_old": f1_old,
+        "token_f1_fresh": f1_fresh,
+        "token_f1_gap": f1_gap,
+        "loss_old": loss_old,
+        "loss_fresh": loss_fresh,
+        "loss_gap": loss_gap,
+        "f1_threshold": f1_threshold,
+        "loss_threshold": loss_threshold,
+        "flagged": bool(flagged),
+    }
+
+
+def build_report(
+    model_name: str,
+    suites: dict[str, SuiteResult],
+    eval_index_version: str,
+    memorization: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> EvalReport:
+    """The report the gate reads: per-item scores of every suite, and the memorization probe."""
+    return EvalReport(
+        model=model_name,
+        suites=dict(suites),
+        eval_index_version=eval_index_version,
+        memorization=dict(memorization),
+        extra=dict(extra or {}),
+    )
+
+
+# --- loading a model to evaluate -----------------------------------------------------------------
+
+
+def adapter_sha256(adapter_dir: Path) -> str:
+    """The adapter's recorded sha256 (its SHA256 file), checked against the files themselves."""
+    from tuneloop.train.adapter import SHA_FILE, folder_sha256
+
+    actual = folder_sha256(adapter_dir)
+    recorded_file = adapter_dir / SHA_FILE
+    if recorded_file.is_file():
+        recorded = recorded_file.read_text(encoding="utf-8").strip()
+        if recorded != actual:
+            raise TuneloopError(
+                f"{adapter_dir}: files do not match their SHA256 ({recorded[:12]}…, found "
+                f"{actual[:12]}…); the adapter was modified after saving: re-export it"
+            )
+        return recorded
+    return actual
+
+
+def load_model_for_eval(
+    base_ref: str, adapter_dir: Path | None = None, revision: str | None = None
+) -> tuple[Any, Any, str]:
+    """(model in eval mode, tokenizer, fingerprint) for a base model and an optional adapter.
+
+    The fingerprint is the base weights' sha256, plus ``+`` and the adapter's sha256 when there is
+    one: it keys the answer cache, so it must change whenever any weight does. Adapters are read
+    from safetensors only (pickle files can run code when loaded).
+    """
+    from tuneloop.model.base import load_base
+
+    model, tokenizer, info = load_base(base_ref, revision)
+    fingerprint = info.weights_sha256
+    if adapter_dir is None:
+        return model, tokenizer, fingerprint
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise TuneloopError(
+            f"{adapter_dir}: no adapter_model.safetensors; adapters are loaded from safetensors "
+            "only: pass the folder tuneloop train wrote, or re-save the adapter as safetensors"
+        )
+    sha = adapter_sha256(adapter_dir)
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    model.eval()
+    return model, tokenizer, f"{fingerprint}+{sha}"

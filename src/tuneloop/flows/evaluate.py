@@ -1,0 +1,106 @@
+"""``tuneloop evaluate MODEL_REF``: run the evaluator role over every suite, save the report.
+
+MODEL_REF is a registry version, an alias (production, canary, previous) or ``base``. This is
+the only flow that reads evaluation text (through :mod:`tuneloop.evalside`); it writes per-item
+scores, never the items, into ``eval/reports/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tuneloop.config import EvaluateConfig
+from tuneloop.datasets import DatasetStore
+from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
+from tuneloop.evalside.report import EvalReport, SuiteResult
+from tuneloop.evalside.store import EvalStore
+from tuneloop.evalside.suites import Suite, forgetting_suite, load_user_suite, safety_suite
+from tuneloop.flows.register import registry_for
+from tuneloop.flows.train import base_folder
+from tuneloop.gateway import time_window
+from tuneloop.workspace import Workspace
+
+
+def _resolve_model(ws: Workspace, ref: str) -> tuple[str, str, Path | None, str | None]:
+    """(report name, base folder, adapter folder or None, dataset version or None)."""
+    if ref == "base":
+        return "base", base_folder(ws.config.train.base), None, None
+    registry = registry_for(ws)
+    version = registry.resolve(ref)
+    dest = ws.eval_dir / "models" / f"v{version.version}"
+    if not dest.exists():
+        registry.download(version.version, dest)
+    lineage = version.lineage
+    return (
+        f"v{version.version}",
+        base_folder(lineage.base_ref),
+        dest / "adapter",
+        lineage.dataset_version,
+    )
+
+
+def _suites(cfg: EvaluateConfig) -> list[Suite]:
+    suites: list[Suite] = []
+    if cfg.forgetting_items:
+        shared = Path(cfg.shared_data) if cfg.shared_data else None
+        suites.append(forgetting_suite(shared, cfg.forgetting_items))
+    if cfg.safety:
+        suites.append(safety_suite())
+    suites += [load_user_suite(Path(p), "task", name) for name, p in cfg.user_suites.items()]
+    return suites
+
+
+def cutoff_window(ws: Workspace, dataset: str | None) -> str | None:
+    """The training data's newest time window: eval items up to it are 'old', later ones fresh."""
+    if dataset is None:
+        return None
+    windows = [
+        time_window(r.created_at, "week") for r in DatasetStore(ws.datasets_dir).load(dataset)
+    ]
+    known = [w for w in windows if w]
+    return max(known) if known else None
+
+
+def report_path(ws: Workspace, name: str, index_version: str) -> Path:
+    return ws.eval_dir / "reports" / f"{name}-{index_version[:12]}.json"
+
+
+def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
+    """Score one model on the store's task suites, forgetting and safety; save the report."""
+    cfg = ws.config.evaluate
+    name, base, adapter, dataset = _resolve_model(ws, ref)
+    model, tokenizer, fingerprint = load_model_for_eval(base, adapter)
+    evaluator = Evaluator(model, tokenizer, name, ws.eval_dir / "cache", cfg.max_new_tokens,
+                          cfg.batch_size, fingerprint)  # fmt: skip
+    try:
+        with EvalStore(ws.eval_store_path) as store:
+            index_version = store.head()
+            suites = evaluator.evaluate_store(store, limit=cfg.max_items_per_suite)
+        for suite in _suites(cfg):
+            items = (
+                suite.items[: cfg.max_items_per_suite] if cfg.max_items_per_suite else suite.items
+            )
+            suites[suite.name] = evaluator.score_items(suite.name, suite.kind, items)
+        memorization = _probe(evaluator, suites, cutoff_window(ws, dataset))
+        report = evaluator.build_report(name, suites, index_version, memorization)
+    finally:
+        evaluator.close()
+    path = report_path(ws, name, index_version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.save(path)
+    if adapter is not None:
+        registry_for(ws).attach_eval_report(name.removeprefix("v"), path)
+    return report, path
+
+
+def _probe(
+    evaluator: Evaluator, suites: dict[str, SuiteResult], cutoff: str | None
+) -> dict[str, Any]:
+    if cutoff is None:
+        return {"skipped": "no training cut-off (base model or undated data)"}
+    return {
+        name: evaluator.memorization_probe(result, cutoff)
+        for name, result in suites.items()
+        if result.kind == "task"
+    }

@@ -1,0 +1,65 @@
+"""``tuneloop gate CANDIDATE``: evaluate candidate and incumbent on the same items, decide.
+
+The incumbent is the production model, or the base model when nothing is in production yet.
+The decision, with its reasons, is recorded on the candidate's registry version; ``--promote``
+moves ``production`` to the candidate when it passes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tuneloop.contamination.check import Checker, strongest
+from tuneloop.datasets import DatasetStore
+from tuneloop.evalside.intake import load_or_rebuild
+from tuneloop.evalside.store import EvalStore
+from tuneloop.flows.evaluate import evaluate
+from tuneloop.flows.register import production_version, registry_for
+from tuneloop.gate import GateDecision, GatePolicy, decide
+from tuneloop.workspace import Workspace
+
+
+def policy_from(ws: Workspace) -> GatePolicy:
+    g = ws.config.gate
+    return GatePolicy(
+        primary_metrics=tuple(g.primary_metrics),
+        thresholds=dict(g.thresholds),
+        regression_tolerance=g.regression_tolerance,
+        forgetting_tolerance=g.forgetting_tolerance,
+        harmful_compliance_margin=g.harmful_compliance_margin,
+        over_refusal_margin=g.over_refusal_margin,
+        bootstrap_samples=g.bootstrap_samples,
+        require_improvement=g.require_improvement,
+    )
+
+
+def reverify_dataset(ws: Workspace, dataset: str) -> int:
+    """How many of the dataset's records match the *current* eval set."""
+    with EvalStore(ws.eval_store_path) as store:
+        index = load_or_rebuild(ws, store)
+    records = DatasetStore(ws.datasets_dir).load(dataset)
+    found = Checker(index).check_batch([r.content_text for r in records])
+    return sum(1 for matches in found if strongest(matches) is not None)
+
+
+def gate(ws: Workspace, candidate: str, promote: bool = False) -> dict[str, Any]:
+    registry = registry_for(ws)
+    cand = registry.resolve(candidate)
+    production = production_version(registry)
+    incumbent = production if production and production != cand.version else "base"
+    cand_report, _ = evaluate(ws, cand.version)
+    inc_report, _ = evaluate(ws, incumbent)
+    dataset = cand.lineage.dataset_version
+    certificate = DatasetStore(ws.datasets_dir).show(dataset).get("contamination_certificate")
+    with EvalStore(ws.eval_store_path) as store:
+        current = store.head()
+    decision: GateDecision = decide(
+        cand_report, inc_report, policy_from(ws), certificate, current,
+        reverify=lambda: reverify_dataset(ws, dataset),
+    )  # fmt: skip
+    out = decision.to_dict()
+    registry.set_gate_decision(cand.version, out)
+    if promote and out["decision"] == "pass":
+        registry.promote(cand.version)
+        out["promoted"] = True
+    return out

@@ -1,0 +1,44 @@
+"""Registering a finished training run as a candidate model version, with its lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tuneloop.errors import WorkspaceError
+from tuneloop.registry import Lineage, ModelVersion, Registry
+from tuneloop.workspace import Workspace
+
+
+def registry_for(ws: Workspace) -> Registry:
+    return Registry.for_workspace(ws.root)
+
+
+def production_version(registry: Registry) -> str | None:
+    try:
+        return registry.resolve("production").version
+    except WorkspaceError:
+        return None
+
+
+def register_run(
+    ws: Workspace, run_dir: Path, metrics: dict[str, float] | None = None
+) -> ModelVersion:
+    """Register ``run_dir/best`` with the lineage the run wrote; its parent is production."""
+    raw = json.loads((run_dir / "lineage.json").read_text(encoding="utf-8"))
+    registry = registry_for(ws)
+    lineage = Lineage(
+        base_ref=raw["base"]["ref"],
+        base_revision=raw["base"].get("revision") or "",
+        base_sha256=raw["base"]["weights_sha256"],
+        dataset_version=raw["dataset_version"],
+        replay_version=raw.get("replay_version") or "",
+        hyperparameters={
+            **raw["hyperparameters"],
+            "libraries": raw["libraries"],
+            "run_id": raw["run_id"],
+        },
+        code_version=raw["code_version"],
+        parent_version=production_version(registry),
+    )
+    return registry.register(run_dir / "best", lineage, metrics)
