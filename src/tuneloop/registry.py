@@ -35,6 +35,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+# MLflow narrates schema creation at INFO on stderr; read at its import, so set it first.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
@@ -217,6 +220,9 @@ class _QuietLockedErrors(logging.Filter):
 
 
 def _quiet_mlflow_lock_logs() -> None:
+    # MLflow narrates schema creation at INFO on stderr; the CLI promises one-line errors.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     logger = logging.getLogger("mlflow.store.db.utils")
     if not any(isinstance(f, _QuietLockedErrors) for f in logger.filters):
         logger.addFilter(_QuietLockedErrors())

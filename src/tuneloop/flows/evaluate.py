@@ -35,7 +35,7 @@ def _resolve_model(ws: Workspace, ref: str) -> tuple[str, str, Path | None, str 
     return (
         f"v{version.version}",
         base_folder(lineage.base_ref),
-        dest / "adapter",
+        dest,
         lineage.dataset_version,
     )
 
