@@ -1,6 +1,7 @@
 """``make bench``: every benchmark, printed as tables with the peer library side by side.
 
-Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes ~1 GB).
+Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes ~1 GB), and
+TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once).
 """
 
 from __future__ import annotations
@@ -8,9 +9,17 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import dedup_bench, latency_bench, stream_bench
+from bench import dedup_bench, latency_bench, stream_bench, train_bench
 
-TARGETS = {"speedup": 15.0, "recall": 0.97, "peak_mb": 1024.0, "p99_ms": 1.0, "stream_mb": 2048.0}
+TARGETS = {
+    "speedup": 15.0,
+    "recall": 0.97,
+    "peak_mb": 1024.0,
+    "p99_ms": 1.0,
+    "stream_mb": 2048.0,
+    "train_speedup": 1.3,
+    "train_loss_gap": 0.02,
+}
 
 
 def _ok(flag: bool) -> str:
@@ -65,8 +74,31 @@ def stream_table() -> bool:
     return flag
 
 
+def train_table() -> bool:
+    rows = train_bench.run()
+    ours, peer = rows
+    print("\n## LoRA training, SmolLM2-135M-Instruct, 256 Alpaca records, same real tokens\n")
+    print("| loop | seconds | real tokens | real tokens/s | final eval loss |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['tool']} | {r['seconds']:.1f} | {r['real_tokens']:,} | "
+              f"{r['tokens_per_s']:.1f} | {r['eval_loss']:.4f} |")  # fmt: skip
+    speedup = ours["tokens_per_s"] / peer["tokens_per_s"]
+    gap = abs(ours["eval_loss"] - peer["eval_loss"]) / peer["eval_loss"]
+    checks = {
+        f"throughput ≥ {TARGETS['train_speedup']}× (got {speedup:.2f}×)": speedup
+        >= TARGETS["train_speedup"],
+        f"eval loss within 2% (got {gap:.1%})": gap <= TARGETS["train_loss_gap"],
+    }
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
 def main() -> int:
     results = [dedup_table(), latency_table()]
+    if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
+        results.append(train_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_STREAM"):
         results.append(stream_table())
     return 0 if all(results) else 1

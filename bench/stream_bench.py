@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.corpus import _documents, _edit, real_words
 from tuneloop.jsonl import atomic_writer, dumps
+
+from bench.corpus import _documents, _edit, real_words
 
 OUT = Path(__file__).parent / "out"
 

@@ -23,6 +23,8 @@ evalset_app = typer.Typer(
 datasets_app = typer.Typer(help="Immutable dataset versions.", no_args_is_help=True)
 models_app = typer.Typer(help="Base models.", no_args_is_help=True)
 registry_app = typer.Typer(help="Model versions, lineage, aliases.", no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments that show what the safeguards are for.")
+app.add_typer(experiment_app, name="experiment")
 app.add_typer(registry_app, name="registry")
 app.add_typer(evalset_app, name="evalset")
 app.add_typer(datasets_app, name="datasets")
@@ -423,13 +425,26 @@ def demo(
     records: Annotated[int, typer.Option(help="synthetic interactions to generate")] = 2000,
     seed: int = 0,
     semantic: Annotated[bool, typer.Option(help="also run the embedding paraphrase check")] = False,
+    train: Annotated[bool, typer.Option(help="also train, evaluate, gate and register")] = True,
     json: JsonOpt = False,
 ) -> None:
-    """Run the data plane end to end on generated data and show what happened to every record."""
+    """Run the pipeline end to end on generated data: every record's fate, then the model."""
     from tuneloop.demo.run import run_demo
 
     root = workspace or Path("demo-workspace")
-    run_demo(root, records=records, seed=seed, as_json=json, semantic=semantic)
+    run_demo(root, records=records, seed=seed, as_json=json, semantic=semantic, train=train)
+
+
+@experiment_app.command("leak")
+def experiment_leak(
+    workspace: WorkspaceOpt = None,
+    records: Annotated[int, typer.Option(help="synthetic interactions to generate")] = 1200,
+    json: JsonOpt = False,
+) -> None:
+    """Train with and without leaked eval items; show the scores, the gate and the probe."""
+    from tuneloop.demo.leak import run_leak
+
+    run_leak(workspace or Path("leak-experiment"), records=records, as_json=json)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from rich.table import Table
 from tuneloop import render
 from tuneloop.datasets import DatasetStore
 from tuneloop.demo.generate import generate, write
+from tuneloop.demo.model import print_model_plane, run_model_plane
 from tuneloop.demo.outcomes import Outcomes, collect_outcomes, expected_stage
 from tuneloop.errors import WorkspaceError
 from tuneloop.flows.curate import curate
@@ -52,7 +53,12 @@ def _semantic_available() -> bool:
 
 
 def run_demo(
-    root: Path, records: int = 2000, seed: int = 0, as_json: bool = False, semantic: bool = False
+    root: Path,
+    records: int = 2000,
+    seed: int = 0,
+    as_json: bool = False,
+    semantic: bool = False,
+    train: bool = False,
 ) -> dict[str, Any]:
     """Run every data-plane step; ``semantic`` also turns on the embedding paraphrase check."""
     semantic = semantic and _semantic_available()
@@ -87,10 +93,15 @@ def run_demo(
         ws, data, ingested.rejects_file, DatasetStore(ws.datasets_dir), curated.version
     )
     summary = outcomes.summary()
+    if not as_json:
+        _print(outcomes, curated.blocks)
+    if train:
+        model_plane = run_model_plane(ws, say)
+        summary["model_plane"] = model_plane
+        if not as_json:
+            print_model_plane(model_plane)
     if as_json:
         render.emit_json({"ingest": ingested.to_dict(), "curate": curated.to_dict(), **summary})
-    else:
-        _print(outcomes, curated.blocks)
     return summary
 
 

@@ -69,11 +69,23 @@ def resolve(ref: str, revision: str | None = None) -> Path:
         ) from None
 
 
+def quiet_transformers() -> None:
+    """No per-load progress bars or deprecation chatter in tuneloop's own output."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+
+
 def load_base(ref: str, revision: str | None = None) -> tuple[Any, Any, BaseModelInfo]:
     """Model (fp32, CPU, eval mode), tokenizer with a chat template, and the lineage record."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     folder = resolve(ref, revision)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     template = "tokenizer"

@@ -315,6 +315,7 @@ class Trainer:
                 info = self._train_step()
                 self.hook("step", info)
                 log.write(json.dumps({k: v for k, v in info.items() if k != "records"}) + "\n")
+                log.flush()
                 if progress is not None:
                     progress(info)
                 step = self.state.step
