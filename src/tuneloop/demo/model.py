@@ -18,7 +18,7 @@ from tuneloop.workspace import Workspace
 # Small enough for a few minutes on two CPU cores, big enough to move the metrics.
 DEMO_TOML = """
 [train]
-max_steps = 40
+max_steps = 30
 micro_batch = 2
 grad_accum = 2
 lr = 1e-3

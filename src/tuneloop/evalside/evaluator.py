@@ -82,6 +82,11 @@ class AnswerCache:
         self._conn.close()
 
 
+# Prompts are cut to their last tokens beyond this: eval items routed from live traffic can be
+# long, and the answer depends mostly on the end of the conversation.
+MAX_PROMPT_TOKENS = 1024
+
+
 class Evaluator:
     """Scores one model (a base, or a base with an adapter) on suites of items."""
 
@@ -170,10 +175,10 @@ class Evaluator:
                 item.chat(), tokenize=True, add_generation_prompt=True, return_dict=False
             )
         )
+        room = MAX_PROMPT_TOKENS
         if self._max_length is not None:
-            room = max(1, self._max_length - self.max_new_tokens)
-            ids = ids[-room:]
-        return ids
+            room = min(room, max(1, self._max_length - self.max_new_tokens))
+        return ids[-room:]
 
     def _generate(self, prompts: Sequence[list[int]]) -> list[str]:
         """Greedy answers to a batch of prompts, left-padded so all answers start in one column."""
@@ -199,34 +204,34 @@ class Evaluator:
         ]
 
     def _losses(self, items: Sequence[SuiteItem]) -> list[float]:
-        """Mean cross-entropy of each reference answer given its prompt (completion-only labels)."""
+        """Mean cross-entropy of each reference answer given its prompt (completion-only labels).
+
+        One item at a time, asking the model for logits over the answer only: full-vocabulary
+        logits for a whole batch of long prompts would take gigabytes.
+        """
+        return [self._loss(item) for item in items]
+
+    def _loss(self, item: SuiteItem) -> float:
         import torch
 
-        from tuneloop.train.data import IGNORE, chat_example, collate, single_rows, truncate
+        from tuneloop.train.data import IGNORE, chat_example
 
-        examples = []
-        for item in items:
-            messages = [*item.chat(), {"role": "assistant", "content": item.reference}]
-            example = chat_example(item.id, messages, self.tokenizer)
-            examples.append(truncate(example, self._max_length) if self._max_length else example)
-        kept = [e for e in examples if e is not None]
-        if not kept:
-            return [math.nan] * len(items)
-        batch = collate(single_rows(kept), self._pad_id, packed=False)
+        messages = [*item.chat(), {"role": "assistant", "content": item.reference}]
+        example = chat_example(item.id, messages, self.tokenizer)
+        labels = list(example.labels)
+        first = next((k for k, x in enumerate(labels) if x != IGNORE), None)
+        if first is None or first == 0:
+            return math.nan
+        end = min(len(labels), first + MAX_PROMPT_TOKENS)  # a very long reference is cut too
+        labels = labels[:end]
+        start = max(0, first - MAX_PROMPT_TOKENS)
+        ids = torch.tensor([example.input_ids[start:end]], dtype=torch.long)
+        target = torch.tensor(labels[first:], dtype=torch.long)
+        keep = len(labels) - first + 1
         with torch.inference_mode():
-            logits = self.model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                position_ids=batch["position_ids"],
-                use_cache=False,
-            ).logits.float()
-        labels = batch["labels"][:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].transpose(1, 2), labels, ignore_index=IGNORE, reduction="none"
-        )
-        per_row = losses.sum(dim=1) / (labels != IGNORE).sum(dim=1).clamp(min=1)
-        values = iter(per_row.tolist())
-        return [math.nan if e is None else float(next(values)) for e in examples]
+            logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=keep).logits
+        pred = logits[0, :-1].float()
+        return float(torch.nn.functional.cross_entropy(pred, target, ignore_index=IGNORE))
 
     # -- the eval store --------------------------------------------------------------------------
 
