@@ -37,6 +37,7 @@ from typing import Any, Protocol, TypeVar
 
 # MLflow narrates schema creation at INFO on stderr; read at its import, so set it first.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
