@@ -1,0 +1,26 @@
+"""The leak experiment on a tiny model: the gate refuses the leaky model, the check drops
+the leaked items."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_cycle import cycle_ws
+from tuneloop.flows.experiment import run_leak_experiment
+from tuneloop.workspace import Workspace
+
+
+def test_leak_experiment(workspace: Workspace, tmp_path: Path) -> None:
+    ws = cycle_ws(workspace, tmp_path, improve=False)
+    result = run_leak_experiment(ws, tmp_path / "eval.jsonl")
+    assert result["leaked_items"] == 3 and result["fresh_items"] == 3
+    assert {r["model"] for r in result["scores"]} == {"clean", "leaky"}
+    assert result["gate"]["decision"] == "fail"
+    certificate = next(
+        c for c in result["gate"]["checks"] if c["name"] == "contamination_certificate"
+    )
+    assert not certificate["passed"] and "3 training records match" in certificate["detail"]
+    normal = result["normal_pipeline"]
+    assert normal["stored_train"] == 0 and normal["dropped"] == {"contamination:contaminated": 3}
+    assert json.dumps(result)
