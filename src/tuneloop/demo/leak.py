@@ -15,7 +15,7 @@ from tuneloop.workspace import Workspace
 
 
 def run_leak(root: Path, records: int = 1200, as_json: bool = False) -> dict[str, Any]:
-    run_demo(root, records=records, as_json=True, train=False)
+    run_demo(root, records=records, as_json=True, train=False, emit=False)
     ws = configure(Workspace(root.resolve()))
     result = run_leak_experiment(ws, ws.root / "demo-data" / "eval.jsonl")
     if as_json:
@@ -46,5 +46,6 @@ def _print(result: dict[str, Any]) -> None:
     normal = result["normal_pipeline"]
     render.out.print(
         f"the same leaked items sent through `tuneloop ingest`: {normal['records']} in, "
-        f"{normal['stored_train']} stored, dropped: {normal['dropped']}"
+        f"{normal['stored_train']} stored for training, dropped: {normal['dropped']}, "
+        f"routed to the eval bucket (new users): {normal.get('routed', {}).get('eval', 0)}"
     )

@@ -59,6 +59,7 @@ def run_demo(
     as_json: bool = False,
     semantic: bool = False,
     train: bool = False,
+    emit: bool = True,
 ) -> dict[str, Any]:
     """Run every data-plane step; ``semantic`` also turns on the embedding paraphrase check."""
     semantic = semantic and _semantic_available()
@@ -100,7 +101,7 @@ def run_demo(
         summary["model_plane"] = model_plane
         if not as_json:
             print_model_plane(model_plane)
-    if as_json:
+    if as_json and emit:
         render.emit_json({"ingest": ingested.to_dict(), "curate": curated.to_dict(), **summary})
     return summary
 

@@ -94,5 +94,6 @@ def run_leak_experiment(ws: Workspace, eval_file: Path, suite: str = "task") -> 
         "fresh_items": len(fresh_ids), "scores": rows, "gate": verdict,
         "memorization_probe": probe,
         "normal_pipeline": {"records": caught.records, "dropped": dict(caught.dropped),
+                            "routed": dict(caught.routed),
                             "stored_train": caught.stored_train},
     }  # fmt: skip
