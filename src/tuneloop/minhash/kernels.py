@@ -60,6 +60,16 @@ def _char_at(buf: np.ndarray, k: int, end: int) -> tuple[int, int]:
     return cp, n
 
 
+@njit(cache=True, inline="always")
+def _classify(buf: np.ndarray, k: int, end: int, table: np.ndarray) -> tuple[bool, int]:
+    """(is the character at buf[k] part of a word, its length in bytes)."""
+    c = buf[k]
+    if c < 128:
+        return (table[c] & 1) != 0, 1
+    cp, size = _char_at(buf, k, end)
+    return (table[cp] & 1) != 0, size
+
+
 @njit(cache=True)
 def word_hashes(buf: np.ndarray, start: int, end: int, table: np.ndarray, out: np.ndarray) -> int:
     """Write the hash of every word of buf[start:end] into out; return the word count."""
@@ -69,12 +79,7 @@ def word_hashes(buf: np.ndarray, start: int, end: int, table: np.ndarray, out: n
     k = start
     while k < end:
         c = buf[k]
-        if c < 128:
-            is_word = (table[c] & 1) != 0
-            size = 1
-        else:
-            cp, size = _char_at(buf, k, end)
-            is_word = (table[cp] & 1) != 0
+        is_word, size = _classify(buf, k, end, table)
         if is_word:
             if not inside:
                 h = FNV_OFFSET
@@ -192,13 +197,7 @@ def _count_words(buf: np.ndarray, start: int, end: int, table: np.ndarray) -> in
     inside = False
     k = start
     while k < end:
-        c = buf[k]
-        if c < 128:
-            is_word = (table[c] & 1) != 0
-            size = 1
-        else:
-            cp, size = _char_at(buf, k, end)
-            is_word = (table[cp] & 1) != 0
+        is_word, size = _classify(buf, k, end, table)
         if is_word and not inside:
             n += 1
         inside = is_word
