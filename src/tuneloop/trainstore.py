@@ -2,8 +2,7 @@
 
 One SQLite file on the training side (Postgres in production) with:
 - ``records``: the raw training records as they arrived (after the contamination check);
-- ``routes``: which side each user / conversation was sent to, so routing stays sticky;
-- ``erasures``: subjects whose data was removed (GDPR), kept as hashes only.
+- ``routes``: which side each user / conversation was sent to, so routing stays sticky.
 """
 
 from __future__ import annotations
@@ -123,11 +122,3 @@ class TrainStore:
             for seq, raw in rows:
                 last = seq
                 yield record_from_obj(orjson.loads(raw), self.path, seq)
-
-    def delete_subject(self, user_id: str) -> list[str]:
-        """Erase a user's records (GDPR); return the ids removed."""
-        ids = [
-            r[0] for r in self._db.execute("SELECT id FROM records WHERE user_id = ?", (user_id,))
-        ]
-        self._db.execute("DELETE FROM records WHERE user_id = ?", (user_id,))
-        return ids

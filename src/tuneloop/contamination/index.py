@@ -118,9 +118,6 @@ class ContaminationIndex:
         self.embeddings = _extend_embeddings(self.embeddings, embeddings, len(self))
         self.version = version
 
-    def item_set(self, item: int) -> U64Array:
-        return self.set_values[self.set_offsets[item] : self.set_offsets[item + 1]]
-
 
 def _extend_embeddings(old: F32Array | None, new: F32Array | None, total: int) -> F32Array | None:
     if new is None:

@@ -394,51 +394,6 @@ def shingle_lists(
     return out, out_off
 
 
-@njit(cache=True, nogil=True)
-def sorted_lookup(
-    keys: np.ndarray, items: np.ndarray, queries: np.ndarray, query_docs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """All (query doc, item) pairs where a query value equals a key (keys sorted, with items).
-
-    Used for every index look-up: band keys, n-gram hashes, canary hashes, exact hashes.
-    """
-    pos = np.searchsorted(keys, queries)
-    total = 0
-    for q in range(queries.shape[0]):
-        p = pos[q]
-        while p < keys.shape[0] and keys[p] == queries[q]:
-            total += 1
-            p += 1
-    docs = np.empty(total, dtype=np.int64)
-    hits = np.empty(total, dtype=np.int64)
-    k = 0
-    for q in range(queries.shape[0]):
-        p = pos[q]
-        while p < keys.shape[0] and keys[p] == queries[q]:
-            docs[k] = query_docs[q]
-            hits[k] = items[p]
-            k += 1
-            p += 1
-    return docs, hits
-
-
-@njit(cache=True, nogil=True)
-def pair_jaccards(
-    left: np.ndarray,
-    right: np.ndarray,
-    lvals: np.ndarray,
-    loffs: np.ndarray,
-    rvals: np.ndarray,
-    roffs: np.ndarray,
-) -> np.ndarray:
-    """Exact Jaccard of each (left[k], right[k]) pair of sorted sets from two collections."""
-    out = np.empty(left.shape[0], dtype=np.float64)
-    for k in range(left.shape[0]):
-        a, b = left[k], right[k]
-        out[k] = jaccard(lvals[loffs[a] : loffs[a + 1]], rvals[roffs[b] : roffs[b + 1]])
-    return out
-
-
 @njit(cache=True)
 def text_hash(buf: np.ndarray, start: int, end: int, table: np.ndarray) -> np.uint64:
     """Hash of the whole normalized text (its word sequence): equal for equal normalizations."""

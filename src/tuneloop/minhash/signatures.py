@@ -204,9 +204,6 @@ class MinHasher:
         values, out_off = kernels.shingle_sets(buf, offsets, self.ngram, word_table())
         return ShingleSets(values, out_off)
 
-    def sets_of(self, texts: Sequence[str]) -> ShingleSets:
-        return self.shingle_sets(*pack(texts))
-
     def params(self) -> dict[str, object]:
         return {
             "ngram": self.ngram,
