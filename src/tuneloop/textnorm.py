@@ -23,14 +23,17 @@ _WORD_CATEGORIES = ("L", "M", "N")
 _ASCII_TABLE = {cp: ord(" ") for cp in range(128) if not chr(cp).isalnum()}
 
 
+def is_word_char(c: str) -> bool:
+    """A letter, mark or number: the characters words are made of."""
+    return unicodedata.category(c)[0] in _WORD_CATEGORIES
+
+
 @cache
 def _boundary_table() -> dict[int, int]:
     """Map every non-word code point to a space (built once, ~1 MB, used by ``str.translate``)."""
     space = ord(" ")
     return {
-        cp: space
-        for cp in range(sys.maxunicode + 1)
-        if unicodedata.category(chr(cp))[0] not in _WORD_CATEGORIES and cp != space
+        cp: space for cp in range(sys.maxunicode + 1) if not is_word_char(chr(cp)) and cp != space
     }
 
 

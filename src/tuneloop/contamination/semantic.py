@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tuneloop.config import ContaminationConfig
 from tuneloop.errors import TuneloopError
 
 
@@ -49,3 +50,8 @@ class MiniLMEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def embedder_for(cfg: ContaminationConfig) -> MiniLMEmbedder | None:
+    """The paraphrase check's embedder when the workspace turns it on, else None."""
+    return MiniLMEmbedder() if cfg.semantic else None

@@ -15,7 +15,7 @@ from tuneloop.config import ContaminationConfig
 from tuneloop.contamination.check import Checker, Embedder
 from tuneloop.contamination.index import ContaminationIndex, IndexSettings, build_index
 from tuneloop.contamination.persist import current_version, load_index, save_index
-from tuneloop.contamination.semantic import MiniLMEmbedder
+from tuneloop.contamination.semantic import embedder_for
 from tuneloop.evalside.store import EvalStore
 from tuneloop.records import Record
 from tuneloop.workspace import Workspace
@@ -32,10 +32,6 @@ def index_settings(cfg: ContaminationConfig) -> IndexSettings:
         overlap_min_fraction=cfg.overlap_min_fraction,
         semantic_threshold=cfg.semantic_threshold,
     )
-
-
-def embedder_for(cfg: ContaminationConfig) -> Embedder | None:
-    return MiniLMEmbedder() if cfg.semantic else None
 
 
 @dataclass

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.contamination.check import Checker
-from tuneloop.contamination.semantic import MiniLMEmbedder
+from tuneloop.contamination.semantic import embedder_for
 from tuneloop.curate.decontaminate import ContaminationBlock
 from tuneloop.curate.pipeline import build_pipeline, run_pipeline
 from tuneloop.datasets import DatasetStore
@@ -39,7 +39,7 @@ def curate(ws: Workspace) -> CurateReport:
     cfg = ws.config  # a bad tuneloop.toml is reported before any store is opened
     with EvalStore(ws.eval_store_path) as estore:
         index = load_or_rebuild(ws, estore)
-    embedder = MiniLMEmbedder() if cfg.contamination.semantic else None
+    embedder = embedder_for(cfg.contamination)
     blocks = build_pipeline(cfg.curate, Checker(index, embedder))
     with TrainStore(ws.train_store_path) as store:
         records = list(store.iter_records())

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.contamination.check import Checker, strongest
-from tuneloop.contamination.semantic import MiniLMEmbedder
+from tuneloop.contamination.semantic import embedder_for
 from tuneloop.errors import InputError
 from tuneloop.evalside.intake import add_eval_items
 from tuneloop.evalside.intake import load_or_rebuild as load_index_for
@@ -100,7 +100,7 @@ def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Re
     with EvalStore(ws.eval_store_path) as estore:
         index = load_index_for(ws, estore)
     report.index_version = index.version
-    embedder = MiniLMEmbedder() if ws.config.contamination.semantic else None
+    embedder = embedder_for(ws.config.contamination)
     checker = Checker(index, embedder)
     clean = []
     results = checker.check_batch([r.content_text for r in plan.train])

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from tuneloop.minhash import kernels
 from tuneloop.minhash.lsh import Banding, choose_banding
+from tuneloop.textnorm import is_word_char
 
 U64Array = npt.NDArray[np.uint64]
 I64Array = npt.NDArray[np.int64]
@@ -48,10 +49,6 @@ _HANGUL_JAMO = ((0x1100, 0x11FF), (0xA960, 0xA97F), (0xD7B0, 0xD7FF))
 WORD, SLOW = 1, 2
 
 
-def _word(c: str) -> bool:
-    return unicodedata.category(c)[0] in "LMN"
-
-
 def _simple(cp: int) -> bool:
     """True if the kernels may read this code point raw: normalizing can't change its words.
 
@@ -65,8 +62,8 @@ def _simple(cp: int) -> bool:
     if unicodedata.combining(c) or any(lo <= cp <= hi for lo, hi in _HANGUL_JAMO):
         return False
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", c).casefold())
-    if not _word(c):
-        return not any(_word(f) or unicodedata.combining(f) for f in folded)
+    if not is_word_char(c):
+        return not any(is_word_char(f) or unicodedata.combining(f) for f in folded)
     return folded == c and unicodedata.category(c)[0] != "M"
 
 
@@ -74,7 +71,7 @@ def _build_char_table() -> bytes:
     table = np.zeros(sys.maxunicode + 1, dtype=np.uint8)
     for cp in range(sys.maxunicode + 1):
         c = chr(cp)
-        word = _word(c)
+        word = is_word_char(c)
         if cp < 128:
             table[cp] = WORD if c.isalnum() else 0
             continue
