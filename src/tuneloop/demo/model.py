@@ -9,8 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from tuneloop import render
-from tuneloop.flows.evaluate import evaluate
-from tuneloop.flows.gate import gate
+from tuneloop.flows.gate import run_gate
 from tuneloop.flows.register import registry_for
 from tuneloop.flows.train import train
 from tuneloop.workspace import Workspace
@@ -56,15 +55,17 @@ def run_model_plane(ws: Workspace, say: Callable[[str], None]) -> dict[str, Any]
         f"{r['seconds']:.0f} s, best eval loss {r['best_eval_loss']:.3f} (step {r['best_step']})"
         f" → model version v{report.version}"
     )
-    base_report, _ = evaluate(ws, "base")
-    cand_report, _ = evaluate(ws, str(report.version))
-    say("[bold]7. evaluate[/] base and candidate on the same items (task, forgetting, safety)")
-    decision = gate(ws, str(report.version), promote=True)
+    run = run_gate(ws, str(report.version), promote=True)
+    say(
+        f"[bold]7. evaluate[/] {run.incumbent.model} and candidate on the same items "
+        "(task, forgetting, safety)"
+    )
+    decision = run.decision
     say(
         f"[bold]8. gate[/] {decision['decision'].upper()}"
         + ("; promoted to production" if decision.get("promoted") else "")
     )
-    rows = _comparison(base_report.suites, cand_report.suites)
+    rows = _comparison(run.incumbent.suites, run.candidate.suites)
     aliases = {v.version: v.aliases for v in registry_for(ws).list()}
     return {"train": report.to_dict(), "comparison": rows, "gate": decision, "aliases": aliases}
 

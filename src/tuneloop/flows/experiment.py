@@ -18,7 +18,7 @@ from typing import Any
 from tuneloop.datasets import DatasetStore
 from tuneloop.evalside.report import EvalReport, SuiteResult
 from tuneloop.flows.evaluate import evaluate
-from tuneloop.flows.gate import gate
+from tuneloop.flows.gate import run_gate
 from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.train import train
 from tuneloop.records import record_from_obj
@@ -77,13 +77,11 @@ def run_leak_experiment(ws: Workspace, eval_file: Path, suite: str = "task") -> 
     clean_model = train(ws, dataset=clean)
     leaky = leaky_dataset(ws, clean, leaked)
     leaky_model = train(ws, dataset=leaky)
-    reports = {
-        "clean": evaluate(ws, str(clean_model.version))[0],
-        "leaky": evaluate(ws, str(leaky_model.version))[0],
-    }
+    gated = run_gate(ws, str(leaky_model.version))  # evaluates the leaky model on the way
+    reports = {"clean": evaluate(ws, str(clean_model.version))[0], "leaky": gated.candidate}
     leaked_ids = {o["id"] for o in leaked}
     rows = _table(reports, suite, leaked_ids, set(fresh_ids))
-    verdict = gate(ws, str(leaky_model.version))
+    verdict = gated.decision
     probe = reports["leaky"].memorization
     again = ws.root / "leaked-again.jsonl"
     again.write_text("".join(json.dumps({**o, "id": f"again-{k}", "user_id": f"leaker-{k}"}) + "\n"

@@ -7,11 +7,13 @@ moves ``production`` to the candidate when it passes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tuneloop.contamination.check import Checker, strongest
 from tuneloop.datasets import DatasetStore
 from tuneloop.evalside.intake import load_or_rebuild
+from tuneloop.evalside.report import EvalReport
 from tuneloop.evalside.store import EvalStore
 from tuneloop.flows.evaluate import evaluate
 from tuneloop.flows.register import production_version, registry_for
@@ -42,7 +44,17 @@ def reverify_dataset(ws: Workspace, dataset: str) -> int:
     return sum(1 for matches in found if strongest(matches) is not None)
 
 
-def gate(ws: Workspace, candidate: str, promote: bool = False) -> dict[str, Any]:
+@dataclass(frozen=True)
+class GateRun:
+    """The decision (as recorded on the registry version) and the two reports it came from."""
+
+    decision: dict[str, Any]
+    candidate: EvalReport
+    incumbent: EvalReport
+
+
+def run_gate(ws: Workspace, candidate: str, promote: bool = False) -> GateRun:
+    """Evaluate candidate and incumbent, decide, record; keep the reports for the caller."""
     registry = registry_for(ws)
     cand = registry.resolve(candidate)
     production = production_version(registry)
@@ -62,4 +74,8 @@ def gate(ws: Workspace, candidate: str, promote: bool = False) -> dict[str, Any]
     if promote and out["decision"] == "pass":
         registry.promote(cand.version)
         out["promoted"] = True
-    return out
+    return GateRun(out, cand_report, inc_report)
+
+
+def gate(ws: Workspace, candidate: str, promote: bool = False) -> dict[str, Any]:
+    return run_gate(ws, candidate, promote).decision

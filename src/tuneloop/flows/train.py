@@ -138,9 +138,8 @@ def train(
     base_ref = base or cfg.base
     model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
     settings = settings_from(cfg, max_steps)
-    train_records, replay_version = _mix_replay(
-        ws, cfg, version, store.load(version, split="train")
-    )
+    round_records = store.load(version, split="train")
+    train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
     val_records = store.load(version, split="validation")
     run_id = run_id_for(version, replay_version, info, settings)
     run_dir = ws.root / "runs" / run_id
@@ -152,7 +151,7 @@ def train(
     trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir)
     result = trainer.run(resume=resume, progress=progress)
     if trainer.is_main:
-        _buffer(ws, cfg).add_round(store.load(version, split="train"), version)
+        _buffer(ws, cfg).add_round(round_records, version)
     lineage = {
         "base": {**info.to_dict(), "ref": base_ref},
         "dataset_version": version,

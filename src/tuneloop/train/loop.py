@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +107,9 @@ def lr_lambda(settings: TrainSettings) -> Callable[[int], float]:
     return factor
 
 
+@lru_cache(maxsize=4)
 def epoch_order(n_batches: int, seed: int, epoch: int) -> np.ndarray[Any, Any]:
+    """The epoch's micro-batch order (cached: it is asked for at every micro-batch)."""
     return np.random.default_rng(seed + epoch).permutation(n_batches)
 
 
