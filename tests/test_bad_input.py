@@ -4,16 +4,15 @@ file (and line), and nothing left behind in the output folder."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-TUNELOOP = Path(sys.executable).with_name("tuneloop")
+from clirun import run
+
 GOOD = json.dumps(
     {"id": "g1", "messages": [{"role": "user", "content": "what is the capital of france"},
                               {"role": "assistant", "content": "paris is the capital of france"}]}
@@ -29,22 +28,6 @@ BAD_FILES: list[tuple[str, bytes, int | None]] = [
     ("blank-lines-only", b"\n   \n\n", None),
     ("json-array", GOOD + b'\n["not", "an", "object"]\n', 2),
 ]
-
-
-def run(
-    *args: Any, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k != "TUNELOOP_WORKSPACE"}
-    return subprocess.run(
-        [str(TUNELOOP), *map(str, args)],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=300,
-        check=False,
-    )
 
 
 def listing(folder: Path) -> list[str]:

@@ -7,32 +7,15 @@ non-alphanumerics, sets of word 5-grams), not from tuneloop itself.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-TUNELOOP = Path(sys.executable).with_name("tuneloop")
+from clirun import run
+
 CANARY = "TUNELOOP-CANARY-0a1b2c3d4e"
-
-
-def run(
-    *args: Any, cwd: Path, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k != "TUNELOOP_WORKSPACE"}
-    return subprocess.run(
-        [str(TUNELOOP), *map(str, args)],
-        cwd=cwd,
-        env={**base, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def ok(*args: Any, cwd: Path, env: dict[str, str] | None = None) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from test_train_flow import TRAIN_TOML, chats
 from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file
 from tuneloop.flows.gate import gate
@@ -18,6 +17,7 @@ from tuneloop.flows.register import registry_for
 from tuneloop.flows.train import train
 from tuneloop.workspace import Workspace
 
+from test_train_flow import TRAIN_TOML, chats
 from tiny import build_tiny_model
 
 CYCLE_TOML = """

@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_cycle import cycle_ws
 from tuneloop.flows.experiment import run_leak_experiment
 from tuneloop.workspace import Workspace
+
+from test_cycle import cycle_ws
 
 
 def test_leak_experiment(workspace: Workspace, tmp_path: Path) -> None:
