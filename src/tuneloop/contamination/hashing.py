@@ -27,18 +27,12 @@ def exact_hashes(buf: U8Array, offsets: I64Array) -> U64Array:
     return values
 
 
-def gram_lists(buf: U8Array, offsets: I64Array, n: int) -> tuple[U64Array, I64Array]:
-    """Hashes of every word n-gram of every document (repeats kept), with offsets."""
-    values, out_off = kernels.shingle_lists(buf, offsets, n, word_table())
-    return values, out_off
-
-
 def canary_hash(canary: str) -> tuple[int, int]:
     """(word count, hash) of a canary string: the hash of its one n-gram, n = its word count."""
     n = len(normalize(canary).split())
     if n == 0:
         raise ValueError(f"canary {canary!r} has no words")
-    values, _ = gram_lists(*pack([canary]), n)
+    values, _ = kernels.shingle_sets(*pack([canary]), n, word_table())
     return n, int(values[0])
 
 

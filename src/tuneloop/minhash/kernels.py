@@ -372,28 +372,6 @@ def gather(buf: np.ndarray, offsets: np.ndarray, idx: np.ndarray) -> tuple[np.nd
     return out, new_off
 
 
-@njit(cache=True, parallel=True, nogil=True)
-def shingle_lists(
-    buf: np.ndarray, offsets: np.ndarray, ngram: int, table: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Every document's shingle hashes (text order, repeats kept), concatenated, with offsets."""
-    n = offsets.shape[0] - 1
-    bound = np.empty(n + 1, dtype=np.int64)
-    bound[0] = 0
-    for d in range(n):
-        bound[d + 1] = bound[d] + (offsets[d + 1] - offsets[d]) // 2 + 1
-    tmp = np.empty(bound[n], dtype=np.uint64)
-    counts = np.empty(n, dtype=np.int64)
-    for d in prange(n):
-        counts[d] = shingles_of(buf, offsets[d], offsets[d + 1], ngram, table, tmp[bound[d] :])
-    out_off = np.zeros(n + 1, dtype=np.int64)
-    out_off[1:] = np.cumsum(counts)
-    out = np.empty(out_off[n], dtype=np.uint64)
-    for d in prange(n):
-        out[out_off[d] : out_off[d + 1]] = tmp[bound[d] : bound[d] + counts[d]]
-    return out, out_off
-
-
 @njit(cache=True)
 def text_hash(buf: np.ndarray, start: int, end: int, table: np.ndarray) -> np.uint64:
     """Hash of the whole normalized text (its word sequence): equal for equal normalizations."""
