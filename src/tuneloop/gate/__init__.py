@@ -1,0 +1,37 @@
+"""The gate: may this candidate model replace the incumbent? A decision, with its reasons.
+
+The gate reads two evaluator reports (per-item scores of the candidate and of the incumbent: the
+production model, or the base model when there is none) and applies a list of small rules, each
+returning a :class:`Check`. The candidate passes only when every check passes. Every failing rule
+gives a sentence saying what failed and by how much; a pass lists why it passed.
+
+Why paired, and why a bootstrap: both models answered the *same* items, so comparing them item by
+item cancels item difficulty (a hard item is hard for both), which leaves far less noise than
+comparing two independent means. Resampling the items with replacement then tells how much the
+mean difference would move on another draw of items of the same kind. A candidate must show an
+improvement whose confidence interval excludes zero, not just a positive point delta: on a few
+hundred items a point delta of +0.01 is often noise, and promoting noise every week makes the
+production model random-walk. Regressions, on the other hand, are judged on the point delta
+against a tolerance, so that a real drop is not excused by a wide interval.
+"""
+
+from tuneloop.gate.compare import Comparison, compare_reports
+from tuneloop.gate.decide import Decision, GateDecision, decide
+from tuneloop.gate.policy import HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
+from tuneloop.gate.rules import Check
+from tuneloop.gate.stats import BootstrapResult, paired_bootstrap
+
+__all__ = [
+    "HARMFUL",
+    "LOWER_IS_BETTER",
+    "OVER_REFUSAL",
+    "BootstrapResult",
+    "Check",
+    "Comparison",
+    "Decision",
+    "GateDecision",
+    "GatePolicy",
+    "compare_reports",
+    "decide",
+    "paired_bootstrap",
+]

@@ -1,0 +1,85 @@
+"""Apply every rule to a candidate's and an incumbent's reports: pass only if all pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tuneloop.evalside.report import EvalReport
+from tuneloop.gate.compare import compare_reports
+from tuneloop.gate.policy import GatePolicy
+from tuneloop.gate.rules import (
+    Check,
+    check_certificate,
+    check_coverage,
+    check_improvement,
+    check_no_regression,
+    check_safety,
+    check_same_eval_set,
+    check_thresholds,
+)
+
+Decision = Literal["pass", "fail"]
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's answer, what it was based on, and who was compared with whom."""
+
+    decision: Decision
+    reasons: list[str]
+    metrics: dict[str, dict[str, dict[str, float | int | None]]]
+    checks: list[Check]
+    candidate: str = ""
+    incumbent: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": self.decision,
+            "reasons": list(self.reasons),
+            "metrics": self.metrics,
+            "checks": [c.to_dict() for c in self.checks],
+            "candidate": self.candidate,
+            "incumbent": self.incumbent,
+        }
+
+
+def decide(
+    candidate: EvalReport,
+    incumbent: EvalReport,
+    policy: GatePolicy,
+    certificate: dict[str, Any] | None,
+    current_index_version: str,
+    reverify: Callable[[], int] | None = None,
+) -> GateDecision:
+    """Apply every rule; pass only if all pass.
+
+    ``incumbent`` is the production model's report, or the base model's when nothing is in
+    production yet. ``certificate`` is the contamination certificate of the candidate's training
+    dataset; ``reverify`` (optional) re-checks that dataset against the current index.
+    """
+    comparisons = compare_reports(candidate, incumbent, policy)
+    inc = incumbent.model
+    checks = [
+        check_certificate(certificate, current_index_version, reverify),
+        check_same_eval_set(candidate, incumbent),
+        check_coverage(candidate, incumbent, comparisons),
+        check_thresholds(candidate, policy),
+        check_no_regression(comparisons, "task", policy.regression_tolerance, inc),
+        check_improvement(comparisons, policy),
+        check_no_regression(comparisons, "forgetting", policy.forgetting_tolerance, inc),
+        check_safety(comparisons, policy, inc),
+    ]
+    failed = [c for c in checks if not c.passed]
+    metrics: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for c in comparisons:
+        metrics.setdefault(c.suite, {})[c.metric] = c.to_dict()
+    return GateDecision(
+        decision="fail" if failed else "pass",
+        reasons=[c.detail for c in (failed or checks)],
+        metrics=metrics,
+        checks=checks,
+        candidate=candidate.model,
+        incumbent=inc,
+    )

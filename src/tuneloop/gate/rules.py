@@ -1,0 +1,218 @@
+"""The gate's rules: each looks at one thing and returns a :class:`Check` with a sentence."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tuneloop.datasets import INDEX_VERSION_KEY
+from tuneloop.evalside.report import EvalReport, SuiteKind
+from tuneloop.gate.compare import Comparison
+from tuneloop.gate.policy import EPS, HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one rule; ``detail`` is a sentence a person can act on."""
+
+    name: str
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+
+
+def check_certificate(
+    certificate: dict[str, Any] | None,
+    current_index_version: str,
+    reverify: Callable[[], int] | None,
+) -> Check:
+    """The training data was checked against the eval set as it is now, not as it once was.
+
+    Eval items added since the dataset was certified may be in the training data; ``reverify``
+    re-runs the check against the current index and returns how many records match.
+    """
+    name = "contamination_certificate"
+    if certificate is None:
+        return Check(
+            name,
+            False,
+            "no contamination certificate: curate the dataset with the "
+            "contamination check so that it carries one",
+        )
+    certified = certificate.get(INDEX_VERSION_KEY) or "(none)"
+    if certificate.get("disabled"):
+        certified = "(none: the contamination check was turned off)"
+    if certified == current_index_version:
+        return Check(
+            name, True, f"contamination certificate matches eval index {current_index_version}"
+        )
+    stale = f"certificate names eval index {certified}, the current one is {current_index_version}"
+    if reverify is None:
+        return Check(name, False, f"{stale}: re-verify the training data against the current index")
+    contaminated = reverify()
+    if contaminated == 0:
+        return Check(
+            name,
+            True,
+            f"{stale}; re-verified against the current index: no training "
+            "record matches the eval set",
+        )
+    return Check(
+        name,
+        False,
+        f"{stale}; re-verified: {contaminated} training records match the "
+        "current eval set: rebuild the dataset with them removed",
+    )
+
+
+def check_same_eval_set(candidate: EvalReport, incumbent: EvalReport) -> Check:
+    """Scores on two different eval sets cannot be paired or compared."""
+    name = "same_eval_set"
+    c, i = candidate.eval_index_version, incumbent.eval_index_version
+    if c == i:
+        return Check(name, True, f"both models were evaluated on eval index {c}")
+    return Check(
+        name,
+        False,
+        f"candidate was evaluated on eval index {c}, incumbent "
+        f"{incumbent.model!r} on {i}: incumbent was evaluated on another eval set: "
+        "re-evaluate it",
+    )
+
+
+def check_coverage(
+    candidate: EvalReport, incumbent: EvalReport, comparisons: Sequence[Comparison]
+) -> Check:
+    """Both models were scored on the same suites, each with items to pair, and on a task."""
+    name = "coverage"
+    problems = [
+        f"suite {s!r} was scored for the incumbent only"
+        for s in sorted(incumbent.suites.keys() - candidate.suites.keys())
+    ]
+    problems += [
+        f"suite {s!r} was scored for the candidate only"
+        for s in sorted(candidate.suites.keys() - incumbent.suites.keys())
+    ]
+    paired = {c.suite for c in comparisons if c.result.n > 0}
+    problems += [
+        f"suite {s!r} has no item scored for both models"
+        for s in sorted(candidate.suites.keys() & incumbent.suites.keys() - paired)
+    ]
+    if not any(s.kind == "task" for s in candidate.suites.values()):
+        problems.append("the candidate report has no task suite")
+    if problems:
+        return Check(name, False, "; ".join(problems) + ": evaluate both models on the same suites")
+    unpaired = sum(c.unpaired for c in comparisons)
+    return Check(
+        name,
+        True,
+        f"both models were scored on the same {len(paired)} suites "
+        f"({unpaired} unpaired item scores left out)",
+    )
+
+
+def check_thresholds(candidate: EvalReport, policy: GatePolicy) -> Check:
+    """The candidate's own mean on each task suite meets each absolute bound."""
+    name = "thresholds"
+    if not policy.thresholds:
+        return Check(name, True, "no absolute thresholds are set")
+    misses = []
+    for suite in (s for s in candidate.suites.values() if s.kind == "task"):
+        for metric, bound in sorted(policy.thresholds.items()):
+            mean = suite.mean(metric)
+            low_better = metric in LOWER_IS_BETTER
+            if math.isnan(mean) or (mean > bound if low_better else mean < bound):
+                word = "maximum" if low_better else "minimum"
+                misses.append(
+                    f"{metric} on task suite {suite.name!r} is {mean:.4f}, {word} {bound:.4f}"
+                )
+    if misses:
+        return Check(name, False, "threshold missed: " + "; ".join(misses))
+    return Check(name, True, f"every task suite meets the thresholds {policy.thresholds}")
+
+
+def check_no_regression(
+    comparisons: Sequence[Comparison], kind: SuiteKind, tolerance: float, incumbent: str
+) -> Check:
+    """No metric on a suite of this kind got worse than the incumbent by more than tolerance."""
+    name = "no_regression" if kind == "task" else "no_forgetting"
+    worse = [c for c in comparisons if c.kind == kind and c.worsening > tolerance + EPS]
+    if worse:
+        return Check(
+            name, False, "; ".join(_regression_sentence(c, tolerance, incumbent) for c in worse)
+        )
+    return Check(
+        name, True, f"no {kind} metric got worse than {incumbent!r} by more than {tolerance:g}"
+    )
+
+
+def _regression_sentence(c: Comparison, tolerance: float, incumbent: str) -> str:
+    verb = "fell" if c.higher_is_better else "rose"
+    return (
+        f"{c.kind} suite {c.suite!r}: {c.metric} {verb} by {c.worsening:.4f} vs "
+        f"{incumbent!r} ({c.incumbent:.4f} -> {c.candidate:.4f}; tolerance {tolerance:g})"
+    )
+
+
+def check_improvement(comparisons: Sequence[Comparison], policy: GatePolicy) -> Check:
+    """At least one primary metric on a task suite improved with its interval excluding zero."""
+    name = "significant_improvement"
+    level = f"{policy.confidence:.0%}"
+    if not policy.require_improvement:
+        return Check(name, True, "no significant improvement is required by the policy")
+    primary = [c for c in comparisons if c.kind == "task" and c.metric in policy.primary_metrics]
+    better = [c for c in primary if c.improved_significantly()]
+    if better:
+        return Check(
+            name,
+            True,
+            "; ".join(
+                f"{c.metric} on {c.suite!r} improved by {c.result.delta_mean:+.4f} "
+                f"({level} CI {c.result.low:+.4f} to {c.result.high:+.4f}, n={c.result.n})"
+                for c in better
+            ),
+        )
+    seen = ", ".join(
+        f"{c.metric} on {c.suite!r} {c.result.delta_mean:+.4f} "
+        f"[{c.result.low:+.4f}, {c.result.high:+.4f}]"
+        for c in primary
+    )
+    return Check(
+        name,
+        False,
+        f"no primary metric ({', '.join(policy.primary_metrics)}) improved "
+        f"significantly: no {level} CI on a task suite excludes zero "
+        f"({seen or 'none scored'})",
+    )
+
+
+def check_safety(comparisons: Sequence[Comparison], policy: GatePolicy, incumbent: str) -> Check:
+    """Harmful compliance and over-refusal on each safety suite stay within their margins."""
+    name = "safety"
+    margins = {HARMFUL: policy.harmful_compliance_margin, OVER_REFUSAL: policy.over_refusal_margin}
+    rates = [c for c in comparisons if c.metric in margins and c.result.n > 0]
+    labels = {HARMFUL: "harmful compliance", OVER_REFUSAL: "over-refusal"}
+    bad = [
+        f"{labels[c.metric]} on {c.suite!r} is {c.candidate:.1%} vs {c.incumbent:.1%} for "
+        f"{incumbent!r} (+{c.result.delta_mean * 100:.1f} points, margin "
+        f"{margins[c.metric] * 100:.1f} points)"
+        for c in rates
+        if c.result.delta_mean > margins[c.metric] + EPS
+    ]
+    if bad:
+        return Check(name, False, "; ".join(bad))
+    if not rates:
+        return Check(name, True, "no safety items were scored for both models")
+    return Check(
+        name,
+        True,
+        "safety rates within margins: "
+        + "; ".join(
+            f"{labels[c.metric]} on {c.suite!r} {c.candidate:.1%} (incumbent {c.incumbent:.1%})"
+            for c in rates
+        ),
+    )
