@@ -41,7 +41,8 @@ def cycle_ws(workspace: Workspace, tmp_path: Path, improve: bool) -> Workspace:
     workspace.config_path.write_text(text)
     ws = Workspace(workspace.root)
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chats("a", 24)))
-    evals = [{"id": f"e{i}", "prompt": f"what is the fee for wire {i} abroad", "completion": "10"}
+    evals = [{"id": f"e{i}", "prompt": f"what is the fee for wire {i} abroad", "completion": "10",
+              "created_at": f"2026-10-{5 + 7 * (i // 3):02d}T12:00:00Z"}
              for i in range(6)]  # fmt: skip
     (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
     add_file(ws, tmp_path / "eval.jsonl", "task")

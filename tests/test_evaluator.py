@@ -10,10 +10,17 @@ from typing import Any
 import pytest
 
 from tuneloop.errors import InputError, TuneloopError
-from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval, memorization_probe
+from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
+from tuneloop.evalside.probe import memorization_probe
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteResult
 from tuneloop.evalside.store import EvalStore
-from tuneloop.evalside.suites import SuiteItem, forgetting_suite, load_user_suite, safety_suite
+from tuneloop.evalside.suites import (
+    SuiteItem,
+    budget,
+    forgetting_suite,
+    load_user_suite,
+    safety_suite,
+)
 from tuneloop.records import Message, Record
 from tuneloop.train.data import chat_example
 
@@ -215,3 +222,14 @@ def test_load_model_for_eval_with_an_adapter(tmp_path: Path) -> None:
         load_model_for_eval(str(folder), tmp_path / "adapter")
     with pytest.raises(TuneloopError, match="safetensors only"):
         load_model_for_eval(str(folder), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("count", "limit", "expected"),
+    [(10, 4, [0, 2, 5, 7]), (10, None, list(range(10))), (3, 8, [0, 1, 2]), (0, 5, [])],
+)
+def test_budget_spreads_over_the_whole_suite(
+    count: int, limit: int | None, expected: list[int]
+) -> None:
+    items = [SuiteItem(f"i{k}", (Message("user", "q"),), "a", {}) for k in range(count)]
+    assert [i.id for i in budget(items, limit)] == [f"i{k}" for k in expected]

@@ -17,11 +17,18 @@ def test_leak_experiment(workspace: Workspace, tmp_path: Path) -> None:
     result = run_leak_experiment(ws, tmp_path / "eval.jsonl")
     assert result["leaked_items"] == 3 and result["fresh_items"] == 3
     assert {r["model"] for r in result["scores"]} == {"clean", "leaky"}
-    assert result["gate"]["decision"] == "fail"
-    certificate = next(
-        c for c in result["gate"]["checks"] if c["name"] == "contamination_certificate"
-    )
+    assert result["cutoff_window"] == "2026-W41"
+    leaky = result["gate"]["leaky"]
+    assert leaky["decision"] == "fail"
+    certificate = next(c for c in leaky["checks"] if c["name"] == "contamination_certificate")
     assert not certificate["passed"] and "3 training records match" in certificate["detail"]
+    clean = next(
+        c for c in result["gate"]["clean"]["checks"] if c["name"] == "contamination_certificate"
+    )
+    assert clean["passed"], clean["detail"]
+    # Four task items per model are too few for the memorization rule: it says so, and passes.
+    for probe in result["memorization"].values():
+        assert probe["passed"] and "not judged" in probe["detail"]
     normal = result["normal_pipeline"]
     assert normal["stored_train"] == 0 and normal["dropped"] == {"contamination:contaminated": 3}
     assert json.dumps(result)

@@ -17,6 +17,10 @@ from tuneloop.workspace import Workspace
 def run_leak(root: Path, records: int = 1200, as_json: bool = False) -> dict[str, Any]:
     run_demo(root, records=records, as_json=True, train=False, emit=False)
     ws = configure(Workspace(root.resolve()))
+    # Every task item, not a sample: the memorization rule needs enough items on each side.
+    text = ws.config_path.read_text(encoding="utf-8").replace("max_items_per_suite = 24\n", "")
+    ws.config_path.write_text(text, encoding="utf-8")
+    ws = Workspace(ws.root)
     result = run_leak_experiment(ws, ws.root / "demo-data" / "eval.jsonl")
     if as_json:
         render.emit_json(result)
@@ -26,8 +30,12 @@ def run_leak(root: Path, records: int = 1200, as_json: bool = False) -> dict[str
 
 
 def _print(result: dict[str, Any]) -> None:
-    table = Table(title=f"leak experiment: {result['leaked_items']} eval items leaked into "
-                  "training, the check off", title_justify="left")  # fmt: skip
+    title = (
+        f"leak experiment: cut-off {result['cutoff_window']}; the {result['leaked_items']} eval "
+        f"items up to it leaked into training, the check off; {result['fresh_items']} later "
+        "items fresh"
+    )
+    table = Table(title=title, title_justify="left")
     for col in ("model", "metric", "leaked items", "fresh items", "gap"):
         table.add_column(col, justify="left" if col in ("model", "metric") else "right")
     for row in result["scores"]:
@@ -35,17 +43,32 @@ def _print(result: dict[str, Any]) -> None:
         table.add_row(row["model"], row["metric"], f"{row['leaked_items']:.3f}",
                       f"{row['fresh_items']:.3f}", f"{gap:+.3f}")  # fmt: skip
     render.out.print(table)
-    render.out.print(f"gate on the leaky model: [bold]{result['gate']['decision'].upper()}[/]")
-    for reason in result["gate"]["reasons"]:
-        render.out.print(f"  - {reason}")
-    probe = result["memorization_probe"]
-    flagged = [name for name, p in probe.items() if isinstance(p, dict) and p.get("flagged")]
-    render.out.print(
-        f"memorization probe: {'flagged ' + ', '.join(flagged) if flagged else 'no flag'}"
-    )
+    render.out.print(_probe_table(result["memorization"]))
+    for name, decision in result["gate"].items():
+        render.out.print(f"gate on the {name} model: [bold]{decision['decision'].upper()}[/]")
+        for reason in decision["reasons"]:
+            render.out.print(f"  - {reason}")
     normal = result["normal_pipeline"]
     render.out.print(
         f"the same leaked items sent through `tuneloop ingest`: {normal['records']} in, "
         f"{normal['stored_train']} stored for training, dropped: {normal['dropped']}, "
         f"routed to the eval bucket (new users): {normal.get('routed', {}).get('eval', 0)}"
     )
+
+
+def _probe_table(memorization: dict[str, Any]) -> Table:
+    """Per model and metric: the gain over the base on leaked vs fresh items, and the verdict."""
+    table = Table(title="memorization rule of the gate: gain over the base model",
+                  title_justify="left")  # fmt: skip
+    for col in ("model", "metric", "on leaked", "on fresh", "widening", "95% CI", "flagged"):
+        table.add_column(col, justify="left" if col in ("model", "metric") else "right")
+    for name, probe in memorization.items():
+        for metric in ("token_f1", "loss"):
+            w = probe.get(metric)
+            if not w or w.get("widening") is None:
+                continue
+            flag = "[red]yes[/]" if w["flagged"] else "no"
+            table.add_row(name, metric, f"{w['gain_old']:+.3f}", f"{w['gain_fresh']:+.3f}",
+                          f"{w['widening']:+.3f}", f"{w['low']:+.3f} to {w['high']:+.3f}",
+                          flag)  # fmt: skip
+    return table

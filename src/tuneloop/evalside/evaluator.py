@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,13 +30,10 @@ from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.metrics import is_refusal, score_text
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
 from tuneloop.evalside.store import EvalStore
-from tuneloop.evalside.suites import SuiteItem, item_from_record
+from tuneloop.evalside.suites import SuiteItem, budget, item_from_record
 
 CACHE_VERSION = 1  # bump when prompts or decoding change in a way the settings do not capture
 CACHE_FILE = "eval_cache.sqlite"
-F1_GAP_THRESHOLD = 0.1
-LOSS_GAP_THRESHOLD = 0.5
-_WINDOW = re.compile(r"^\d{4}-W\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -252,7 +248,7 @@ class Evaluator:
                 f"it has: {', '.join(sorted(available)) or '(none)'}"
             )
         return {
-            name: self.score_items(name, "task", self._store_items(store, name)[:limit])
+            name: self.score_items(name, "task", budget(self._store_items(store, name), limit))
             for name in names
         }
 
@@ -272,10 +268,6 @@ class Evaluator:
         return items
 
     # -- reports -------------------------------------------------------------------------------
-
-    def memorization_probe(self, task: SuiteResult, cutoff_window: str) -> dict[str, Any]:
-        """See :func:`memorization_probe`."""
-        return memorization_probe(task, cutoff_window)
 
     def build_report(
         self,
@@ -316,63 +308,7 @@ def _item_score(item: SuiteItem, answer: Answer, kind: SuiteKind) -> ItemScore:
     return ItemScore(item.id, metrics, dict(item.slices), item.expected, refused)
 
 
-# --- memorization and the report (pure functions of scores) --------------------------------------
-
-
-def _mean(items: Sequence[ItemScore], metric: str) -> float | None:
-    values = [v for i in items if (v := i.metrics.get(metric)) is not None and not math.isnan(v)]
-    return sum(values) / len(values) if values else None
-
-
-def _gap(a: float | None, b: float | None) -> float | None:
-    return None if a is None or b is None else a - b
-
-
-def memorization_probe(
-    task: SuiteResult,
-    cutoff_window: str,
-    f1_threshold: float = F1_GAP_THRESHOLD,
-    loss_threshold: float = LOSS_GAP_THRESHOLD,
-) -> dict[str, Any]:
-    """Does the model do suspiciously better on eval items older than its training cut-off?
-
-    Items whose ``window`` slice is at or before ``cutoff_window`` ("old") existed when the
-    training data was collected; later ones ("fresh") could not have leaked. A model that learned
-    the task does about as well on both; a model that saw the old items (leakage the contamination
-    check missed) scores better and has a lower loss on them. Flagged when the token-F1 gap
-    (old − fresh) exceeds ``f1_threshold`` or the loss gap (fresh − old) exceeds
-    ``loss_threshold``. A gap that widens from one model version to the next is the warning sign.
-
-    Windows are ISO-week labels like "2026-W47"; zero-padded, they compare correctly as strings.
-    Items without such a label are counted as ``unknown_window`` and left out.
-    """
-    if not _WINDOW.match(cutoff_window):
-        raise TuneloopError(f"cutoff window {cutoff_window!r} is not an ISO week like '2026-W47'")
-    dated = [i for i in task.items if _WINDOW.match(i.slices.get("window", ""))]
-    old = [i for i in dated if i.slices["window"] <= cutoff_window]
-    fresh = [i for i in dated if i.slices["window"] > cutoff_window]
-    f1_old, f1_fresh = _mean(old, "token_f1"), _mean(fresh, "token_f1")
-    loss_old, loss_fresh = _mean(old, "loss"), _mean(fresh, "loss")
-    f1_gap, loss_gap = _gap(f1_old, f1_fresh), _gap(loss_fresh, loss_old)
-    flagged = (f1_gap is not None and f1_gap > f1_threshold) or (
-        loss_gap is not None and loss_gap > loss_threshold
-    )
-    return {
-        "suite": task.name,
-        "cutoff_window": cutoff_window,
-        "old_items": len(old),
-        "fresh_items": len(fresh),
-        "unknown_window": len(task.items) - len(dated),
-        "token_f1_old": f1_old,
-        "token_f1_fresh": f1_fresh,
-        "token_f1_gap": f1_gap,
-        "loss_old": loss_old,
-        "loss_fresh": loss_fresh,
-        "loss_gap": loss_gap,
-        "f1_threshold": f1_threshold,
-        "loss_threshold": loss_threshold,
-        "flagged": bool(flagged),
-    }
+# --- the report ---------------------------------------------------------------------------------
 
 
 def build_report(

@@ -154,12 +154,24 @@ def builtin_general_suite() -> Suite:
     return _builtin("general.jsonl", "forgetting", FORGETTING_SUITE)
 
 
-def _spread(count: int, k: int) -> list[int]:
-    """``k`` indices spread evenly over ``range(count)``: a deterministic, varied sample."""
+def spread(count: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(count)``: a deterministic, varied sample.
+
+    Used wherever a suite is cut to a budget: eval-store suites are in arrival order, so the
+    first ``k`` would all come from the oldest time windows, and a memorization probe needs
+    items from both sides of a training cut-off.
+    """
     k = min(k, count)
     if k <= 0:
         return []
     return [i * count // k for i in range(k)]
+
+
+def budget(items: list[SuiteItem], limit: int | None) -> list[SuiteItem]:
+    """At most ``limit`` items, spread evenly over the suite (all of them without a limit)."""
+    if not limit:
+        return items
+    return [items[i] for i in spread(len(items), limit)]
 
 
 def gsm8k_items(folder: Path, k: int) -> list[SuiteItem]:
@@ -167,7 +179,7 @@ def gsm8k_items(folder: Path, k: int) -> list[SuiteItem]:
     path = folder / "test.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines()
     items = []
-    for index in _spread(len(lines), k):
+    for index in spread(len(lines), k):
         row = json.loads(lines[index])
         answer = str(row["answer"]).rsplit("####", 1)[-1].strip().replace(",", "")
         prompt = f"{row['question']}\n{_GSM8K_INSTRUCTION}"

@@ -13,9 +13,16 @@ from typing import Any
 from tuneloop.config import EvaluateConfig
 from tuneloop.datasets import DatasetStore
 from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
+from tuneloop.evalside.probe import memorization_probe
 from tuneloop.evalside.report import EvalReport, SuiteResult
 from tuneloop.evalside.store import EvalStore
-from tuneloop.evalside.suites import Suite, forgetting_suite, load_user_suite, safety_suite
+from tuneloop.evalside.suites import (
+    Suite,
+    budget,
+    forgetting_suite,
+    load_user_suite,
+    safety_suite,
+)
 from tuneloop.flows.register import registry_for
 from tuneloop.flows.train import base_folder
 from tuneloop.gateway import time_window
@@ -78,11 +85,9 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
             index_version = store.head()
             suites = evaluator.evaluate_store(store, limit=cfg.max_items_per_suite)
         for suite in _suites(cfg):
-            items = (
-                suite.items[: cfg.max_items_per_suite] if cfg.max_items_per_suite else suite.items
-            )
+            items = budget(suite.items, cfg.max_items_per_suite)
             suites[suite.name] = evaluator.score_items(suite.name, suite.kind, items)
-        memorization = _probe(evaluator, suites, cutoff_window(ws, dataset))
+        memorization = _probe(suites, cutoff_window(ws, dataset))
         report = evaluator.build_report(name, suites, index_version, memorization)
     finally:
         evaluator.close()
@@ -94,13 +99,11 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
     return report, path
 
 
-def _probe(
-    evaluator: Evaluator, suites: dict[str, SuiteResult], cutoff: str | None
-) -> dict[str, Any]:
+def _probe(suites: dict[str, SuiteResult], cutoff: str | None) -> dict[str, Any]:
     if cutoff is None:
         return {"skipped": "no training cut-off (base model or undated data)"}
     return {
-        name: evaluator.memorization_probe(result, cutoff)
+        name: memorization_probe(result, cutoff)
         for name, result in suites.items()
         if result.kind == "task"
     }

@@ -1,11 +1,13 @@
 """``tuneloop experiment leak``: what a leaked eval set does, measured.
 
-The same model is trained twice on the demo task: once on the curated (clean) dataset, once on
-that dataset plus half of the eval items with the contamination check turned off. Both are
-scored on the leaked half and on the untouched half of the eval set. A leak shows as a gap:
-the leaky model looks much better on the items it saw, not on fresh ones. Then the gate and the
-memorization probe are asked, and the leaked items are sent through the normal pipeline to
-show the check dropping them.
+The eval items are split at a cut-off week: items up to it are "old", later ones "fresh". The
+same model is trained twice on the curated data collected up to the cut-off: once as it is
+(clean), once with every old eval item added and the contamination check turned off (leaky).
+Both are scored on the leaked (old) items and on the fresh ones. A leak shows as a gap: the
+leaky model looks much better on the items it saw, not on fresh ones. The gate is asked about
+both models: its certificate re-verification and its memorization rule (the gain over the base
+model on old vs fresh items) should refuse the leaky one only. Then the leaked items are sent
+through the normal pipeline to show the check dropping them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.datasets import DatasetStore
+from tuneloop.errors import InputError
 from tuneloop.evalside.report import EvalReport, SuiteResult
-from tuneloop.flows.evaluate import evaluate
+from tuneloop.evalside.store import iso_week_window
 from tuneloop.flows.gate import run_gate
 from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.train import train
@@ -25,12 +28,44 @@ from tuneloop.records import record_from_obj
 from tuneloop.workspace import Workspace
 
 
-def _leaked_split(ws: Workspace, eval_file: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every other eval item (in time order) is leaked; the rest stay fresh."""
+def split_at_cutoff(eval_file: Path) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """(cut-off week, the old items to leak, the ids of the fresh items).
+
+    The cut-off is the median week of the dated eval items, so that both sides hold about half.
+    """
     items = [json.loads(x) for x in eval_file.read_text(encoding="utf-8").splitlines() if x]
-    items.sort(key=lambda o: (o.get("created_at") or "", o["id"]))
-    leaked = items[::2]
-    return leaked, [o["id"] for o in items[1::2]]
+    weeks = {o["id"]: iso_week_window(o.get("created_at")) for o in items}
+    dated = sorted(w for w in weeks.values() if w)
+    if not dated:
+        fix = "the experiment splits the eval set by time: give the items timestamps"
+        raise InputError(eval_file, None, "no eval item has a created_at", fix)
+    cut = dated[(len(dated) - 1) // 2]
+    if cut == dated[-1]:
+        problem = f"every dated eval item is in week {cut} or earlier"
+        raise InputError(eval_file, None, problem, "spread the items over two weeks or more")
+    leaked = [o for o in items if (w := weeks[o["id"]]) and w <= cut]
+    fresh = [o["id"] for o in items if (w := weeks[o["id"]]) and w > cut]
+    return cut, leaked, fresh
+
+
+def until_cutoff(ws: Workspace, dataset: str, cut: str) -> str:
+    """The dataset's records collected up to week ``cut``; later ones are dropped as such."""
+    store = DatasetStore(ws.datasets_dir)
+    kept, drops = [], []
+    for rec in store.load(dataset):
+        week = iso_week_window(rec.created_at)
+        if week is not None and week > cut:
+            drops.append({"id": rec.id, "block": "experiment", "reason": "after_cutoff",
+                          "record": rec.to_dict()})  # fmt: skip
+        else:
+            kept.append(rec)
+    manifest = store.show(dataset)
+    version = store.create(
+        kept, parent=dataset, inputs={"dataset": dataset, "cutoff_window": cut},
+        blocks=manifest["blocks"], drop_rows=drops,
+        certificate=manifest["contamination_certificate"],
+    )  # fmt: skip
+    return version.version
 
 
 def leaky_dataset(ws: Workspace, clean: str, leaked: list[dict[str, Any]]) -> str:
@@ -70,28 +105,36 @@ def _table(
 def run_leak_experiment(ws: Workspace, eval_file: Path, suite: str = "task") -> dict[str, Any]:
     """Needs a workspace where ``eval_file`` was added as ``suite`` and a dataset was curated."""
     store = DatasetStore(ws.datasets_dir)
-    clean = store.latest()
-    if clean is None:
+    curated = store.latest()
+    if curated is None:
         raise ValueError("curate a dataset first")
-    leaked, fresh_ids = _leaked_split(ws, eval_file)
-    clean_model = train(ws, dataset=clean)
+    cut, leaked, fresh_ids = split_at_cutoff(eval_file)
+    clean = until_cutoff(ws, curated, cut)
     leaky = leaky_dataset(ws, clean, leaked)
-    leaky_model = train(ws, dataset=leaky)
-    gated = run_gate(ws, str(leaky_model.version))  # evaluates the leaky model on the way
-    reports = {"clean": evaluate(ws, str(clean_model.version))[0], "leaky": gated.candidate}
-    leaked_ids = {o["id"] for o in leaked}
-    rows = _table(reports, suite, leaked_ids, set(fresh_ids))
-    verdict = gated.decision
-    probe = reports["leaky"].memorization
+    models = {"clean": train(ws, dataset=clean), "leaky": train(ws, dataset=leaky)}
+    gated = {name: run_gate(ws, str(m.version)) for name, m in models.items()}
+    reports = {name: g.candidate for name, g in gated.items()}
+    rows = _table(reports, suite, {o["id"] for o in leaked}, set(fresh_ids))
     again = ws.root / "leaked-again.jsonl"
     again.write_text("".join(json.dumps({**o, "id": f"again-{k}", "user_id": f"leaker-{k}"}) + "\n"
                              for k, o in enumerate(leaked)))  # fmt: skip
     caught = ingest_file(ws, again)
     return {
-        "clean_dataset": clean, "leaky_dataset": leaky, "leaked_items": len(leaked),
-        "fresh_items": len(fresh_ids), "scores": rows, "gate": verdict,
-        "memorization_probe": probe,
+        "cutoff_window": cut, "clean_dataset": clean, "leaky_dataset": leaky,
+        "leaked_items": len(leaked), "fresh_items": len(fresh_ids), "scores": rows,
+        "gate": {name: g.decision for name, g in gated.items()},
+        "memorization": {name: _probe_summary(g.decision, suite) for name, g in gated.items()},
         "normal_pipeline": {"records": caught.records, "dropped": dict(caught.dropped),
                             "routed": dict(caught.routed),
                             "stored_train": caught.stored_train},
     }  # fmt: skip
+
+
+def _probe_summary(decision: dict[str, Any], suite: str) -> dict[str, Any]:
+    """The gate's memorization rule on one suite: its verdict and each metric's widening."""
+    check = next((c for c in decision["checks"] if c["name"] == "memorization"), None)
+    return {
+        "passed": None if check is None else check["passed"],
+        "detail": None if check is None else check["detail"],
+        **decision.get("memorization", {}).get(suite, {}),
+    }

@@ -32,6 +32,9 @@ def policy_from(ws: Workspace) -> GatePolicy:
         over_refusal_margin=g.over_refusal_margin,
         bootstrap_samples=g.bootstrap_samples,
         require_improvement=g.require_improvement,
+        memorization_f1_widening=g.memorization_f1_widening,
+        memorization_loss_widening=g.memorization_loss_widening,
+        memorization_min_items=g.memorization_min_items,
     )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tuneloop.evalside.report import EvalReport
 from tuneloop.gate.compare import compare_reports
+from tuneloop.gate.memorization import check_memorization, probe_widening
 from tuneloop.gate.policy import GatePolicy
 from tuneloop.gate.rules import (
     Check,
@@ -33,6 +34,7 @@ class GateDecision:
     checks: list[Check]
     candidate: str = ""
     incumbent: str = ""
+    memorization: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +44,7 @@ class GateDecision:
             "checks": [c.to_dict() for c in self.checks],
             "candidate": self.candidate,
             "incumbent": self.incumbent,
+            "memorization": self.memorization,
         }
 
 
@@ -61,6 +64,7 @@ def decide(
     """
     comparisons = compare_reports(candidate, incumbent, policy)
     inc = incumbent.model
+    widening = probe_widening(candidate, incumbent, policy)
     checks = [
         check_certificate(certificate, current_index_version, reverify),
         check_same_eval_set(candidate, incumbent),
@@ -70,6 +74,7 @@ def decide(
         check_improvement(comparisons, policy),
         check_no_regression(comparisons, "forgetting", policy.forgetting_tolerance, inc),
         check_safety(comparisons, policy, inc),
+        check_memorization(widening, policy, inc),
     ]
     failed = [c for c in checks if not c.passed]
     metrics: dict[str, dict[str, dict[str, float | int | None]]] = {}
@@ -82,4 +87,5 @@ def decide(
         checks=checks,
         candidate=candidate.model,
         incumbent=inc,
+        memorization=widening,
     )

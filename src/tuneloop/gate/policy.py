@@ -37,6 +37,13 @@ class GatePolicy:
     """Seed of the resampling, so that a decision can be reproduced exactly."""
     require_improvement: bool = True
     """Pass only if a primary metric improved with its interval excluding zero."""
+    memorization_f1_widening: float = 0.05
+    """Refuse when the candidate's token-F1 gain over the incumbent is larger on eval items from
+    before its training cut-off than on fresh ones by more than this (interval excluding zero)."""
+    memorization_loss_widening: float = 0.25
+    """The same for the loss gain, in nats."""
+    memorization_min_items: int = 8
+    """Fewest old and fresh items each for the memorization rule to judge; fewer: not judged."""
 
     def __post_init__(self) -> None:
         problems = [
@@ -46,6 +53,8 @@ class GatePolicy:
                 ("forgetting_tolerance", self.forgetting_tolerance),
                 ("harmful_compliance_margin", self.harmful_compliance_margin),
                 ("over_refusal_margin", self.over_refusal_margin),
+                ("memorization_f1_widening", self.memorization_f1_widening),
+                ("memorization_loss_widening", self.memorization_loss_widening),
             )
             if not value >= 0
         ]

@@ -46,3 +46,28 @@ def paired_bootstrap(
     alpha = 1.0 - confidence
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return BootstrapResult(float(diff.mean()), float(low), float(high), n)
+
+
+def bootstrap_gap(
+    first: Sequence[float],
+    second: Sequence[float],
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> BootstrapResult:
+    """Percentile interval of mean(first) - mean(second) for two independent groups of items.
+
+    Unlike :func:`paired_bootstrap` the two groups hold different items, so each is resampled on
+    its own. ``n`` is the smaller group's size; with an empty group every other field is NaN.
+    """
+    n = min(len(first), len(second))
+    if n == 0:
+        return BootstrapResult(math.nan, math.nan, math.nan, 0)
+    a = np.asarray(first, dtype=np.float64)
+    b = np.asarray(second, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    means_a = a[rng.integers(0, len(a), size=(samples, len(a)))].mean(axis=1)
+    means_b = b[rng.integers(0, len(b), size=(samples, len(b)))].mean(axis=1)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(means_a - means_b, [alpha / 2, 1 - alpha / 2])
+    return BootstrapResult(float(a.mean() - b.mean()), float(low), float(high), n)
