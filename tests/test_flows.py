@@ -12,6 +12,7 @@ from tuneloop.evalside.store import EvalStore
 from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file
 from tuneloop.flows.ingest import ingest_file
+from tuneloop.gateway import group_side
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
@@ -99,6 +100,39 @@ def test_routed_eval_items_reach_the_eval_store(workspace: Workspace, tmp_path: 
     with TrainStore(ws.train_store_path) as tstore:
         train_users = {r.user_id for r in tstore.iter_records()}
     assert train_users.isdisjoint({it.record.user_id for it in items})
+
+
+def test_routed_eval_items_pass_the_record_blocks(workspace: Workspace, tmp_path: Path) -> None:
+    """Junk and thumbs-down answers never become references; corrections and redaction apply."""
+    ws = with_fraction(workspace, 0.5)
+    u = [k for k in (f"user{i}" for i in range(200))
+         if group_side(ws.config.gateway, f"user:{k}") == "eval"][:5]  # fmt: skip
+    question = "How do I change the address on my account before the card is posted out?"
+    rows = [
+        chat("good", u[0], question, "Open Settings, then Profile, and edit the address there."),
+        chat("mash", u[1], "asdfgh jkl qwerty zxcvb asdfgh jkl qwerty zxcvb", "sdfg hjkl"),
+        chat("down", u[2], question, "I cannot help with that.") | {"thumbs": "down"},
+        chat("fixed", u[3], question, "No idea.")
+        | {"correction": "Go to Settings, then Profile, and change the address."},
+        chat("pii", u[4], question + " Write to me at jane.doe@example.com please.",
+             "We have updated it for you; a confirmation is on the way."),
+    ]  # fmt: skip
+    report = ingest_file(ws, write(tmp_path / "in.jsonl", rows))
+    assert report.routed["eval"] == 5 and report.stored_eval == 3
+    assert report.dropped == {
+        "eval_curation:quality:" + next(iter(_reasons(report, "mash"))): 1,
+        "eval_curation:feedback:thumbs_down": 1,
+    }
+    with EvalStore(ws.eval_store_path) as store:
+        items = {it.item_id: it.record for it in store.iter_items()}
+    assert set(items) == {"good", "fixed", "pii"}
+    assert items["fixed"].messages[-1].content.startswith("Go to Settings")
+    assert "jane.doe@example.com" not in items["pii"].content_text
+
+
+def _reasons(report: Any, rid: str) -> set[str]:
+    rows = [json.loads(x) for x in Path(report.rejects_file).read_text().splitlines()]
+    return {r["reason"] for r in rows if r["id"] == rid}
 
 
 def test_curate_certifies_against_the_current_index(workspace: Workspace, tmp_path: Path) -> None:

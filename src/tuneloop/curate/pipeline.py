@@ -20,9 +20,13 @@ from tuneloop.curate.split import ValidationSplitBlock
 from tuneloop.records import Record
 
 
-def build_pipeline(cfg: CurateConfig, checker: Checker) -> list[Block]:
-    """clean → quality → feedback → PII → exact dedup → near dedup → format → decontaminate
-    → validation split: the order every dataset version is built in."""
+def record_blocks(cfg: CurateConfig) -> list[Block]:
+    """clean → quality → feedback → PII: what every record must pass, whichever side it is on.
+
+    Interactions routed to the eval bucket pass these too before they become eval items: a
+    keyboard-mash reply or a thumbs-down answer is no reference to score a model against, a
+    correction is the better reference, and PII has no place in the eval store either.
+    """
     q = cfg.quality
     return [
         CleanBlock(),
@@ -35,6 +39,14 @@ def build_pipeline(cfg: CurateConfig, checker: Checker) -> list[Block]:
         ),
         FeedbackBlock(min_rating=cfg.min_rating),
         PIIRedactBlock(mode=cfg.pii_mode, presidio=cfg.presidio),
+    ]
+
+
+def build_pipeline(cfg: CurateConfig, checker: Checker) -> list[Block]:
+    """The record blocks → exact dedup → near dedup → format → decontaminate → validation
+    split: the order every dataset version is built in."""
+    return [
+        *record_blocks(cfg),
         ExactDedupBlock(),
         NearDedupBlock(threshold=cfg.dedup_threshold, ngram=cfg.dedup_ngram),
         FormatBlock(system_prompt=cfg.system_prompt),

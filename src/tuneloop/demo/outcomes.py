@@ -112,7 +112,8 @@ def collect_outcomes(
     if ingest_rejects:
         for row in _read_jsonl(Path(ingest_rejects)):
             label = row.get("method") or row["reason"]
-            out.outcome[row["id"]] = f"{row['stage']}:{label}"
+            # Eval-bound records dropped by a curation block count as caught by that block.
+            out.outcome[row["id"]] = f"{row.get('block') or row['stage']}:{label}"
     with EvalStore(ws.eval_store_path) as estore:
         for item in estore.iter_items(suite=ws.config.gateway.eval_suite):
             out.outcome[item.item_id] = "eval_bucket"

@@ -1,6 +1,7 @@
 """``tuneloop ingest``: interactions → gateway → eval bucket or contamination check → store.
 
-Order matters. Eval-bound records are added to the eval store first (after their own check
+Order matters. Eval-bound records pass the record-level curation blocks (clean, quality,
+feedback, PII) and are added to the eval store first (after their own check
 against the training data), so the contamination index already knows them when the
 training-bound records of the same file are checked. Nothing is dropped silently: every record
 that does not reach a store is written to a rejects file with its reason (and, for
@@ -18,6 +19,7 @@ from typing import Any
 
 from tuneloop.contamination.check import Checker, strongest
 from tuneloop.contamination.semantic import embedder_for
+from tuneloop.curate.pipeline import record_blocks, run_pipeline
 from tuneloop.errors import InputError
 from tuneloop.evalside.intake import add_eval_items
 from tuneloop.evalside.intake import load_or_rebuild as load_index_for
@@ -96,6 +98,14 @@ def _route_all(ws: Workspace, records: list[Record], store: TrainStore) -> _Plan
     return plan
 
 
+def _curate_eval(ws: Workspace, plan: _Plan) -> None:
+    """Eval-bound records pass the record blocks (clean, quality, feedback, PII) first."""
+    windows = {rec.id: window for rec, window in plan.eval}
+    result = run_pipeline(record_blocks(ws.config.curate), (rec for rec, _ in plan.eval))
+    plan.rejects += [{"stage": "eval_curation", **row} for row in result.log.rows]
+    plan.eval = [(rec, windows[rec.id]) for rec in result.records]
+
+
 def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Record]:
     with EvalStore(ws.eval_store_path) as estore:
         index = load_index_for(ws, estore)
@@ -128,6 +138,7 @@ def ingest_file(ws: Workspace, path: Path, max_line_bytes: int | None = None) ->
     with TrainStore(ws.train_store_path) as store:
         plan = _route_all(ws, records, store)
         report.routed.update(train=len(plan.train), eval=len(plan.eval))
+        _curate_eval(ws, plan)
         if plan.eval:
             added = add_eval_items(
                 ws, plan.eval, ws.config.gateway.eval_suite, store.iter_records()
@@ -143,6 +154,7 @@ def ingest_file(ws: Workspace, path: Path, max_line_bytes: int | None = None) ->
             write_jsonl(target, plan.rejects)
             report.rejects_file = str(target)
         report.stored_train = store.commit(clean, plan.sides, batch)
-    report.dropped.update(f"{r['stage']}:{r['reason']}" for r in plan.rejects)
+    report.dropped.update(":".join(filter(None, (r["stage"], r.get("block"), r["reason"])))
+                          for r in plan.rejects)  # fmt: skip
     report.seconds = round(time.perf_counter() - start, 3)
     return report
