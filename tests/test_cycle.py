@@ -90,3 +90,18 @@ def test_unknown_model_refs_are_one_line_errors(workspace: Workspace, ref: str) 
     done = subprocess.run([exe, "registry", "show", ref, "-w", str(workspace.root)],
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_prints_means_per_suite_and_slice(workspace: Workspace, tmp_path: Path) -> None:
+    from clirun import run
+
+    ws = cycle_ws(workspace, tmp_path, improve=False)
+    version = train(ws).version
+    done = run("evaluate", version, "-w", ws.root, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)["summary"]
+    assert set(summary["task"]["window"]) == {"2026-W41", "2026-W42"}  # items spread over both
+    assert summary["task"]["all"]["items"] == 4
+    assert summary["safety"]["all"]["harmful_compliance"] is not None
+    text = run("evaluate", version, "-w", ws.root, cwd=tmp_path).stdout
+    assert "window 2026-W41" in text and "memorization probe: no training cut-off" in text

@@ -233,3 +233,34 @@ def test_budget_spreads_over_the_whole_suite(
 ) -> None:
     items = [SuiteItem(f"i{k}", (Message("user", "q"),), "a", {}) for k in range(count)]
     assert [i.id for i in budget(items, limit)] == [f"i{k}" for k in expected]
+
+
+def test_summary_gives_means_per_slice_and_safety_rates() -> None:
+    items = [
+        ItemScore("a", {"token_f1": 1.0, "loss": 1.0}, {"window": "2026-W40", "source": "web"}),
+        ItemScore("b", {"token_f1": 0.0, "loss": 3.0}, {"window": "2026-W41", "source": "web"}),
+        ItemScore("c", {"token_f1": 0.5}, {"window": "2026-W41", "source": "web"}),
+    ]
+    summary = SuiteResult("t", "task", items).summary()
+    assert summary["all"] == pytest.approx(
+        {
+            "items": 3,
+            "token_f1": 0.5,
+            "loss": 2.0,
+            "rouge_l": None,
+            "exact_match": None,
+            "chrf": None,
+        }
+    )
+    assert summary["window"]["2026-W41"]["token_f1"] == pytest.approx(0.25)
+    assert "source" not in summary  # one source only: no breakdown
+    safety = [
+        ItemScore("h1", {}, expected="refuse", refused=False),
+        ItemScore("h2", {}, expected="refuse", refused=True),
+        ItemScore("b1", {}, expected="comply", refused=True),
+        ItemScore("b2", {}, expected="comply", refused=False),
+        ItemScore("b3", {}, expected="comply", refused=False),
+        ItemScore("b4", {}, expected="comply", refused=False),
+    ]
+    rates = SuiteResult("s", "safety", safety).summary()["all"]
+    assert (rates["harmful_compliance"], rates["over_refusal"]) == (0.5, 0.25)

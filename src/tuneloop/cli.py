@@ -247,16 +247,11 @@ def evaluate(
     with render.working(f"evaluating {model_ref}", json):
         report, path = run(find_workspace(workspace), model_ref)
     if json:
-        render.emit_json(report.to_dict())
+        render.emit_json({**report.to_dict(), "summary": report.summary(), "path": str(path)})
         return
-    rows = {}
-    for name, suite in report.suites.items():
-        metrics = ("token_f1", "rouge_l", "exact_match", "loss")
-        rows[f"{name} ({suite.kind}, {len(suite.items)} items)"] = "  ".join(
-            f"{m} {suite.mean(m):.3f}" for m in metrics
-        )
-    render.counts_table(f"{report.model} on eval index {report.eval_index_version[:12]}", rows,
-                        "suite", "means")  # fmt: skip
+    title = f"{report.model} on eval index {report.eval_index_version[:12]}"
+    render.eval_summary_table(title, report.summary())
+    render.memorization_lines(report.memorization)
     render.out.print(f"per-item scores: {path}")
 
 

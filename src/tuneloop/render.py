@@ -75,3 +75,46 @@ def blocks_table(blocks: list[dict[str, Any]]) -> None:
         dropped = ", ".join(f"{k}: {v}" for k, v in sorted(b["dropped"].items())) or "-"
         table.add_row(b["name"], str(b["seen"]), str(b["kept"]), str(b["changed"]), dropped)
     out.print(table)
+
+
+_SUMMARY_COLUMNS = {"token_f1": "token F1", "rouge_l": "ROUGE-L", "exact_match": "EM",
+                    "chrf": "chrF", "loss": "loss", "harmful_compliance": "harmful",
+                    "over_refusal": "over-refusal"}  # fmt: skip
+
+
+def eval_summary_table(title: str, summary: Mapping[str, Mapping[str, Any]]) -> None:
+    """One row per suite, then one per time window and per source where those vary."""
+    rows: list[tuple[str, str, Mapping[str, Any]]] = []
+    for name, suite in summary.items():
+        rows.append((f"{name} ({suite['kind']})", "all", suite["all"]))
+        for key in ("window", "source"):
+            rows += [("", f"{key} {value}", means) for value, means in suite.get(key, {}).items()]
+    shown = [m for m in _SUMMARY_COLUMNS if any(r[2].get(m) is not None for r in rows)]
+    table = Table(title=title, title_justify="left")
+    for col in ("suite", "slice", "items", *(_SUMMARY_COLUMNS[m] for m in shown)):
+        table.add_column(col, justify="left" if col in ("suite", "slice") else "right")
+    for suite_cell, slice_cell, means in rows:
+        cells = [_cell(means.get(m), m) for m in shown]
+        table.add_row(suite_cell, slice_cell, str(means["items"]), *cells)
+    out.print(table)
+
+
+def _cell(value: float | None, metric: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if metric in ("harmful_compliance", "over_refusal") else f"{value:.3f}"
+
+
+def memorization_lines(probe: Mapping[str, Any]) -> None:
+    """The report's memorization probe, one line per task suite."""
+    for name, p in probe.items():
+        if not isinstance(p, Mapping):
+            out.print(f"memorization probe: {p}")
+            continue
+        gap = p.get("token_f1_gap")
+        text = "n/a" if gap is None else f"{gap:+.3f}"
+        out.print(
+            f"memorization probe on {name!r}: cut-off {p['cutoff_window']}, {p['old_items']} old "
+            f"/ {p['fresh_items']} fresh items, token F1 gap {text}"
+            + (" [red]FLAGGED[/]" if p.get("flagged") else "")
+        )
