@@ -1,303 +1,47 @@
-"""Model versions, their lineage, and the aliases that serving follows, over MLflow's registry.
-
-Why MLflow: it is the registry teams already run (a tracking server in production, one SQLite
-file in the embedded default), so tuneloop adds only what it needs on top:
-
-* lineage as version tags, so any served adapter can be traced to its base, data and code;
-* a sha256 manifest kept in the database, apart from the artifact store, so an adapter whose
-  files were changed after registration is refused at download instead of served;
-* aliases (``production``, ``previous``, ``canary``) moved under a file lock and written to an
-  audit log, so a promote racing a rollback cannot lose the way back;
-* retries with jittered backoff on "database is locked", because SQLite (and MLflow's SQLAlchemy
-  store over it) turns concurrent writers into errors rather than waits in some cases.
-
-Nothing here loads an adapter: files are only copied and hashed, and pickle formats are refused.
-"""
+"""The registry: model versions over MLflow, with lineage tags, verified downloads and aliases."""
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import fcntl
-import hashlib
 import json
-import logging
 import os
-import random
 import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-# MLflow narrates schema creation at INFO on stderr; read at its import, so set it first.
-os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.entities.model_registry import ModelVersion as MlflowModelVersion
 from mlflow.exceptions import MlflowException
 
-from tuneloop.errors import TuneloopError, WorkspaceError
+from tuneloop.errors import WorkspaceError
+from tuneloop.registry.audit import MAX_TAG_CHARS, AuditLog, JsonlAudit, TagAudit
+from tuneloop.registry.lineage import Lineage, ModelVersion
+from tuneloop.registry.locks import (
+    flock,
+    lock_path_for,
+    quiet_mlflow_lock_logs,
+    sqlite_path,
+    with_retry,
+)
+from tuneloop.registry.manifest import (
+    MANIFEST_TAG,
+    SHA_TAG,
+    AdapterIntegrityError,
+    build_manifest,
+    combined_sha256,
+    verify_manifest,
+)
 
 PRODUCTION, PREVIOUS, CANARY = "production", "previous", "canary"
 ARTIFACT_DIR = "adapter"
-# Adapters are safetensors plus small text files (PEFT writes README.md; tokenizers add .jinja).
-# Anything else, above all pickle (.bin, .pt, .pkl), is refused at registration.
-ALLOWED_SUFFIXES = frozenset({".safetensors", ".json", ".txt", ".md", ".jinja"})
-MANIFEST_TAG, SHA_TAG = "adapter_manifest", "adapter_sha256"
-AUDIT_TAG_PREFIX = "tuneloop.audit."
-MAX_TAG_CHARS = 100_000  # MLflow's limit on a model version tag value
-_LOCKED_MARKERS = ("database is locked", "database is busy")
-
-T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-
-class AdapterIntegrityError(TuneloopError):
-    """Downloaded adapter files do not match the sha256 manifest recorded at registration."""
-
-
-@dataclass(frozen=True)
-class Lineage:
-    """Everything that produced a model version, enough to rebuild, compare or erase it."""
-
-    base_ref: str
-    base_revision: str
-    base_sha256: str
-    dataset_version: str
-    replay_version: str
-    hyperparameters: dict[str, Any]
-    code_version: str
-    eval_report: str | None = None
-    gate_decision: str | None = None
-    parent_version: str | None = None
-
-    def to_tags(self) -> dict[str, str]:
-        tags = {k: v for k, v in asdict(self).items() if isinstance(v, str)}
-        tags["hyperparameters"] = json.dumps(self.hyperparameters, sort_keys=True)
-        return tags
-
-    @classmethod
-    def from_tags(cls, tags: Mapping[str, str], where: str) -> Lineage:
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name not in tags and f.default is MISSING:
-                raise WorkspaceError(f"{where}: tag {f.name!r} missing; not registered by tuneloop")
-            values[f.name] = tags.get(f.name)
-        values["hyperparameters"] = json.loads(values["hyperparameters"])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    version: str
-    lineage: Lineage
-    adapter_sha256: str
-    aliases: list[str]
-    created_at: datetime
-    run_id: str
-    source: str
-
-
-# --- content hashes ---------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def build_manifest(folder: Path) -> dict[str, str]:
-    """{relative posix path: sha256} for every file; refuses links and unexpected file types."""
-    if not folder.is_dir():
-        raise WorkspaceError(f"{folder}: adapter folder not found; pass the folder training wrote")
-    manifest: dict[str, str] = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_symlink():
-            raise WorkspaceError(f"{path}: symlinks are not registered; copy the file in")
-        if path.is_dir():
-            continue
-        if path.suffix not in ALLOWED_SUFFIXES:
-            raise WorkspaceError(
-                f"{path}: {path.suffix or 'no suffix'} is not an adapter file; "
-                f"only {', '.join(sorted(ALLOWED_SUFFIXES))} are registered (never pickle)"
-            )
-        manifest[rel] = file_sha256(path)
-    if not manifest:
-        raise WorkspaceError(f"{folder}: adapter folder is empty")
-    return manifest
-
-
-def combined_sha256(manifest: Mapping[str, str]) -> str:
-    """One hash for the whole adapter: sha256 over sorted "path NUL sha256 LF" lines."""
-    lines = "".join(f"{rel}\0{sha}\n" for rel, sha in sorted(manifest.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
-
-
-def verify_manifest(folder: Path, manifest: Mapping[str, str]) -> None:
-    """Raise AdapterIntegrityError naming the first missing, extra or changed file."""
-    for rel, expected in sorted(manifest.items()):
-        path = folder / rel
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise AdapterIntegrityError(f"{rel}: manifest path escapes the adapter folder")
-        if not path.is_file() or path.is_symlink():
-            raise AdapterIntegrityError(f"{rel}: missing from the downloaded adapter (tampered?)")
-        if file_sha256(path) != expected:
-            raise AdapterIntegrityError(
-                f"{rel}: sha256 differs from the registered manifest; the adapter was "
-                "tampered with or corrupted, do not serve it"
-            )
-    extra = sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if not p.is_dir() and p.relative_to(folder).as_posix() not in manifest
-    )
-    if extra:
-        raise AdapterIntegrityError(f"{extra[0]}: file not in the registered manifest (tampered?)")
-
-
-# --- retries and locks ------------------------------------------------------------------------
-
-
-def _is_locked(exc: BaseException) -> bool:
-    """True when SQLite refused for lack of a lock: MLflow wraps it, so walk the cause chain."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if any(marker in str(seen).lower() for marker in _LOCKED_MARKERS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def with_retry(
-    op: Callable[[], T], attempts: int = 15, sleep: Callable[[float], None] = time.sleep
-) -> T:
-    """Run op, retrying "database is locked" with exponential backoff and jitter.
-
-    SQLite's busy timeout does not cover a reader that must upgrade to a writer while another
-    writer holds the lock: it fails at once, and the transaction is rolled back, so a retry is
-    safe. Jitter keeps twenty processes from retrying in lockstep.
-    """
-    for attempt in range(attempts):
-        try:
-            return op()
-        except (MlflowException, sqlite3.OperationalError) as exc:
-            if not _is_locked(exc) or attempt == attempts - 1:
-                raise
-            delay = min(2.0, 0.05 * 2**attempt)
-            log.debug("database is locked; retry %d in ~%.2fs", attempt + 1, delay)
-            sleep(delay / 2 + random.uniform(0, delay / 2))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    """An exclusive lock between processes on this host, released when the block ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-class _QuietLockedErrors(logging.Filter):
-    """MLflow logs a traceback for every "database is locked" that we then retry; drop those."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(m in record.getMessage().lower() for m in _LOCKED_MARKERS)
-
-
-def _quiet_mlflow_lock_logs() -> None:
-    # MLflow narrates schema creation at INFO on stderr; the CLI promises one-line errors.
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    logger = logging.getLogger("mlflow.store.db.utils")
-    if not any(isinstance(f, _QuietLockedErrors) for f in logger.filters):
-        logger.addFilter(_QuietLockedErrors())
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-
-
-def _lock_path(uri: str, artifact_root: Path | None) -> Path:
-    """Beside the SQLite file; else beside local artifacts; else in the temp folder.
-
-    The lock only orders writers on one host: against a shared tracking server, run alias
-    moves from one place (the gate job).
-    """
-    db = _sqlite_path(uri)
-    if db is not None:
-        return db.with_name(db.name + ".lock")
-    if artifact_root is not None:
-        return artifact_root / ".registry.lock"
-    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"tuneloop-registry-{digest}.lock"
-
-
-# --- audit ------------------------------------------------------------------------------------
-
-
-class AuditLog(Protocol):
-    def append(self, event: dict[str, Any]) -> None: ...
-
-    def read(self) -> list[dict[str, Any]]: ...
-
-
-class JsonlAudit:
-    """One JSON line per alias move in a local file, fsynced: the embedded default."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def append(self, event: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(event, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        lines = self.path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-
-class TagAudit:
-    """Audit events as numbered registered-model tags, for registries with no shared disk."""
-
-    def __init__(self, client: MlflowClient, name: str) -> None:
-        self.client, self.name = client, name
-
-    def _tags(self) -> dict[str, str]:
-        tags = with_retry(lambda: self.client.get_registered_model(self.name)).tags
-        return {k: v for k, v in tags.items() if k.startswith(AUDIT_TAG_PREFIX)}
-
-    def append(self, event: dict[str, Any]) -> None:
-        key = f"{AUDIT_TAG_PREFIX}{len(self._tags()) + 1:08d}"
-        value = json.dumps(event, sort_keys=True)
-        with_retry(lambda: self.client.set_registered_model_tag(self.name, key, value))
-
-    def read(self) -> list[dict[str, Any]]:
-        return [json.loads(v) for _, v in sorted(self._tags().items())]
-
-
-# --- the registry -----------------------------------------------------------------------------
 
 
 def _version_str(ref: str | int) -> str:
@@ -329,11 +73,11 @@ class Registry:
         self.name = name
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        self.lock_path = _lock_path(tracking_uri, artifact_root)
+        self.lock_path = lock_path_for(tracking_uri, artifact_root)
         self.audit_log: AuditLog = (
             JsonlAudit(audit_path) if audit_path else TagAudit(self.client, name)
         )
-        _quiet_mlflow_lock_logs()
+        quiet_mlflow_lock_logs()
         self.experiment_id = self._open(artifact_root)
 
     @classmethod
@@ -356,7 +100,7 @@ class Registry:
             found = with_retry(lambda: self.client.get_experiment_by_name(self.name))
             if found is not None and self._model_exists():
                 return str(found.experiment_id)
-        with _flock(self.lock_path):
+        with flock(self.lock_path):
             self._prepare_sqlite()
             experiment_id = self._ensure_experiment(artifact_root)
             if not self._model_exists():
@@ -364,7 +108,7 @@ class Registry:
             return experiment_id
 
     def _schema_exists(self) -> bool:
-        db = _sqlite_path(self.tracking_uri)
+        db = sqlite_path(self.tracking_uri)
         if db is None or not db.is_file():
             return False
         query = "SELECT count(*) FROM sqlite_master WHERE name IN (?, ?, ?)"
@@ -375,7 +119,7 @@ class Registry:
 
     def _prepare_sqlite(self) -> None:
         """WAL lets readers run beside a writer, so fewer operations meet a locked database."""
-        db = _sqlite_path(self.tracking_uri)
+        db = sqlite_path(self.tracking_uri)
         if db is None:
             return
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -607,7 +351,7 @@ class Registry:
         unchanged and nothing is lost.
         """
         target = self.get(version).version
-        with _flock(self.lock_path):
+        with flock(self.lock_path):
             old = self._aliases().get(PRODUCTION)
             if old == target:
                 return
@@ -619,7 +363,7 @@ class Registry:
 
         production moves first: getting a bad version out of serving is the urgent half.
         """
-        with _flock(self.lock_path):
+        with flock(self.lock_path):
             aliases = self._aliases()
             if PREVIOUS not in aliases:
                 raise WorkspaceError(
@@ -632,11 +376,11 @@ class Registry:
 
     def set_canary(self, version: str | int) -> None:
         target = self.get(version).version
-        with _flock(self.lock_path):
+        with flock(self.lock_path):
             self._move("set_canary", [(CANARY, target)])
 
     def clear_canary(self) -> None:
-        with _flock(self.lock_path):
+        with flock(self.lock_path):
             self._move("clear_canary", [(CANARY, None)])
 
     def audit(self) -> builtins.list[dict[str, Any]]:
