@@ -15,9 +15,7 @@ checks the two agree), and get pre-normalized text for everything else.
 
 from __future__ import annotations
 
-import sys
 import unicodedata
-from functools import cache
 
 _WORD_CATEGORIES = ("L", "M", "N")
 _ASCII_TABLE = {cp: ord(" ") for cp in range(128) if not chr(cp).isalnum()}
@@ -28,13 +26,21 @@ def is_word_char(c: str) -> bool:
     return unicodedata.category(c)[0] in _WORD_CATEGORIES
 
 
-@cache
-def _boundary_table() -> dict[int, int]:
-    """Map every non-word code point to a space (built once, ~1 MB, used by ``str.translate``)."""
-    space = ord(" ")
-    return {
-        cp: space for cp in range(sys.maxunicode + 1) if not is_word_char(chr(cp)) and cp != space
-    }
+class _Boundaries(dict[int, int]):
+    """``str.translate`` table: non-word code points → space, filled in as characters are seen.
+
+    A full table of all 1.1M code points takes ~0.5 s to build; most texts use a few hundred
+    distinct characters, so each is classified once, on first sight, and cached (word characters
+    map to themselves).
+    """
+
+    def __missing__(self, cp: int) -> int:
+        value = cp if is_word_char(chr(cp)) else ord(" ")
+        self[cp] = value
+        return value
+
+
+_BOUNDARIES = _Boundaries()
 
 
 def normalize(text: str) -> str:
@@ -44,7 +50,7 @@ def normalize(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
     # casefold can produce characters that are not NFKC-normal again (rare); normalize twice.
     folded = unicodedata.normalize("NFKC", folded)
-    return " ".join(folded.translate(_boundary_table()).split())
+    return " ".join(folded.translate(_BOUNDARIES).split())
 
 
 def words(text: str) -> list[str]:
