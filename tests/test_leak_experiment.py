@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tuneloop.datasets import DatasetStore
 from tuneloop.flows.experiment import run_leak_experiment
 from tuneloop.workspace import Workspace
 
@@ -14,8 +15,14 @@ from test_cycle import cycle_ws
 
 def test_leak_experiment(workspace: Workspace, tmp_path: Path) -> None:
     ws = cycle_ws(workspace, tmp_path, improve=False)
-    result = run_leak_experiment(ws, tmp_path / "eval.jsonl")
+    result = run_leak_experiment(ws, tmp_path / "eval.jsonl", max_train=10, epochs=1.0)
     assert result["leaked_items"] == 3 and result["fresh_items"] == 3
+    store = DatasetStore(ws.datasets_dir)
+    assert len(store.load(result["clean_dataset"], split="train")) == 10
+    manifest = store.show(result["clean_dataset"])
+    curated_train = len(store.load(manifest["parent"], split="train"))
+    assert manifest["drops_by_reason"] == {"experiment:beyond_sample": curated_train - 10}
+    assert result["steps"]["leaky"] > result["steps"]["clean"]
     assert {r["model"] for r in result["scores"]} == {"clean", "leaky"}
     assert result["cutoff_window"] == "2026-W41"
     leaky = result["gate"]["leaky"]

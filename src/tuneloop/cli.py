@@ -434,12 +434,15 @@ def demo(
 def experiment_leak(
     workspace: WorkspaceOpt = None,
     records: Annotated[int, typer.Option(help="synthetic interactions to generate")] = 1200,
+    max_train: Annotated[int, typer.Option(help="clean training records (a sample)")] = 120,
+    epochs: Annotated[float, typer.Option(help="passes over each model's data")] = 2.0,
     json: JsonOpt = False,
 ) -> None:
     """Train with and without leaked eval items; show the scores, the gate and the probe."""
     from tuneloop.demo.leak import run_leak
 
-    run_leak(workspace or Path("leak-experiment"), records=records, as_json=json)
+    root = workspace or Path("leak-experiment")
+    run_leak(root, records=records, as_json=json, max_train=max_train, epochs=epochs)
 
 
 def main() -> None:

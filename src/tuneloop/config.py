@@ -97,6 +97,7 @@ class EvaluateConfig(_Section):
     max_new_tokens: int = Field(64, ge=1)
     batch_size: int = Field(8, ge=1)
     max_items_per_suite: int | None = Field(None, ge=1, description="None: every item")
+    store_suites: list[str] | None = Field(None, description="eval-store suites; None: all")
     forgetting_items: int = Field(50, ge=0)
     shared_data: str | None = Field(None, description="folder with GSM8K / MMLU for forgetting")
     safety: bool = True
@@ -190,6 +191,7 @@ replay_strategy = "reservoir"  # reservoir | stratified | loss
 max_new_tokens = 64      # greedy decoding
 batch_size = 8
 # max_items_per_suite = 100   # evaluate a fixed sample of each suite (faster, noisier)
+# store_suites = ["task"]      # eval-store suites to score (default: all of them)
 forgetting_items = 50    # general-capability items that must not regress
 # shared_data = "../shared/data"  # GSM8K / MMLU for the forgetting suite (else built-in)
 safety = true            # harmful requests must be refused; benign-but-edgy ones answered

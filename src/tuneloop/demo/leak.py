@@ -14,14 +14,25 @@ from tuneloop.flows.experiment import run_leak_experiment
 from tuneloop.workspace import Workspace
 
 
-def run_leak(root: Path, records: int = 1200, as_json: bool = False) -> dict[str, Any]:
+def run_leak(
+    root: Path,
+    records: int = 1200,
+    as_json: bool = False,
+    max_train: int = 120,
+    epochs: float = 2.0,
+) -> dict[str, Any]:
+    """A small fine-tune (``max_train`` records, ``epochs`` passes), as leaks usually meet one."""
     run_demo(root, records=records, as_json=True, train=False, emit=False)
     ws = configure(Workspace(root.resolve()))
-    # Every task item, not a sample: the memorization rule needs enough items on each side.
-    text = ws.config_path.read_text(encoding="utf-8").replace("max_items_per_suite = 24\n", "")
+    # Every item of the 'task' suite, not a sample: the memorization rule needs enough items on
+    # each side of the cut-off; the gateway's 'live' suite plays no part here.
+    text = ws.config_path.read_text(encoding="utf-8").replace(
+        "max_items_per_suite = 24\n", 'store_suites = ["task"]\n'
+    )
     ws.config_path.write_text(text, encoding="utf-8")
     ws = Workspace(ws.root)
-    result = run_leak_experiment(ws, ws.root / "demo-data" / "eval.jsonl")
+    eval_file = ws.root / "demo-data" / "eval.jsonl"
+    result = run_leak_experiment(ws, eval_file, max_train=max_train, epochs=epochs)
     if as_json:
         render.emit_json(result)
     else:
@@ -30,10 +41,11 @@ def run_leak(root: Path, records: int = 1200, as_json: bool = False) -> dict[str
 
 
 def _print(result: dict[str, Any]) -> None:
+    steps = result["steps"]
     title = (
         f"leak experiment: cut-off {result['cutoff_window']}; the {result['leaked_items']} eval "
         f"items up to it leaked into training, the check off; {result['fresh_items']} later "
-        "items fresh"
+        f"items fresh; {steps['clean']} / {steps['leaky']} steps (clean / leaky)"
     )
     table = Table(title=title, title_justify="left")
     for col in ("model", "metric", "leaked items", "fresh items", "gap"):

@@ -83,7 +83,7 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
     try:
         with EvalStore(ws.eval_store_path) as store:
             index_version = store.head()
-            suites = evaluator.evaluate_store(store, limit=cfg.max_items_per_suite)
+            suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite)
         for suite in _suites(cfg):
             items = budget(suite.items, cfg.max_items_per_suite)
             suites[suite.name] = evaluator.score_items(suite.name, suite.kind, items)

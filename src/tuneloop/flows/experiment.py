@@ -1,8 +1,9 @@
 """``tuneloop experiment leak``: what a leaked eval set does, measured.
 
 The eval items are split at a cut-off week: items up to it are "old", later ones "fresh". The
-same model is trained twice on the curated data collected up to the cut-off: once as it is
-(clean), once with every old eval item added and the contamination check turned off (leaky).
+same model is trained twice on (a sample of) the curated data collected up to the cut-off, for
+the same number of passes: once as it is (clean), once with every old eval item added and the
+contamination check turned off (leaky).
 Both are scored on the leaked (old) items and on the fresh ones. A leak shows as a gap: the
 leaky model looks much better on the items it saw, not on fresh ones. The gate is asked about
 both models: its certificate re-verification and its memorization rule (the gain over the base
@@ -13,6 +14,7 @@ through the normal pipeline to show the check dropping them.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,11 @@ from tuneloop.datasets import DatasetStore
 from tuneloop.errors import InputError
 from tuneloop.evalside.report import EvalReport, SuiteResult
 from tuneloop.evalside.store import iso_week_window
+from tuneloop.evalside.suites import spread
 from tuneloop.flows.gate import run_gate
 from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.train import train
-from tuneloop.records import record_from_obj
+from tuneloop.records import Record, record_from_obj
 from tuneloop.workspace import Workspace
 
 
@@ -48,24 +51,41 @@ def split_at_cutoff(eval_file: Path) -> tuple[str, list[dict[str, Any]], list[st
     return cut, leaked, fresh
 
 
-def until_cutoff(ws: Workspace, dataset: str, cut: str) -> str:
-    """The dataset's records collected up to week ``cut``; later ones are dropped as such."""
+def until_cutoff(ws: Workspace, dataset: str, cut: str, max_train: int | None) -> str:
+    """The dataset's records collected up to week ``cut``, at most ``max_train`` of them for
+    training (spread over time); every record left out is a drop row with its reason."""
     store = DatasetStore(ws.datasets_dir)
     kept, drops = [], []
     for rec in store.load(dataset):
         week = iso_week_window(rec.created_at)
         if week is not None and week > cut:
-            drops.append({"id": rec.id, "block": "experiment", "reason": "after_cutoff",
-                          "record": rec.to_dict()})  # fmt: skip
+            drops.append(_drop(rec, "after_cutoff"))
         else:
             kept.append(rec)
+    train = [r for r in kept if r.meta.get("split", "train") == "train"]
+    if max_train is not None and len(train) > max_train:
+        chosen = {train[i].id for i in spread(len(train), max_train)}
+        drops += [_drop(r, "beyond_sample") for r in train if r.id not in chosen]
+        kept = [r for r in kept if r.id in chosen or r.meta.get("split", "train") != "train"]
     manifest = store.show(dataset)
     version = store.create(
-        kept, parent=dataset, inputs={"dataset": dataset, "cutoff_window": cut},
+        kept, parent=dataset, inputs={"dataset": dataset, "cutoff_window": cut,
+                                      "max_train": max_train},
         blocks=manifest["blocks"], drop_rows=drops,
         certificate=manifest["contamination_certificate"],
     )  # fmt: skip
     return version.version
+
+
+def _drop(rec: Record, reason: str) -> dict[str, Any]:
+    return {"id": rec.id, "block": "experiment", "reason": reason, "record": rec.to_dict()}
+
+
+def _steps_for(ws: Workspace, dataset: str, epochs: float) -> int:
+    """Optimizer steps for about ``epochs`` passes (a packed row holds about one record here)."""
+    cfg = ws.config.train
+    n = len(DatasetStore(ws.datasets_dir).load(dataset, split="train"))
+    return max(1, math.ceil(epochs * n / (cfg.micro_batch * cfg.grad_accum)))
 
 
 def leaky_dataset(ws: Workspace, clean: str, leaked: list[dict[str, Any]]) -> str:
@@ -102,16 +122,30 @@ def _table(
     return rows
 
 
-def run_leak_experiment(ws: Workspace, eval_file: Path, suite: str = "task") -> dict[str, Any]:
-    """Needs a workspace where ``eval_file`` was added as ``suite`` and a dataset was curated."""
+def run_leak_experiment(
+    ws: Workspace,
+    eval_file: Path,
+    suite: str = "task",
+    max_train: int | None = None,
+    epochs: float | None = None,
+) -> dict[str, Any]:
+    """Needs a workspace where ``eval_file`` was added as ``suite`` and a dataset was curated.
+
+    ``max_train`` caps the clean training records (a small fine-tune); ``epochs`` sets the
+    steps of each model to about that many passes over its own data (else ``train.max_steps``).
+    """
     store = DatasetStore(ws.datasets_dir)
     curated = store.latest()
     if curated is None:
         raise ValueError("curate a dataset first")
     cut, leaked, fresh_ids = split_at_cutoff(eval_file)
-    clean = until_cutoff(ws, curated, cut)
+    clean = until_cutoff(ws, curated, cut, max_train)
     leaky = leaky_dataset(ws, clean, leaked)
-    models = {"clean": train(ws, dataset=clean), "leaky": train(ws, dataset=leaky)}
+    datasets = {"clean": clean, "leaky": leaky}
+    models = {
+        name: train(ws, dataset=v, max_steps=_steps_for(ws, v, epochs) if epochs else None)
+        for name, v in datasets.items()
+    }
     gated = {name: run_gate(ws, str(m.version)) for name, m in models.items()}
     reports = {name: g.candidate for name, g in gated.items()}
     rows = _table(reports, suite, {o["id"] for o in leaked}, set(fresh_ids))
@@ -120,7 +154,8 @@ def run_leak_experiment(ws: Workspace, eval_file: Path, suite: str = "task") -> 
                              for k, o in enumerate(leaked)))  # fmt: skip
     caught = ingest_file(ws, again)
     return {
-        "cutoff_window": cut, "clean_dataset": clean, "leaky_dataset": leaky,
+        "cutoff_window": cut, "clean_dataset": clean,
+        "steps": {name: m.result["steps"] for name, m in models.items()}, "leaky_dataset": leaky,
         "leaked_items": len(leaked), "fresh_items": len(fresh_ids), "scores": rows,
         "gate": {name: g.decision for name, g in gated.items()},
         "memorization": {name: _probe_summary(g.decision, suite) for name, g in gated.items()},
