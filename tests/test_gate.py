@@ -104,6 +104,14 @@ CASES = [
      "fail", "no_regression", "loss rose by 0.0500"),
     ("drop within tolerance", Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.01}),
      "pass", None, "by more than 0.01"),
+    ("loss rise within its own tolerance",
+     Scenario(task_shift={"token_f1": 0.1, "loss": 0.05},
+              policy=GatePolicy(metric_tolerances={"loss": 0.1})),
+     "pass", None, "by more than 0.01; loss 0.1"),
+    ("per-metric tolerance stricter than the default",
+     Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.005},
+              policy=GatePolicy(metric_tolerances={"rouge_l": 0.0})),
+     "fail", "no_regression", "rouge_l fell by 0.0050"),
     ("tiny noisy delta", Scenario(task_shift={"token_f1": 0.002, "rouge_l": 0.002}, noise=0.1),
      "fail", "significant_improvement", "no primary metric"),
     ("forgetting", Scenario(forgetting_shift=-0.05),
@@ -166,8 +174,8 @@ def test_missing_suite_fails_coverage() -> None:
 
 
 def test_policy_reports_every_bad_setting() -> None:
-    with pytest.raises(ConfigError, match=r"regression_tolerance.*confidence"):
-        GatePolicy(regression_tolerance=-1, confidence=1.5)
+    with pytest.raises(ConfigError, match=r"regression_tolerance.*loss.*confidence"):
+        GatePolicy(regression_tolerance=-1, confidence=1.5, metric_tolerances={"loss": -0.1})
 
 
 # --- paired bootstrap ----------------------------------------------------------------------

@@ -28,6 +28,7 @@ def policy_from(ws: Workspace) -> GatePolicy:
         thresholds=dict(g.thresholds),
         regression_tolerance=g.regression_tolerance,
         forgetting_tolerance=g.forgetting_tolerance,
+        metric_tolerances=dict(g.metric_tolerances),
         harmful_compliance_margin=g.harmful_compliance_margin,
         over_refusal_margin=g.over_refusal_margin,
         bootstrap_samples=g.bootstrap_samples,

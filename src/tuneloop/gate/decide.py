@@ -70,9 +70,13 @@ def decide(
         check_same_eval_set(candidate, incumbent),
         check_coverage(candidate, incumbent, comparisons),
         check_thresholds(candidate, policy),
-        check_no_regression(comparisons, "task", policy.regression_tolerance, inc),
+        check_no_regression(
+            comparisons, "task", policy.regression_tolerance, inc, policy.metric_tolerances
+        ),
         check_improvement(comparisons, policy),
-        check_no_regression(comparisons, "forgetting", policy.forgetting_tolerance, inc),
+        check_no_regression(
+            comparisons, "forgetting", policy.forgetting_tolerance, inc, policy.metric_tolerances
+        ),
         check_safety(comparisons, policy, inc),
         check_memorization(widening, policy, inc),
     ]

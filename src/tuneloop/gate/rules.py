@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,17 +136,37 @@ def check_thresholds(candidate: EvalReport, policy: GatePolicy) -> Check:
 
 
 def check_no_regression(
-    comparisons: Sequence[Comparison], kind: SuiteKind, tolerance: float, incumbent: str
+    comparisons: Sequence[Comparison],
+    kind: SuiteKind,
+    tolerance: float,
+    incumbent: str,
+    per_metric: Mapping[str, float] | None = None,
 ) -> Check:
-    """No metric on a suite of this kind got worse than the incumbent by more than tolerance."""
+    """No metric on a suite of this kind got worse than the incumbent by more than tolerance.
+
+    ``per_metric`` overrides the tolerance for the metrics it names: metrics live on different
+    scales (loss in nats, F1 in [0, 1]), so one number rarely fits them all.
+    """
     name = "no_regression" if kind == "task" else "no_forgetting"
-    worse = [c for c in comparisons if c.kind == kind and c.worsening > tolerance + EPS]
+    tol = dict(per_metric or {})
+    worse = [
+        c
+        for c in comparisons
+        if c.kind == kind and c.worsening > tol.get(c.metric, tolerance) + EPS
+    ]
     if worse:
         return Check(
-            name, False, "; ".join(_regression_sentence(c, tolerance, incumbent) for c in worse)
+            name,
+            False,
+            "; ".join(
+                _regression_sentence(c, tol.get(c.metric, tolerance), incumbent) for c in worse
+            ),
         )
+    own = "".join(f"; {m} {t:g}" for m, t in sorted(tol.items()))
     return Check(
-        name, True, f"no {kind} metric got worse than {incumbent!r} by more than {tolerance:g}"
+        name,
+        True,
+        f"no {kind} metric got worse than {incumbent!r} by more than {tolerance:g}{own}",
     )
 
 
