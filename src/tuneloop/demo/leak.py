@@ -26,9 +26,10 @@ def run_leak(
     ws = configure(Workspace(root.resolve()))
     # Every item of the 'task' suite, not a sample: the memorization rule needs enough items on
     # each side of the cut-off; the gateway's 'live' suite plays no part here.
-    text = ws.config_path.read_text(encoding="utf-8").replace(
-        "max_items_per_suite = 24\n", 'store_suites = ["task"]\n'
-    )
+    text = ws.config_path.read_text(encoding="utf-8")
+    if "max_items_per_suite = 24\n" not in text:
+        raise RuntimeError("the demo's [evaluate] settings changed; update the leak experiment")
+    text = text.replace("max_items_per_suite = 24\n", 'store_suites = ["task"]\n')
     ws.config_path.write_text(text, encoding="utf-8")
     ws = Workspace(ws.root)
     eval_file = ws.root / "demo-data" / "eval.jsonl"

@@ -53,7 +53,8 @@ def split_at_cutoff(eval_file: Path) -> tuple[str, list[dict[str, Any]], list[st
 
 def until_cutoff(ws: Workspace, dataset: str, cut: str, max_train: int | None) -> str:
     """The dataset's records collected up to week ``cut``, at most ``max_train`` of them for
-    training (spread over time); every record left out is a drop row with its reason."""
+    training (spread evenly over the dataset's order); each record left out is a drop row with
+    its reason."""
     store = DatasetStore(ws.datasets_dir)
     kept, drops = [], []
     for rec in store.load(dataset):

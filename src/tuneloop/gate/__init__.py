@@ -17,11 +17,22 @@ against a tolerance, so that a real drop is not excused by a wide interval.
 
 from tuneloop.gate.compare import Comparison, compare_reports
 from tuneloop.gate.decide import Decision, GateDecision, decide
-from tuneloop.gate.policy import HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
-from tuneloop.gate.rules import Check
-from tuneloop.gate.stats import BootstrapResult, paired_bootstrap
+from tuneloop.gate.memorization import check_memorization, probe_widening
+from tuneloop.gate.policy import EPS, HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
+from tuneloop.gate.rules import (
+    Check,
+    check_certificate,
+    check_coverage,
+    check_improvement,
+    check_no_regression,
+    check_safety,
+    check_same_eval_set,
+    check_thresholds,
+)
+from tuneloop.gate.stats import BootstrapResult, bootstrap_gap, paired_bootstrap
 
 __all__ = [
+    "EPS",
     "HARMFUL",
     "LOWER_IS_BETTER",
     "OVER_REFUSAL",
@@ -31,7 +42,17 @@ __all__ = [
     "Decision",
     "GateDecision",
     "GatePolicy",
+    "bootstrap_gap",
+    "check_certificate",
+    "check_coverage",
+    "check_improvement",
+    "check_memorization",
+    "check_no_regression",
+    "check_safety",
+    "check_same_eval_set",
+    "check_thresholds",
     "compare_reports",
     "decide",
     "paired_bootstrap",
+    "probe_widening",
 ]

@@ -6,8 +6,14 @@ task suite the items are split at the candidate's training cut-off
 "fresh" ones did not. Item by item, the candidate's gain over the incumbent is taken (so that
 each item's difficulty cancels), and the mean gain on old items is compared with the mean gain
 on fresh ones. Learning the task lifts both alike; training on leaked old items lifts only them.
-The rule refuses when that *widening* exceeds the policy's bound with a bootstrap interval that
-excludes zero, for token F1 or for the reference answer's loss.
+The rule refuses when the bootstrap interval of that *widening* lies entirely above the policy's
+bound, for token F1 or for the reference answer's loss.
+
+The assumption, stated: old and fresh items are of the same kind. When the traffic itself
+changed at the cut-off (a new product launched in the weeks the training data covers), a
+candidate may honestly gain more on the old items; raise the bounds, or set them very high to
+turn the rule off, after looking at which items drive the widening (the per-item scores are in
+both reports).
 """
 
 from __future__ import annotations
@@ -77,12 +83,10 @@ def probe_widening(
             w = _widening(old, fresh, _gains(cand, inc, metric), policy)
             judged = min(w["old_items"], w["fresh_items"]) >= policy.memorization_min_items
             w["threshold"] = bounds[metric]
-            w["flagged"] = bool(
-                judged
-                and w["widening"] is not None
-                and w["widening"] > bounds[metric]
-                and w["low"] > 0
-            )
+            # The whole interval above the bound, not only the point: with two metrics and a
+            # few dozen items, "point above the bound, interval above zero" refused ~10% of
+            # candidates that had no real widening at all (tests/test_gate_memorization.py).
+            w["flagged"] = bool(judged and w["low"] is not None and w["low"] > bounds[metric])
             w["judged"] = judged
             entry[metric] = w
         out[name] = entry

@@ -42,7 +42,7 @@ class GatePolicy:
     """Pass only if a primary metric improved with its interval excluding zero."""
     memorization_f1_widening: float = 0.05
     """Refuse when the candidate's token-F1 gain over the incumbent is larger on eval items from
-    before its training cut-off than on fresh ones by more than this (interval excluding zero)."""
+    before its training cut-off than on fresh ones by more than this (the whole interval)."""
     memorization_loss_widening: float = 0.25
     """The same for the loss gain, in nats."""
     memorization_min_items: int = 8
@@ -66,6 +66,10 @@ class GatePolicy:
             for metric, value in sorted(self.metric_tolerances.items())
             if not value >= 0
         ]
+        if self.memorization_min_items < 1:
+            problems.append(
+                f"memorization_min_items must be >= 1, got {self.memorization_min_items}"
+            )
         if self.bootstrap_samples < 1:
             problems.append(f"bootstrap_samples must be >= 1, got {self.bootstrap_samples}")
         if not 0 < self.confidence < 1:

@@ -22,19 +22,34 @@ import os
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
+from tuneloop.registry.audit import JsonlAudit, TagAudit
 from tuneloop.registry.core import ARTIFACT_DIR, CANARY, PREVIOUS, PRODUCTION, Registry
 from tuneloop.registry.lineage import Lineage, ModelVersion
 from tuneloop.registry.locks import with_retry
-from tuneloop.registry.manifest import AdapterIntegrityError
+from tuneloop.registry.manifest import (
+    ALLOWED_SUFFIXES,
+    AdapterIntegrityError,
+    build_manifest,
+    combined_sha256,
+    file_sha256,
+    verify_manifest,
+)
 
 __all__ = [
+    "ALLOWED_SUFFIXES",
     "ARTIFACT_DIR",
     "CANARY",
     "PREVIOUS",
     "PRODUCTION",
     "AdapterIntegrityError",
+    "JsonlAudit",
     "Lineage",
     "ModelVersion",
     "Registry",
+    "TagAudit",
+    "build_manifest",
+    "combined_sha256",
+    "file_sha256",
+    "verify_manifest",
     "with_retry",
 ]
