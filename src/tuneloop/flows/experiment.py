@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tuneloop.curate.base import DropLog
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import InputError
 from tuneloop.evalside.report import EvalReport, SuiteResult
@@ -27,7 +28,7 @@ from tuneloop.evalside.suites import spread
 from tuneloop.flows.gate import run_gate
 from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.train import train
-from tuneloop.records import Record, record_from_obj
+from tuneloop.records import record_from_obj
 from tuneloop.workspace import Workspace
 
 
@@ -56,30 +57,27 @@ def until_cutoff(ws: Workspace, dataset: str, cut: str, max_train: int | None) -
     training (spread evenly over the dataset's order); each record left out is a drop row with
     its reason."""
     store = DatasetStore(ws.datasets_dir)
-    kept, drops = [], []
+    kept, log = [], DropLog()
     for rec in store.load(dataset):
         week = iso_week_window(rec.created_at)
         if week is not None and week > cut:
-            drops.append(_drop(rec, "after_cutoff"))
+            log.drop(rec, "experiment", "after_cutoff")
         else:
             kept.append(rec)
     train = [r for r in kept if r.meta.get("split", "train") == "train"]
     if max_train is not None and len(train) > max_train:
         chosen = {train[i].id for i in spread(len(train), max_train)}
-        drops += [_drop(r, "beyond_sample") for r in train if r.id not in chosen]
+        for rec in (r for r in train if r.id not in chosen):
+            log.drop(rec, "experiment", "beyond_sample")
         kept = [r for r in kept if r.id in chosen or r.meta.get("split", "train") != "train"]
     manifest = store.show(dataset)
     version = store.create(
         kept, parent=dataset, inputs={"dataset": dataset, "cutoff_window": cut,
                                       "max_train": max_train},
-        blocks=manifest["blocks"], drop_rows=drops,
+        blocks=manifest["blocks"], drop_rows=log.rows,
         certificate=manifest["contamination_certificate"],
     )  # fmt: skip
     return version.version
-
-
-def _drop(rec: Record, reason: str) -> dict[str, Any]:
-    return {"id": rec.id, "block": "experiment", "reason": reason, "record": rec.to_dict()}
 
 
 def _steps_for(ws: Workspace, dataset: str, epochs: float) -> int:

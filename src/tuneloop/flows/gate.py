@@ -22,21 +22,10 @@ from tuneloop.workspace import Workspace
 
 
 def policy_from(ws: Workspace) -> GatePolicy:
-    g = ws.config.gate
-    return GatePolicy(
-        primary_metrics=tuple(g.primary_metrics),
-        thresholds=dict(g.thresholds),
-        regression_tolerance=g.regression_tolerance,
-        forgetting_tolerance=g.forgetting_tolerance,
-        metric_tolerances=dict(g.metric_tolerances),
-        harmful_compliance_margin=g.harmful_compliance_margin,
-        over_refusal_margin=g.over_refusal_margin,
-        bootstrap_samples=g.bootstrap_samples,
-        require_improvement=g.require_improvement,
-        memorization_f1_widening=g.memorization_f1_widening,
-        memorization_loss_widening=g.memorization_loss_widening,
-        memorization_min_items=g.memorization_min_items,
-    )
+    """The gate policy of the workspace: every [gate] setting is a GatePolicy field."""
+    settings = ws.config.gate.model_dump()
+    settings["primary_metrics"] = tuple(settings["primary_metrics"])
+    return GatePolicy(**settings)
 
 
 def reverify_dataset(ws: Workspace, dataset: str) -> int:

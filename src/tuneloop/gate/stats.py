@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,10 +43,7 @@ def paired_bootstrap(
     diff = np.asarray(candidate, dtype=np.float64) - np.asarray(incumbent, dtype=np.float64)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(samples, n))
-    means = diff[idx].mean(axis=1)
-    alpha = 1.0 - confidence
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return BootstrapResult(float(diff.mean()), float(low), float(high), n)
+    return _percentile_result(float(diff.mean()), diff[idx].mean(axis=1), confidence, n)
 
 
 def bootstrap_gap(
@@ -68,6 +66,13 @@ def bootstrap_gap(
     rng = np.random.default_rng(seed)
     means_a = a[rng.integers(0, len(a), size=(samples, len(a)))].mean(axis=1)
     means_b = b[rng.integers(0, len(b), size=(samples, len(b)))].mean(axis=1)
+    return _percentile_result(float(a.mean() - b.mean()), means_a - means_b, confidence, n)
+
+
+def _percentile_result(
+    point: float, resampled: np.ndarray[Any, Any], confidence: float, n: int
+) -> BootstrapResult:
+    """The point estimate with the central ``confidence`` interval of its resampled values."""
     alpha = 1.0 - confidence
-    low, high = np.quantile(means_a - means_b, [alpha / 2, 1 - alpha / 2])
-    return BootstrapResult(float(a.mean() - b.mean()), float(low), float(high), n)
+    low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
+    return BootstrapResult(point, float(low), float(high), n)
