@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneloop import render
+from tuneloop import cli_serve, render
+from tuneloop.cli_options import JsonOpt, MaxBytesOpt, TextFieldOpt, WorkspaceOpt
 from tuneloop.errors import TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
 
@@ -29,22 +30,8 @@ app.add_typer(registry_app, name="registry")
 app.add_typer(evalset_app, name="evalset")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
-
-WorkspaceOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--workspace",
-        "-w",
-        help="workspace folder (else $TUNELOOP_WORKSPACE, else the nearest tuneloop.toml upward)",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
-TextFieldOpt = Annotated[
-    str | None, typer.Option("--text-field", help="compare this field instead of the record's text")
-]
-MaxBytesOpt = Annotated[
-    int, typer.Option("--max-record-bytes", help="refuse JSONL lines longer than this")
-]
+app.add_typer(cli_serve.canary_app, name="canary")
+app.add_typer(cli_serve.keys_app, name="keys")
 
 
 @app.command()
@@ -443,6 +430,9 @@ def experiment_leak(
 
     root = workspace or Path("leak-experiment")
     run_leak(root, records=records, as_json=json, max_train=max_train, epochs=epochs)
+
+
+app.command()(cli_serve.serve)
 
 
 def main() -> None:

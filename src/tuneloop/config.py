@@ -119,6 +119,51 @@ class GateConfig(_Section):
     memorization_min_items: int = Field(8, ge=1)
 
 
+Scope = Literal["inference", "admin"]
+
+
+class ApiKeyConfig(_Section):
+    """One API key, stored as its sha256 (``tuneloop keys create`` writes these)."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["inference"]))
+
+
+class CanaryConfig(_Section):
+    """How a canary is judged against production on live traffic (see serve/canary/judge.py)."""
+
+    interval_s: float = Field(60.0, gt=0.0, description="seconds between judgments")
+    failure_threshold: int = Field(2, ge=1, description="failing judgments in a row: roll back")
+    min_requests: int = Field(50, ge=1, description="per arm, before errors or latency count")
+    min_feedback: int = Field(20, ge=1, description="per arm, before thumbs or ratings count")
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    max_error_rate_increase: float = Field(0.01, ge=0.0)
+    max_latency_increase: float = Field(0.25, ge=0.0, description="relative, on the median")
+    max_thumbs_down_increase: float = Field(0.05, ge=0.0)
+    max_rating_decrease: float = Field(0.25, ge=0.0)
+    max_degenerate_increase: float = Field(0.05, ge=0.0)
+    require_feedback: bool = Field(True, description="promotion needs thumbs or ratings judged")
+    salt: str = Field("canary", min_length=1, description="seed of the sticky user → arm hash")
+
+
+class ServeConfig(_Section):
+    """The OpenAI-compatible server, its backend, its keys and its canary."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    backend: Literal["embedded", "vllm"] = "embedded"
+    vllm_url: str | None = Field(None, description="an OpenAI-compatible vLLM server")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    max_batch: int = Field(8, ge=1, le=256)
+    max_queue: int = Field(64, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    default_max_tokens: int = Field(256, ge=1)
+    poll_s: float = Field(0.05, gt=0.0, description="how often alias moves are looked for")
+    rating_range: tuple[float, float] = (1.0, 5.0)
+    api_keys: dict[str, ApiKeyConfig] = Field(default_factory=dict)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+
+
 class TuneloopConfig(_Section):
     name: str = "tuneloop"
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
@@ -127,6 +172,7 @@ class TuneloopConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
 
 DEFAULT_TOML = """\
@@ -212,6 +258,34 @@ require_improvement = true     # a primary metric's 95% CI must exclude zero
 memorization_f1_widening = 0.05
 memorization_loss_widening = 0.25   # nats
 memorization_min_items = 8          # old and fresh items each; fewer: not judged
+
+[serve]
+host = "127.0.0.1"       # without API keys the server only listens on loopback
+port = 8000
+backend = "embedded"     # embedded (base + peft adapters in process) | vllm
+# vllm_url = "http://127.0.0.1:8100"   # a vLLM server started with --enable-lora
+dtype = "float32"        # bfloat16 is faster on CPUs with AVX-512 BF16
+max_batch = 8            # requests generated together
+max_queue = 64           # waiting requests; beyond, 429 with Retry-After
+default_max_tokens = 256
+rating_range = [1, 5]
+# API keys, stored hashed: `tuneloop keys create NAME [--admin]` prints a key and its entry
+# [serve.api_keys.app]
+# sha256 = "…"
+# scopes = ["inference"]
+
+[serve.canary]
+interval_s = 60          # seconds between judgments
+failure_threshold = 2    # failing judgments in a row before an automatic rollback
+min_requests = 50        # per arm before error rate and latency are judged
+min_feedback = 20        # per arm before thumbs-down rate and rating are judged
+alpha = 0.05             # one-sided significance of "the canary is worse"
+max_error_rate_increase = 0.01
+max_latency_increase = 0.25     # relative, on the median
+max_thumbs_down_increase = 0.05
+max_rating_decrease = 0.25
+max_degenerate_increase = 0.05  # empty or repetitive answers
+require_feedback = true  # promote only once thumbs or ratings were judged too
 """
 
 
@@ -225,8 +299,13 @@ def _format_errors(path: Path, exc: ValidationError) -> str:
 
 def load_config(path: Path) -> TuneloopConfig:
     """Parse and validate ``path``; raise ConfigError listing every problem in one line."""
+    return parse_config(path.read_text(encoding="utf-8"), path)
+
+
+def parse_config(text: str, path: Path) -> TuneloopConfig:
+    """Validate the text of a tuneloop.toml (errors name ``path``)."""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
     try:

@@ -65,6 +65,37 @@ def counts_table(
     out.print(table)
 
 
+def canary_table(metrics: list[Any]) -> None:
+    """The judge's metrics, production beside canary, with sample sizes and p-values."""
+    table = Table(title="canary vs production", title_justify="left")
+    for name, justify in (
+        ("metric", "left"),
+        ("production", "right"),
+        ("canary", "right"),
+        ("n prod / canary", "right"),
+        ("p", "right"),
+        ("status", "left"),
+        ("detail", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for m in metrics:
+        p = "-" if m.p_value is None else f"{m.p_value:.4f}"
+        table.add_row(
+            m.name,
+            _num(m.production),
+            _num(m.canary),
+            f"{m.n_production} / {m.n_canary}",
+            p,
+            m.status,
+            m.detail,
+        )
+    out.print(table)
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
 def blocks_table(blocks: list[dict[str, Any]]) -> None:
     table = Table(title="curation blocks", title_justify="left")
     for col in ("block", "in", "kept", "changed", "dropped (reason: count)"):
@@ -77,9 +108,15 @@ def blocks_table(blocks: list[dict[str, Any]]) -> None:
     out.print(table)
 
 
-_SUMMARY_COLUMNS = {"token_f1": "token F1", "rouge_l": "ROUGE-L", "exact_match": "EM",
-                    "chrf": "chrF", "loss": "loss", "harmful_compliance": "harmful",
-                    "over_refusal": "over-refusal"}  # fmt: skip
+_SUMMARY_COLUMNS = {
+    "token_f1": "token F1",
+    "rouge_l": "ROUGE-L",
+    "exact_match": "EM",
+    "chrf": "chrF",
+    "loss": "loss",
+    "harmful_compliance": "harmful",
+    "over_refusal": "over-refusal",
+}
 
 
 def eval_summary_table(title: str, summary: Mapping[str, Mapping[str, Any]]) -> None:

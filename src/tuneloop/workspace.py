@@ -4,6 +4,7 @@
     <root>/train/   store.sqlite (raw training intake, routing table), datasets/, rejects/
     <root>/eval/    evalstore.sqlite — read only by the evaluator (tuneloop.evalside)
     <root>/index/   the contamination index: one-way hashes the training side may read
+    <root>/serve/   the serving log (every response and its feedback), canary state, adapters
 
 In production the two sides are separate database roles and buckets; here they are folders,
 and no training-side module imports the eval side (a test checks the import graph).
@@ -62,6 +63,14 @@ class Workspace:
     @property
     def rejects_dir(self) -> Path:
         return self.train_dir / "rejects"
+
+    @property
+    def serve_dir(self) -> Path:
+        return self.root / "serve"
+
+    @property
+    def serving_log_path(self) -> Path:
+        return self.serve_dir / "log.sqlite"
 
 
 def init_workspace(root: Path, name: str | None = None) -> Workspace:

@@ -201,6 +201,9 @@ class Registry:
     def set_gate_decision(self, version: str | int, decision: Mapping[str, Any]) -> None:
         self._set_tag(version, "gate_decision", json.dumps(decision, sort_keys=True))
 
+    def set_canary_verdict(self, version: str | int, verdict: Mapping[str, Any]) -> None:
+        self._set_tag(version, "canary_verdict", json.dumps(verdict, sort_keys=True))
+
     def attach_eval_report(self, version: str | int, report: Path | Mapping[str, Any]) -> None:
         """A path is stored as given (resolved); a dict is stored inline as JSON."""
         if isinstance(report, Path):
@@ -318,6 +321,29 @@ class Registry:
             shutil.rmtree(staging, ignore_errors=True)
         return dest
 
+    def fetch_adapter(self, version: str | int, dest: Path) -> Path:
+        """``dest`` holding the version's verified adapter: files already there are re-verified.
+
+        A server keeps each adapter it has served under a content-addressed folder; checking
+        those files against the manifest again at every load means a copy changed on disk is
+        refused exactly like a tampered download.
+        """
+        if not dest.is_dir() or not any(dest.iterdir()):
+            return self.download(version, dest)
+        mv = self.resolve(version)
+        raw = with_retry(lambda: self.client.get_model_version(self.name, mv.version))
+        manifest: dict[str, str] = json.loads(raw.tags[MANIFEST_TAG])
+        if combined_sha256(manifest) != mv.adapter_sha256:
+            raise AdapterIntegrityError(
+                f"version {mv.version}: manifest tag does not match its sha"
+            )
+        verify_manifest(dest, manifest)
+        return dest
+
+    def aliases(self) -> dict[str, str]:
+        """{alias: version} as the registry has them now."""
+        return self._aliases()
+
     # --- aliases ---
 
     def _move(self, action: str, moves: builtins.list[tuple[str, str | None]]) -> None:
@@ -382,6 +408,13 @@ class Registry:
     def clear_canary(self) -> None:
         with flock(self.lock_path):
             self._move("clear_canary", [(CANARY, None)])
+
+    def record_event(self, action: str, **details: Any) -> None:
+        """An audit event that is not an alias move (a canary step, a verdict, a refusal)."""
+        self.audit_log.append({
+            "time": datetime.now(UTC).isoformat(), "action": action,
+            "user": os.environ.get("USER", "unknown"), **details,
+        })  # fmt: skip
 
     def audit(self) -> builtins.list[dict[str, Any]]:
         """Every alias move, oldest first: time, action, alias, from, to, user."""

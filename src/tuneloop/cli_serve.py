@@ -1,0 +1,159 @@
+"""The serving commands: ``serve``, ``canary start | status | stop``, ``keys create``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from tuneloop import render
+from tuneloop.cli_options import JsonOpt, WorkspaceOpt
+from tuneloop.errors import ConfigError, WorkspaceError
+from tuneloop.workspace import find_workspace
+
+canary_app = typer.Typer(help="Canary releases judged on live traffic.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for the server.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (serve.host)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (serve.port)")] = None,
+    backend: Annotated[str | None, typer.Option(help="embedded | vllm (serve.backend)")] = None,
+    vllm_url: Annotated[str | None, typer.Option(help="vLLM server (serve.vllm_url)")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Serve production (and any canary) at http://HOST:PORT/v1, OpenAI-compatible."""
+    import uvicorn
+
+    from tuneloop.serve.app import create_app
+    from tuneloop.serve.auth import KeyRing
+    from tuneloop.serve.server import check_binding, embedded_backend, services_for, vllm_backend
+
+    ws = find_workspace(workspace)
+    cfg = ws.config.serve
+    host, port = host or cfg.host, cfg.port if port is None else port
+    kind = backend or cfg.backend
+    if kind not in ("embedded", "vllm"):
+        raise ConfigError(f"--backend {kind!r}: use embedded or vllm")
+    note = check_binding(cfg, host, KeyRing.load(cfg.api_keys).enabled)
+    url = vllm_url or cfg.vllm_url
+    if kind == "vllm" and not url:
+        raise ConfigError("the vllm backend needs --vllm-url or serve.vllm_url")
+    with render.working("loading the base model", False):
+        built = vllm_backend(ws, cfg, url or "") if kind == "vllm" else embedded_backend(ws, cfg)
+    app = create_app(services_for(ws, *built))
+    if note:
+        render.err.print(f"note: {note}", highlight=False)
+    render.out.print(
+        f"tuneloop serving {ws.config.train.base} ({kind}) at "
+        f"http://{host}:{port}/v1 — model 'production' follows the registry"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@canary_app.command("start")
+def canary_start(
+    version: Annotated[str, typer.Argument(help="the candidate version, e.g. v3")],
+    weight: Annotated[
+        float, typer.Option(help="percent of users to start with", min=0.1, max=100)
+    ] = 10.0,
+    step: Annotated[
+        float, typer.Option(help="percent added after each passing interval", min=0.1, max=100)
+    ] = 10.0,
+    max_weight: Annotated[
+        float, typer.Option("--max-weight", help="promote after passing here", min=0.1, max=100)
+    ] = 50.0,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Send WEIGHT% of users to VERSION; a running server judges it and promotes or rolls back."""
+    from tuneloop.flows.register import registry_for
+    from tuneloop.serve.canary import actions
+
+    ws = find_workspace(workspace)
+    state = actions.start(ws.serve_dir, registry_for(ws), version, weight, step, max_weight)
+    if json:
+        render.emit_json(asdict(state))
+        return
+    interval = ws.config.serve.canary.interval_s
+    render.out.print(
+        f"canary v{state.version} vs {_name(state.baseline)} at {state.weight:g}% "
+        f"of users; +{step:g}% every passing {interval:g} s up to "
+        f"{state.max_weight:g}%, then promoted ({state.canary_id})"
+    )
+
+
+def _name(version: str) -> str:
+    return version if version == "base" else f"v{version}"
+
+
+@canary_app.command("status")
+def canary_status(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """Per-arm numbers of the canary and the judge's verdict so far."""
+    from tuneloop.serve.canary.controller import judge_now
+    from tuneloop.serve.canary.state import read_state
+    from tuneloop.serve.log import ServingLog
+
+    ws = find_workspace(workspace)
+    state = read_state(ws.serve_dir)
+    if state is None:
+        raise WorkspaceError("no canary has run in this workspace; `tuneloop canary start V`")
+    log = ServingLog(ws.serving_log_path)
+    try:
+        judgment = judge_now(state, log, ws.config.serve.canary)
+    finally:
+        log.close()
+    if json:
+        render.emit_json(
+            {
+                "canary": asdict(state),
+                "verdict": judgment.verdict.to_dict(),
+                "production": asdict(judgment.production),
+                "canary_arm": asdict(judgment.canary),
+            }
+        )
+        return
+    render.out.print(
+        f"canary v{state.version} vs {_name(state.baseline)}: {state.status}, "
+        f"weight {state.weight:g}% (max {state.max_weight:g}%), "
+        f"{state.judgments} judgments, {state.failures} failing in a row"
+    )
+    if state.ended_reason:
+        render.out.print(f"  ended: {state.ended_reason}")
+    render.canary_table(judgment.verdict.metrics)
+    verdict = judgment.verdict
+    render.out.print(f"verdict so far: [bold]{verdict.decision}[/] — {'; '.join(verdict.reasons)}")
+
+
+@canary_app.command("stop")
+def canary_stop(workspace: WorkspaceOpt = None) -> None:
+    """Stop the canary: its users go back to production."""
+    from tuneloop.flows.register import registry_for
+    from tuneloop.serve.canary import actions
+
+    ws = find_workspace(workspace)
+    state = actions.stop(ws.serve_dir, registry_for(ws))
+    render.out.print(f"canary v{state.version} stopped; every user is on production")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="the tenant this key identifies")],
+    admin: Annotated[bool, typer.Option(help="may run canaries, promote, roll back")] = False,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Create an API key: its sha256 goes into tuneloop.toml, the key is shown once."""
+    from tuneloop.serve.keys import add_key
+
+    ws = find_workspace(workspace)
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ConfigError(f"key name {name!r}: use letters, digits, - and _ (at most 64)")
+    key = add_key(ws.config_path, name, ["inference", "admin"] if admin else ["inference"])
+    if json:
+        render.emit_json({"name": name, "key": key, "admin": admin})
+        return
+    render.out.print(f"API key for {name}{' (admin)' if admin else ''} — shown only now:\n{key}")
+    render.out.print(f"its sha256 is in {ws.config_path}; restart the server to use it")

@@ -1,0 +1,130 @@
+"""The model list, and the admin routes: canary, promote, rollback, adapter loads.
+
+Admin actions change the registry (the source of truth the CLI also changes) and then make
+the follower look at it at once, so the answer to the request already reflects the move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import Depends, FastAPI
+
+from tuneloop.errors import TuneloopError
+from tuneloop.serve.auth import Principal
+from tuneloop.serve.canary import actions
+from tuneloop.serve.canary.controller import judge_now
+from tuneloop.serve.canary.state import read_state
+from tuneloop.serve.errors import APIError
+from tuneloop.serve.protocol import CanaryStartRequest, VersionRequest
+from tuneloop.serve.router import BASE
+from tuneloop.serve.services import Services
+
+
+def models_body(s: Services) -> dict[str, Any]:
+    state, base = s.router.state, s.backend.base_name
+    created = int(time.time())
+
+    def entry(
+        model_id: str, version: str | None, parent: str | None, sha: str | None
+    ) -> dict[str, Any]:
+        return {
+            "id": model_id,
+            "object": "model",
+            "created": created,
+            "owned_by": "tuneloop",
+            "parent": parent,
+            "version": version,
+            "adapter_sha256": sha,
+        }
+
+    rows = [entry(BASE, BASE, None, None)]
+    if state.production is not None:
+        p = state.production
+        rows.insert(0, entry("production", p.model_id, base if p.adapter else None, p.sha256))
+    if state.canary is not None:
+        t = state.canary.target
+        rows.append(entry("canary", t.model_id, base, t.sha256))
+    for target in sorted(state.loaded.values(), key=lambda t: int(t.version)):
+        rows.append(entry(target.model_id, target.model_id, base, target.sha256))
+    return {"object": "list", "data": rows}
+
+
+def _state_body(s: Services) -> dict[str, Any]:
+    state = s.router.state
+    canary = read_state(s.serve_dir)
+    return {
+        "aliases": s.registry.aliases(),
+        "serving": {
+            "production": state.production.model_id if state.production else None,
+            "canary": state.canary.target.model_id if state.canary else None,
+            "canary_weight": state.canary.weight if state.canary else 0.0,
+            "loaded": sorted(t.model_id for t in state.loaded.values()),
+        },
+        "canary": asdict(canary) if canary else None,
+        "problems": list(state.problems),
+    }
+
+
+async def _run(s: Services, fn: Callable[[], Any]) -> dict[str, Any]:
+    """Do a registry move off the event loop, follow it at once, and say what is served now."""
+
+    def move() -> dict[str, Any]:
+        try:
+            fn()
+        except TuneloopError as exc:
+            raise APIError(409, str(exc), "registry_refused") from None
+        if s.follower is not None:
+            s.follower.sync()
+        return _state_body(s)
+
+    return await asyncio.to_thread(move)
+
+
+def add_routes(app: FastAPI, s: Services, admin: Callable[..., Principal]) -> None:
+    guard = [Depends(admin)]
+
+    @app.get("/admin/state", dependencies=guard, summary="Aliases, what is served, the canary")
+    async def get_state() -> dict[str, Any]:
+        return await asyncio.to_thread(_state_body, s)
+
+    @app.post("/admin/canary", dependencies=guard, summary="Start a canary for a version")
+    async def start_canary(body: CanaryStartRequest) -> dict[str, Any]:
+        return await _run(
+            s,
+            lambda: actions.start(
+                s.serve_dir, s.registry, body.version, body.weight, body.step, body.max_weight
+            ),
+        )
+
+    @app.delete("/admin/canary", dependencies=guard, summary="Stop the canary")
+    async def stop_canary() -> dict[str, Any]:
+        return await _run(s, lambda: actions.stop(s.serve_dir, s.registry, "stopped by an admin"))
+
+    @app.get("/admin/canary", dependencies=guard, summary="The canary's numbers and verdict")
+    async def canary_status() -> dict[str, Any]:
+        state = read_state(s.serve_dir)
+        if state is None or not state.running:
+            return {"running": False, "canary": asdict(state) if state else None}
+        s.writer.flush()
+        j = await asyncio.to_thread(judge_now, state, s.log, s.cfg.canary)
+        return {"running": True, "canary": asdict(state), "verdict": j.verdict.to_dict()}
+
+    @app.post("/admin/promote", dependencies=guard, summary="Move production to a version")
+    async def promote(body: VersionRequest) -> dict[str, Any]:
+        return await _run(s, lambda: s.registry.promote(s.registry.resolve(body.version).version))
+
+    @app.post("/admin/rollback", dependencies=guard, summary="Swap production and previous")
+    async def rollback() -> dict[str, Any]:
+        return await _run(s, s.registry.rollback)
+
+    @app.post("/admin/adapters", dependencies=guard, summary="Load a version to serve by name")
+    async def load(body: VersionRequest) -> dict[str, Any]:
+        if s.follower is None:
+            raise APIError(503, "the server is still starting; retry", "not_ready")
+        follower = s.follower
+        return await _run(s, lambda: follower.pin(body.version))

@@ -1,0 +1,167 @@
+"""The FastAPI app: routes, the OpenAI error shape everywhere, a body size limit, the lifespan.
+
+The lifespan starts the two background threads a server needs, the alias follower (hot swap)
+and the canary controller, and stops them, the log writer and the backend on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from tuneloop.serve import admin, feedback
+from tuneloop.serve.auth import Principal, require
+from tuneloop.serve.canary.controller import CanaryController
+from tuneloop.serve.chat import ChatHandler
+from tuneloop.serve.errors import HANDLERS, APIError
+from tuneloop.serve.follow import AliasFollower
+from tuneloop.serve.protocol import ChatCompletionRequest, FeedbackRequest, FeedbackResponse
+from tuneloop.serve.services import Services
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413, whether or not Content-Length says so."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message: Message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise APIError(413, self._message(), "body_too_large")
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except APIError:
+            await self._refuse(send)
+
+    def _message(self) -> str:
+        return f"request body over {self.limit} bytes; send a shorter conversation"
+
+    async def _refuse(self, send: Any) -> None:
+        response = APIError(413, self._message(), "body_too_large").response()
+        await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def create_app(services: Services) -> FastAPI:
+    s = services
+    chat = ChatHandler(s)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loop = asyncio.get_running_loop()
+        s.follower = AliasFollower(
+            s.serve_dir,
+            s.registry,
+            s.backend,
+            s.router,
+            s.metrics,
+            loop,
+            s.base_sha256,
+            s.cfg.poll_s,
+            s.watch,
+        )
+        s.follower.start()
+        s.follower.kick()
+        s.controller = CanaryController(
+            s.serve_dir, s.new_registry(), s.log, s.cfg.canary, s.writer.flush, s.follower.kick
+        )
+        s.controller.start()
+        try:
+            yield
+        finally:
+            s.controller.close()
+            s.follower.close()
+            s.writer.close()
+            await s.backend.close()
+
+    app = FastAPI(
+        title="tuneloop",
+        version="1",
+        lifespan=lifespan,
+        description="OpenAI-compatible chat completions over a base model and its "
+        "LoRA adapters, with a canary, feedback and an interaction log.",
+    )
+    for exc_type, handler in HANDLERS.items():
+        app.add_exception_handler(exc_type, handler)
+
+    def principal(request: Request) -> Principal:
+        return s.keys.authenticate(request.headers.get("authorization"))
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    def inference(who: Caller) -> Principal:
+        require(who, "inference")
+        return who
+
+    def admin_scope(who: Caller) -> Principal:
+        require(who, "admin")
+        return who
+
+    User = Annotated[Principal, Depends(inference)]
+
+    @app.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
+    async def chat_completions(body: ChatCompletionRequest, request: Request, who: User) -> Any:
+        return await chat.handle(body, request, who.tenant)
+
+    @app.get("/v1/models", summary="Served models: aliases, the base, loaded versions")
+    async def models(_: User) -> dict[str, Any]:
+        return admin.models_body(s)
+
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackResponse,
+        summary="Thumbs, a rating, a correction or a comment on one response",
+    )
+    async def post_feedback(body: FeedbackRequest, who: User) -> Any:
+        return await feedback.accept(s, body, who.tenant)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(s.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready once production is loaded")
+    async def readyz() -> JSONResponse:
+        state = s.router.state
+        body = {
+            "ready": state.production is not None,
+            "production": state.production.model_id if state.production else None,
+            "problems": list(state.problems),
+        }
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    admin.add_routes(app, s, admin_scope)
+    app.add_middleware(BodyLimit, limit=s.cfg.max_body_bytes)
+    return app

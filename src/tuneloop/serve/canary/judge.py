@@ -1,0 +1,243 @@
+"""The canary judge: is the canary worse than production on the same live traffic?
+
+One test per metric, each one-sided ("the canary is worse"), in the manner of Kayenta's
+Mann–Whitney judge:
+
+| metric | data | test |
+|---|---|---|
+| error rate | every request | two-proportion z-test |
+| latency | successful requests | Mann–Whitney U on the two samples |
+| degenerate answers | successful requests (empty or repetitive answers) | two-proportion |
+| thumbs-down rate | responses with thumbs | two-proportion |
+| mean rating | responses with a rating | bootstrap of the difference of means |
+
+A metric *fails* when the canary is significantly worse (p < alpha) *and* worse by more than its
+tolerance: a difference that is real but immaterial is not a reason to roll back, and one that
+is large but could be chance is not yet. A metric with fewer than its minimum sample on either
+arm is *inconclusive*. The verdict: any failure fails; passing needs the request metrics judged
+and, when ``require_feedback``, at least one feedback metric judged; else inconclusive, which
+holds the canary where it is. With no traffic every metric is inconclusive: nothing is promoted
+on silence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from tuneloop.config import CanaryConfig
+
+Status = Literal["pass", "fail", "inconclusive"]
+REQUEST_METRICS = ("error_rate", "latency", "degenerate_rate")
+FEEDBACK_METRICS = ("thumbs_down_rate", "mean_rating")
+
+
+@dataclass(frozen=True)
+class ArmSample:
+    """What the serving log holds for one arm of one canary analysis."""
+
+    requests: int = 0
+    errors: int = 0
+    latencies: tuple[float, ...] = ()
+    degenerate: int = 0
+    thumbs_up: int = 0
+    thumbs_down: int = 0
+    ratings: tuple[float, ...] = ()
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> ArmSample:
+        ok = [r for r in rows if r["status"] == "ok"]
+        return cls(
+            requests=sum(r["status"] != "cancelled" for r in rows),
+            errors=sum(r["status"] == "error" for r in rows),
+            latencies=tuple(float(r["latency_s"]) for r in ok if r["latency_s"] is not None),
+            degenerate=sum(bool(r["degenerate"]) for r in ok),
+            thumbs_up=sum(r["thumbs"] == "up" for r in rows),
+            thumbs_down=sum(r["thumbs"] == "down" for r in rows),
+            ratings=tuple(float(r["rating"]) for r in rows if r["rating"] is not None),
+        )
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    name: str
+    status: Status
+    production: float | None
+    canary: float | None
+    n_production: int
+    n_canary: int
+    p_value: float | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    decision: Status
+    metrics: list[MetricResult] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _norm_sf(z: float) -> float:
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def proportion_worse(bad_c: int, n_c: int, bad_p: int, n_p: int) -> float:
+    """One-sided p-value that the canary's rate exceeds production's (pooled z-test)."""
+    pooled = (bad_c + bad_p) / (n_c + n_p)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_c + 1 / n_p))
+    diff = bad_c / n_c - bad_p / n_p
+    if se == 0:
+        return 1.0 if diff <= 0 else 0.0
+    return _norm_sf(diff / se)
+
+
+def latency_worse(canary: Sequence[float], production: Sequence[float]) -> float:
+    """One-sided Mann–Whitney U p-value that canary latencies tend to be larger."""
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(canary, production, alternative="greater").pvalue)
+
+
+def rating_worse(canary: Sequence[float], production: Sequence[float], seed: int = 0) -> float:
+    """Bootstrap p-value that production's mean rating exceeds the canary's."""
+    rng = np.random.default_rng(seed)
+    c, p = np.asarray(canary), np.asarray(production)
+    diffs = rng.choice(p, (2000, p.size)).mean(1) - rng.choice(c, (2000, c.size)).mean(1)
+    return float((diffs <= 0).mean())
+
+
+def _rate(
+    name: str, bad: tuple[int, int], n: tuple[int, int], minimum: int, margin: float, alpha: float
+) -> MetricResult:
+    (bad_c, bad_p), (n_c, n_p) = bad, n
+    rate_c = bad_c / n_c if n_c else None
+    rate_p = bad_p / n_p if n_p else None
+    if n_c < minimum or n_p < minimum:
+        return MetricResult(
+            name, "inconclusive", rate_p, rate_c, n_p, n_c, detail=f"needs {minimum} per arm"
+        )
+    p = proportion_worse(bad_c, n_c, bad_p, n_p)
+    worse = (rate_c or 0.0) - (rate_p or 0.0)
+    status: Status = "fail" if p < alpha and worse > margin else "pass"
+    return MetricResult(
+        name, status, rate_p, rate_c, n_p, n_c, p, f"canary {worse:+.3f} (tolerance {margin})"
+    )
+
+
+def _latency(c: ArmSample, p: ArmSample, cfg: CanaryConfig) -> MetricResult:
+    n_c, n_p = len(c.latencies), len(p.latencies)
+    med_c = float(np.median(c.latencies)) if n_c else None
+    med_p = float(np.median(p.latencies)) if n_p else None
+    if n_c < cfg.min_requests or n_p < cfg.min_requests:
+        return MetricResult(
+            "latency",
+            "inconclusive",
+            med_p,
+            med_c,
+            n_p,
+            n_c,
+            detail=f"needs {cfg.min_requests} per arm",
+        )
+    pv = latency_worse(c.latencies, p.latencies)
+    ratio = (med_c or 0.0) / med_p - 1 if med_p else 0.0
+    status: Status = "fail" if pv < cfg.alpha and ratio > cfg.max_latency_increase else "pass"
+    return MetricResult(
+        "latency",
+        status,
+        med_p,
+        med_c,
+        n_p,
+        n_c,
+        pv,
+        f"median {ratio:+.0%} (tolerance {cfg.max_latency_increase:.0%})",
+    )
+
+
+def _rating(c: ArmSample, p: ArmSample, cfg: CanaryConfig) -> MetricResult:
+    n_c, n_p = len(c.ratings), len(p.ratings)
+    mean_c = float(np.mean(c.ratings)) if n_c else None
+    mean_p = float(np.mean(p.ratings)) if n_p else None
+    if n_c < cfg.min_feedback or n_p < cfg.min_feedback:
+        return MetricResult(
+            "mean_rating",
+            "inconclusive",
+            mean_p,
+            mean_c,
+            n_p,
+            n_c,
+            detail=f"needs {cfg.min_feedback} per arm",
+        )
+    pv = rating_worse(c.ratings, p.ratings)
+    drop = (mean_p or 0.0) - (mean_c or 0.0)
+    status: Status = "fail" if pv < cfg.alpha and drop > cfg.max_rating_decrease else "pass"
+    return MetricResult(
+        "mean_rating",
+        status,
+        mean_p,
+        mean_c,
+        n_p,
+        n_c,
+        pv,
+        f"canary {-drop:+.2f} (tolerance {cfg.max_rating_decrease})",
+    )
+
+
+def judge(canary: ArmSample, production: ArmSample, cfg: CanaryConfig) -> Verdict:
+    c, p = canary, production
+    ok_c, ok_p = len(c.latencies), len(p.latencies)
+    fb_c, fb_p = c.thumbs_up + c.thumbs_down, p.thumbs_up + p.thumbs_down
+    metrics = [
+        _rate(
+            "error_rate",
+            (c.errors, p.errors),
+            (c.requests, p.requests),
+            cfg.min_requests,
+            cfg.max_error_rate_increase,
+            cfg.alpha,
+        ),
+        _latency(c, p, cfg),
+        _rate(
+            "degenerate_rate",
+            (c.degenerate, p.degenerate),
+            (ok_c, ok_p),
+            cfg.min_requests,
+            cfg.max_degenerate_increase,
+            cfg.alpha,
+        ),
+        _rate(
+            "thumbs_down_rate",
+            (c.thumbs_down, p.thumbs_down),
+            (fb_c, fb_p),
+            cfg.min_feedback,
+            cfg.max_thumbs_down_increase,
+            cfg.alpha,
+        ),
+        _rating(c, p, cfg),
+    ]
+    return _decide(metrics, cfg)
+
+
+def _decide(metrics: list[MetricResult], cfg: CanaryConfig) -> Verdict:
+    by_name = {m.name: m for m in metrics}
+    failed = [m for m in metrics if m.status == "fail"]
+    if failed:
+        return Verdict(
+            "fail",
+            metrics,
+            [f"{m.name} worse on the canary: {m.detail}, p = {m.p_value:.4f}" for m in failed],
+        )
+    waiting = [n for n in REQUEST_METRICS if by_name[n].status == "inconclusive"]
+    if cfg.require_feedback and all(by_name[n].status == "inconclusive" for n in FEEDBACK_METRICS):
+        waiting.append("feedback (thumbs or ratings)")
+    if waiting:
+        return Verdict(
+            "inconclusive", metrics, [f"not enough traffic yet for {', '.join(waiting)}"]
+        )
+    return Verdict("pass", metrics, ["no metric is worse on the canary"])

@@ -1,0 +1,272 @@
+"""The serving log: every response and every piece of feedback, append-only.
+
+It is the serving side's only store and the source of truth for three readers: the canary
+judge (per-arm errors, latency, feedback), ``tuneloop ingest --serving-log`` (responses become
+interactions, feedback is joined by response id) and anyone auditing what a model said.
+SQLite in WAL mode, so readers never block the server; ``BEFORE UPDATE`` / ``BEFORE DELETE``
+triggers make the database itself refuse edits. The server writes through one background
+thread that commits in small batches, so a request never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS responses (
+        seq INTEGER PRIMARY KEY,
+        response_id TEXT UNIQUE NOT NULL,
+        created_at TEXT NOT NULL,
+        created_unix REAL NOT NULL,
+        tenant TEXT NOT NULL,
+        user_id TEXT,
+        conversation_id TEXT,
+        messages_json TEXT NOT NULL,
+        answer TEXT,
+        status TEXT NOT NULL CHECK (status IN ('ok', 'error', 'cancelled')),
+        error TEXT,
+        finish_reason TEXT,
+        arm TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        adapter_sha256 TEXT,
+        canary_id TEXT,
+        latency_s REAL,
+        ttft_s REAL,
+        prompt_tokens INTEGER,
+        completion_tokens INTEGER,
+        degenerate INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX IF NOT EXISTS responses_canary ON responses(canary_id)",
+    """CREATE TABLE IF NOT EXISTS feedback (
+        seq INTEGER PRIMARY KEY,
+        feedback_id TEXT UNIQUE NOT NULL,
+        response_id TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        tenant TEXT NOT NULL,
+        thumbs TEXT CHECK (thumbs IN ('up', 'down')),
+        rating REAL,
+        correction TEXT,
+        comment TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS feedback_response ON feedback(response_id)",
+    *(
+        f"CREATE TRIGGER IF NOT EXISTS {t}_no_{e.lower()} BEFORE {e} ON {t} "
+        f"BEGIN SELECT RAISE(ABORT, 'the serving log is append-only'); END"
+        for t in ("responses", "feedback")
+        for e in ("UPDATE", "DELETE")
+    ),
+)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class ResponseRow:
+    response_id: str
+    tenant: str
+    messages: list[dict[str, str]]
+    arm: str
+    model_version: str
+    status: str = "ok"
+    answer: str | None = None
+    error: str | None = None
+    finish_reason: str | None = None
+    user_id: str | None = None
+    conversation_id: str | None = None
+    adapter_sha256: str | None = None
+    canary_id: str | None = None
+    latency_s: float | None = None
+    ttft_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    degenerate: bool = False
+    created_unix: float = field(default_factory=time.time)
+    created_at: str = field(default_factory=now_iso)
+
+
+@dataclass(slots=True)
+class FeedbackRow:
+    feedback_id: str
+    response_id: str
+    tenant: str
+    thumbs: str | None = None
+    rating: float | None = None
+    correction: str | None = None
+    comment: str | None = None
+    received_at: str = field(default_factory=now_iso)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+def _insert(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+    cols = ", ".join(row)
+    marks = ", ".join("?" * len(row))
+    db.execute(f"INSERT OR IGNORE INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
+
+
+def _response_values(row: ResponseRow) -> dict[str, Any]:
+    values = asdict(row)
+    values["messages_json"] = json.dumps(values.pop("messages"), ensure_ascii=False)
+    values["degenerate"] = int(row.degenerate)
+    return values
+
+
+class ServingLog:
+    """Reads and writes; ``writer()`` starts the background thread the server appends through."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = _connect(path)
+        for statement in SCHEMA:
+            self._db.execute(statement)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def append(self, rows: list[ResponseRow | FeedbackRow]) -> None:
+        """Append in one transaction (rows already present, by id, are left as they are)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    if isinstance(row, ResponseRow):
+                        _insert(self._db, "responses", _response_values(row))
+                    else:
+                        _insert(self._db, "feedback", asdict(row))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def response(self, response_id: str) -> sqlite3.Row | None:
+        rows = self._query("SELECT * FROM responses WHERE response_id = ?", (response_id,))
+        return rows[0] if rows else None
+
+    def responses_after(self, seq: int, before_unix: float, limit: int = 2000) -> list[sqlite3.Row]:
+        """Responses past ``seq`` created before ``before_unix``, in order (one page)."""
+        sql = "SELECT * FROM responses WHERE seq > ? AND created_unix <= ? ORDER BY seq LIMIT ?"
+        return self._query(sql, (seq, before_unix, limit))
+
+    def feedback_after(self, seq: int, limit: int = 5000) -> list[sqlite3.Row]:
+        return self._query(
+            "SELECT * FROM feedback WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+
+    def feedback_for(self, response_ids: list[str]) -> dict[str, list[sqlite3.Row]]:
+        found: dict[str, list[sqlite3.Row]] = {}
+        for start in range(0, len(response_ids), 500):
+            chunk = response_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT * FROM feedback WHERE response_id IN ({marks}) ORDER BY seq"
+            for row in self._query(sql, tuple(chunk)):
+                found.setdefault(row["response_id"], []).append(row)
+        return found
+
+    def canary_rows(self, canary_id: str) -> list[sqlite3.Row]:
+        """Every response of one canary analysis, with its latest thumbs and rating."""
+        sql = """
+            SELECT r.arm, r.status, r.latency_s, r.degenerate,
+                (SELECT thumbs FROM feedback f WHERE f.response_id = r.response_id
+                 AND thumbs IS NOT NULL ORDER BY f.seq DESC LIMIT 1) AS thumbs,
+                (SELECT rating FROM feedback f WHERE f.response_id = r.response_id
+                 AND rating IS NOT NULL ORDER BY f.seq DESC LIMIT 1) AS rating
+            FROM responses r WHERE r.canary_id = ? AND r.arm IN ('production', 'canary')"""
+        return self._query(sql, (canary_id,))
+
+    def counts(self) -> dict[str, int]:
+        rows = self._query(
+            "SELECT (SELECT COUNT(*) FROM responses), (SELECT COUNT(*) FROM feedback)"
+        )
+        return {"responses": int(rows[0][0]), "feedback": int(rows[0][1])}
+
+    def writer(self) -> LogWriter:
+        return LogWriter(self)
+
+
+class LogWriter:
+    """Appends on a background thread, committing whatever queued up since the last commit.
+
+    A batch the database refuses three times (disk full, file locked for minutes) goes to
+    ``log-unwritten.jsonl`` beside the log, so that no response is lost without a trace.
+    """
+
+    def __init__(self, log: ServingLog) -> None:
+        self.log = log
+        self.fallback = log.path.with_name("log-unwritten.jsonl")
+        self._queue: queue.Queue[ResponseRow | FeedbackRow | None] = queue.Queue()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stopping = False
+        self.errors = 0
+        self._thread = threading.Thread(target=self._run, name="tuneloop-serving-log", daemon=True)
+        self._thread.start()
+
+    def put(self, row: ResponseRow | FeedbackRow) -> None:
+        self._idle.clear()
+        self._queue.put(row)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything put so far is committed."""
+        self._queue.put(None)
+        self._idle.wait(timeout)
+
+    def close(self) -> None:
+        self._stopping = True
+        self.flush()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = [] if first is None else [first]
+            while not self._queue.empty() and len(batch) < 500:
+                item = self._queue.get_nowait()
+                if item is not None:
+                    batch.append(item)
+            if batch:
+                self._write(batch)
+            if self._queue.empty():
+                self._idle.set()
+                if self._stopping:
+                    return
+
+    def _write(self, batch: list[ResponseRow | FeedbackRow]) -> None:
+        for attempt in range(3):
+            try:
+                self.log.append(batch)
+                return
+            except sqlite3.Error:
+                self.errors += 1
+                time.sleep(0.2 * 2**attempt)
+        with self.fallback.open("a", encoding="utf-8") as fh:
+            for row in batch:
+                kind = "response" if isinstance(row, ResponseRow) else "feedback"
+                fh.write(json.dumps({"kind": kind, **asdict(row)}, ensure_ascii=False) + "\n")
+
+
+def rows_as_dicts(rows: list[sqlite3.Row]) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        yield dict(row)

@@ -1,0 +1,83 @@
+"""Everything a running server holds, built once from the workspace and handed to the routes."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneloop.config import ServeConfig
+from tuneloop.registry import Registry
+from tuneloop.serve.auth import KeyRing
+from tuneloop.serve.canary.controller import CanaryController
+from tuneloop.serve.follow import AliasFollower
+from tuneloop.serve.generation import Backend
+from tuneloop.serve.log import LogWriter, ServingLog
+from tuneloop.serve.metrics import Metrics
+from tuneloop.serve.router import Router
+
+
+class RecentResponses:
+    """Tenant, arm and version of the latest responses: feedback right after one needs no disk."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._items: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
+        self._capacity = capacity
+        self._lock = threading.Lock()
+
+    def remember(self, response_id: str, tenant: str, arm: str, model_id: str) -> None:
+        with self._lock:
+            self._items[response_id] = (tenant, arm, model_id)
+            if len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+    def get(self, response_id: str) -> tuple[str, str, str] | None:
+        with self._lock:
+            return self._items.get(response_id)
+
+
+@dataclass
+class Services:
+    cfg: ServeConfig
+    backend: Backend
+    router: Router
+    keys: KeyRing
+    log: ServingLog
+    writer: LogWriter
+    metrics: Metrics
+    recent: RecentResponses
+    serve_dir: Path
+    registry: Registry
+    new_registry: Callable[[], Registry]  # one per thread that writes to it
+    base_sha256: str | None
+    watch: tuple[Path, ...] = ()
+    follower: AliasFollower | None = None
+    controller: CanaryController | None = None
+
+
+def build_services(
+    cfg: ServeConfig,
+    backend: Backend,
+    serve_dir: Path,
+    new_registry: Callable[[], Registry],
+    base_sha256: str | None,
+    watch: tuple[Path, ...] = (),
+) -> Services:
+    log = ServingLog(serve_dir / "log.sqlite")
+    return Services(
+        cfg=cfg,
+        backend=backend,
+        router=Router(cfg.canary.salt, backend.base_name),
+        keys=KeyRing.load(cfg.api_keys),
+        log=log,
+        writer=log.writer(),
+        metrics=Metrics(backend.stats),
+        recent=RecentResponses(),
+        serve_dir=serve_dir,
+        registry=new_registry(),
+        new_registry=new_registry,
+        base_sha256=base_sha256,
+        watch=watch,
+    )

@@ -1,0 +1,98 @@
+"""A real server on loopback for tests: uvicorn in a thread, a tiny model, registered adapters."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from tuneloop.registry import Lineage, ModelVersion
+from tuneloop.serve.app import create_app
+from tuneloop.serve.embedded import EmbeddedBackend
+from tuneloop.serve.server import services_for
+from tuneloop.serve.services import Services
+from tuneloop.workspace import Workspace
+
+SERVE_TOML = """
+[serve]
+poll_s = 0.02
+max_batch = 4
+max_queue = {max_queue}
+default_max_tokens = 8
+
+[serve.canary]
+interval_s = {interval}
+failure_threshold = 2
+min_requests = 20
+min_feedback = 10
+"""
+
+
+def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4) -> Path:
+    """A LoRA adapter with random (non-zero) weights: it changes the base model's answers."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=4 * r, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False, task_type="CAUSAL_LM")  # fmt: skip
+    get_peft_model(model, config).save_pretrained(dest)
+    return dest
+
+
+def register_adapter(ws: Workspace, adapter: Path, base_sha256: str, base: str) -> ModelVersion:
+    from tuneloop.flows.register import registry_for
+
+    lineage = Lineage(base_ref=base, base_revision="", base_sha256=base_sha256,
+                      dataset_version="ds-test", replay_version="", hyperparameters={},
+                      code_version="test")  # fmt: skip
+    return registry_for(ws).register(adapter, lineage)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def live_server(ws: Workspace, base: Path, **kwargs: Any) -> Iterator[tuple[str, Services]]:
+    """Serve ``ws`` with the embedded backend on a free loopback port; yield its base URL."""
+    cfg = ws.config.serve
+    backend = EmbeddedBackend.load(str(base), ws.config.train.base, max_batch=cfg.max_batch,
+                                   max_waiting=cfg.max_queue)  # fmt: skip
+    assert backend.base_info is not None
+    services = services_for(ws, backend, backend.base_info.weights_sha256)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port,
+                                           log_level="warning", **kwargs))  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}", services
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def wait_for(predicate: Any, timeout: float = 20.0, every: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
