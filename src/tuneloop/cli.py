@@ -48,25 +48,41 @@ def init(
 
 @app.command()
 def ingest(
-    file: Path,
+    file: Annotated[Path | None, typer.Argument(help="interactions JSONL")] = None,
+    serving_log: Annotated[
+        bool, typer.Option("--serving-log", help="read the server's new responses and feedback")
+    ] = False,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
     max_record_bytes: MaxBytesOpt = 4 * 1024 * 1024,
 ) -> None:
-    """Route every record of FILE through the gateway and the contamination check."""
-    from tuneloop.flows.ingest import ingest_file
-
+    """Route every record of FILE (or the serving log) through the gateway and the checks."""
     ws = find_workspace(workspace)
-    with render.working(f"ingesting {file}", json):
-        report = ingest_file(ws, file, max_record_bytes)
+    if (file is None) == (not serving_log):
+        raise TuneloopError("pass a JSONL file or --serving-log (one of the two)")
+    extra: dict[str, Any] = {}
+    with render.working(f"ingesting {file or 'the serving log'}", json):
+        if file is not None:
+            from tuneloop.flows.ingest import ingest_file
+
+            report = ingest_file(ws, file, max_record_bytes)
+        else:
+            from tuneloop.flows.serving import ingest_serving_log
+
+            served = ingest_serving_log(ws)
+            report, extra = served.ingest, served.to_dict()["serving_log"]
     if json:
-        render.emit_json(report.to_dict())
+        render.emit_json({**report.to_dict(), **({"serving_log": extra} if extra else {})})
         return
-    render.counts_table(f"ingest {file.name}: {report.records} records", {
+    name = file.name if file else "serving log"
+    render.counts_table(f"ingest {name}: {report.records} records", {
         **{f"routed to {k}": v for k, v in report.routed.items()},
         "stored in training store": report.stored_train,
         "stored in eval store": report.stored_eval,
         **{f"dropped ({k})": v for k, v in sorted(report.dropped.items())},
+        **({"late feedback applied": extra["late_feedback_applied"],
+            **{f"responses not answered ({k})": v for k, v in extra["not_answered"].items()}}
+           if extra else {}),
     })  # fmt: skip
     if report.rejects_file:
         render.out.print(f"every dropped record, with its reason: {report.rejects_file}")

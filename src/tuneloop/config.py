@@ -160,6 +160,9 @@ class ServeConfig(_Section):
     default_max_tokens: int = Field(256, ge=1)
     poll_s: float = Field(0.05, gt=0.0, description="how often alias moves are looked for")
     rating_range: tuple[float, float] = (1.0, 5.0)
+    feedback_window_s: float = Field(
+        3600.0, ge=0.0, description="a response waits this long for feedback before ingest"
+    )
     api_keys: dict[str, ApiKeyConfig] = Field(default_factory=dict)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
@@ -269,6 +272,8 @@ max_batch = 8            # requests generated together
 max_queue = 64           # waiting requests; beyond, 429 with Retry-After
 default_max_tokens = 256
 rating_range = [1, 5]
+feedback_window_s = 3600 # `ingest --serving-log` takes responses at least this old (feedback
+                         # arriving later still reaches them, once)
 # API keys, stored hashed: `tuneloop keys create NAME [--admin]` prints a key and its entry
 # [serve.api_keys.app]
 # sha256 = "…"

@@ -2,14 +2,19 @@
 
 One SQLite file on the training side (Postgres in production) with:
 - ``records``: the raw training records as they arrived (after the contamination check);
-- ``routes``: which side each user / conversation was sent to, so routing stays sticky.
+- ``routes``: which side each user / conversation was sent to, so routing stays sticky;
+- ``feedback``: thumbs, ratings and corrections that arrived after their record was stored
+  (a correction a day later); records are read back with their latest feedback applied;
+- ``cursors``: how far each incremental source (the serving log) has been read, committed in
+  the same transaction as the records it produced, so that nothing is ingested twice.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +40,32 @@ CREATE TABLE IF NOT EXISTS routes (
     side TEXT NOT NULL CHECK (side IN ('train', 'eval')),
     first_seen TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY,
+    record_id TEXT NOT NULL,
+    source_key TEXT UNIQUE NOT NULL,
+    received_at TEXT NOT NULL,
+    thumbs TEXT,
+    rating REAL,
+    correction TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_record ON feedback(record_id);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 """
+
+
+@dataclass(frozen=True, slots=True)
+class LateFeedback:
+    """Feedback for a record already in the store; ``source_key`` makes applying it idempotent."""
+
+    record_id: str
+    source_key: str
+    thumbs: str | None = None
+    rating: float | None = None
+    correction: str | None = None
 
 
 def _now() -> str:
@@ -80,8 +110,18 @@ class TrainStore:
         rows = self._db.execute(f"SELECT id FROM records WHERE id IN ({marks})", chunk)
         return {r[0] for r in rows}
 
-    def commit(self, records: Iterable[Record], routes: Mapping[str, Side], batch: str) -> int:
-        """Append records and new routing decisions in one transaction; return rows added."""
+    def commit(
+        self,
+        records: Iterable[Record],
+        routes: Mapping[str, Side],
+        batch: str,
+        feedback: Sequence[LateFeedback] = (),
+        cursors: Mapping[str, int] | None = None,
+    ) -> int:
+        """Append records, routes, late feedback and cursor moves in one transaction.
+
+        Returns the number of records added.
+        """
         now = _now()
         rows = [
             (r.id, r.user_id, r.conversation_id, r.created_at, now, batch,
@@ -100,6 +140,17 @@ class TrainStore:
                     "INSERT OR IGNORE INTO routes (key, side, first_seen) VALUES (?, ?, ?)",
                     [(k, s, now) for k, s in routes.items()],
                 )
+                cur.executemany(
+                    "INSERT OR IGNORE INTO feedback (record_id, source_key, received_at, thumbs,"
+                    " rating, correction) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(f.record_id, f.source_key, now, f.thumbs, f.rating, f.correction)
+                     for f in feedback],
+                )  # fmt: skip
+                cur.executemany(
+                    "INSERT INTO cursors (name, value) VALUES (?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    list((cursors or {}).items()),
+                )
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -109,16 +160,50 @@ class TrainStore:
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
 
+    def cursor(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
     def iter_records(self) -> Iterator[Record]:
-        """Every training record in arrival order (read in pages; the file may be large)."""
+        """Every training record in arrival order, with its late feedback applied (in pages)."""
         last = 0
         while True:
             rows = self._db.execute(
-                "SELECT seq, record_json FROM records WHERE seq > ? ORDER BY seq LIMIT 2000",
+                "SELECT seq, id, record_json FROM records WHERE seq > ? ORDER BY seq LIMIT 2000",
                 (last,),
             ).fetchall()
             if not rows:
                 return
-            for seq, raw in rows:
+            late = self._feedback_for([r[1] for r in rows])
+            for seq, rid, raw in rows:
                 last = seq
-                yield record_from_obj(orjson.loads(raw), self.path, seq)
+                record = record_from_obj(orjson.loads(raw), self.path, seq)
+                yield _with_feedback(record, late.get(rid, []))
+
+    def _feedback_for(self, ids: list[str]) -> dict[str, list[tuple[str | None, ...]]]:
+        found: dict[str, list[tuple[str | None, ...]]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT record_id, thumbs, rating, correction FROM feedback "
+                f"WHERE record_id IN ({marks}) ORDER BY seq",
+                chunk,
+            )
+            for rid, *values in rows:
+                found.setdefault(rid, []).append(tuple(values))
+        return found
+
+
+def _with_feedback(record: Record, late: list[tuple[str | None, ...]]) -> Record:
+    """The latest non-empty value of each kind of feedback wins over what the record had."""
+    for thumbs, rating, correction in late:
+        changes: dict[str, object] = {}
+        if thumbs is not None:
+            changes["thumbs"] = thumbs
+        if rating is not None:
+            changes["rating"] = float(rating)
+        if correction is not None:
+            changes["correction"] = correction
+        record = record.with_content(**changes)
+    return record

@@ -27,7 +27,7 @@ from tuneloop.evalside.store import EvalStore
 from tuneloop.gateway import Side, identity_keys, route
 from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, write_jsonl
 from tuneloop.records import Record, read_records
-from tuneloop.trainstore import TrainStore
+from tuneloop.trainstore import LateFeedback, TrainStore
 from tuneloop.workspace import Workspace
 
 
@@ -127,16 +127,34 @@ def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Re
 
 def ingest_file(ws: Workspace, path: Path, max_line_bytes: int | None = None) -> IngestReport:
     """Route, check and store every record of ``path``; return what happened to each kind."""
-    start = time.perf_counter()
-    batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES
     records = [rec for _, rec in read_records(path, max_line_bytes=limit)]  # all validated first
     if not records:
         raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
+    return ingest_records(ws, records, str(path))
+
+
+@dataclass
+class Extras:
+    """What an incremental source commits with its records, in the same transaction."""
+
+    feedback: list[LateFeedback] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+
+
+def ingest_records(
+    ws: Workspace, records: list[Record], source: str, extras: Extras | None = None
+) -> IngestReport:
+    """Route, check and store ``records``; ``source`` names them in the report."""
+    start = time.perf_counter()
+    batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    extras = extras or Extras()
     ws.config  # noqa: B018 - a bad tuneloop.toml is reported before any store is opened
-    report = IngestReport(file=str(path), batch=batch, records=len(records))
+    report = IngestReport(file=source, batch=batch, records=len(records))
     with TrainStore(ws.train_store_path) as store:
         plan = _route_all(ws, records, store)
+        plan.rejects += extras.rejects
         report.routed.update(train=len(plan.train), eval=len(plan.eval))
         _curate_eval(ws, plan)
         if plan.eval:
@@ -153,7 +171,9 @@ def ingest_file(ws: Workspace, path: Path, max_line_bytes: int | None = None) ->
             target = ws.rejects_dir / f"ingest-{batch}.jsonl"
             write_jsonl(target, plan.rejects)
             report.rejects_file = str(target)
-        report.stored_train = store.commit(clean, plan.sides, batch)
+        report.stored_train = store.commit(
+            clean, plan.sides, batch, extras.feedback, extras.cursors
+        )
     report.dropped.update(":".join(filter(None, (r["stage"], r.get("block"), r["reason"])))
                           for r in plan.rejects)  # fmt: skip
     report.seconds = round(time.perf_counter() - start, 3)
