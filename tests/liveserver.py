@@ -22,16 +22,43 @@ from tuneloop.workspace import Workspace
 SERVE_TOML = """
 [serve]
 poll_s = 0.02
-max_batch = 4
+max_batch = {max_batch}
 max_queue = {max_queue}
 default_max_tokens = 8
+max_body_bytes = 65536
+feedback_window_s = 0
 
 [serve.canary]
 interval_s = {interval}
 failure_threshold = 2
-min_requests = 20
-min_feedback = 10
+min_requests = {min_requests}
+min_feedback = {min_feedback}
 """
+
+
+def serve_workspace(
+    root: Path,
+    base: Path,
+    max_batch: int = 4,
+    max_queue: int = 16,
+    interval: float = 0.5,
+    min_requests: int = 20,
+    min_feedback: int = 10,
+    eval_fraction: float = 0.0,
+) -> Workspace:
+    """A workspace whose base model is ``base``, with fast serving and canary settings."""
+    from tuneloop.workspace import init_workspace
+
+    ws = init_workspace(root)
+    text = ws.config_path.read_text(encoding="utf-8")
+    text = text.replace('base = "smollm2-135m-instruct"', f'base = "{base}"')
+    text = text.replace("eval_fraction = 0.1", f"eval_fraction = {eval_fraction}")
+    text = text.split("[serve]")[0] + SERVE_TOML.format(
+        max_batch=max_batch, max_queue=max_queue, interval=interval,
+        min_requests=min_requests, min_feedback=min_feedback,
+    )  # fmt: skip
+    ws.config_path.write_text(text, encoding="utf-8")
+    return Workspace(ws.root)
 
 
 def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4) -> Path:

@@ -20,8 +20,12 @@ CHATML = (
 )
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """Save a ~100k-parameter Llama and its tokenizer to ``folder``; return it."""
+def build_tiny_model(folder: Path, seed: int = 0, scale: float = 1.0) -> Path:
+    """Save a ~100k-parameter Llama and its tokenizer to ``folder``; return it.
+
+    ``scale`` multiplies every weight: at the default initialization greedy decoding repeats
+    one token, at ``scale=20`` it produces varied tokens, which tests of decoding need.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -54,6 +58,10 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
         tie_word_embeddings=True,
     )
     model = LlamaForCausalLM(config)
+    if scale != 1.0:
+        with torch.no_grad():
+            for param in model.parameters():
+                param.mul_(scale)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(folder)

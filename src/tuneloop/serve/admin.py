@@ -12,13 +12,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from tuneloop.errors import TuneloopError
-from tuneloop.serve.auth import Principal
 from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.controller import judge_now
 from tuneloop.serve.canary.state import read_state
+from tuneloop.serve.deps import Admin
 from tuneloop.serve.errors import APIError
 from tuneloop.serve.protocol import CanaryStartRequest, VersionRequest
 from tuneloop.serve.router import BASE
@@ -85,8 +85,8 @@ async def _run(s: Services, fn: Callable[[], Any]) -> dict[str, Any]:
     return await asyncio.to_thread(move)
 
 
-def add_routes(app: FastAPI, s: Services, admin: Callable[..., Principal]) -> None:
-    guard = [Depends(admin)]
+def add_routes(app: FastAPI, s: Services) -> None:
+    guard = Admin
 
     @app.get("/admin/state", dependencies=guard, summary="Aliases, what is served, the canary")
     async def get_state() -> dict[str, Any]:

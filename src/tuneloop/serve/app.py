@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from tuneloop.serve import admin, feedback
-from tuneloop.serve.auth import Principal, require
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.chat import ChatHandler
+from tuneloop.serve.deps import User
 from tuneloop.serve.errors import HANDLERS, APIError
 from tuneloop.serve.follow import AliasFollower
 from tuneloop.serve.protocol import ChatCompletionRequest, FeedbackRequest, FeedbackResponse
@@ -110,23 +110,9 @@ def create_app(services: Services) -> FastAPI:
         description="OpenAI-compatible chat completions over a base model and its "
         "LoRA adapters, with a canary, feedback and an interaction log.",
     )
+    app.state.services = s
     for exc_type, handler in HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
-
-    def principal(request: Request) -> Principal:
-        return s.keys.authenticate(request.headers.get("authorization"))
-
-    Caller = Annotated[Principal, Depends(principal)]
-
-    def inference(who: Caller) -> Principal:
-        require(who, "inference")
-        return who
-
-    def admin_scope(who: Caller) -> Principal:
-        require(who, "admin")
-        return who
-
-    User = Annotated[Principal, Depends(inference)]
 
     @app.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
     async def chat_completions(body: ChatCompletionRequest, request: Request, who: User) -> Any:
@@ -162,6 +148,6 @@ def create_app(services: Services) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    admin.add_routes(app, s, admin_scope)
+    admin.add_routes(app, s)
     app.add_middleware(BodyLimit, limit=s.cfg.max_body_bytes)
     return app

@@ -59,7 +59,7 @@ class IncrementalText:
             return ""
         before = self._decode(self._ids[self._prefix : self._read])
         after = self._decode(self._ids[self._prefix :])
-        tail = after[len(before) :].rstrip(REPLACEMENT) if len(after) > len(before) else ""
+        tail = after[len(before) :] if len(after) > len(before) else ""
         self._prefix = self._read = len(self._ids)
         return self._release(self._held + tail, final=True)
 

@@ -1,0 +1,220 @@
+"""The API as a client sees it: the real ``openai`` library against a live server on loopback."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tuneloop.serve.services import Services
+
+from liveserver import live_server, serve_workspace, wait_for
+from tiny import build_tiny_model
+
+HELLO = [{"role": "user", "content": "please reset my password"}]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
+    root = tmp_path_factory.mktemp("api")
+    base = build_tiny_model(root / "tiny", scale=20.0)
+    ws = serve_workspace(root / "ws", base)
+    with live_server(ws, base) as (url, services):
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+        yield url, services
+
+
+@pytest.fixture
+def client(server: tuple[str, Services]) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server[0]}/v1", api_key="unused", max_retries=0)
+
+
+def test_a_completion_names_its_model_and_counts_its_tokens(client: openai.OpenAI) -> None:
+    raw = client.chat.completions.with_raw_response.create(
+        model="production", messages=HELLO, max_tokens=6, temperature=0, user="u1"
+    )
+    r = raw.parse()
+    assert r.object == "chat.completion" and r.id.startswith("chatcmpl-")
+    assert r.model == "base"  # no production alias yet: the base model is production
+    assert raw.headers["x-tuneloop-arm"] == "production"
+    assert r.choices[0].finish_reason in ("stop", "length")
+    assert r.usage is not None and 0 < r.usage.completion_tokens <= 6
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_streaming_gives_the_same_answer_and_usage_last(client: openai.OpenAI) -> None:
+    full = client.chat.completions.create(model="base", messages=HELLO, max_tokens=7, temperature=0)
+    chunks = list(client.chat.completions.create(
+        model="base", messages=HELLO, max_tokens=7, temperature=0, stream=True,
+        stream_options={"include_usage": True},
+    ))  # fmt: skip
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == full.choices[0].message.content
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
+    assert chunks[-1].choices == [] and chunks[-1].usage == full.usage
+
+
+def test_sse_ends_with_done(server: tuple[str, Services]) -> None:
+    body = {"messages": HELLO, "max_tokens": 3, "stream": True}
+    with httpx.stream("POST", f"{server[0]}/v1/chat/completions", json=body) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert lines[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in lines)
+
+
+def test_models_lists_production_and_the_base(client: openai.OpenAI) -> None:
+    ids = {m.id: m for m in client.models.list()}
+    assert {"production", "base"} <= set(ids)
+
+
+CASES: list[tuple[str, str, Any, int, str | None]] = [
+    ("malformed json", "/v1/chat/completions", b'{"messages": [', 400, "invalid_request"),
+    ("unknown model", "/v1/chat/completions", {"model": "v99", "messages": HELLO}, 404,
+     "model_not_found"),
+    ("prompt over the context", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "reset " * 400}]}, 400, "context_length_exceeded"),
+    ("max_tokens over the context", "/v1/chat/completions",
+     {"messages": HELLO, "max_tokens": 100000}, 400, "invalid_max_tokens"),
+    ("max_tokens zero", "/v1/chat/completions", {"messages": HELLO, "max_tokens": 0}, 400,
+     "invalid_request"),
+    ("temperature too high", "/v1/chat/completions", {"messages": HELLO, "temperature": 5}, 400,
+     "invalid_request"),
+    ("several choices", "/v1/chat/completions", {"messages": HELLO, "n": 2}, 400,
+     "invalid_request"),
+    ("tools", "/v1/chat/completions",
+     {"messages": HELLO, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400,
+     "invalid_request"),
+    ("no messages", "/v1/chat/completions", {"messages": []}, 400, "invalid_request"),
+    ("a bad role", "/v1/chat/completions", {"messages": [{"role": "bot", "content": "x"}]}, 400,
+     "invalid_request"),
+    ("an oversized body", "/v1/chat/completions",
+     {"messages": [{"role": "user", "content": "x" * 70000}]}, 413, "body_too_large"),
+    ("feedback for an unknown response", "/v1/feedback",
+     {"response_id": "chatcmpl-nope", "thumbs": "down"}, 404, "response_not_found"),
+    ("empty feedback", "/v1/feedback", {"response_id": "x"}, 400, "invalid_request"),
+    ("thumbs sideways", "/v1/feedback", {"response_id": "x", "thumbs": "sideways"}, 400,
+     "invalid_request"),
+    ("an unknown route", "/v1/embeddings", {"input": "x"}, 404, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "payload", "status", "code"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])  # fmt: skip
+def test_bad_input_gets_a_4xx_in_the_openai_shape(
+    server: tuple[str, Services], path: str, payload: Any, status: int, code: str | None
+) -> None:
+    content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    r = httpx.post(f"{server[0]}{path}", content=content,
+                   headers={"content-type": "application/json"})  # fmt: skip
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["code"] == code and len(error["message"]) > 10
+    assert httpx.get(f"{server[0]}/healthz").status_code == 200  # and it keeps serving
+
+
+def test_client_error_classes(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError, match="not served here"):
+        client.chat.completions.create(model="v42", messages=HELLO)
+    with pytest.raises(openai.BadRequestError, match="context"):
+        client.chat.completions.create(model="base", messages=HELLO, max_tokens=10**6)
+
+
+def test_feedback_is_logged_and_counted(
+    server: tuple[str, Services], client: openai.OpenAI
+) -> None:
+    url, services = server
+    r = client.chat.completions.create(model="base", messages=HELLO, max_tokens=3, user="fb-user")
+    ok = httpx.post(f"{url}/v1/feedback", json={"response_id": r.id, "thumbs": "down",
+                                                 "rating": 2, "correction": "Use the app."})  # fmt: skip
+    assert ok.status_code == 200 and ok.json()["response_id"] == r.id
+    services.writer.flush()
+    logged = services.log.response(r.id)
+    assert logged is not None and logged["user_id"] == "fb-user" and logged["arm"] == "base"
+    assert json.loads(logged["messages_json"]) == HELLO and logged["completion_tokens"] >= 1
+    assert services.log.feedback_for([r.id])[r.id][0]["correction"] == "Use the app."
+    metrics = httpx.get(f"{url}/metrics").text
+    assert 'tuneloop_feedback_total{arm="base",kind="thumbs_down",model_version="base"}' in metrics
+    out = httpx.post(f"{url}/v1/feedback", json={"response_id": r.id, "rating": 9})
+    assert out.status_code == 400 and "outside 1..5" in out.json()["error"]["message"]
+
+
+def test_metrics_carry_latency_and_ttft_histograms_by_arm(server: tuple[str, Services]) -> None:
+    text = httpx.get(f"{server[0]}/metrics").text
+    for name in ("tuneloop_request_latency_seconds_bucket", "tuneloop_time_to_first_token_seconds",
+                 "tuneloop_tokens_total", "tuneloop_requests_total", "tuneloop_queue_waiting"):  # fmt: skip
+        assert name in text
+    assert 'arm="production",model_version="base"' in text
+
+
+def test_a_client_that_disconnects_mid_stream_frees_its_slot(
+    server: tuple[str, Services],
+) -> None:
+    url, services = server
+    body = {"messages": HELLO, "max_tokens": 200, "stream": True, "user": "leaver"}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if '"content"' in line and '""' not in line:
+                break
+    wait_for(lambda: services.backend.stats().running == 0, timeout=30)
+
+    def cancelled() -> bool:
+        services.writer.flush()
+        rows = services.log.responses_after(0, 1e12)
+        return any(r["user_id"] == "leaver" and r["status"] == "cancelled" for r in rows)
+
+    wait_for(cancelled)
+
+
+def test_health_and_readiness(server: tuple[str, Services]) -> None:
+    assert httpx.get(f"{server[0]}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server[0]}/readyz").json()
+    assert ready["ready"] is True and ready["production"] == "base"
+
+
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    import asyncio
+
+    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
+    ws = serve_workspace(tmp_path / "ws", base, max_batch=1, max_queue=1)
+    with live_server(ws, base) as (url, _):
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=120) as c:
+                body = {"messages": HELLO, "max_tokens": 60}
+                return await asyncio.gather(*(c.post(f"{url}/v1/chat/completions", json=body)
+                                              for _ in range(6)))  # fmt: skip
+
+        responses = asyncio.run(burst())
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) >= 2 and 429 in codes
+    limited = next(r for r in responses if r.status_code == 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path) -> None:
+    import threading
+
+    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
+    ws = serve_workspace(tmp_path / "ws", base, max_batch=1, max_queue=1)
+    with live_server(ws, base) as (url, services):
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+        hold = [threading.Thread(target=lambda: client.chat.completions.create(
+            model="base", messages=HELLO, max_tokens=150)) for _ in range(2)]  # fmt: skip
+        for t in hold:
+            t.start()
+        wait_for(lambda: services.backend.stats().waiting >= 1, timeout=30)
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model="base", messages=HELLO, max_tokens=5)
+        for t in hold:
+            t.join()

@@ -1,0 +1,206 @@
+"""The embedded backend's step-level batching gives exactly what one-at-a-time ``generate`` gives.
+
+Rows join a running batch between steps (left-padded), leave it when done, and use different
+adapters in one forward pass; greedy answers must not depend on any of that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tuneloop.serve.embedded import EmbeddedBackend
+from tuneloop.serve.embedded.scheduler import BASE_ADAPTER
+from tuneloop.serve.generation import (
+    Delta,
+    Finished,
+    GenerationRequest,
+    QueueFullError,
+    SamplingParams,
+)
+
+from liveserver import tiny_adapter
+from tiny import build_tiny_model
+
+PROMPTS = [
+    "the card was lost yesterday",
+    "please reset my password",
+    "what is the fee for a wire transfer abroad and how long does it take",
+    "thank you",
+    "I need a new one",
+    "reset",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("engine")
+    base = build_tiny_model(root / "base", scale=20.0)
+    return {
+        "base": base,
+        "a1": tiny_adapter(base, root / "a1", seed=1),
+        "a2": tiny_adapter(base, root / "a2", seed=2),
+    }
+
+
+def request(i: int, adapter: str | None, max_tokens: int = 10, **kw: Any) -> GenerationRequest:
+    messages = ({"role": "user", "content": PROMPTS[i % len(PROMPTS)]},)
+    return GenerationRequest(str(i), messages, adapter, SamplingParams(max_tokens, **kw))
+
+
+async def run(backend: EmbeddedBackend, req: GenerationRequest, delay: float = 0.0) -> Finished:
+    await asyncio.sleep(delay)
+    async for event in backend.submit(req):
+        if isinstance(event, Finished):
+            return event
+    raise AssertionError("no Finished event")
+
+
+def reference(tiny: dict[str, Path], req: GenerationRequest) -> str:
+    """The same request answered alone by plain generate(), adapter merged in by peft."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny["base"])
+    model: Any = AutoModelForCausalLM.from_pretrained(tiny["base"])
+    if req.adapter:
+        model = PeftModel.from_pretrained(model, str(tiny[req.adapter]))
+    model.eval()
+    ids = tok.apply_chat_template(
+        list(req.messages), tokenize=True, add_generation_prompt=True, return_dict=False
+    )
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=torch.tensor([ids]),
+            max_new_tokens=req.params.max_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+        )
+    return str(tok.decode(out[0, len(ids) :], skip_special_tokens=True))
+
+
+async def backend_with_adapters(tiny: dict[str, Path], **kw: Any) -> EmbeddedBackend:
+    backend = EmbeddedBackend.load(str(tiny["base"]), "tiny", **kw)
+    await backend.load_adapter("a1", tiny["a1"])
+    await backend.load_adapter("a2", tiny["a2"])
+    return backend
+
+
+@pytest.mark.parametrize(
+    ("n", "max_batch", "stagger"),
+    [(6, 8, 0.0), (6, 2, 0.0), (6, 4, 0.03), (5, 3, 0.07)],
+    ids=["all-at-once", "queued", "joining", "joining-and-queued"],
+)
+def test_batched_answers_equal_one_at_a_time_generate(
+    tiny: dict[str, Path], n: int, max_batch: int, stagger: float
+) -> None:
+    adapters = [None, "a1", "a2"]
+    reqs = [request(i, adapters[i % 3], max_tokens=4 + 3 * (i % 3)) for i in range(n)]
+
+    async def main() -> list[Finished]:
+        backend = await backend_with_adapters(tiny, max_batch=max_batch)
+        try:
+            return await asyncio.gather(*(run(backend, r, stagger * i) for i, r in enumerate(reqs)))
+        finally:
+            await backend.close()
+
+    results = asyncio.run(main())
+    for req, got in zip(reqs, results, strict=True):
+        assert got.text == reference(tiny, req), (req.adapter, req.messages)
+        assert got.completion_tokens <= req.params.max_tokens
+
+
+def test_adapters_change_answers_and_base_rows_skip_them(tiny: dict[str, Path]) -> None:
+    async def main() -> list[Finished]:
+        backend = await backend_with_adapters(tiny)
+        try:
+            return await asyncio.gather(*(run(backend, request(0, a)) for a in (None, "a1", "a2")))
+        finally:
+            await backend.close()
+
+    texts = [f.text for f in asyncio.run(main())]
+    assert len(set(texts)) == 3  # each adapter really is applied to its own row only
+    assert BASE_ADAPTER == "__base__"
+
+
+def test_cancelled_stream_frees_its_slot(tiny: dict[str, Path]) -> None:
+    async def main() -> tuple[str, int, int]:
+        backend = EmbeddedBackend.load(str(tiny["base"]), "tiny", max_batch=1)
+        try:
+            long = backend.submit(request(0, None, max_tokens=200))
+            async for event in long:
+                if isinstance(event, Delta):
+                    break
+            waiting = backend.stats().waiting
+            second = asyncio.create_task(run(backend, request(1, None, max_tokens=3)))
+            await asyncio.sleep(0.05)
+            assert backend.stats().waiting == 1  # the long one holds the only slot
+            long.cancel()
+            reason = "?"
+            async for event in long:
+                if isinstance(event, Finished):
+                    reason = event.reason
+            done = await asyncio.wait_for(second, 30)
+            return reason, waiting, done.completion_tokens
+        finally:
+            await backend.close()
+
+    reason, waiting, tokens = asyncio.run(main())
+    assert (reason, waiting) == ("cancelled", 0)
+    assert tokens >= 1
+
+
+def test_a_full_queue_refuses_with_a_retry_delay(tiny: dict[str, Path]) -> None:
+    async def main() -> float:
+        backend = EmbeddedBackend.load(str(tiny["base"]), "tiny", max_batch=1, max_waiting=1)
+        streams = []
+        try:
+            with pytest.raises(QueueFullError) as caught:
+                for i in range(10):
+                    streams.append(backend.submit(request(i, None, max_tokens=100)))
+            return caught.value.retry_after
+        finally:
+            for s in streams:
+                s.cancel()
+            await backend.close()
+
+    assert asyncio.run(main()) >= 1.0
+
+
+def test_seeded_sampling_does_not_depend_on_batch_companions(tiny: dict[str, Path]) -> None:
+    seeded = request(2, "a1", max_tokens=8, temperature=0.9, top_p=0.9, seed=7)
+
+    async def main() -> tuple[str, str]:
+        backend = await backend_with_adapters(tiny)
+        try:
+            alone = await run(backend, seeded)
+            crowd = [request(i, "a2", max_tokens=8, temperature=1.0) for i in range(3)]
+            together = await asyncio.gather(run(backend, seeded), *(run(backend, r) for r in crowd))
+            return alone.text, together[0].text
+        finally:
+            await backend.close()
+
+    alone, together = asyncio.run(main())
+    assert alone == together
+
+
+def test_unloading_the_last_adapter_returns_to_the_bare_model(tiny: dict[str, Path]) -> None:
+    async def main() -> tuple[list[str], list[str], str, str]:
+        backend = await backend_with_adapters(tiny)
+        try:
+            before = backend.adapters()
+            base_answer = (await run(backend, request(0, None))).text
+            await backend.unload_adapter("a1")
+            await backend.unload_adapter("a2")
+            after_answer = (await run(backend, request(0, None))).text
+            return before, backend.adapters(), base_answer, after_answer
+        finally:
+            await backend.close()
+
+    before, after, base_answer, after_answer = asyncio.run(main())
+    assert (before, after) == (["a1", "a2"], [])
+    assert base_answer == after_answer
