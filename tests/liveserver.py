@@ -54,9 +54,12 @@ def serve_workspace(
     text = text.replace('base = "smollm2-135m-instruct"', f'base = "{base}"')
     text = text.replace("eval_fraction = 0.1", f"eval_fraction = {eval_fraction}")
     text = text.split("[serve]")[0] + SERVE_TOML.format(
-        max_batch=max_batch, max_queue=max_queue, interval=interval,
-        min_requests=min_requests, min_feedback=min_feedback,
-    )  # fmt: skip
+        max_batch=max_batch,
+        max_queue=max_queue,
+        interval=interval,
+        min_requests=min_requests,
+        min_feedback=min_feedback,
+    )
     ws.config_path.write_text(text, encoding="utf-8")
     return Workspace(ws.root)
 
@@ -69,8 +72,13 @@ def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4) -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(base)
     torch.manual_seed(seed)
-    config = LoraConfig(r=r, lora_alpha=4 * r, target_modules=["q_proj", "v_proj"],
-                        init_lora_weights=False, task_type="CAUSAL_LM")  # fmt: skip
+    config = LoraConfig(
+        r=r,
+        lora_alpha=4 * r,
+        target_modules=["q_proj", "v_proj"],
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
     get_peft_model(model, config).save_pretrained(dest)
     return dest
 
@@ -78,9 +86,15 @@ def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4) -> Path:
 def register_adapter(ws: Workspace, adapter: Path, base_sha256: str, base: str) -> ModelVersion:
     from tuneloop.flows.register import registry_for
 
-    lineage = Lineage(base_ref=base, base_revision="", base_sha256=base_sha256,
-                      dataset_version="ds-test", replay_version="", hyperparameters={},
-                      code_version="test")  # fmt: skip
+    lineage = Lineage(
+        base_ref=base,
+        base_revision="",
+        base_sha256=base_sha256,
+        dataset_version="ds-test",
+        replay_version="",
+        hyperparameters={},
+        code_version="test",
+    )
     return registry_for(ws).register(adapter, lineage)
 
 
@@ -94,13 +108,17 @@ def free_port() -> int:
 def live_server(ws: Workspace, base: Path, **kwargs: Any) -> Iterator[tuple[str, Services]]:
     """Serve ``ws`` with the embedded backend on a free loopback port; yield its base URL."""
     cfg = ws.config.serve
-    backend = EmbeddedBackend.load(str(base), ws.config.train.base, max_batch=cfg.max_batch,
-                                   max_waiting=cfg.max_queue)  # fmt: skip
+    backend = EmbeddedBackend.load(
+        str(base), ws.config.train.base, max_batch=cfg.max_batch, max_waiting=cfg.max_queue
+    )
     assert backend.base_info is not None
     services = services_for(ws, backend, backend.base_info.weights_sha256)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(services), host="127.0.0.1", port=port,
-                                           log_level="warning", **kwargs))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(services), host="127.0.0.1", port=port, log_level="warning", **kwargs
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

@@ -49,10 +49,16 @@ def test_a_completion_names_its_model_and_counts_its_tokens(client: openai.OpenA
 
 def test_streaming_gives_the_same_answer_and_usage_last(client: openai.OpenAI) -> None:
     full = client.chat.completions.create(model="base", messages=HELLO, max_tokens=7, temperature=0)
-    chunks = list(client.chat.completions.create(
-        model="base", messages=HELLO, max_tokens=7, temperature=0, stream=True,
-        stream_options={"include_usage": True},
-    ))  # fmt: skip
+    chunks = list(
+        client.chat.completions.create(
+            model="base",
+            messages=HELLO,
+            max_tokens=7,
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == full.choices[0].message.content
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -105,14 +111,16 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("path", "payload", "status", "code"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])  # fmt: skip
+@pytest.mark.parametrize(
+    ("path", "payload", "status", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_bad_input_gets_a_4xx_in_the_openai_shape(
     server: tuple[str, Services], path: str, payload: Any, status: int, code: str | None
 ) -> None:
     content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    r = httpx.post(f"{server[0]}{path}", content=content,
-                   headers={"content-type": "application/json"})  # fmt: skip
+    r = httpx.post(
+        f"{server[0]}{path}", content=content, headers={"content-type": "application/json"}
+    )
     assert r.status_code == status, r.text
     error = r.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -132,8 +140,10 @@ def test_feedback_is_logged_and_counted(
 ) -> None:
     url, services = server
     r = client.chat.completions.create(model="base", messages=HELLO, max_tokens=3, user="fb-user")
-    ok = httpx.post(f"{url}/v1/feedback", json={"response_id": r.id, "thumbs": "down",
-                                                 "rating": 2, "correction": "Use the app."})  # fmt: skip
+    ok = httpx.post(
+        f"{url}/v1/feedback",
+        json={"response_id": r.id, "thumbs": "down", "rating": 2, "correction": "Use the app."},
+    )
     assert ok.status_code == 200 and ok.json()["response_id"] == r.id
     services.writer.flush()
     logged = services.log.response(r.id)
@@ -148,8 +158,13 @@ def test_feedback_is_logged_and_counted(
 
 def test_metrics_carry_latency_and_ttft_histograms_by_arm(server: tuple[str, Services]) -> None:
     text = httpx.get(f"{server[0]}/metrics").text
-    for name in ("tuneloop_request_latency_seconds_bucket", "tuneloop_time_to_first_token_seconds",
-                 "tuneloop_tokens_total", "tuneloop_requests_total", "tuneloop_queue_waiting"):  # fmt: skip
+    for name in (
+        "tuneloop_request_latency_seconds_bucket",
+        "tuneloop_time_to_first_token_seconds",
+        "tuneloop_tokens_total",
+        "tuneloop_requests_total",
+        "tuneloop_queue_waiting",
+    ):
         assert name in text
     assert 'arm="production",model_version="base"' in text
 
@@ -190,8 +205,9 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=120) as c:
                 body = {"messages": HELLO, "max_tokens": 60}
-                return await asyncio.gather(*(c.post(f"{url}/v1/chat/completions", json=body)
-                                              for _ in range(6)))  # fmt: skip
+                return await asyncio.gather(
+                    *(c.post(f"{url}/v1/chat/completions", json=body) for _ in range(6))
+                )
 
         responses = asyncio.run(burst())
     codes = sorted(r.status_code for r in responses)
@@ -209,8 +225,14 @@ def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path) -> None:
     with live_server(ws, base) as (url, services):
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-        hold = [threading.Thread(target=lambda: client.chat.completions.create(
-            model="base", messages=HELLO, max_tokens=150)) for _ in range(2)]  # fmt: skip
+        hold = [
+            threading.Thread(
+                target=lambda: client.chat.completions.create(
+                    model="base", messages=HELLO, max_tokens=150
+                )
+            )
+            for _ in range(2)
+        ]
         for t in hold:
             t.start()
         wait_for(lambda: services.backend.stats().waiting >= 1, timeout=30)
