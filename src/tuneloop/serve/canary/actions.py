@@ -122,14 +122,14 @@ def act(
     action = outcome.get("action")
     if action == "rollback":
         registry.clear_canary()
-        registry.set_canary_verdict(new.version, {"decision": "rolled_back", **verdict.to_dict()})
+        registry.set_canary_verdict(new.version, {"outcome": "rolled_back", **verdict.to_dict()})
         registry.record_event(
             "canary_rollback", version=new.version, canary_id=canary_id, reasons=verdict.reasons
         )
     elif action == "promote":
         registry.promote(new.version)
         registry.clear_canary()
-        registry.set_canary_verdict(new.version, {"decision": "promoted", **verdict.to_dict()})
+        registry.set_canary_verdict(new.version, {"outcome": "promoted", **verdict.to_dict()})
         registry.record_event("canary_promote", version=new.version, canary_id=canary_id)
     elif action == "step":
         registry.record_event(

@@ -11,13 +11,15 @@ Mann–Whitney judge:
 | thumbs-down rate | responses with thumbs | two-proportion |
 | mean rating | responses with a rating | bootstrap of the difference of means |
 
-A metric *fails* when the canary is significantly worse (p < alpha) *and* worse by more than its
-tolerance: a difference that is real but immaterial is not a reason to roll back, and one that
-is large but could be chance is not yet. A metric with fewer than its minimum sample on either
-arm is *inconclusive*. The verdict: any failure fails; passing needs the request metrics judged
-and, when ``require_feedback``, at least one feedback metric judged; else inconclusive, which
-holds the canary where it is. With no traffic every metric is inconclusive: nothing is promoted
-on silence.
+A metric *fails* when the canary is significantly worse *and* worse by more than its tolerance:
+a difference that is real but immaterial is not a reason to roll back, and one that is large
+but could be chance is not yet. Significance is Bonferroni-corrected over the five metrics
+(p < alpha / 5), so a canary no different from production fails about alpha of the time, not
+five times that. A metric with fewer than its minimum sample on either arm is *inconclusive*.
+
+The verdict: any failure fails; passing needs the request metrics judged and, when
+``require_feedback``, at least one feedback metric judged; else inconclusive, which holds the
+canary where it is. With no traffic every metric is inconclusive: nothing is promoted on silence.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tuneloop.config import CanaryConfig
 Status = Literal["pass", "fail", "inconclusive"]
 REQUEST_METRICS = ("error_rate", "latency", "degenerate_rate")
 FEEDBACK_METRICS = ("thumbs_down_rate", "mean_rating")
+METRICS = len(REQUEST_METRICS) + len(FEEDBACK_METRICS)
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ def _rating(c: ArmSample, p: ArmSample, cfg: CanaryConfig) -> MetricResult:
 
 def judge(canary: ArmSample, production: ArmSample, cfg: CanaryConfig) -> Verdict:
     c, p = canary, production
+    cfg = cfg.model_copy(update={"alpha": cfg.alpha / METRICS})  # Bonferroni over the metrics
     ok_c, ok_p = len(c.latencies), len(p.latencies)
     fb_c, fb_p = c.thumbs_up + c.thumbs_down, p.thumbs_up + p.thumbs_down
     metrics = [
