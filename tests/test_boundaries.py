@@ -1,7 +1,9 @@
-"""Training-side code never reads eval text: checked on the import graph.
+"""Training-side code never reads eval text, and serving code reads neither store.
 
-Every module of the training side is imported in a fresh interpreter, and none of them may
-pull in ``tuneloop.evalside`` (the only code that opens the eval store), directly or not.
+Checked on the import graph: every module of the training side is imported in a fresh
+interpreter, and none of them may pull in ``tuneloop.evalside`` (the only code that opens the
+eval store), directly or not. The serving package may pull in neither the eval side nor the
+training store nor the flows (the only modules that open both).
 """
 
 from __future__ import annotations
@@ -26,26 +28,37 @@ TRAINING_SIDE = (
     "tuneloop.minhash",
     "tuneloop.tools",
 )
+SERVING_SIDE = ("tuneloop.serve",)
+SERVING_MAY_NOT_LOAD = ("tuneloop.evalside", "tuneloop.trainstore", "tuneloop.flows")
 SRC = Path(tuneloop.__file__).parent
 
 
-def training_modules() -> list[str]:
+def modules_of(side: tuple[str, ...]) -> list[str]:
     names = []
     for info in pkgutil.walk_packages([str(SRC)], prefix="tuneloop."):
-        if info.name.startswith(TRAINING_SIDE):
+        if info.name.startswith(side):
             names.append(info.name)
     return sorted(names)
 
 
-@pytest.mark.parametrize("module", training_modules())
-def test_training_module_does_not_load_the_eval_side(module: str) -> None:
+def loaded_by(module: str, forbidden: tuple[str, ...]) -> str:
     code = (
         f"import sys, {module}\n"
-        "bad = sorted(m for m in sys.modules if m.startswith('tuneloop.evalside'))\n"
+        f"bad = sorted(m for m in sys.modules if m.startswith({forbidden!r}))\n"
         "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"{module} loads {out.stdout.strip()}"
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("module", modules_of(TRAINING_SIDE))
+def test_training_module_does_not_load_the_eval_side(module: str) -> None:
+    assert loaded_by(module, ("tuneloop.evalside",)) == "", module
+
+
+@pytest.mark.parametrize("module", modules_of(SERVING_SIDE))
+def test_serving_module_loads_neither_store(module: str) -> None:
+    assert loaded_by(module, SERVING_MAY_NOT_LOAD) == "", module
 
 
 def test_no_training_source_mentions_the_eval_store() -> None:
@@ -60,3 +73,13 @@ def test_no_training_source_mentions_the_eval_store() -> None:
                 assert all(not a.name.startswith("tuneloop.evalside") for a in node.names)
             if isinstance(node, ast.Attribute) and node.attr in {"eval_store_path", "eval_dir"}:
                 pytest.fail(f"{module} touches the eval side's files ({node.attr})")
+
+
+def test_no_serving_source_touches_either_store() -> None:
+    for path in (SRC / "serve").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert not node.module.startswith(SERVING_MAY_NOT_LOAD), f"{path} imports it"
+            touched = {"eval_store_path", "eval_dir", "train_store_path", "train_dir"}
+            if isinstance(node, ast.Attribute) and node.attr in touched:
+                pytest.fail(f"{path} touches a store's files ({node.attr})")

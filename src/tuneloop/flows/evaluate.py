@@ -24,8 +24,8 @@ from tuneloop.evalside.suites import (
     safety_suite,
 )
 from tuneloop.flows.register import registry_for
-from tuneloop.flows.train import base_folder
 from tuneloop.gateway import time_window
+from tuneloop.model.fetch import base_folder
 from tuneloop.workspace import Workspace
 
 

@@ -21,7 +21,7 @@ from tuneloop.datasets import DatasetStore
 from tuneloop.errors import WorkspaceError
 from tuneloop.flows.register import register_run
 from tuneloop.model.base import BaseModelInfo, load_base
-from tuneloop.model.fetch import DEFAULT_MODEL, fetch_default
+from tuneloop.model.fetch import base_folder
 from tuneloop.records import Record
 from tuneloop.train.adapter import folder_sha256
 from tuneloop.train.data import pack, single_rows, tokenize
@@ -45,11 +45,6 @@ def settings_from(cfg: TrainConfig, max_steps: int | None = None) -> TrainSettin
         save_every=cfg.save_every, patience=cfg.patience, packing=cfg.packing,
         max_len=cfg.max_len, block_size=cfg.block_size, lora=lora,
     )  # fmt: skip
-
-
-def base_folder(ref: str) -> str:
-    """The offline default is fetched (once) into the cache; anything else is used as given."""
-    return str(fetch_default()) if ref == DEFAULT_MODEL else ref
 
 
 def _git(here: Path, *args: str) -> str:

@@ -87,3 +87,8 @@ def fetch_default(force: bool = False) -> Path:
             shutil.rmtree(target)
         out.rename(target)
     return target
+
+
+def base_folder(ref: str) -> str:
+    """The offline default is fetched (once) into the cache; anything else is used as given."""
+    return str(fetch_default()) if ref == DEFAULT_MODEL else ref

@@ -171,9 +171,12 @@ class ServingLog:
         return self._query(sql, (seq, before_unix, limit))
 
     def feedback_after(self, seq: int, limit: int = 5000) -> list[sqlite3.Row]:
-        return self._query(
-            "SELECT * FROM feedback WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        """Feedback past ``seq``, each with its response's ``response_seq`` (None if unknown)."""
+        sql = (
+            "SELECT f.*, r.seq AS response_seq FROM feedback f LEFT JOIN responses r "
+            "ON r.response_id = f.response_id WHERE f.seq > ? ORDER BY f.seq LIMIT ?"
         )
+        return self._query(sql, (seq, limit))
 
     def feedback_for(self, response_ids: list[str]) -> dict[str, list[sqlite3.Row]]:
         found: dict[str, list[sqlite3.Row]] = {}

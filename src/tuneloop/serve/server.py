@@ -40,7 +40,7 @@ def check_binding(cfg: ServeConfig, host: str, keys_enabled: bool) -> str | None
 
 
 def base_ref(ws: Workspace) -> str:
-    from tuneloop.flows.train import base_folder
+    from tuneloop.model.fetch import base_folder
 
     return base_folder(ws.config.train.base)
 
