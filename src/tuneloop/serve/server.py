@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +76,13 @@ def vllm_backend(ws: Workspace, cfg: ServeConfig, url: str) -> tuple[Backend, st
 
 
 def services_for(ws: Workspace, backend: Backend, base_sha256: str | None) -> Services:
-    from tuneloop.flows.register import registry_for
+    from tuneloop.registry import Registry
 
     return build_services(
         ws.config.serve,
         backend,
         ws.serve_dir,
-        lambda: registry_for(ws),
+        lambda: Registry.for_workspace(ws.root),
         base_sha256,
         watch=(ws.root / "registry-audit.jsonl",),
     )
-
-
-def port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex((host, port)) != 0
