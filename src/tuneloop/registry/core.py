@@ -44,9 +44,14 @@ PRODUCTION, PREVIOUS, CANARY = "production", "previous", "canary"
 ARTIFACT_DIR = "adapter"
 
 
+def is_number(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "²", which ``int`` then refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _version_str(ref: str | int) -> str:
     text = str(ref).strip().removeprefix("v")
-    if not text.isdigit():
+    if not is_number(text):
         raise WorkspaceError(f"{ref!r} is not a version number; pass e.g. 3")
     return str(int(text))
 
@@ -276,7 +281,7 @@ class Registry:
     def resolve(self, ref: str | int) -> ModelVersion:
         """A version number ("3", "v3", 3) or an alias ("production", "canary", "previous")."""
         text = str(ref).strip()
-        if text.removeprefix("v").isdigit():
+        if is_number(text.removeprefix("v")):
             return self.get(text)
         aliases = self._aliases()
         if text not in aliases:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tuneloop.gateway import hash_fraction
+from tuneloop.registry.core import is_number
 from tuneloop.serve.errors import APIError
 
 Arm = Literal["production", "canary", "pinned", "base"]
@@ -66,7 +67,7 @@ class Routed:
 
 def _version_ref(name: str) -> str | None:
     text = name.strip().removeprefix("v")
-    return text if text.isdigit() else None
+    return text if is_number(text) else None
 
 
 class Router:
