@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,19 +25,22 @@ class EmbeddedBackend:
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
+        load: Callable[[], tuple[Any, Any]],
         base_name: str,
         max_batch: int = 8,
         max_waiting: int = 64,
     ) -> None:
-        model.eval()
-        self.model = model
-        self.tokenizer = tokenizer
+        """``load`` returns (model, tokenizer); it runs on the generation thread."""
+        self.scheduler = Scheduler(load, max_batch, max_waiting)
+        self.tokenizer = self.scheduler.tokenizer
         self.base_name = base_name
-        self.context_length = int(getattr(model.config, "max_position_embeddings", 2048))
-        self.scheduler = Scheduler(model, tokenizer, max_batch, max_waiting)
+        config = self.scheduler.model.config
+        self.context_length = int(getattr(config, "max_position_embeddings", 2048))
         self.base_info: BaseModelInfo | None = None
+
+    @property
+    def model(self) -> Any:
+        return self.scheduler.model
 
     @classmethod
     def load(
@@ -47,11 +50,15 @@ class EmbeddedBackend:
 
         from tuneloop.model.base import load_base
 
-        model, tokenizer, info = load_base(base_ref)
-        if dtype != "float32":
-            model = model.to(getattr(torch, dtype))
-        backend = cls(model, tokenizer, base_name, **kwargs)
-        backend.base_info = info
+        info: list[BaseModelInfo] = []
+
+        def load() -> tuple[Any, Any]:
+            model, tokenizer, base = load_base(base_ref)
+            info.append(base)
+            return (model.to(getattr(torch, dtype)) if dtype != "float32" else model), tokenizer
+
+        backend = cls(load, base_name, **kwargs)
+        backend.base_info = info[0]
         return backend
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
@@ -76,31 +83,33 @@ class EmbeddedBackend:
         """On the worker thread. The first adapter wraps the base model in a PeftModel."""
         from peft import PeftModel
 
-        if hasattr(self.model, "peft_config"):
-            if name not in self.model.peft_config:
-                self.model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        model = self.scheduler.model
+        if hasattr(model, "peft_config"):
+            if name not in model.peft_config:
+                model.load_adapter(str(path), adapter_name=name, is_trainable=False)
         else:
-            self.model = PeftModel.from_pretrained(
-                self.model, str(path), adapter_name=name, is_trainable=False
-            )
-        self.model.eval()
-        self.scheduler.model = self.model
+            model = PeftModel.from_pretrained(model, str(path), adapter_name=name,
+                                              is_trainable=False)  # fmt: skip
+        _cast_adapter(model, name)
+        model.eval()
+        self.scheduler.model = model
 
     async def unload_adapter(self, name: str) -> None:
         await asyncio.wrap_future(self.scheduler.call(lambda: self._unload(name)))
 
     def _unload(self, name: str) -> None:
-        config = getattr(self.model, "peft_config", {})
+        model = self.scheduler.model
+        config = getattr(model, "peft_config", {})
         if name not in config:
             return
         if len(config) == 1:  # peft cannot delete its last adapter: go back to the bare model
-            self.model = self.model.unload()
+            model = model.unload()
         else:
-            if self.model.active_adapter == name:  # deleting the active one only warns
-                self.model.set_adapter(next(n for n in config if n != name), inference_mode=True)
-            self.model.delete_adapter(name)
-        self.model.eval()
-        self.scheduler.model = self.model
+            if model.active_adapter == name:  # deleting the active one only warns
+                model.set_adapter(next(n for n in config if n != name), inference_mode=True)
+            model.delete_adapter(name)
+        model.eval()
+        self.scheduler.model = model
 
     def adapters(self) -> list[str]:
         return sorted(getattr(self.model, "peft_config", {}))
@@ -110,6 +119,20 @@ class EmbeddedBackend:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.scheduler.close)
+
+
+def _cast_adapter(model: Any, name: str) -> None:
+    """Give the adapter's weights the base model's dtype.
+
+    Adapters are saved in fp32; on a bf16 base every LoRA layer would otherwise convert its
+    input and output at every step, which costs more than the adapter's own arithmetic.
+    """
+    dtype = model.get_base_model().dtype
+    for module in model.modules():
+        for part in ("lora_A", "lora_B"):
+            table = getattr(module, part, None)
+            if table is not None and name in table:
+                table[name].to(dtype)
 
 
 class JobStream:

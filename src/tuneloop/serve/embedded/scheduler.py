@@ -72,22 +72,23 @@ def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 
 
 class Scheduler:
+    """Owns the model on its own thread, from loading it to the last request.
+
+    The model is loaded on the thread that runs it: PyTorch's bf16 kernels run about 1.6×
+    slower (a single core's speed) when weights created on one thread are used from another,
+    measured here on SmolLM2 with 2 cores (50 → 83 ms per decode step of 8 rows).
+    """
+
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
+        load: Callable[[], tuple[Any, Any]],
         max_batch: int = 8,
         max_waiting: int = 64,
         prefill_tokens: int = 4096,
     ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.max_waiting = max_waiting
         self.prefill_tokens = prefill_tokens
-        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._eos = eos_ids(model, tokenizer)
-        self._cache_kw = _cache_keyword(model)
         self._cond = threading.Condition()
         self._waiting: deque[Job] = deque()
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
@@ -96,8 +97,20 @@ class Scheduler:
         self._stopped = False
         self._seconds_per_job = 2.0  # running mean, for Retry-After
         self.steps = 0
-        self._thread = threading.Thread(target=self._run, name="tuneloop-generate", daemon=True)
+        loaded: Future[None] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(load, loaded), name="tuneloop-generate", daemon=True
+        )
         self._thread.start()
+        loaded.result()  # the loader's exception, if any, is raised here
+
+    def _setup(self, load: Callable[[], tuple[Any, Any]]) -> None:
+        model, tokenizer = load()
+        model.eval()
+        self.model, self.tokenizer = model, tokenizer
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._eos = eos_ids(model, tokenizer)
+        self._cache_kw = _cache_keyword(model)
 
     # -- the request side (any thread) -----------------------------------------------------------
 
@@ -136,7 +149,13 @@ class Scheduler:
 
     # -- the worker thread -------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, load: Callable[[], tuple[Any, Any]], loaded: Future[None]) -> None:
+        try:
+            self._setup(load)
+        except BaseException as exc:
+            loaded.set_exception(exc)
+            return
+        loaded.set_result(None)
         while True:
             with self._cond:
                 while not (self._stopped or self._waiting or self._commands or self._rows):
@@ -178,11 +197,22 @@ class Scheduler:
 
     def _forward(self, jobs: list[Job], **inputs: Any) -> torch.Tensor:
         if hasattr(self.model, "peft_config"):
-            inputs["adapter_names"] = [j.request.adapter or BASE_ADAPTER for j in jobs]
+            names = [j.request.adapter or BASE_ADAPTER for j in jobs]
+            if len(set(names)) == 1 and names[0] != BASE_ADAPTER:
+                self._activate(names[0])  # one adapter for every row: the faster path
+            else:
+                inputs["adapter_names"] = names
         with torch.inference_mode():
             out = self.model(use_cache=True, logits_to_keep=1, **inputs)
         logits: torch.Tensor = out.logits[:, -1, :]
         return logits
+
+    def _activate(self, name: str) -> None:
+        """Make ``name`` the active adapter (peft's plain LoRA path, ~30% faster than the mixed
+        path of ``adapter_names``); a switch costs one ``set_adapter`` and happens only when the
+        batch's adapter changes."""
+        if self.model.active_adapter != name:
+            self.model.set_adapter(name, inference_mode=True)
 
     def _admit(self, jobs: list[Job]) -> None:
         from transformers import DynamicCache
