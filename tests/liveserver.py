@@ -12,9 +12,11 @@ from typing import Any
 
 import uvicorn
 
+from tuneloop.model.base import weights_sha256
 from tuneloop.registry import Lineage, ModelVersion
 from tuneloop.serve.app import create_app
 from tuneloop.serve.embedded import EmbeddedBackend
+from tuneloop.serve.generation import Backend
 from tuneloop.serve.server import services_for
 from tuneloop.serve.services import Services
 from tuneloop.workspace import Workspace
@@ -64,8 +66,11 @@ def serve_workspace(
     return Workspace(ws.root)
 
 
-def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4) -> Path:
-    """A LoRA adapter with random (non-zero) weights: it changes the base model's answers."""
+def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4, scale: float = 1.0) -> Path:
+    """A LoRA adapter with random (non-zero) weights: it changes the base model's answers.
+
+    ``scale`` multiplies lora_B: on SmolLM2, 0.05 answers like the base, 10 answers garbage.
+    """
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -79,7 +84,12 @@ def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4) -> Path:
         init_lora_weights=False,
         task_type="CAUSAL_LM",
     )
-    get_peft_model(model, config).save_pretrained(dest)
+    peft = get_peft_model(model, config)
+    with torch.no_grad():
+        for name, param in peft.named_parameters():
+            if "lora_B" in name:
+                param.mul_(scale)
+    peft.save_pretrained(dest)
     return dest
 
 
@@ -105,14 +115,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def live_server(ws: Workspace, base: Path, **kwargs: Any) -> Iterator[tuple[str, Services]]:
-    """Serve ``ws`` with the embedded backend on a free loopback port; yield its base URL."""
+def live_server(
+    ws: Workspace, base: Path, backend: Backend | None = None, **kwargs: Any
+) -> Iterator[tuple[str, Services]]:
+    """Serve ``ws`` on a free loopback port (the embedded backend unless one is given)."""
     cfg = ws.config.serve
-    backend = EmbeddedBackend.load(
-        str(base), ws.config.train.base, max_batch=cfg.max_batch, max_waiting=cfg.max_queue
-    )
-    assert backend.base_info is not None
-    services = services_for(ws, backend, backend.base_info.weights_sha256)
+    if backend is None:
+        backend = EmbeddedBackend.load(
+            str(base), ws.config.train.base, max_batch=cfg.max_batch, max_waiting=cfg.max_queue
+        )
+    services = services_for(ws, backend, weights_sha256(base))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
