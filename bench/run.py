@@ -1,7 +1,9 @@
 """``make bench``: every benchmark, printed as tables with the peer library side by side.
 
-Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes ~1 GB), and
-TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once).
+Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes ~1 GB),
+TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once), and
+TUNELOOP_BENCH_SKIP_SERVE=1 to skip the serving benchmarks (about ten minutes on two cores);
+TUNELOOP_BENCH_ONLY=serve runs only those.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from bench import dedup_bench, latency_bench, stream_bench, train_bench
+from bench import dedup_bench, latency_bench, serve_bench, stream_bench, train_bench
 
 TARGETS = {
     "speedup": 15.0,
@@ -19,6 +21,10 @@ TARGETS = {
     "stream_mb": 2048.0,
     "train_speedup": 1.3,
     "train_loss_gap": 0.02,
+    "serve_speedup": 4.0,
+    "promote_s": 0.25,
+    "switch_ms": 20.0,
+    "router_p99_s": 0.001,
 }
 
 
@@ -95,10 +101,109 @@ def train_table() -> bool:
     return all(checks.values())
 
 
+def throughput_table() -> bool:
+    rows = serve_bench.throughput()
+    print(
+        "\n## Serving throughput: SmolLM2-135M-Instruct, 64-token greedy answers to Alpaca "
+        "instructions, clients arriving at random times\n"
+    )
+    print(
+        "| server | clients | requests | failed | tokens/s | × one at a time | "
+        "time to first token p50 / p99 ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    floor = rows[0]["result"].tokens_per_s
+    ours_at_8 = 0.0
+    for row in rows:
+        if "skipped" in row:
+            print(f"| {row['server']} | – | – | – | – | – | skipped: {row['skipped'][:80]} |")
+            continue
+        if "router_p99_s" in row:
+            router = row["router_p99_s"]
+            continue
+        r = row["result"]
+        if row["server"].startswith("tuneloop serve, embedded (float32)") and r.clients == 8:
+            ours_at_8 = r.tokens_per_s
+        print(
+            f"| {row['server']} | {r.clients} | {r.requests} | {r.failed} | "
+            f"{r.tokens_per_s:.1f} | {r.tokens_per_s / floor:.2f}× | "
+            f"{r.ttft_ms(50):.0f} / {r.ttft_ms(99):.0f} |"
+        )
+    speedup = ours_at_8 / floor
+    checks = {
+        f"8 clients ≥ {TARGETS['serve_speedup']}× one at a time, fp32 (got {speedup:.2f}×)":
+            speedup >= TARGETS["serve_speedup"],
+        f"router overhead p99 ≤ 1 ms (≤ {router * 1000:.2f} ms)": router <= TARGETS["router_p99_s"],
+    }  # fmt: skip
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
+def promotion_table() -> bool:
+    switch = serve_bench.adapter_switch()
+    p = serve_bench.promotion()
+    print("\n## Promotion under load: 8 users streaming 64-token answers, production moved twice\n")
+    print("| production moves to | router serves it after ms | first token from it after ms |")
+    print("|---|---:|---:|")
+    for key, label in (("newest", "the newest version (loaded ahead, hidden)"),
+                       ("loaded", "a version loaded before (as a canary is)")):  # fmt: skip
+        print(
+            f"| {label} | {p[key]['switch_s'] * 1000:.0f} | {p[key]['first_token_s'] * 1000:.0f} |"
+        )
+    print(
+        f"\n{p['requests']} requests during the moves, {p['failed']} failed; switching the "
+        f"generation thread between two loaded adapters: {switch['median_ms']:.1f} ms median, "
+        f"{switch['max_ms']:.1f} ms max"
+    )
+    worst = max(p["newest"]["first_token_s"], p["loaded"]["first_token_s"])
+    checks = {
+        f"new version answers ≤ 250 ms after the move (worst {worst * 1000:.0f} ms)":
+            worst <= TARGETS["promote_s"],
+        "no failed request": p["failed"] == 0,
+        f"adapter switch ≤ 20 ms (max {switch['max_ms']:.1f} ms)":
+            switch["max_ms"] <= TARGETS["switch_ms"],
+        f"router overhead p99 ≤ 1 ms (≤ {p['router_p99_s'] * 1000:.2f} ms)":
+            p["router_p99_s"] <= TARGETS["router_p99_s"],
+    }  # fmt: skip
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
+def canary_table() -> bool:
+    rows = [serve_bench.canary("bad", 10.0, 8350), serve_bench.canary("good", 0.05, 8351)]
+    print(
+        "\n## Canaries judged on live traffic: 8 simulated users, interval 5 s, "
+        "2 failing judgments to roll back, 20 requests and 10 thumbs per arm before judging\n"
+    )
+    print(
+        "| candidate | outcome | seconds | weights | judgments | canary / production requests "
+        "| reason |"
+    )
+    print("|---|---|---:|---|---:|---:|---|")
+    for r in rows:
+        label = {"bad": "answers garbage (users: thumbs-down)", "good": "answers like production"}
+        print(
+            f"| {label[r['kind']]} | {r['status']} | {r['seconds']:.1f} | "
+            f"{' → '.join(f'{w:g}%' for w in r['weights'])} | {r['judgments']} | "
+            f"{r['canary_requests']} / {r['production_requests']} | {r['reason']} |"
+        )
+    checks = {"the bad canary is rolled back by itself": rows[0]["status"] == "rolled_back",
+              "the good canary is promoted": rows[1]["status"] == "promoted"}  # fmt: skip
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
 def main() -> int:
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "serve":
+        return 0 if all([throughput_table(), promotion_table(), canary_table()]) else 1
     results = [dedup_table(), latency_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
         results.append(train_table())
+    if not os.environ.get("TUNELOOP_BENCH_SKIP_SERVE"):
+        results += [throughput_table(), promotion_table(), canary_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_STREAM"):
         results.append(stream_table())
     return 0 if all(results) else 1

