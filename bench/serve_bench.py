@@ -109,14 +109,21 @@ def _levels(label: str, url: str, model: str, tok: Any) -> list[dict[str, Any]]:
 
 
 def throughput() -> list[dict[str, Any]]:
+    import torch
+
     base = fetch_default()
     model, tok, _ = load_base(str(base))
     rows: list[dict[str, Any]] = [
         {
-            "server": "plain generate, one at a time (fp32)",
+            "server": "plain generate, one at a time (float32)",
             "clients": 1,
             "result": one_at_a_time(model, tok, 8),
-        }
+        },
+        {
+            "server": "plain generate, one at a time (bfloat16)",
+            "clients": 1,
+            "result": one_at_a_time(model.to(torch.bfloat16), tok, 8),
+        },
     ]
     del model
     for dtype, port in (("float32", 8310), ("bfloat16", 8311)):

@@ -43,6 +43,8 @@ class LoadResult:
     seconds: float = 0.0
     ttft: list[float] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
+    first_start: float = float("inf")
+    last_end: float = 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -69,6 +71,7 @@ async def one_request(
         "stream": True,
     }
     start = time.perf_counter()
+    result.first_start = min(result.first_start, start)
     parts: list[str] = []
     first: float | None = None
     try:
@@ -96,6 +99,7 @@ async def one_request(
         result.failed += 1
         return
     result.requests += 1
+    result.last_end = max(result.last_end, time.perf_counter())
     result.ttft.append(first if first is not None else time.perf_counter() - start)
     result.tokens += len(tokenizer.encode("".join(parts), add_special_tokens=False))
 
@@ -107,17 +111,24 @@ async def run_load(
     per_client: int,
     tokenizer: Any,
     seed: int = 0,
-    think_s: float = 0.5,
+    arrive_s: float = 2.0,
+    think_s: float = 0.05,
     headers: dict[str, str] | None = None,
 ) -> LoadResult:
-    """``clients`` closed-loop users; each waits a random (exponential) time before each request."""
+    """``clients`` closed-loop users: each arrives at a random time in the first ``arrive_s``
+    seconds, then sends its requests one after another, a short random pause between them.
+
+    Throughput is measured from the first request's start to the last one's end."""
     texts = prompts()
     result = LoadResult(clients)
     rng = random.Random(seed)
     plans = [
         [
-            (rng.expovariate(1 / think_s), texts[rng.randrange(len(texts))])
-            for _ in range(per_client)
+            (
+                rng.uniform(0, arrive_s) if i == 0 else rng.expovariate(1 / think_s),
+                texts[rng.randrange(len(texts))],
+            )
+            for i in range(per_client)
         ]
         for _ in range(clients)
     ]
@@ -128,9 +139,8 @@ async def run_load(
                 await asyncio.sleep(wait)
                 await one_request(client, url, model, prompt, tokenizer, result, headers or {})
 
-    start = time.perf_counter()
     await asyncio.gather(*(user(p) for p in plans))
-    result.seconds = time.perf_counter() - start
+    result.seconds = result.last_end - result.first_start
     return result
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -57,7 +57,6 @@ class BackendStats:
     running: int = 0
     waiting: int = 0
     capacity: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
 
 
 class QueueFullError(Exception):

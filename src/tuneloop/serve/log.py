@@ -15,7 +15,6 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -199,12 +198,6 @@ class ServingLog:
             FROM responses r WHERE r.canary_id = ? AND r.arm IN ('production', 'canary')"""
         return self._query(sql, (canary_id,))
 
-    def counts(self) -> dict[str, int]:
-        rows = self._query(
-            "SELECT (SELECT COUNT(*) FROM responses), (SELECT COUNT(*) FROM feedback)"
-        )
-        return {"responses": int(rows[0][0]), "feedback": int(rows[0][1])}
-
     def writer(self) -> LogWriter:
         return LogWriter(self)
 
@@ -268,8 +261,3 @@ class LogWriter:
             for row in batch:
                 kind = "response" if isinstance(row, ResponseRow) else "feedback"
                 fh.write(json.dumps({"kind": kind, **asdict(row)}, ensure_ascii=False) + "\n")
-
-
-def rows_as_dicts(rows: list[sqlite3.Row]) -> Iterator[dict[str, Any]]:
-    for row in rows:
-        yield dict(row)

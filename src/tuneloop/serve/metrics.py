@@ -55,7 +55,7 @@ class Metrics:
         self.router = Histogram(
             "tuneloop_router_seconds",
             "routing and bookkeeping per request",
-            buckets=(1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01),
+            buckets=(1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.05),
             registry=r,
         )
         self.switches = Counter(
