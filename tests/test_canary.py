@@ -213,3 +213,23 @@ def test_a_newer_candidate_restarts_the_analysis(tmp_path: Path) -> None:
     assert "canary_replaced" in [e["action"] for e in registry.audit()]
     with pytest.raises(Exception, match="production already"):
         actions.start(ws.serve_dir, registry, v1, weight=10, step=10, max_weight=50)
+
+
+def test_the_canary_commands(tmp_path: Path) -> None:
+    from clirun import run
+
+    ws, _, (v1, v2) = canary_server(tmp_path)
+    started = run("canary", "start", f"v{v2}", "--weight", "20", "--max-weight", "60", "-w",
+                  ws.root, cwd=tmp_path)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert f"canary v{v2} vs v{v1} at 20% of users" in started.stdout
+    status = run("canary", "status", "-w", ws.root, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "error_rate" in status.stdout and "inconclusive" in status.stdout
+    stopped = run("canary", "stop", "-w", ws.root, cwd=tmp_path)
+    assert stopped.returncode == 0 and "every user is on production" in stopped.stdout
+    again = run("canary", "stop", "-w", ws.root, cwd=tmp_path)
+    assert again.returncode == 2 and "no canary is running" in again.stderr
+    assert "canary" not in registry_for(ws).aliases()
+    unknown = run("canary", "start", "v99", "-w", ws.root, cwd=tmp_path)
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
