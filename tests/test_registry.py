@@ -167,6 +167,12 @@ def test_canary_alias_and_resolve(registry: Registry, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize("ref", ["²", "v" + "9" * 30, "abc", "-1", "3.5", ""])
+def test_refs_that_are_no_version_are_one_line_errors(registry: Registry, ref: str) -> None:
+    with pytest.raises(WorkspaceError):
+        registry.resolve(ref)
+
+
 def test_lineage_chain(registry: Registry, tmp_path: Path) -> None:
     register(registry, tmp_path, 0)
     register(registry, tmp_path, 1, parent_version="1")

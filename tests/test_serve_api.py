@@ -107,6 +107,10 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
     ("empty feedback", "/v1/feedback", {"response_id": "x"}, 400, "invalid_request"),
     ("thumbs sideways", "/v1/feedback", {"response_id": "x", "thumbs": "sideways"}, 400,
      "invalid_request"),
+    ("a lone surrogate", "/v1/chat/completions",
+     b'{"messages": [{"role": "user", "content": "hi \\ud95b there"}]}', 400, "invalid_request"),
+    ("a lone surrogate in feedback", "/v1/feedback",
+     b'{"response_id": "x", "comment": "\\udc00"}', 400, "invalid_request"),
     ("an unknown route", "/v1/embeddings", {"input": "x"}, 404, None),
 ]  # fmt: skip
 

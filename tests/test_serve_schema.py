@@ -1,4 +1,8 @@
-"""Schemathesis against the server's own OpenAPI schema: whatever it sends, no 5xx comes back."""
+"""Schemathesis against the server's own OpenAPI schema: whatever it sends, no 5xx comes back.
+
+Derandomized, so that CI runs the same cases every time; random runs found the two cases now
+pinned in the API and registry tests (lone surrogates in text, a version number past 64 bits).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from tiny import build_tiny_model
 def fuzz(operation: Any, examples: int) -> None:
     @given(case=operation.as_strategy())
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)  # fmt: skip
+              database=None, derandomize=True)  # fmt: skip
     def check(case: Any) -> None:
         case.call_and_validate(checks=[not_a_server_error], timeout=60)
 
@@ -33,5 +37,5 @@ def test_no_generated_request_makes_the_server_fail(tmp_path: Path) -> None:
         operations = [result.ok() for result in schema.get_all_operations()]
         assert len(operations) >= 10
         for operation in operations:
-            fuzz(operation, examples=30)
+            fuzz(operation, examples=60)
         assert httpx.get(f"{url}/healthz").status_code == 200

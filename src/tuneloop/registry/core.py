@@ -49,9 +49,12 @@ def is_number(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
+MAX_VERSION = 2**63 - 1  # MLflow stores versions as 64-bit integers
+
+
 def _version_str(ref: str | int) -> str:
     text = str(ref).strip().removeprefix("v")
-    if not is_number(text):
+    if not is_number(text) or int(text) > MAX_VERSION:
         raise WorkspaceError(f"{ref!r} is not a version number; pass e.g. 3")
     return str(int(text))
 

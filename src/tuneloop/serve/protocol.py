@@ -11,22 +11,36 @@ import time
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 
 
+def _unicode(text: str) -> str:
+    """JSON may carry lone surrogates (\\ud800); no tokenizer or database takes them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start]
+        raise ValueError(f"not valid Unicode (lone surrogate \\u{ord(bad):04x} at {exc.start}); "
+                         "send UTF-8 text") from None  # fmt: skip
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+
+
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Role
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    content: Text | list[TextPart] | None = None
+    name: Text | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -41,7 +55,7 @@ class StreamOptions(BaseModel):
 class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    model: str = Field("production", description="production, canary, base, or a version (v3)")
+    model: Text = Field("production", description="production, canary, base, or a version (v3)")
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
@@ -50,10 +64,10 @@ class ChatCompletionRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="one choice per request")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     seed: int | None = None
-    user: str | None = Field(None, max_length=256, description="end-user id (sticky canary arm)")
-    metadata: dict[str, str] | None = None
+    user: Text | None = Field(None, max_length=256, description="end-user id (sticky canary arm)")
+    metadata: dict[Text, Text] | None = None
 
     @field_validator("stop")
     @classmethod
@@ -84,11 +98,11 @@ class ChatCompletionRequest(BaseModel):
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    response_id: str = Field(min_length=1, max_length=128)
+    response_id: Text = Field(min_length=1, max_length=128)
     thumbs: Literal["up", "down"] | None = None
     rating: float | None = Field(None, allow_inf_nan=False)
-    correction: str | None = Field(None, max_length=65_536)
-    comment: str | None = Field(None, max_length=65_536)
+    correction: Text | None = Field(None, max_length=65_536)
+    comment: Text | None = Field(None, max_length=65_536)
 
     @model_validator(mode="after")
     def _something(self) -> FeedbackRequest:
@@ -107,7 +121,7 @@ class FeedbackResponse(BaseModel):
 class CanaryStartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(min_length=1)
+    version: Text = Field(min_length=1)
     weight: float = Field(10.0, gt=0.0, le=100.0)
     step: float = Field(10.0, gt=0.0, le=100.0)
     max_weight: float = Field(50.0, gt=0.0, le=100.0)
@@ -116,7 +130,7 @@ class CanaryStartRequest(BaseModel):
 class VersionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(min_length=1)
+    version: Text = Field(min_length=1)
 
 
 def new_id(prefix: str) -> str:
