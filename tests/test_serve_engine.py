@@ -204,3 +204,20 @@ def test_unloading_the_last_adapter_returns_to_the_bare_model(tiny: dict[str, Pa
     before, after, base_answer, after_answer = asyncio.run(main())
     assert (before, after) == (["a1", "a2"], [])
     assert base_answer == after_answer
+
+
+@pytest.mark.parametrize("temperature", [4.5e-48, 1e-6, 0.0])
+def test_a_vanishing_temperature_decodes_greedily(
+    tiny: dict[str, Path], temperature: float
+) -> None:
+    async def main() -> tuple[str, str]:
+        backend = EmbeddedBackend.load(str(tiny["base"]), "tiny")
+        try:
+            greedy = await run(backend, request(1, None))
+            tiny_t = await run(backend, request(1, None, temperature=temperature))
+            return greedy.text, tiny_t.text
+        finally:
+            await backend.close()
+
+    greedy, got = asyncio.run(main())
+    assert got == greedy

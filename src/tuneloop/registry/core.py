@@ -306,13 +306,7 @@ class Registry:
         Files land in a temporary sibling folder first and move to dest only once verified,
         so a tampered adapter never appears at dest.
         """
-        mv = self.resolve(version)
-        raw = with_retry(lambda: self.client.get_model_version(self.name, mv.version))
-        manifest: dict[str, str] = json.loads(raw.tags[MANIFEST_TAG])
-        if combined_sha256(manifest) != mv.adapter_sha256:
-            raise AdapterIntegrityError(
-                f"version {mv.version}: manifest tag does not match its sha"
-            )
+        mv, manifest = self._manifest(version)
         if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
             raise WorkspaceError(f"{dest}: exists and is not an empty folder; pick a new path")
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -338,6 +332,11 @@ class Registry:
         """
         if not dest.is_dir() or not any(dest.iterdir()):
             return self.download(version, dest)
+        verify_manifest(dest, self._manifest(version)[1])
+        return dest
+
+    def _manifest(self, version: str | int) -> tuple[ModelVersion, dict[str, str]]:
+        """The version and its registered manifest, checked against the version's sha256."""
         mv = self.resolve(version)
         raw = with_retry(lambda: self.client.get_model_version(self.name, mv.version))
         manifest: dict[str, str] = json.loads(raw.tags[MANIFEST_TAG])
@@ -345,8 +344,7 @@ class Registry:
             raise AdapterIntegrityError(
                 f"version {mv.version}: manifest tag does not match its sha"
             )
-        verify_manifest(dest, manifest)
-        return dest
+        return mv, manifest
 
     def aliases(self) -> dict[str, str]:
         """{alias: version} as the registry has them now."""

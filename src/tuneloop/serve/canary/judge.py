@@ -25,7 +25,7 @@ canary where it is. With no traffic every metric is inconclusive: nothing is pro
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -134,62 +134,51 @@ def _rate(
     )
 
 
+def _samples(
+    name: str,
+    canary: tuple[float, ...],
+    production: tuple[float, ...],
+    minimum: int,
+    center: Callable[[tuple[float, ...]], float],
+    p_worse: Callable[[tuple[float, ...], tuple[float, ...]], float],
+    worse_by: Callable[[float, float], float],
+    tolerance: float,
+    alpha: float,
+    detail: str,
+) -> MetricResult:
+    """A metric over two samples: latencies (Mann–Whitney) or ratings (bootstrap)."""
+    n_c, n_p = len(canary), len(production)
+    mid_c = center(canary) if n_c else None
+    mid_p = center(production) if n_p else None
+    if n_c < minimum or n_p < minimum or mid_c is None or mid_p is None:
+        return MetricResult(name, "inconclusive", mid_p, mid_c, n_p, n_c,
+                            detail=f"needs {minimum} per arm")  # fmt: skip
+    pv = p_worse(canary, production)
+    worse = worse_by(mid_c, mid_p)
+    status: Status = "fail" if pv < alpha and worse > tolerance else "pass"
+    return MetricResult(name, status, mid_p, mid_c, n_p, n_c, pv,
+                        detail.format(worse=worse, tolerance=tolerance))  # fmt: skip
+
+
+def _median(x: tuple[float, ...]) -> float:
+    return float(np.median(x))
+
+
+def _mean(x: tuple[float, ...]) -> float:
+    return float(np.mean(x))
+
+
 def _latency(c: ArmSample, p: ArmSample, cfg: CanaryConfig) -> MetricResult:
-    n_c, n_p = len(c.latencies), len(p.latencies)
-    med_c = float(np.median(c.latencies)) if n_c else None
-    med_p = float(np.median(p.latencies)) if n_p else None
-    if n_c < cfg.min_requests or n_p < cfg.min_requests:
-        return MetricResult(
-            "latency",
-            "inconclusive",
-            med_p,
-            med_c,
-            n_p,
-            n_c,
-            detail=f"needs {cfg.min_requests} per arm",
-        )
-    pv = latency_worse(c.latencies, p.latencies)
-    ratio = (med_c or 0.0) / med_p - 1 if med_p else 0.0
-    status: Status = "fail" if pv < cfg.alpha and ratio > cfg.max_latency_increase else "pass"
-    return MetricResult(
-        "latency",
-        status,
-        med_p,
-        med_c,
-        n_p,
-        n_c,
-        pv,
-        f"median {ratio:+.0%} (tolerance {cfg.max_latency_increase:.0%})",
-    )
+    return _samples("latency", c.latencies, p.latencies, cfg.min_requests, _median,
+                    latency_worse, lambda mc, mp: mc / mp - 1 if mp else 0.0,
+                    cfg.max_latency_increase, cfg.alpha,
+                    "median {worse:+.0%} (tolerance {tolerance:.0%})")  # fmt: skip
 
 
 def _rating(c: ArmSample, p: ArmSample, cfg: CanaryConfig) -> MetricResult:
-    n_c, n_p = len(c.ratings), len(p.ratings)
-    mean_c = float(np.mean(c.ratings)) if n_c else None
-    mean_p = float(np.mean(p.ratings)) if n_p else None
-    if n_c < cfg.min_feedback or n_p < cfg.min_feedback:
-        return MetricResult(
-            "mean_rating",
-            "inconclusive",
-            mean_p,
-            mean_c,
-            n_p,
-            n_c,
-            detail=f"needs {cfg.min_feedback} per arm",
-        )
-    pv = rating_worse(c.ratings, p.ratings)
-    drop = (mean_p or 0.0) - (mean_c or 0.0)
-    status: Status = "fail" if pv < cfg.alpha and drop > cfg.max_rating_decrease else "pass"
-    return MetricResult(
-        "mean_rating",
-        status,
-        mean_p,
-        mean_c,
-        n_p,
-        n_c,
-        pv,
-        f"canary {-drop:+.2f} (tolerance {cfg.max_rating_decrease})",
-    )
+    return _samples("mean_rating", c.ratings, p.ratings, cfg.min_feedback, _mean, rating_worse,
+                    lambda mc, mp: mp - mc, cfg.max_rating_decrease, cfg.alpha,
+                    "canary {worse:+.2f} lower (tolerance {tolerance})")  # fmt: skip
 
 
 def judge(canary: ArmSample, production: ArmSample, cfg: CanaryConfig) -> Verdict:

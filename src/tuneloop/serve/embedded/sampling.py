@@ -1,4 +1,4 @@
-"""Choosing each row's next token: greedy at temperature 0, else nucleus sampling.
+"""Choosing each row's next token: greedy at temperature 0 (or near it), else nucleus sampling.
 
 Every sampled row owns a ``torch.Generator``: a request that passes ``seed`` gets the same
 answer whatever else shares its batch.
@@ -10,9 +10,12 @@ import torch
 
 from tuneloop.serve.generation import SamplingParams
 
+# Below this, logits / temperature overflows to inf: such a temperature means greedy anyway.
+MIN_TEMPERATURE = 1e-4
+
 
 def generator_for(params: SamplingParams) -> torch.Generator | None:
-    if params.temperature == 0:
+    if params.temperature < MIN_TEMPERATURE:
         return None
     gen = torch.Generator()
     if params.seed is None:
