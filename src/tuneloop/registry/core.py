@@ -364,16 +364,7 @@ class Registry:
                 with_retry(
                     partial(self.client.set_registered_model_alias, self.name, alias, target)
                 )
-            self.audit_log.append(
-                {
-                    "time": datetime.now(UTC).isoformat(),
-                    "action": action,
-                    "alias": alias,
-                    "from": current.get(alias),
-                    "to": target,
-                    "user": os.environ.get("USER", "unknown"),
-                }
-            )
+            self.record_event(action, **{"alias": alias, "from": current.get(alias), "to": target})
             current[alias] = target
 
     def promote(self, version: str | int) -> None:
@@ -416,12 +407,13 @@ class Registry:
             self._move("clear_canary", [(CANARY, None)])
 
     def record_event(self, action: str, **details: Any) -> None:
-        """An audit event that is not an alias move (a canary step, a verdict, a refusal)."""
+        """An audit event: an alias move, a canary step or verdict, a refused adapter."""
         self.audit_log.append({
             "time": datetime.now(UTC).isoformat(), "action": action,
             "user": os.environ.get("USER", "unknown"), **details,
         })  # fmt: skip
 
     def audit(self) -> builtins.list[dict[str, Any]]:
-        """Every alias move, oldest first: time, action, alias, from, to, user."""
+        """Every event, oldest first: time, action, user, and the event's details (an alias
+        move's alias, from and to)."""
         return self.audit_log.read()

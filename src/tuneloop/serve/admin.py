@@ -86,7 +86,7 @@ async def _run(s: Services, fn: Callable[[], Any]) -> dict[str, Any]:
 
 
 def add_routes(app: FastAPI, s: Services) -> None:
-    guard = Admin
+    guard = Admin  # every route below needs the admin scope
 
     @app.get("/admin/state", dependencies=guard, summary="Aliases, what is served, the canary")
     async def get_state() -> dict[str, Any]:
@@ -110,9 +110,13 @@ def add_routes(app: FastAPI, s: Services) -> None:
         state = read_state(s.serve_dir)
         if state is None or not state.running:
             return {"running": False, "canary": asdict(state) if state else None}
-        s.writer.flush()
-        j = await asyncio.to_thread(judge_now, state, s.log, s.cfg.canary)
-        return {"running": True, "canary": asdict(state), "verdict": j.verdict.to_dict()}
+
+        def judged() -> dict[str, Any]:
+            s.writer.flush()  # waits for the log thread: off the event loop
+            return judge_now(state, s.log, s.cfg.canary).verdict.to_dict()
+
+        verdict = await asyncio.to_thread(judged)
+        return {"running": True, "canary": asdict(state), "verdict": verdict}
 
     @app.post("/admin/promote", dependencies=guard, summary="Move production to a version")
     async def promote(body: VersionRequest) -> dict[str, Any]:

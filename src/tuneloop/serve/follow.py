@@ -58,8 +58,8 @@ class AliasFollower:
         self._loaded: dict[str, Target] = {}
         self._pinned: set[str] = set()
         self._ahead: str | None = None  # the newest version, loaded before it is promoted
-        self._refused: dict[str, str] = {}  # version -> why (not retried until its sha changes)
-        self._refused_sha: dict[str, str] = {}
+        # version -> (adapter sha256, why): not retried until the version's sha256 changes
+        self._refused: dict[str, tuple[str, str]] = {}
         self._sync_lock = threading.Lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -160,7 +160,7 @@ class AliasFollower:
             return None
         target = self._ensure(version, problems)
         if target is None:
-            reason = f"adapter of v{version} refused: {self._refused.get(version)}"
+            reason = f"adapter of v{version} refused: {self._refused.get(version, ('', ''))[1]}"
             with contextlib.suppress(TuneloopError):  # stopped meanwhile
                 actions.stop(self.serve_dir, self.registry, reason)
             return None
@@ -185,8 +185,9 @@ class AliasFollower:
         except TuneloopError as exc:
             problems.append(f"v{version}: {exc}")
             return None
-        if not retry and self._refused_sha.get(version) == mv.adapter_sha256:
-            problems.append(f"v{version} refused: {self._refused[version]}")
+        sha, why = self._refused.get(version, ("", ""))
+        if not retry and sha == mv.adapter_sha256:
+            problems.append(f"v{version} refused: {why}")
             return None
         try:
             target = self._load(version, mv.adapter_sha256, mv.lineage.base_sha256)
@@ -209,7 +210,7 @@ class AliasFollower:
         return Target(version, name, sha256)
 
     def _refuse(self, version: str, sha256: str, why: str) -> None:
-        self._refused[version], self._refused_sha[version] = why, sha256
+        self._refused[version] = (sha256, why)
         self.metrics.refused_adapters.labels(version=f"v{version}").inc()
         print(f"tuneloop serve: REFUSED adapter of v{version}: {why}", file=sys.stderr)
         self.registry.record_event(
