@@ -17,6 +17,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -178,7 +179,7 @@ class TrainStore:
             for seq, rid, raw in rows:
                 last = seq
                 record = record_from_obj(orjson.loads(raw), self.path, seq)
-                yield _with_feedback(record, late.get(rid, []))
+                yield with_feedback(record, late.get(rid, []))
 
     def _feedback_for(self, ids: list[str]) -> dict[str, list[tuple[str | None, ...]]]:
         found: dict[str, list[tuple[str | None, ...]]] = {}
@@ -195,9 +196,9 @@ class TrainStore:
         return found
 
 
-def _with_feedback(record: Record, late: list[tuple[str | None, ...]]) -> Record:
-    """The latest non-empty value of each kind of feedback wins over what the record had."""
-    for thumbs, rating, correction in late:
+def with_feedback(record: Record, feedback: Sequence[tuple[Any, ...]]) -> Record:
+    """Apply (thumbs, rating, correction) rows, oldest first: each kind's latest value wins."""
+    for thumbs, rating, correction in feedback:
         changes: dict[str, object] = {}
         if thumbs is not None:
             changes["thumbs"] = thumbs

@@ -26,7 +26,7 @@ from tuneloop.flows.ingest import Extras, IngestReport, ingest_records
 from tuneloop.records import Record, record_from_obj
 from tuneloop.serve.auth import LOCAL_TENANT
 from tuneloop.serve.log import ServingLog
-from tuneloop.trainstore import LateFeedback, TrainStore
+from tuneloop.trainstore import LateFeedback, TrainStore, with_feedback
 from tuneloop.workspace import Workspace
 
 RESPONSES, FEEDBACK = "serving_log.responses", "serving_log.feedback"
@@ -54,31 +54,20 @@ def _user(tenant: str, user: str | None) -> str | None:
     return f"{tenant}:{user}"
 
 
-def _merged(feedback: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    comments = [f["comment"] for f in feedback if f["comment"]]
-    for f in feedback:  # oldest first: later values win
-        for key in ("thumbs", "rating", "correction"):
-            if f[key] is not None:
-                out[key] = f[key]
-    if comments:
-        out["comments"] = comments
-    return out
-
-
 def record_of(row: dict[str, Any], feedback: list[dict[str, Any]], where: str) -> Record:
-    merged = _merged(feedback)
+    """The response as a chat record, its feedback applied as the training store applies it."""
     messages = [*json.loads(row["messages_json"]), {"role": "assistant", "content": row["answer"]}]
     meta = {"arm": row["arm"], "model_version": row["model_version"],
             "adapter_sha256": row["adapter_sha256"], "tenant": row["tenant"],
             "finish_reason": row["finish_reason"], "latency_s": row["latency_s"]}  # fmt: skip
-    if "comments" in merged:
-        meta["feedback_comments"] = merged.pop("comments")
+    if comments := [f["comment"] for f in feedback if f["comment"]]:
+        meta["feedback_comments"] = comments
     obj = {"id": row["response_id"], "messages": messages,
            "user_id": _user(row["tenant"], row["user_id"]),
            "conversation_id": row["conversation_id"], "source": "serving",
-           "created_at": row["created_at"], **merged, "meta": meta}  # fmt: skip
-    return record_from_obj(obj, where, int(row["seq"]))
+           "created_at": row["created_at"], "meta": meta}  # fmt: skip
+    record = record_from_obj(obj, where, int(row["seq"]))
+    return with_feedback(record, [(f["thumbs"], f["rating"], f["correction"]) for f in feedback])
 
 
 def _all(fetch: Any, after: int) -> list[dict[str, Any]]:
