@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneloop import cli_serve, render
+from tuneloop import cli_cycle, cli_serve, render
 from tuneloop.cli_options import JsonOpt, MaxBytesOpt, TextFieldOpt, WorkspaceOpt
 from tuneloop.errors import TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
@@ -32,6 +32,7 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(models_app, name="models")
 app.add_typer(cli_serve.canary_app, name="canary")
 app.add_typer(cli_serve.keys_app, name="keys")
+app.add_typer(cli_cycle.cycle_app, name="cycle")
 
 
 @app.command()

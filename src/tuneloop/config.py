@@ -167,6 +167,20 @@ class ServeConfig(_Section):
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
 
+class CycleConfig(_Section):
+    """One round of the loop (``tuneloop cycle``): where new data comes from, how a passing
+    candidate is released."""
+
+    inbox: str = Field("inbox", min_length=1, description="folder of new interaction files")
+    serving_log: bool = Field(True, description="collect the server's responses and feedback")
+    release: Literal["auto", "canary", "promote", "none"] = Field(
+        "auto", description="auto: a canary when a server is running, else promote"
+    )
+    canary_weight: float = Field(10.0, gt=0.0, le=100.0)
+    canary_step: float = Field(10.0, gt=0.0, le=100.0)
+    canary_max_weight: float = Field(50.0, gt=0.0, le=100.0)
+
+
 class TuneloopConfig(_Section):
     name: str = "tuneloop"
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
@@ -176,6 +190,7 @@ class TuneloopConfig(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    cycle: CycleConfig = Field(default_factory=CycleConfig)
 
 
 DEFAULT_TOML = """\
@@ -291,6 +306,16 @@ max_thumbs_down_increase = 0.05
 max_rating_decrease = 0.25
 max_degenerate_increase = 0.05  # empty or repetitive answers
 require_feedback = true  # promote only once thumbs or ratings were judged too
+
+[cycle]
+inbox = "inbox"          # new interaction files (*.jsonl) are picked up from here; write them
+                         # as NAME.jsonl.tmp and rename, so a half-written file is never read
+serving_log = true       # also collect the server's responses and their feedback
+release = "auto"         # a passing candidate: auto (canary when a server runs, else promote)
+                         # | canary | promote | none (stays a registered candidate)
+canary_weight = 10       # percent of users a cycle's canary starts with
+canary_step = 10
+canary_max_weight = 50
 """
 
 

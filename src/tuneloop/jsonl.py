@@ -166,3 +166,14 @@ def write_jsonl(path: Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]
             fh.write(dumps(row))
             count += 1
     return count
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write one JSON document atomically (indented, for people reading it)."""
+    with atomic_writer(path) as fh:
+        fh.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+        fh.write(b"\n")
+
+
+def read_json(path: Path) -> Any:
+    return orjson.loads(path.read_bytes())

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop import faults
 from tuneloop.contamination.check import Checker, strongest
 from tuneloop.contamination.semantic import embedder_for
 from tuneloop.curate.pipeline import record_blocks, run_pipeline
@@ -25,7 +26,7 @@ from tuneloop.evalside.intake import add_eval_items
 from tuneloop.evalside.intake import load_or_rebuild as load_index_for
 from tuneloop.evalside.store import EvalStore
 from tuneloop.gateway import Side, identity_keys, route
-from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, write_jsonl
+from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, write_json, write_jsonl
 from tuneloop.records import Record, read_records
 from tuneloop.trainstore import LateFeedback, TrainStore
 from tuneloop.workspace import Workspace
@@ -40,6 +41,7 @@ class IngestReport:
     dropped: Counter[str] = field(default_factory=Counter)
     stored_train: int = 0
     stored_eval: int = 0
+    eval_already_present: int = 0  # eval-bound records already in the eval store (a rerun)
     contamination: Counter[str] = field(default_factory=Counter)
     rejects_file: str | None = None
     index_version: str = ""
@@ -53,6 +55,7 @@ class IngestReport:
             "routed": dict(self.routed),
             "dropped": dict(self.dropped),
             "stored": {"train": self.stored_train, "eval": self.stored_eval},
+            "eval_already_present": self.eval_already_present,
             "contamination": dict(self.contamination),
             "rejects_file": self.rejects_file,
             "index_version": self.index_version,
@@ -125,22 +128,32 @@ def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Re
     return clean
 
 
-def ingest_file(ws: Workspace, path: Path, max_line_bytes: int | None = None) -> IngestReport:
+@dataclass
+class Extras:
+    """What an incremental source commits with its records, in the same transaction.
+
+    ``batch`` names the rejects file and the stored batch (default: the time): a caller that
+    may run the same ingest again after a crash passes a stable one, so a rerun rewrites the
+    same rejects file instead of adding a second. ``report_path`` receives the report just
+    before the commit: after a crash that follows the commit, the report is already on disk.
+    """
+
+    feedback: list[LateFeedback] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    batch: str | None = None
+    report_path: Path | None = None
+
+
+def ingest_file(
+    ws: Workspace, path: Path, max_line_bytes: int | None = None, extras: Extras | None = None
+) -> IngestReport:
     """Route, check and store every record of ``path``; return what happened to each kind."""
     limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES
     records = [rec for _, rec in read_records(path, max_line_bytes=limit)]  # all validated first
     if not records:
         raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
-    return ingest_records(ws, records, str(path))
-
-
-@dataclass
-class Extras:
-    """What an incremental source commits with its records, in the same transaction."""
-
-    feedback: list[LateFeedback] = field(default_factory=list)
-    cursors: dict[str, int] = field(default_factory=dict)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
+    return ingest_records(ws, records, str(path), extras)
 
 
 def ingest_records(
@@ -148,8 +161,8 @@ def ingest_records(
 ) -> IngestReport:
     """Route, check and store ``records``; ``source`` names them in the report."""
     start = time.perf_counter()
-    batch = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     extras = extras or Extras()
+    batch = extras.batch or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     ws.config  # noqa: B018 - a bad tuneloop.toml is reported before any store is opened
     report = IngestReport(file=source, batch=batch, records=len(records))
     with TrainStore(ws.train_store_path) as store:
@@ -166,15 +179,18 @@ def ingest_records(
                 _reject(plan, by_id[str(hit["id"])], "eval_intake", "matches_training", **{
                     k: v for k, v in hit.items() if k != "id"})  # fmt: skip
             report.stored_eval = len(added.accepted)
+            report.eval_already_present = len(added.already_present)
+        faults.point("ingest:after_eval_append")
         clean = _check_training(ws, plan, report) if plan.train else []
         if plan.rejects:
             target = ws.rejects_dir / f"ingest-{batch}.jsonl"
             write_jsonl(target, plan.rejects)
             report.rejects_file = str(target)
-        report.stored_train = store.commit(
-            clean, plan.sides, batch, extras.feedback, extras.cursors
-        )
-    report.dropped.update(":".join(filter(None, (r["stage"], r.get("block"), r["reason"])))
-                          for r in plan.rejects)  # fmt: skip
-    report.seconds = round(time.perf_counter() - start, 3)
+        report.dropped.update(":".join(filter(None, (r["stage"], r.get("block"), r["reason"])))
+                              for r in plan.rejects)  # fmt: skip
+        report.stored_train = len(clean)
+        report.seconds = round(time.perf_counter() - start, 3)
+        if extras.report_path is not None:
+            write_json(extras.report_path, report.to_dict())
+        store.commit(clean, plan.sides, batch, extras.feedback, extras.cursors)
     return report

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tuneloop.errors import WorkspaceError
 from tuneloop.registry import Lineage, ModelVersion, Registry
+from tuneloop.registry.manifest import build_manifest, combined_sha256
 from tuneloop.workspace import Workspace
 
 
@@ -24,7 +25,10 @@ def production_version(registry: Registry) -> str | None:
 def register_run(
     ws: Workspace, run_dir: Path, metrics: dict[str, float] | None = None
 ) -> ModelVersion:
-    """Register ``run_dir/best`` with the lineage the run wrote; its parent is production."""
+    """Register ``run_dir/best`` with the lineage the run wrote; its parent is production.
+
+    The same run with the same adapter is registered once: a second call returns that version.
+    """
     raw = json.loads((run_dir / "lineage.json").read_text(encoding="utf-8"))
     registry = registry_for(ws)
     lineage = Lineage(
@@ -41,4 +45,10 @@ def register_run(
         code_version=raw["code_version"],
         parent_version=production_version(registry),
     )
+    adapter_sha = combined_sha256(build_manifest(run_dir / "best"))
+    for known in registry.list():  # registering a run again (a rerun after a crash) is a no-op
+        if known.lineage.hyperparameters.get("run_id") == raw["run_id"] and (
+            known.adapter_sha256 == adapter_sha
+        ):
+            return known
     return registry.register(run_dir / "best", lineage, metrics)

@@ -19,6 +19,7 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import WorkspaceError
@@ -78,7 +79,15 @@ def _all(fetch: Any, after: int) -> list[dict[str, Any]]:
     return rows
 
 
-def ingest_serving_log(ws: Workspace, now: float | None = None) -> ServingIngestReport:
+def ingest_serving_log(
+    ws: Workspace, now: float | None = None, report_dir: Path | None = None, prefix: str = ""
+) -> ServingIngestReport:
+    """Ingest the responses old enough to have their feedback, and the late feedback, once.
+
+    With ``prefix``, the batch is named by the cursors it starts from (``PREFIX-r12-f3``): a
+    rerun after a crash before the commit starts from the same cursors and rewrites the same
+    rejects file and report (in ``report_dir``), a later run gets names of its own.
+    """
     if not ws.serving_log_path.is_file():
         raise WorkspaceError(f"{ws.serving_log_path}: no serving log yet; run `tuneloop serve`")
     with TrainStore(ws.train_store_path) as store:
@@ -101,7 +110,9 @@ def ingest_serving_log(ws: Workspace, now: float | None = None) -> ServingIngest
     late = [f for f in new_feedback if f["response_seq"] is not None
             and int(f["response_seq"]) <= seen_r]  # fmt: skip
     apply, refuse = _late(ws, late)
-    extras = Extras(apply, {RESPONSES: top_r, FEEDBACK: top_f}, refuse)
+    batch = f"{prefix}-r{seen_r}-f{seen_f}" if prefix else None
+    report_path = report_dir / f"{batch or 'serving'}.json" if report_dir else None
+    extras = Extras(apply, {RESPONSES: top_r, FEEDBACK: top_f}, refuse, batch, report_path)
     report = ingest_records(ws, records, f"serving log {where}", extras)
     return ServingIngestReport(
         report, len(responses), Counter(r["status"] for r in responses if r["status"] != "ok"),

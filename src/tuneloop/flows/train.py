@@ -134,6 +134,11 @@ def train(
     model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
     settings = settings_from(cfg, max_steps)
     round_records = store.load(version, split="train")
+    if not round_records:
+        raise WorkspaceError(
+            f"dataset {version} has no training records (everything was dropped or held out; "
+            f"see `tuneloop datasets show {version}`); ingest more data and curate again"
+        )
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
     val_records = store.load(version, split="validation")
     run_id = run_id_for(version, replay_version, info, settings)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from tuneloop.serve import admin, feedback
+from tuneloop.serve import admin, feedback, server_file
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.chat import ChatHandler
 from tuneloop.serve.deps import User
@@ -100,9 +100,11 @@ def create_app(services: Services) -> FastAPI:
             s.serve_dir, s.new_registry(), s.log, s.cfg.canary, s.writer.flush, s.follower.kick
         )
         s.controller.start()
+        server_file.announce(s.serve_dir)
         try:
             yield
         finally:
+            server_file.withdraw(s.serve_dir)
             s.controller.close()
             s.follower.close()
             s.writer.close()

@@ -169,6 +169,15 @@ class ServingLog:
         sql = "SELECT * FROM responses WHERE seq > ? AND created_unix <= ? ORDER BY seq LIMIT ?"
         return self._query(sql, (seq, before_unix, limit))
 
+    def pending(self, response_seq: int, before_unix: float, feedback_seq: int) -> tuple[int, int]:
+        """(responses past ``response_seq`` created before ``before_unix``, feedback past
+        ``feedback_seq``): what the next ``ingest --serving-log`` would read."""
+        sql = "SELECT COUNT(*) FROM responses WHERE seq > ? AND created_unix <= ?"
+        responses = int(self._query(sql, (response_seq, before_unix))[0][0])
+        sql = "SELECT COUNT(*) FROM feedback WHERE seq > ?"
+        feedback = int(self._query(sql, (feedback_seq,))[0][0])
+        return responses, feedback
+
     def feedback_after(self, seq: int, limit: int = 5000) -> list[sqlite3.Row]:
         """Feedback past ``seq``, each with its response's ``response_seq`` (None if unknown)."""
         sql = (

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tuneloop import faults
 from tuneloop.train.checkpoint import (
     TrainerState,
     complete_checkpoints,
@@ -311,7 +312,8 @@ class Trainer:
         start = time.perf_counter()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = self.resume() if resume else None
-        stopped = False
+        # a run that had stopped early stays stopped: resuming it must not train on
+        stopped = resumed is not None and self.state.bad_evals >= self.settings.patience
         log_path = self.out_dir / "metrics.jsonl" if self.is_main else Path(os.devnull)
         with log_path.open("a", encoding="utf-8") as log:
             while self.state.step < self.settings.max_steps and not stopped:
@@ -330,6 +332,7 @@ class Trainer:
                     or step == self.settings.max_steps
                 ):
                     self._checkpoint(self.hook_fail_after(step))
+                    faults.point("train:after_checkpoint")
         final = self.eval_loss()
         if self.state.best_step is None:
             self._save_best()
