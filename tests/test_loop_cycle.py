@@ -18,12 +18,11 @@ from tuneloop.workspace import Workspace, init_workspace
 from clirun import run
 from test_cycle import CYCLE_TOML
 from test_train_flow import TRAIN_TOML, chats
-from tiny import build_tiny_model
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+def base(tiny_base: Path) -> Path:
+    return tiny_base
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

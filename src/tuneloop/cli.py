@@ -33,6 +33,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(cli_serve.canary_app, name="canary")
 app.add_typer(cli_serve.keys_app, name="keys")
 app.add_typer(cli_cycle.cycle_app, name="cycle")
+app.command()(cli_cycle.watch)
 
 
 @app.command()

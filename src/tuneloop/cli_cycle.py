@@ -9,6 +9,7 @@ from rich.table import Table
 
 from tuneloop import render
 from tuneloop.cli_options import JsonOpt, WorkspaceOpt
+from tuneloop.errors import TuneloopError
 from tuneloop.workspace import find_workspace
 
 cycle_app = typer.Typer(
@@ -20,21 +21,74 @@ cycle_app = typer.Typer(
 @cycle_app.callback()
 def cycle(
     ctx: typer.Context,
+    if_due: Annotated[
+        bool, typer.Option("--if-due", help="only when a trigger fires (for cron and timers)")
+    ] = False,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Run a cycle (or resume the interrupted one); `cycle status` shows where cycles stand."""
     if ctx.invoked_subcommand is not None:
         return
-    from tuneloop.cycle import run_cycle
+    from tuneloop.cycle import CycleBusyError, run_cycle
+    from tuneloop.cycle.triggers import run_if_due
 
     ws = find_workspace(workspace)
-    status = run_cycle(ws, say=(lambda _: None) if json else render.out.print)
+    say = (lambda _: None) if json else render.out.print
+    if not if_due:
+        _print_end(run_cycle(ws, say=say), json)
+        return
+    try:
+        evaluation, status = run_if_due(ws, say)
+    except CycleBusyError as exc:  # cron fired while a long cycle runs: not an error
+        render.out.print(f"not starting: {exc}")
+        return
+    if json:
+        render.emit_json({"triggers": evaluation.to_dict(), "cycle": status})
+    elif status is None:
+        render.out.print("not due: no trigger fired")
+    else:
+        _print_end(status, False)
+
+
+def _print_end(status: dict[str, Any], json: bool) -> None:
     if json:
         render.emit_json(status)
         return
     end = status["end"] or {}
     render.out.print(f"[bold]{status['cycle']}[/]: {end.get('outcome')} — {end.get('summary')}")
+
+
+def watch(
+    interval: Annotated[
+        float | None, typer.Option(help="seconds between checks (cycle.triggers.interval_s)")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Check the triggers every INTERVAL seconds and run a cycle whenever one fires."""
+    import signal
+    import threading
+
+    from tuneloop.cycle import CycleBusyError
+    from tuneloop.cycle.triggers import run_if_due
+
+    ws = find_workspace(workspace)
+    every = interval or ws.config.cycle.triggers.interval_s
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    render.out.print(f"watching {ws.root}: triggers checked every {every:g} s (Ctrl-C stops)")
+    while not stop.is_set():
+        render.out.print(f"[dim]{render.now()}[/] checking triggers")
+        try:
+            _, status = run_if_due(ws, render.out.print)
+            if status is not None:
+                _print_end(status, False)
+        except CycleBusyError as exc:
+            render.out.print(f"not starting: {exc}")
+        except TuneloopError as exc:  # a bad input file must not end the watch; say it, go on
+            render.err.print(f"cycle failed: {exc}", markup=False)
+        stop.wait(every)
 
 
 @cycle_app.command("status")

@@ -167,6 +167,24 @@ class ServeConfig(_Section):
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
 
+class TriggerConfig(_Section):
+    """When ``tuneloop cycle --if-due`` / ``tuneloop watch`` start a cycle (any check firing)."""
+
+    schedule: str = Field("", description="cron expression in UTC; empty: off")
+    min_new_examples: int = Field(500, ge=0, description="volume trigger; 0: off")
+    drift: bool = True
+    drift_alpha: float = Field(0.01, gt=0.0, lt=0.5)
+    drift_max_samples: int = Field(300, ge=10)
+    drift_min_samples: int = Field(50, ge=5)
+    quality: bool = True
+    quality_window_s: float = Field(86_400.0, gt=0.0, description="recent window vs before")
+    quality_min_feedback: int = Field(30, ge=5)
+    quality_alpha: float = Field(0.01, gt=0.0, lt=0.5)
+    quality_max_thumbs_down_increase: float = Field(0.05, ge=0.0)
+    quality_max_rating_decrease: float = Field(0.25, ge=0.0)
+    interval_s: float = Field(300.0, gt=0.0, description="seconds between checks in watch")
+
+
 class CycleConfig(_Section):
     """One round of the loop (``tuneloop cycle``): where new data comes from, how a passing
     candidate is released."""
@@ -179,6 +197,7 @@ class CycleConfig(_Section):
     canary_weight: float = Field(10.0, gt=0.0, le=100.0)
     canary_step: float = Field(10.0, gt=0.0, le=100.0)
     canary_max_weight: float = Field(50.0, gt=0.0, le=100.0)
+    triggers: TriggerConfig = Field(default_factory=TriggerConfig)
 
 
 class TuneloopConfig(_Section):
@@ -316,6 +335,22 @@ release = "auto"         # a passing candidate: auto (canary when a server runs,
 canary_weight = 10       # percent of users a cycle's canary starts with
 canary_step = 10
 canary_max_weight = 50
+
+[cycle.triggers]         # `tuneloop cycle --if-due` (cron) and `tuneloop watch` start a cycle
+                         # when any of these fires; every check is logged in cycles/triggers.jsonl
+schedule = ""            # cron expression in UTC, e.g. "0 3 * * 1" (Mondays 03:00); "" = off
+min_new_examples = 500   # volume: new examples waiting (stored, inbox, serving log); 0 = off
+drift = true             # new prompts vs the last dataset's (MMD permutation test)
+drift_alpha = 0.01       # false-alarm rate on traffic that has not changed
+drift_max_samples = 300
+drift_min_samples = 50   # fewer new prompts: not judged
+quality = true           # production's thumbs-down rate / rating vs its own earlier record
+quality_window_s = 86400 # the recent window
+quality_min_feedback = 30
+quality_alpha = 0.01
+quality_max_thumbs_down_increase = 0.05
+quality_max_rating_decrease = 0.25
+interval_s = 300         # `tuneloop watch`: seconds between checks
 """
 
 

@@ -17,6 +17,13 @@ out = Console(emoji=False, width=None if Console().is_terminal else 130)
 err = Console(stderr=True, emoji=False)
 
 
+def now() -> str:
+    """The time of day, for lines of long-running commands."""
+    from datetime import datetime
+
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 

@@ -165,6 +165,17 @@ class TrainStore:
         row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
 
+    def newest(self, n: int) -> list[Record]:
+        """The ``n`` most recently stored records, oldest first, with late feedback applied."""
+        if n <= 0:
+            return []
+        rows = self._db.execute(
+            "SELECT seq, id, record_json FROM records ORDER BY seq DESC LIMIT ?", (n,)
+        ).fetchall()[::-1]
+        late = self._feedback_for([r[1] for r in rows])
+        return [with_feedback(record_from_obj(orjson.loads(raw), self.path, seq), late.get(rid, []))
+                for seq, rid, raw in rows]  # fmt: skip
+
     def iter_records(self) -> Iterator[Record]:
         """Every training record in arrival order, with its late feedback applied (in pages)."""
         last = 0

@@ -737,6 +737,28 @@ def generate(seed: int, n_users: int, n_records: int, start: datetime, days: int
     return _finish(drafts, items, eval_ids, canary)
 
 
+def clean_traffic(
+    seed: int,
+    n_records: int,
+    start: datetime,
+    days: int = 7,
+    intents: Sequence[str] | None = None,
+    prefix: str = "t",
+) -> list[dict[str, Any]]:
+    """``n_records`` clean interactions of ``intents`` (default all), in time order.
+
+    No planted problems: a week of ordinary traffic for the loop's later rounds and for
+    measuring the drift trigger (a held-back intent appearing is a new topic). Ids are
+    ``PREFIX-000001`` onwards, so weeks with different prefixes never collide.
+    """
+    pool = [_INTENTS[name] for name in intents] if intents else list(tpl.INTENTS)
+    gen = _Generator(seed, max(20, n_records // 7), start, days)
+    drafts = [gen.fresh(intent=gen.rng.choices(pool, [i.weight for i in pool])[0])
+              for _ in range(n_records)]  # fmt: skip
+    drafts.sort(key=lambda d: (d.when, d.ref))
+    return [_row(d, f"{prefix}-{i:06d}") for i, d in enumerate(drafts, start=1)]
+
+
 def _duplicates(gen: _Generator, clean: list[_Draft], plan: dict[str, int]) -> list[_Draft]:
     """Re-sent copies of clean records, verbatim or with a few words changed (one per original)."""
     originals = gen.rng.sample(clean, len(clean))

@@ -196,16 +196,23 @@ class ServingLog:
                 found.setdefault(row["response_id"], []).append(row)
         return found
 
-    def canary_rows(self, canary_id: str) -> list[sqlite3.Row]:
-        """Every response of one canary analysis, with its latest thumbs and rating."""
-        sql = """
-            SELECT r.arm, r.status, r.latency_s, r.degenerate,
+    _WITH_FEEDBACK = """
+            SELECT r.arm, r.status, r.latency_s, r.degenerate, r.created_unix,
                 (SELECT thumbs FROM feedback f WHERE f.response_id = r.response_id
                  AND thumbs IS NOT NULL ORDER BY f.seq DESC LIMIT 1) AS thumbs,
                 (SELECT rating FROM feedback f WHERE f.response_id = r.response_id
                  AND rating IS NOT NULL ORDER BY f.seq DESC LIMIT 1) AS rating
-            FROM responses r WHERE r.canary_id = ? AND r.arm IN ('production', 'canary')"""
-        return self._query(sql, (canary_id,))
+            FROM responses r WHERE """
+
+    def canary_rows(self, canary_id: str) -> list[sqlite3.Row]:
+        """Every response of one canary analysis, with its latest thumbs and rating."""
+        where = "r.canary_id = ? AND r.arm IN ('production', 'canary')"
+        return self._query(self._WITH_FEEDBACK + where, (canary_id,))
+
+    def production_rows(self, model_version: str, before_unix: float) -> list[sqlite3.Row]:
+        """Responses that ``model_version`` gave as production, with their latest feedback."""
+        where = "r.arm = 'production' AND r.model_version = ? AND r.created_unix < ?"
+        return self._query(self._WITH_FEEDBACK + where, (model_version, before_unix))
 
     def writer(self) -> LogWriter:
         return LogWriter(self)
