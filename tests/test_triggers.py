@@ -136,5 +136,5 @@ def test_if_due_logs_every_check_and_runs_a_cycle_only_when_one_fires(
     assert quiet.returncode == 0 and "not due" in quiet.stdout
     logged = history(Workspace(ws.root))
     assert [e["due"] for e in logged] == [True, False]
-    assert all({c["name"] for c in e["checks"]} == {"schedule", "volume", "drift", "quality"}
-               for e in logged)  # fmt: skip
+    names = {"schedule", "volume", "drift", "quality", "erasure"}
+    assert all({c["name"] for c in e["checks"]} == names for e in logged)

@@ -34,6 +34,7 @@ app.add_typer(cli_serve.canary_app, name="canary")
 app.add_typer(cli_serve.keys_app, name="keys")
 app.add_typer(cli_cycle.cycle_app, name="cycle")
 app.command()(cli_cycle.watch)
+app.command()(cli_cycle.forget)
 
 
 @app.command()

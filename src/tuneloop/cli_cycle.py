@@ -123,3 +123,36 @@ def _print_status(status: dict[str, Any]) -> None:
         seconds = f"{s['seconds']:.1f}" if "seconds" in s else ""
         table.add_row(s["stage"], s["status"], seconds, s.get("summary", ""))
     render.out.print(table)
+
+
+def forget(
+    user: Annotated[str | None, typer.Option(help="the user, as the gateway names them")] = None,
+    conversation: Annotated[str | None, typer.Option(help="one conversation")] = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Erase a user's (or a conversation's) data everywhere; taint the models trained on it."""
+    from tuneloop.flows.forget import forget as run
+
+    with render.working("erasing", json):
+        receipt = run(find_workspace(workspace), user, conversation)
+    if json:
+        render.emit_json(receipt)
+        return
+    removed = receipt["removed"]
+    found = receipt["found"]
+    render.out.print(
+        f"erased {found['training_records']} training records and {found['eval_items']} eval "
+        f"items ({removed.get('serving_log', {}).get('responses', 0)} serving-log responses); "
+        f"{len(removed['datasets'])} dataset versions and {len(removed['replay_buffer'])} replay "
+        f"versions rewritten, {sum(removed['jsonl_files'].values())} JSONL lines removed"
+    )
+    tainted = ", ".join(f"v{v}" for v in receipt["tainted_models"]) or "none"
+    render.out.print(f"tainted model versions (trained on this data): {tainted}")
+    if receipt["production_tainted"]:
+        render.out.print(f"production is tainted: the next cycle will {receipt['on_tainted']}")
+    check = receipt["check"]
+    verdict = "nothing found" if check["clean"] else f"STILL FOUND in {check['files']}"
+    searched = check["texts_searched"]
+    render.out.print(f"searched the workspace for {searched} erased texts: {verdict}")
+    render.out.print(f"receipt: erasures/{receipt['request_id']}.json ({receipt['seconds']:.1f} s)")

@@ -197,6 +197,9 @@ class CycleConfig(_Section):
     canary_weight: float = Field(10.0, gt=0.0, le=100.0)
     canary_step: float = Field(10.0, gt=0.0, le=100.0)
     canary_max_weight: float = Field(50.0, gt=0.0, le=100.0)
+    on_tainted: Literal["retrain", "rollback"] = Field(
+        "retrain", description="production trained on erased data: retrain without it, or roll back"
+    )
     triggers: TriggerConfig = Field(default_factory=TriggerConfig)
 
 
@@ -335,6 +338,8 @@ release = "auto"         # a passing candidate: auto (canary when a server runs,
 canary_weight = 10       # percent of users a cycle's canary starts with
 canary_step = 10
 canary_max_weight = 50
+on_tainted = "retrain"   # production was trained on data erased since (`tuneloop forget`): the
+                         # next cycle retrains without it | rollback: to the newest untainted
 
 [cycle.triggers]         # `tuneloop cycle --if-due` (cron) and `tuneloop watch` start a cycle
                          # when any of these fires; every check is logged in cycles/triggers.jsonl

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tuneloop.erasure import Subject
 from tuneloop.errors import WorkspaceError
 from tuneloop.jsonl import atomic_writer, dumps
 from tuneloop.records import Message, Record
@@ -44,6 +45,7 @@ REJECTS_FILE = "rejects.jsonl"
 MANIFEST_FILE = "manifest.json"
 VERSION_PREFIX = "ds-"
 INDEX_VERSION_KEY = "index_version"  # the certificate field that enters the content hash
+ERASED_HASH_KEY = "content_hash_after_erasure"
 READ_ONLY = 0o444
 
 PARQUET_SCHEMA = pa.schema(
@@ -396,16 +398,58 @@ class DatasetStore:
         return problems
 
     def _verify_content(self, folder: Path, manifest: dict[str, Any]) -> builtins.list[str]:
-        """Recompute the content hash, so an edited manifest is caught as well."""
+        """Recompute the content hash, so an edited manifest is caught as well (after an
+        erasure, the hash of what is left, recorded with the erasure)."""
         rows = [record_row(r) for r in self.load(folder.name)]
         params = defining_params(
             manifest["inputs"], manifest["blocks"], manifest["contamination_certificate"]
         )
-        if content_hash(rows, params) != manifest["content_hash"]:
+        expected = manifest.get(ERASED_HASH_KEY) or manifest["content_hash"]
+        if content_hash(rows, params) != expected:
             return [f"{MANIFEST_FILE}: records and parameters do not hash to content_hash"]
         if not folder.name.endswith(manifest["content_hash"][:12]):
             return [f"{folder.name}: folder name does not match content_hash"]
         return []
+
+    def erase(self, version: str, subject: Subject, request_id: str) -> dict[str, int]:
+        """Rewrite a version without the subject's records and rejects rows.
+
+        The version keeps its id (models name it in their lineage) and its original
+        ``content_hash``; the manifest gains an entry in ``erasures`` and the hash of what is
+        left (``content_hash_after_erasure``), so ``verify`` still checks every byte.
+        """
+        folder = self.path(version)
+        manifest = read_manifest(folder)
+        records = self.load(version)
+        kept = [r for r in records if not subject.found_in(r.to_dict())]
+        rejects_path = folder / REJECTS_FILE
+        lines = rejects_path.read_bytes().splitlines(keepends=True)
+        kept_lines = [x for x in lines if not (x.strip() and subject.found_in(orjson.loads(x)))]
+        removed = {"records": len(records) - len(kept), "rejects": len(lines) - len(kept_lines)}
+        if not any(removed.values()):
+            return removed
+        rows = sorted_rows(kept)
+        params = defining_params(
+            manifest["inputs"], manifest["blocks"], manifest["contamination_certificate"]
+        )
+        for name in (DATA_FILE, REJECTS_FILE, MANIFEST_FILE):
+            (folder / name).chmod(0o644)
+        manifest["files"][DATA_FILE] = write_file(folder, DATA_FILE, parquet_bytes(rows))
+        manifest["files"][REJECTS_FILE] = write_file(folder, REJECTS_FILE, b"".join(kept_lines))
+        manifest["counts"] = record_counts(rows)
+        manifest[ERASED_HASH_KEY] = content_hash(rows, params)
+        manifest.setdefault("erasures", []).append({
+            "request_id": request_id, "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "removed_records": removed["records"], "removed_rejects": removed["rejects"],
+        })  # fmt: skip
+        text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2, default=str)
+        write_file(folder, MANIFEST_FILE, text + b"\n")
+        return removed
+
+    def ids(self, version: str) -> set[str]:
+        """The record ids of a version (one column read)."""
+        table = pq.read_table(self.path(version) / DATA_FILE, columns=["id"])
+        return set(table.column("id").to_pylist())
 
     def diff(self, v1: str, v2: str) -> DatasetDiff:
         """Records added, removed and changed (by id) from ``v1`` to ``v2``; parameter changes."""

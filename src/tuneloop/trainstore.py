@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from tuneloop.erasure import compact
 from tuneloop.gateway import Side
 from tuneloop.records import Record, record_from_obj
 
@@ -164,6 +165,46 @@ class TrainStore:
     def cursor(self, name: str) -> int:
         row = self._db.execute("SELECT value FROM cursors WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    def subject_records(self, user_id: str | None, conversation_id: str | None) -> list[Record]:
+        """Every record of a user (and of the user's conversations) or of a conversation."""
+        conversations = {conversation_id} if conversation_id else set()
+        if user_id is not None:
+            found = self._db.execute(
+                "SELECT DISTINCT conversation_id FROM records WHERE user_id = ?", (user_id,)
+            )
+            conversations |= {r[0] for r in found if r[0]}
+        marks = ",".join("?" * len(conversations))
+        rows = self._db.execute(
+            f"SELECT seq, id, record_json FROM records WHERE (user_id = ? AND ? IS NOT NULL) "
+            f"OR conversation_id IN ({marks}) ORDER BY seq",
+            (user_id, user_id, *sorted(conversations)),
+        ).fetchall()
+        return [record_from_obj(orjson.loads(raw), self.path, seq) for seq, _, raw in rows]
+
+    def erase(self, record_ids: Sequence[str], route_keys: Sequence[str]) -> dict[str, int]:
+        """Delete records, their late feedback and routing entries; rewrite the file so that
+        no freed page or write-ahead log keeps their text. Returns what was removed."""
+        removed = {"records": 0, "feedback": 0, "routes": 0}
+        with closing(self._db.cursor()) as cur:
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(record_ids), 500):
+                    chunk = list(record_ids[start : start + 500])
+                    marks = ",".join("?" * len(chunk))
+                    cur.execute(f"DELETE FROM feedback WHERE record_id IN ({marks})", chunk)
+                    removed["feedback"] += cur.rowcount
+                    cur.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
+                    removed["records"] += cur.rowcount
+                for key in route_keys:
+                    cur.execute("DELETE FROM routes WHERE key = ?", (key,))
+                    removed["routes"] += cur.rowcount
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        compact(self._db)
+        return removed
 
     def newest(self, n: int) -> list[Record]:
         """The ``n`` most recently stored records, oldest first, with late feedback applied."""

@@ -69,6 +69,19 @@ def save_index(index: ContaminationIndex, root: Path) -> Path:
     return folder
 
 
+def prune_versions(root: Path) -> int:
+    """Remove every version but the current one (after an erasure, the older versions hold
+    hashes of erased items); returns how many were removed."""
+    current = current_version(root)
+    folder = root / "versions"
+    if current is None or not folder.is_dir():
+        return 0
+    old = [p for p in folder.iterdir() if p.is_dir() and p.name != current[:16]]
+    for path in old:
+        shutil.rmtree(path)
+    return len(old)
+
+
 def current_version(root: Path) -> str | None:
     pointer = root / "CURRENT"
     return pointer.read_text(encoding="utf-8").strip() if pointer.exists() else None

@@ -93,7 +93,30 @@ def serving_log_pending(ws: Workspace) -> tuple[int, int]:
         log.close()
 
 
+def tainted_production(registry: Registry) -> str | None:
+    """The production version, when it was trained on data erased since."""
+    version = registry.aliases().get("production")
+    return version if version is not None and registry.get(version).tainted else None
+
+
+def handle_tainted(ws: Workspace) -> dict[str, Any]:
+    """``cycle.on_tainted``: roll back to the newest untainted version now, or retrain."""
+    from tuneloop.flows.register import registry_for
+
+    registry = registry_for(ws)
+    tainted = tainted_production(registry)
+    if tainted is None:
+        return {}
+    if ws.config.cycle.on_tainted == "retrain":
+        return {"tainted_production": tainted, "action": "retrain"}
+    clean = [v.version for v in registry.list() if v.tainted is None and v.version != tainted]
+    target = clean[-1] if clean else None
+    registry.retire_production(target, f"v{tainted} was trained on erased data")
+    return {"tainted_production": tainted, "action": "rollback", "to": target or "base"}
+
+
 def collect(ws: Workspace, cycle: Cycle) -> StageResult:
+    tainted = handle_tainted(ws)
     inbox = ws.root / ws.config.cycle.inbox
     if inbox.is_dir():
         for path in sorted(inbox.glob("*.jsonl")):
@@ -105,14 +128,19 @@ def collect(ws: Workspace, cycle: Cycle) -> StageResult:
     responses, feedback = serving_log_pending(ws)
     waiting = uncurated_records(ws)
     outputs = {"files": files, "serving_responses": responses, "serving_feedback": feedback,
-               "uncurated_records": waiting}  # fmt: skip
+               "uncurated_records": waiting, **tainted}  # fmt: skip
     lines = sum(f["lines"] for f in files)
-    if not files and not responses and not feedback and not waiting:
+    retrain = tainted.get("action") == "retrain"
+    if not files and not responses and not feedback and not waiting and not retrain:
         return StageResult("stopped", f"no new data: inbox {inbox} is empty, no serving-log "
                            "response or feedback is ready, every stored record is curated",
                            outputs)  # fmt: skip
     summary = (f"{len(files)} inbox files ({lines} lines), {responses} serving responses and "
                f"{feedback} feedback ready, {waiting} stored records not yet curated")  # fmt: skip
+    if tainted:
+        summary += (f"; production v{tainted['tainted_production']} is tainted by an erasure: "
+                    + ("retraining without the erased data" if retrain
+                       else f"rolled back to {tainted['to']}"))  # fmt: skip
     return StageResult("done", summary, outputs)
 
 
@@ -196,7 +224,8 @@ def curate(ws: Workspace, cycle: Cycle) -> StageResult:
         outputs["since_last_trained"] = {"model_version": trained[0], "dataset": trained[1],
                                          "added": len(diff.added), "removed": len(diff.removed),
                                          "changed": len(diff.changed)}  # fmt: skip
-        if not (diff.added or diff.removed or diff.changed):
+        retrain = cycle.outputs("collect").get("action") == "retrain"
+        if not (diff.added or diff.removed or diff.changed or retrain):
             return StageResult("stopped", f"no new training data: dataset {report.version} holds "
                                f"the records v{trained[0]} was trained on", outputs)  # fmt: skip
     summary = (f"dataset {report.version}: {report.train} train + {report.validation} "

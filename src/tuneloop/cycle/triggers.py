@@ -6,7 +6,8 @@
 - drift: the new prompts differ from the last dataset's training prompts (an MMD permutation
   test, p < ``drift_alpha``; see ``drift.py``);
 - quality: production's thumbs-down rate (or mean rating) over the last ``quality_window_s`` is
-  significantly worse than its own earlier record (see ``quality.py``).
+  significantly worse than its own earlier record (see ``quality.py``);
+- erasure: production was trained on data that ``tuneloop forget`` erased since.
 
 An unfinished cycle is always due: it is resumed. ``tuneloop cycle --if-due`` runs the checks
 once (for cron, systemd timers, Kubernetes CronJobs); ``tuneloop watch`` runs them every
@@ -156,6 +157,19 @@ def check_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
     return production_quality(ws, cfg, now)
 
 
+def check_tainted(ws: Workspace) -> Check:
+    if not (ws.root / "mlflow.db").is_file():
+        return Check("erasure", False, "no model registered yet")
+    from tuneloop.flows.register import registry_for
+
+    version = stages.tainted_production(registry_for(ws))
+    if version is None:
+        return Check("erasure", False, "production holds no erased data")
+    policy = ws.config.cycle.on_tainted
+    return Check("erasure", True, f"production v{version} was trained on data erased since "
+                 f"(on_tainted = {policy})", {"production": version, "policy": policy})  # fmt: skip
+
+
 def evaluate(ws: Workspace, now: float | None = None) -> Evaluation:
     """Run every check; the evaluation is due when any fired (or a cycle waits to resume)."""
     now = time.time() if now is None else now
@@ -172,6 +186,7 @@ def evaluate(ws: Workspace, now: float | None = None) -> Evaluation:
         check_volume(cfg, len(stored), len(inbox), stages.serving_log_pending(ws)[0]),
         check_drift(cfg, reference_prompts(ws), current),
         check_quality(ws, cfg, now),
+        check_tainted(ws),
     ]
     fired = [c for c in checks if c.fired]
     reason = "; ".join(f"{c.name}: {c.detail}" for c in fired) or "no trigger fired"

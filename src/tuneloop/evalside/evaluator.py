@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop.erasure import compact
 from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.metrics import is_refusal, score_text
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
@@ -73,6 +74,17 @@ class AnswerCache:
         ]
         with self._conn:
             self._conn.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def forget(self, item_ids: Sequence[str]) -> int:
+        """Delete the answers to these items (they may echo an erased prompt); rewrite the file."""
+        removed = 0
+        with self._conn:
+            for item_id in item_ids:
+                removed += self._conn.execute(
+                    "DELETE FROM answers WHERE item_id = ?", (item_id,)
+                ).rowcount
+        compact(self._conn)
+        return removed
 
     def close(self) -> None:
         self._conn.close()

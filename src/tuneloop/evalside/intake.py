@@ -87,7 +87,7 @@ def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
     if version is not None:
         index = load_index(ws.index_dir, version)
         semantic_ok = (index.embeddings is not None) == cfg.semantic or len(index) == 0
-        if index.settings == settings and index.version == store.head() and semantic_ok:
+        if index.settings == settings and index.version == store.version() and semantic_ok:
             return index
     return rebuild_index(ws, store, settings, embedder_for(cfg))
 
@@ -98,7 +98,8 @@ def rebuild_index(
     items = list(store.iter_items())
     texts = [it.record.content_text for it in items]
     embeddings = embedder.embed(texts) if embedder is not None and texts else None
-    index = build_index(settings, [it.item_id for it in items], texts, store.head(), (), embeddings)
+    ids = [it.item_id for it in items]
+    index = build_index(settings, ids, texts, store.version(), (), embeddings)
     save_index(index, ws.index_dir)
     return index
 
@@ -127,7 +128,7 @@ def add_eval_items(
             embedder = embedder_for(cfg)
             embeddings = embedder.embed(texts) if embedder is not None else None
             canaries = [(i, c) for i, (r, _) in enumerate(accepted) for c in _registered(cfg, r)]
-            index.extend([r.id for r, _ in accepted], texts, store.head(), canaries, embeddings)
+            index.extend([r.id for r, _ in accepted], texts, store.version(), canaries, embeddings)
             save_index(index, ws.index_dir)
         report.accepted = [r.id for r, _ in accepted]
         report.index_version = index.version

@@ -18,12 +18,22 @@ Why it is built this way:
   truncation of the tail and a wholesale rewrite of the chain, which no chain can show by itself.
 - **One writer at a time.** Appends run in ``BEGIN IMMEDIATE``: the write lock is taken before the
   previous hash is read, so appends from several processes queue up instead of forking the chain.
+- **Erasure without breaking the chain.** A person may ask for their data to be erased (GDPR
+  art. 17), eval items from their traffic included. So the chain commits to each item's text
+  through ``content_hash = sha256(salt || record_json)`` with a random salt per row, not to the
+  text itself: erasing sets ``record_json`` and ``salt`` to NULL, the chain still verifies, and
+  without the salt the hash no longer confirms a guess of the text. The only UPDATE the trigger
+  lets through is exactly that, and only for an item already listed in the append-only
+  ``erasures`` table; ``verify`` checks that every row without text has its erasure record.
+  Erased items are no eval items any more: readers skip them, and :meth:`EvalStore.version`
+  (what the contamination index and certificates are keyed by) changes with every erasure.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +46,7 @@ from typing import Any, NoReturn
 from tuneloop.errors import EvalStoreError, InputError
 from tuneloop.records import Record, record_from_obj
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ZERO_HASH = "0" * 64
 APPEND_ONLY_MESSAGE = "eval store is append-only"
 _PAGE = 1000
@@ -52,13 +62,23 @@ def _append_only_trigger(table: str, event: str, message: str) -> str:
     )
 
 
+_ERASURE_ONLY = (
+    "NEW.record_json IS NULL AND NEW.salt IS NULL AND NEW.seq IS OLD.seq "
+    "AND NEW.item_id IS OLD.item_id AND NEW.suite IS OLD.suite "
+    "AND NEW.content_hash IS OLD.content_hash AND NEW.window IS OLD.window "
+    "AND NEW.created_at IS OLD.created_at AND NEW.prev_hash IS OLD.prev_hash "
+    "AND NEW.row_hash IS OLD.row_hash "
+    "AND EXISTS (SELECT 1 FROM erasures e WHERE e.item_id = OLD.item_id)"
+)
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS schema_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS items (
         seq INTEGER PRIMARY KEY,
         item_id TEXT UNIQUE NOT NULL,
         suite TEXT NOT NULL,
-        record_json TEXT NOT NULL,
+        record_json TEXT,
+        salt TEXT,
+        content_hash TEXT NOT NULL,
         window TEXT,
         created_at TEXT NOT NULL,
         prev_hash TEXT NOT NULL,
@@ -70,14 +90,25 @@ _SCHEMA = (
         operation TEXT NOT NULL,
         detail TEXT NOT NULL
     )""",
-    _append_only_trigger("items", "UPDATE", APPEND_ONLY_MESSAGE),
+    """CREATE TABLE IF NOT EXISTS erasures (
+        item_id TEXT NOT NULL,
+        erased_at TEXT NOT NULL,
+        request_id TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS erasures_item ON erasures(item_id)",
+    f"CREATE TRIGGER IF NOT EXISTS items_no_update BEFORE UPDATE ON items "
+    f"WHEN NOT ({_ERASURE_ONLY}) BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY_MESSAGE}'); END",
     _append_only_trigger("items", "DELETE", APPEND_ONLY_MESSAGE),
-    # The log of refusals is evidence too, so it is append-only as well.
+    # The log of refusals is evidence too, so it is append-only as well; so are erasures.
     _append_only_trigger("refused_writes", "UPDATE", "refused_writes is append-only"),
     _append_only_trigger("refused_writes", "DELETE", "refused_writes is append-only"),
+    _append_only_trigger("erasures", "UPDATE", "erasures is append-only"),
+    _append_only_trigger("erasures", "DELETE", "erasures is append-only"),
 )
 _ITEM_TRIGGERS = ("items_no_update", "items_no_delete")
-_COLUMNS = "seq, item_id, suite, record_json, window, created_at, prev_hash, row_hash"
+_COLUMNS = (
+    "seq, item_id, suite, record_json, salt, content_hash, window, created_at, prev_hash, row_hash"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +155,28 @@ def row_hash(
     seq: int,
     item_id: str,
     suite: str,
-    record_json: str,
+    content_hash: str,
     window: str | None,
     created_at: str,
 ) -> str:
-    """``sha256(prev_hash || canonical_json(row))`` in hex: the link that ties a row to its past."""
+    """``sha256(prev_hash || canonical_json(row))`` in hex: the link that ties a row to its past.
+
+    The row's text enters through ``content_hash`` only, so erasing the text keeps the link.
+    """
     body = {
         "seq": seq,
         "item_id": item_id,
         "suite": suite,
-        "record_json": record_json,
+        "content_hash": content_hash,
         "window": window,
         "created_at": created_at,
     }
     return hashlib.sha256(prev_hash.encode("ascii") + canonical_json(body)).hexdigest()
+
+
+def content_hash(salt: str, record_json: str) -> str:
+    """The salted commitment to an item's text that the chain covers."""
+    return hashlib.sha256(bytes.fromhex(salt) + record_json.encode("utf-8")).hexdigest()
 
 
 def iso_week_window(created_at: str | None) -> str | None:
@@ -218,6 +257,7 @@ class EvalStore:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed (erasure)
         self._init_schema()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -250,6 +290,10 @@ class EvalStore:
     def _init_schema(self) -> None:
         """Create the tables and triggers (idempotent, so reopening re-arms dropped triggers)."""
         with self._write() as conn:
+            conn.execute(_SCHEMA[0])
+            before = conn.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'")
+            if (row := before.fetchone()) is not None and row["value"] == "1":
+                _migrate_v1(conn)
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute(
@@ -295,12 +339,13 @@ class EvalStore:
         seen: set[str] = set()
         for p in pending:
             seq += 1
-            digest = row_hash(prev, seq, p.item_id, p.suite, p.record_json, p.window, created_at)
+            salt = secrets.token_hex(16)
+            commit = content_hash(salt, p.record_json)
+            digest = row_hash(prev, seq, p.item_id, p.suite, commit, p.window, created_at)
+            row = (seq, p.item_id, p.suite, p.record_json, salt, commit, p.window, created_at,
+                   prev, digest)  # fmt: skip
             try:
-                conn.execute(
-                    f"INSERT INTO items({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (seq, p.item_id, p.suite, p.record_json, p.window, created_at, prev, digest),
-                )
+                conn.execute(f"INSERT INTO items({_COLUMNS}) VALUES ({', '.join('?' * 10)})", row)
             except sqlite3.IntegrityError as exc:
                 if "item_id" not in str(exc):
                     raise
@@ -333,13 +378,17 @@ class EvalStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def _rows(self, after: int = 0, suite: str | None = None) -> Iterator[sqlite3.Row]:
-        """Rows with seq > ``after`` in seq order, read a page at a time.
+    def _rows(
+        self, after: int = 0, suite: str | None = None, erased: bool = False
+    ) -> Iterator[sqlite3.Row]:
+        """Rows with seq > ``after`` in seq order, read a page at a time (erased rows only
+        with ``erased``: they are no eval items any more).
 
         Paging (rather than one long-lived cursor) keeps no read statement open between yields, so
         a caller may append on the same store while iterating.
         """
         where = "seq > ?" + (" AND suite = ?" if suite is not None else "")
+        where += "" if erased else " AND record_json IS NOT NULL"
         while True:
             params: tuple[Any, ...] = (after, suite) if suite is not None else (after,)
             page = self._conn.execute(
@@ -359,14 +408,83 @@ class EvalStore:
         return (_item(row) for row in self._rows(seq))
 
     def suites(self) -> dict[str, int]:
-        """Item count per suite."""
+        """Item count per suite (erased items are not counted)."""
         rows = self._conn.execute(
-            "SELECT suite, COUNT(*) AS n FROM items GROUP BY suite ORDER BY suite"
+            "SELECT suite, COUNT(*) AS n FROM items WHERE record_json IS NOT NULL "
+            "GROUP BY suite ORDER BY suite"
         ).fetchall()
         return {row["suite"]: row["n"] for row in rows}
 
     def count(self) -> int:
-        return int(self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+        """Items that are not erased."""
+        query = "SELECT COUNT(*) FROM items WHERE record_json IS NOT NULL"
+        return int(self._conn.execute(query).fetchone()[0])
+
+    def version(self) -> str:
+        """What the eval set is now: the head, changed by every erasure as by every append.
+
+        The contamination index and dataset certificates are keyed by it, so an index that
+        still holds an erased item's hashes is seen to be stale and rebuilt.
+        """
+        erased = [r[0] for r in self._conn.execute("SELECT item_id FROM erasures ORDER BY rowid")]
+        head = self.head()
+        if not erased:
+            return head
+        return hashlib.sha256(canonical_json([head, erased])).hexdigest()
+
+    def find(self, user_id: str | None = None, conversation_id: str | None = None) -> list[str]:
+        """Ids of the (not erased) items that came from a user or a conversation."""
+        where, args = [], []
+        for field_name, value in (("user_id", user_id), ("conversation_id", conversation_id)):
+            if value is not None:
+                where.append(f"json_extract(record_json, '$.{field_name}') = ?")
+                args.append(value)
+        if not where:
+            return []
+        query = (
+            f"SELECT item_id FROM items WHERE record_json IS NOT NULL AND ({' OR '.join(where)})"
+        )
+        return [r[0] for r in self._conn.execute(query, args)]
+
+    def erase(self, item_ids: Sequence[str], request_id: str) -> int:
+        """Remove the text of these items for good; the chain and the ids stay. Returns how
+        many were erased.
+
+        The erasure is recorded first (the trigger allows the update only for a recorded
+        item); afterwards the freed pages are zeroed and the file rewritten, so the text is
+        not left behind in free pages or the write-ahead log.
+        """
+        ids = list(dict.fromkeys(item_ids))
+        if not ids:
+            return 0
+        now = _now()
+        with self._write() as conn:
+            marks = ",".join("?" * len(ids))
+            live = [r[0] for r in conn.execute(
+                f"SELECT item_id FROM items WHERE record_json IS NOT NULL AND item_id IN ({marks})",
+                ids,
+            )]  # fmt: skip
+            conn.executemany(
+                "INSERT INTO erasures(item_id, erased_at, request_id) VALUES (?, ?, ?)",
+                [(i, now, request_id) for i in live],
+            )
+            conn.executemany(
+                "UPDATE items SET record_json = NULL, salt = NULL WHERE item_id = ?",
+                [(i,) for i in live],
+            )
+        self.compact()
+        return len(live)
+
+    def erased(self) -> list[tuple[str, str, str]]:
+        """(item id, when, request id) of every erasure, oldest first."""
+        rows = self._conn.execute("SELECT item_id, erased_at, request_id FROM erasures")
+        return [tuple(r) for r in rows]
+
+    def compact(self) -> None:
+        """Rewrite the file and empty the write-ahead log: no freed page keeps old text."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._conn.execute("VACUUM")
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def head(self) -> str:
         """The last row's hash, or the zero hash: the eval store version the index is keyed by."""
@@ -393,8 +511,9 @@ class EvalStore:
         """
         prev, expected, rows = ZERO_HASH, 1, 0
         head_seen = known_head is None or known_head == ZERO_HASH
-        for row in self._rows():
-            problem = _row_problem(row, expected, prev)
+        erased = {item_id for item_id, _, _ in self.erased()}
+        for row in self._rows(erased=True):
+            problem = _row_problem(row, expected, prev, erased)
             if problem is not None:
                 return VerifyResult(False, rows, row["seq"], problem)
             prev, expected, rows = row["row_hash"], expected + 1, rows + 1
@@ -412,17 +531,57 @@ class EvalStore:
         return self._conn.execute(query, (name,)).fetchone() is not None
 
 
-def _row_problem(row: sqlite3.Row, expected_seq: int, prev: str) -> str | None:
+def _row_problem(row: sqlite3.Row, expected_seq: int, prev: str, erased: set[str]) -> str | None:
     """Why ``row`` breaks the chain, or None when it links correctly to ``prev``."""
     seq = row["seq"]
     if seq != expected_seq:
         return f"seq {seq} where {expected_seq} was expected (rows missing or inserted)"
     if row["prev_hash"] != prev:
         return f"row {seq}: prev_hash does not match the previous row's hash"
-    fields = (row["item_id"], row["suite"], row["record_json"], row["window"], row["created_at"])
+    fields = (row["item_id"], row["suite"], row["content_hash"], row["window"], row["created_at"])
     if row_hash(prev, seq, *fields) != row["row_hash"]:
         return f"row {seq}: row_hash does not match its contents (row modified)"
+    if row["record_json"] is None or row["salt"] is None:
+        if row["record_json"] is not None or row["salt"] is not None:
+            return f"row {seq}: half erased (text or salt left behind; row modified)"
+        if row["item_id"] not in erased:
+            return f"row {seq}: text removed without an erasure record (row modified)"
+        return None
+    if content_hash(row["salt"], row["record_json"]) != row["content_hash"]:
+        return f"row {seq}: text does not match its content hash (row modified)"
     return None
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Schema 1 chained the text itself; schema 2 chains a salted hash of it (see above).
+
+    Every row is copied in order under the new chain; the old head is kept in ``schema_meta``
+    (``migrated_from_v1_head``) as the link to reports and certificates made before.
+    """
+    tip = conn.execute("SELECT row_hash FROM items ORDER BY seq DESC LIMIT 1").fetchone()
+    for statement in ("DROP TRIGGER IF EXISTS items_no_update",
+                      "DROP TRIGGER IF EXISTS items_no_delete", "DROP INDEX IF EXISTS items_suite",
+                      "ALTER TABLE items RENAME TO items_v1", _SCHEMA[1]):  # fmt: skip
+        conn.execute(statement)
+    prev = ZERO_HASH
+    for old in conn.execute("SELECT * FROM items_v1 ORDER BY seq").fetchall():
+        salt = secrets.token_hex(16)
+        commit = content_hash(salt, old["record_json"])
+        digest = row_hash(prev, old["seq"], old["item_id"], old["suite"], commit, old["window"],
+                          old["created_at"])  # fmt: skip
+        conn.execute(
+            f"INSERT INTO items({_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+            (old["seq"], old["item_id"], old["suite"], old["record_json"], salt, commit,
+             old["window"], old["created_at"], prev, digest),
+        )  # fmt: skip
+        prev = digest
+    conn.execute("DROP TABLE items_v1")
+    conn.execute("UPDATE schema_meta SET value = ? WHERE key = 'schema_version'",
+                 (str(SCHEMA_VERSION),))  # fmt: skip
+    conn.execute(
+        "INSERT OR REPLACE INTO schema_meta(key, value) VALUES ('migrated_from_v1_head', ?)",
+        (tip["row_hash"] if tip else ZERO_HASH,),
+    )
 
 
 class _DuplicateIdError(Exception):

@@ -82,7 +82,7 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
                           cfg.batch_size, fingerprint)  # fmt: skip
     try:
         with EvalStore(ws.eval_store_path) as store:
-            index_version = store.head()
+            index_version = store.version()
             suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite)
         for suite in _suites(cfg):
             items = budget(suite.items, cfg.max_items_per_suite)

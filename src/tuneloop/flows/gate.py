@@ -57,7 +57,7 @@ def run_gate(ws: Workspace, candidate: str, promote: bool = False) -> GateRun:
     dataset = cand.lineage.dataset_version
     certificate = DatasetStore(ws.datasets_dir).show(dataset).get("contamination_certificate")
     with EvalStore(ws.eval_store_path) as store:
-        current = store.head()
+        current = store.version()
     decision: GateDecision = decide(
         cand_report, inc_report, policy_from(ws), certificate, current,
         reverify=lambda: reverify_dataset(ws, dataset),

@@ -102,7 +102,7 @@ def ingest_serving_log(
     finally:
         log.close()
     top_r = max((int(r["seq"]) for r in responses), default=seen_r)
-    answered = [r for r in responses if r["status"] == "ok"]
+    answered = [r for r in responses if r["status"] == "ok" and r["erased_at"] is None]
     where = str(ws.serving_log_path)
     by_response = {rid: [dict(f) for f in rows if int(f["seq"]) <= top_f]
                    for rid, rows in joined.items()}  # fmt: skip

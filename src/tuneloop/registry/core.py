@@ -212,6 +212,11 @@ class Registry:
     def set_canary_verdict(self, version: str | int, verdict: Mapping[str, Any]) -> None:
         self._set_tag(version, "canary_verdict", json.dumps(verdict, sort_keys=True))
 
+    def set_tainted(self, version: str | int, erasure: Mapping[str, Any]) -> None:
+        """Mark a version as trained on data that was since erased (an audit event too)."""
+        self._set_tag(version, "tainted", json.dumps(erasure, sort_keys=True))
+        self.record_event("tainted", version=self.get(version).version, **erasure)
+
     def attach_eval_report(self, version: str | int, report: Path | Mapping[str, Any]) -> None:
         """A path is stored as given (resolved); a dict is stored inline as JSON."""
         if isinstance(report, Path):
@@ -246,6 +251,7 @@ class Registry:
             created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
             run_id=str(mv.run_id),
             source=str(mv.source),
+            tainted=json.loads(tags["tainted"]) if "tainted" in tags else None,
         )
 
     def _raw_versions(self) -> builtins.list[MlflowModelVersion]:
@@ -396,6 +402,13 @@ class Registry:
             self._move(
                 "rollback", [(PRODUCTION, aliases[PREVIOUS]), (PREVIOUS, aliases.get(PRODUCTION))]
             )
+
+    def retire_production(self, target: str | None, reason: str) -> None:
+        """Move production to ``target`` (None: no version, the base model serves), with the
+        reason in the audit log; previous is cleared, as a rollback to it would undo this."""
+        with flock(self.lock_path):
+            self._move("retire", [(PREVIOUS, None), (PRODUCTION, target)])
+        self.record_event("retire_production", to=target, reason=reason)
 
     def set_canary(self, version: str | int) -> None:
         target = self.get(version).version

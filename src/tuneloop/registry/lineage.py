@@ -51,3 +51,4 @@ class ModelVersion:
     created_at: datetime
     run_id: str
     source: str
+    tainted: dict[str, Any] | None = None  # set when data it was trained on was erased

@@ -27,7 +27,9 @@ from typing import Any, Literal
 
 import orjson
 
+from tuneloop.erasure import Subject
 from tuneloop.errors import ConfigError
+from tuneloop.jsonl import atomic_writer
 from tuneloop.records import Record, record_from_obj
 
 Strategy = Literal["reservoir", "stratified", "loss"]
@@ -171,6 +173,32 @@ class ReplayBuffer:
         pointer.write_text(version)
         pointer.replace(self.root / "CURRENT")
         return version
+
+    def versions(self) -> list[str]:
+        folder = self.root / "versions"
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def erase(self, subject: Subject) -> dict[str, int]:
+        """Remove the subject's records from every version; {version: records removed}.
+
+        A version keeps its id (model lineages name it) though its entries changed: the
+        erasure is the one edit a replay version may undergo.
+        """
+        removed: dict[str, int] = {}
+        for version in self.versions():
+            path = self.root / "versions" / version / "buffer.json"
+            raw = json.loads(path.read_text())
+            kept = [e for e in raw["entries"] if not subject.found_in(e["record"])]
+            if len(kept) < len(raw["entries"]):
+                removed[version] = len(raw["entries"]) - len(kept)
+                raw["entries"] = kept
+                with atomic_writer(path, "w") as fh:
+                    fh.write(json.dumps(raw))
+        return removed
+
+    def ids(self, version: str) -> set[str]:
+        """Record ids in one version."""
+        return {str(e.record.get("id")) for e in self.load(version).entries}
 
     def version_before(self, round_id: str) -> str | None:
         """The newest version that does not contain ``round_id`` yet.
