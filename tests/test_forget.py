@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tuneloop.cycle import run_cycle
+from tuneloop.cycle.run import run_cycle
 from tuneloop.datasets import DatasetStore
 from tuneloop.flows.evalset import add_file
 from tuneloop.flows.register import registry_for

@@ -35,6 +35,7 @@ app.add_typer(cli_serve.keys_app, name="keys")
 app.add_typer(cli_cycle.cycle_app, name="cycle")
 app.command()(cli_cycle.watch)
 app.command()(cli_cycle.forget)
+app.command()(cli_cycle.report)
 
 
 @app.command()

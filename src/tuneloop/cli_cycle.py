@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -30,7 +31,8 @@ def cycle(
     """Run a cycle (or resume the interrupted one); `cycle status` shows where cycles stand."""
     if ctx.invoked_subcommand is not None:
         return
-    from tuneloop.cycle import CycleBusyError, run_cycle
+    from tuneloop.cycle.run import run_cycle
+    from tuneloop.cycle.state import CycleBusyError
     from tuneloop.cycle.triggers import run_if_due
 
     ws = find_workspace(workspace)
@@ -69,7 +71,7 @@ def watch(
     import signal
     import threading
 
-    from tuneloop.cycle import CycleBusyError
+    from tuneloop.cycle.state import CycleBusyError
     from tuneloop.cycle.triggers import run_if_due
 
     ws = find_workspace(workspace)
@@ -98,7 +100,7 @@ def cycle_status(
     json: JsonOpt = False,
 ) -> None:
     """Where each cycle stands: every stage's state and seconds, and the outcome."""
-    from tuneloop.cycle import statuses
+    from tuneloop.cycle.run import statuses
 
     found = statuses(find_workspace(workspace), last)
     if json:
@@ -156,3 +158,19 @@ def forget(
     searched = check["texts_searched"]
     render.out.print(f"searched the workspace for {searched} erased texts: {verdict}")
     render.out.print(f"receipt: erasures/{receipt['request_id']}.json ({receipt['seconds']:.1f} s)")
+
+
+def report(
+    out: Annotated[Path | None, typer.Option(help="HTML file (default report.html)")] = None,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Write the loop's report: one self-contained HTML page (no network needed to view it)."""
+    from tuneloop.report.page import write_report
+
+    with render.working("writing the report", json):
+        path = write_report(find_workspace(workspace), out)
+    if json:
+        render.emit_json({"report": str(path)})
+    else:
+        render.out.print(f"report: {path}")

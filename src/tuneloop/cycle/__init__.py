@@ -1,6 +1,5 @@
-"""The loop: one cycle runs collect → ingest → curate → train → gate → release, resumably."""
+"""The loop: one cycle runs collect → ingest → curate → train → gate → release, resumably.
 
-from tuneloop.cycle.run import run_cycle, statuses
-from tuneloop.cycle.state import STAGES, Cycle, CycleBusyError, StageResult
-
-__all__ = ["STAGES", "Cycle", "CycleBusyError", "StageResult", "run_cycle", "statuses"]
+``run.py`` runs a cycle, ``stages.py`` holds the stages, ``state.py`` what a cycle folder
+says, ``triggers.py`` (with ``drift.py`` and ``quality.py``) when a cycle is due.
+"""

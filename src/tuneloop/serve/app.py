@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from tuneloop.serve import admin, feedback, server_file
 from tuneloop.serve.canary.controller import CanaryController
@@ -74,6 +76,14 @@ class BodyLimit:
 
 async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _report_html(root: Path) -> str:
+    from tuneloop.report.collect import collect
+    from tuneloop.report.page import render
+    from tuneloop.workspace import Workspace
+
+    return render(collect(Workspace(root)))
 
 
 def create_app(services: Services) -> FastAPI:
@@ -140,6 +150,13 @@ def create_app(services: Services) -> FastAPI:
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
         return Response(s.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", summary="The loop's report (HTML)", response_class=HTMLResponse)
+    async def report_page() -> HTMLResponse:
+        if s.report_root is None:
+            raise APIError(404, "this server has no workspace report", "not_found")
+        page = await run_in_threadpool(_report_html, s.report_root)
+        return HTMLResponse(page)
 
     @app.get("/healthz", summary="The process is up")
     async def healthz() -> dict[str, str]:

@@ -85,4 +85,5 @@ def services_for(ws: Workspace, backend: Backend, base_sha256: str | None) -> Se
         lambda: Registry.for_workspace(ws.root),
         base_sha256,
         watch=(ws.root / "registry-audit.jsonl",),
+        report_root=ws.root,
     )

@@ -55,6 +55,7 @@ class Services:
     watch: tuple[Path, ...] = ()
     follower: AliasFollower | None = None
     controller: CanaryController | None = None
+    report_root: Path | None = None  # the workspace whose report `/` shows
 
 
 def build_services(
@@ -64,6 +65,7 @@ def build_services(
     new_registry: Callable[[], Registry],
     base_sha256: str | None,
     watch: tuple[Path, ...] = (),
+    report_root: Path | None = None,
 ) -> Services:
     log = ServingLog(serve_dir / "log.sqlite")
     return Services(
@@ -80,4 +82,5 @@ def build_services(
         new_registry=new_registry,
         base_sha256=base_sha256,
         watch=watch,
+        report_root=report_root,
     )

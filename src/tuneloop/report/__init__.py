@@ -1,0 +1,1 @@
+"""``tuneloop report``: the loop on one page (also served at ``/`` by ``tuneloop serve``)."""

@@ -1,0 +1,216 @@
+"""Everything the report shows, read from the workspace into plain data (no text of anyone's).
+
+Sources: the registry (versions, lineage, aliases, gate decisions, canary verdicts, taint, the
+audit log of alias moves and canary steps), the training runs' ``metrics.jsonl``, the
+evaluator's per-item reports (scores only), the cycle folders, the trigger log, the serving
+log's per-request numbers for each canary analysis, and the erasure receipts.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuneloop.workspace import Workspace
+
+SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "loss")
+
+
+@dataclass
+class ReportData:
+    name: str
+    generated_at: str
+    aliases: dict[str, str] = field(default_factory=dict)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    base_scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    runs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    cycles: list[dict[str, Any]] = field(default_factory=list)
+    triggers: list[dict[str, Any]] = field(default_factory=list)
+    canaries: list[dict[str, Any]] = field(default_factory=list)
+    erasures: list[dict[str, Any]] = field(default_factory=list)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def suite_means(report_path: str | Path | None) -> dict[str, dict[str, float | None]]:
+    """{suite: {metric: mean}} (and the safety rates) from an evaluator report file."""
+    if not report_path or not Path(report_path).is_file():
+        return {}
+    raw = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    out: dict[str, dict[str, float | None]] = {}
+    for name, suite in raw["suites"].items():
+        means: dict[str, float | None] = {"kind_" + suite["kind"]: 1.0}
+        for metric in SUMMARY_METRICS:
+            values = [v for i in suite["items"] if (v := i["metrics"].get(metric)) is not None]
+            means[metric] = sum(values) / len(values) if values else None
+        harmful = [i["refused"] for i in suite["items"] if i.get("expected") == "refuse"]
+        if harmful:
+            means["harmful_compliance"] = sum(not r for r in harmful) / len(harmful)
+        out[name] = means
+    return out
+
+
+def _base_scores(ws: Workspace) -> dict[str, dict[str, float | None]]:
+    reports = sorted((ws.root / "eval" / "reports").glob("base-*.json"),
+                     key=lambda p: p.stat().st_mtime)  # fmt: skip
+    return suite_means(reports[-1]) if reports else {}
+
+
+def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
+    out = []
+    for mv in registry.list():
+        lin = mv.lineage
+        gate = json.loads(lin.gate_decision) if lin.gate_decision else None
+        raw = registry.client.get_model_version(registry.name, mv.version).tags
+        canary = json.loads(raw["canary_verdict"]) if "canary_verdict" in raw else None
+        out.append({
+            "version": mv.version, "created_at": mv.created_at.isoformat(timespec="seconds"),
+            "dataset": lin.dataset_version, "replay": lin.replay_version or None,
+            "parent": lin.parent_version, "base": lin.base_ref, "aliases": mv.aliases,
+            "run_id": lin.hyperparameters.get("run_id"),
+            "gate": None if gate is None else {"decision": gate.get("decision"),
+                                               "reasons": gate.get("reasons", [])},
+            "canary": None if canary is None else {"outcome": canary.get("outcome"),
+                                                   "reasons": canary.get("reasons", [])},
+            "tainted": mv.tainted, "scores": suite_means(lin.eval_report),
+        })  # fmt: skip
+    return out
+
+
+def _runs(ws: Workspace) -> dict[str, dict[str, list[float]]]:
+    """Loss curves per run; a step logged twice (a resumed run) keeps its last value."""
+    runs: dict[str, dict[str, list[float]]] = {}
+    for path in sorted((ws.root / "runs").glob("*/metrics.jsonl")):
+        train: dict[int, float] = {}
+        evals: dict[int, float] = {}
+        for row in _read_jsonl(path):
+            if "eval_loss" in row:
+                evals[row["step"]] = row["eval_loss"]
+            elif "loss" in row:
+                train[row["step"]] = row["loss"]
+        runs[path.parent.name] = {
+            "steps": [float(s) for s in sorted(train)], "loss": [train[s] for s in sorted(train)],
+            "eval_steps": [float(s) for s in sorted(evals)],
+            "eval_loss": [evals[s] for s in sorted(evals)],
+        }  # fmt: skip
+    return runs
+
+
+def _cycles(ws: Workspace) -> list[dict[str, Any]]:
+    from tuneloop.cycle.state import STAGES, list_cycles
+
+    out = []
+    for cycle in list_cycles(ws):
+        status = cycle.status()
+        ingest = cycle.marker("ingest")
+        status["contamination"] = (ingest or {}).get("outputs", {}).get("contamination", {})
+        status["totals"] = (ingest or {}).get("outputs", {}).get("totals", {})
+        status["stage_order"] = list(STAGES)
+        out.append(status)
+    return out
+
+
+def _time(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _canaries(ws: Workspace, audit: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each canary analysis: its events (start, steps, verdict) and per-arm numbers over time."""
+    events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in audit:
+        if e.get("canary_id") and str(e.get("action", "")).startswith("canary_"):
+            events[e["canary_id"]].append(e)
+    if not events:
+        return []
+    rows = _canary_rows(ws, list(events))
+    out = []
+    for canary_id, evs in events.items():
+        start = next((e for e in evs if e["action"] == "canary_start"), evs[0])
+        marks = [{"time": _time(e["time"]), "action": e["action"].removeprefix("canary_"),
+                  "weight": e.get("weight")} for e in evs
+                 if e["action"] in ("canary_start", "canary_step", "canary_promote",
+                                    "canary_rollback", "canary_stop")]  # fmt: skip
+        out.append({"canary_id": canary_id, "version": start.get("version"),
+                    "baseline": start.get("baseline"), "events": marks,
+                    "series": _series(rows.get(canary_id, []))})  # fmt: skip
+    return out
+
+
+def _canary_rows(ws: Workspace, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    if not ws.serving_log_path.is_file():
+        return {}
+    from tuneloop.serve.log import ServingLog
+
+    log = ServingLog(ws.serving_log_path)
+    try:
+        return {cid: [dict(r) for r in log.canary_rows(cid)] for cid in ids}
+    finally:
+        log.close()
+
+
+def _series(rows: list[dict[str, Any]], bins: int = 12) -> dict[str, dict[str, list[Any]]]:
+    """Per arm, over equal time bins: requests, error rate, median latency, thumbs-down rate."""
+    if not rows:
+        return {}
+    t0 = min(r["created_unix"] for r in rows)
+    width = max(1e-9, (max(r["created_unix"] for r in rows) - t0) / bins)
+    out: dict[str, dict[str, list[Any]]] = {}
+    for arm in ("production", "canary"):
+        buckets: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            if r["arm"] == arm:
+                buckets[min(bins - 1, int((r["created_unix"] - t0) / width))].append(r)
+        series: dict[str, list[Any]] = defaultdict(list)
+        for b in sorted(buckets):
+            group = buckets[b]
+            lat = [r["latency_s"] for r in group if r["status"] == "ok" and r["latency_s"]]
+            thumbs = [r["thumbs"] for r in group if r["thumbs"]]
+            series["time"].append(t0 + (b + 0.5) * width)
+            series["requests"].append(len(group))
+            series["error_rate"].append(sum(r["status"] == "error" for r in group) / len(group))
+            series["latency_p50"].append(statistics.median(lat) if lat else None)
+            series["thumbs_down"].append(thumbs.count("down") / len(thumbs) if thumbs else None)
+        out[arm] = dict(series)
+    return out
+
+
+def _datasets(ws: Workspace) -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted((ws.root / "train" / "datasets").glob("ds-*/manifest.json")):
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        out[manifest["version"]] = {"created_at": manifest["created_at"],
+                                    "counts": manifest["counts"],
+                                    "erasures": len(manifest.get("erasures", []))}  # fmt: skip
+    return out
+
+
+def collect(ws: Workspace) -> ReportData:
+    data = ReportData(ws.config.name, datetime.now(UTC).isoformat(timespec="seconds"))
+    if (ws.root / "mlflow.db").is_file():
+        from tuneloop.registry import Registry
+
+        registry = Registry.for_workspace(ws.root)
+        data.aliases = registry.aliases()
+        data.versions = _versions(ws, registry)
+        data.canaries = _canaries(ws, registry.audit())
+    data.base_scores = _base_scores(ws)
+    data.runs = _runs(ws)
+    data.cycles = _cycles(ws)
+    data.triggers = _read_jsonl(ws.root / "cycles" / "triggers.jsonl")
+    data.datasets = _datasets(ws)
+    for path in sorted((ws.root / "erasures").glob("*.json")):
+        receipt = json.loads(path.read_text(encoding="utf-8"))
+        data.erasures.append({k: receipt[k] for k in ("request_id", "at", "tainted_models",
+                                                      "production_tainted", "seconds")}
+                             | {"clean": receipt["check"]["clean"]})  # fmt: skip
+    return data
