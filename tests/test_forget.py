@@ -121,6 +121,8 @@ def test_forget_removes_every_byte_and_taints_exactly_the_affected_models(
         assert status["end"]["outcome"] == "promoted", status
         v2 = registry.get("2")
         assert v2.tainted is None and registry.aliases()["production"] == "2"
+        seed = v2.lineage.hyperparameters["init_from"]
+        assert seed["version"] is None and "tainted" in seed["note"]  # not grown from v1
         assert not any(i.startswith("zed-") for i in datasets.ids(v2.lineage.dataset_version))
     else:
         assert "production" not in registry.aliases()  # no untainted version: the base serves

@@ -96,3 +96,32 @@ def test_cli_train_json(ws: Workspace, tmp_path: Path) -> None:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert json.loads(done.stdout)["result"]["steps"] == 2
+
+
+def test_a_round_continues_from_productions_adapter(ws: Workspace, tmp_path: Path) -> None:
+    import torch
+    from peft import get_peft_model_state_dict
+
+    from tuneloop.flows.register import registry_for
+    from tuneloop.model.base import load_base
+    from tuneloop.train.adapter import adapter_weights
+    from tuneloop.train.lora import LoraSettings, with_lora
+    from tuneloop.train.warm import load_into
+
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    curate(ws)
+    first = train(ws)
+    assert first.lineage["init_from"]["version"] is None  # nothing in production yet
+    registry_for(ws).promote(str(first.version))
+    ingest(ws, tmp_path, chats("b", 24), "b.jsonl")
+    curate(ws)
+    second = train(ws)
+    assert second.lineage["init_from"]["version"] == first.version
+    assert second.run_id != first.run_id
+    model, _, _ = load_base(ws.config.train.base, None)
+    model = with_lora(model, LoraSettings(r=4, alpha=8))
+    load_into(model, Path(first.adapter_dir))
+    loaded = get_peft_model_state_dict(model)
+    saved = adapter_weights(Path(first.adapter_dir))
+    assert saved.keys() == loaded.keys()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)

@@ -89,6 +89,9 @@ class TrainConfig(_Section):
     replay_ratio: float = Field(0.2, ge=0.0, lt=1.0)
     replay_capacity: int = Field(2000, ge=1)
     replay_strategy: Literal["reservoir", "stratified", "loss"] = "reservoir"
+    init_from: Literal["production", "base"] = Field(
+        "production", description="continue from production's adapter when it fits"
+    )
 
 
 class EvaluateConfig(_Section):
@@ -273,6 +276,8 @@ lora_dropout = 0.05
 replay_ratio = 0.2       # share of earlier rounds' records mixed into training
 replay_capacity = 2000
 replay_strategy = "reservoir"  # reservoir | stratified | loss
+init_from = "production" # continue from production's adapter (same base and LoRA shape, not
+                         # tainted by an erasure) | base: a fresh adapter every round
 
 [evaluate]
 max_new_tokens = 64      # greedy decoding

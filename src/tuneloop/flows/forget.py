@@ -101,11 +101,12 @@ def lineage(ws: Workspace, train_ids: set[str]) -> dict[str, list[str]]:
     hit = [v for v in datasets.versions() if datasets.ids(v) & train_ids]
     buffer = ReplayBuffer(ws.train_dir / "replay")
     replay = [v for v in buffer.versions() if buffer.ids(v) & train_ids]
-    models = [
-        mv.version
-        for mv in registry_for(ws).list()
-        if mv.lineage.dataset_version in hit or (mv.lineage.replay_version or None) in replay
-    ]
+    models: list[str] = []
+    for mv in registry_for(ws).list():  # oldest first: a seed's taint passes to what grew from it
+        seed = (mv.lineage.hyperparameters.get("init_from") or {}).get("version")
+        if (mv.lineage.dataset_version in hit or (mv.lineage.replay_version or None) in replay
+                or seed in models):  # fmt: skip
+            models.append(mv.version)
     return {"datasets": hit, "replay_versions": replay, "models": models}
 
 

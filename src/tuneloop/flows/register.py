@@ -41,6 +41,7 @@ def register_run(
             **raw["hyperparameters"],
             "libraries": raw["libraries"],
             "run_id": raw["run_id"],
+            "init_from": raw.get("init_from"),
         },
         code_version=raw["code_version"],
         parent_version=production_version(registry),

@@ -28,6 +28,7 @@ from tuneloop.train.data import pack, single_rows, tokenize
 from tuneloop.train.loop import Trainer, TrainResult, TrainSettings, init_distributed
 from tuneloop.train.lora import LoraSettings, with_lora
 from tuneloop.train.replay import ReplayBuffer, replay_count
+from tuneloop.train.warm import WarmStart, load_into, warm_start
 from tuneloop.workspace import Workspace
 
 
@@ -106,10 +107,29 @@ def _mix_replay(
 
 
 def run_id_for(
-    dataset: str, replay: str | None, base: BaseModelInfo, settings: TrainSettings
+    dataset: str,
+    replay: str | None,
+    base: BaseModelInfo,
+    settings: TrainSettings,
+    init_sha256: str | None = None,
 ) -> str:
-    body = json.dumps([dataset, replay, base.weights_sha256, settings.to_dict()], sort_keys=True)
+    parts: list[Any] = [dataset, replay, base.weights_sha256, settings.to_dict()]
+    if init_sha256:
+        parts.append(init_sha256)
+    body = json.dumps(parts, sort_keys=True)
     return "run-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
+          settings: TrainSettings) -> WarmStart:  # fmt: skip
+    if cfg.init_from == "base":
+        return WarmStart(None, None, None, "fresh: train.init_from = base")
+    if not (ws.root / "mlflow.db").is_file():
+        return WarmStart(None, None, None, "fresh: nothing registered yet")
+    from tuneloop.flows.register import registry_for
+
+    return warm_start(registry_for(ws), info.weights_sha256, settings.lora,
+                      model.config.model_type, ws.root / "runs" / "init")  # fmt: skip
 
 
 def train(
@@ -141,10 +161,13 @@ def train(
         )
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
     val_records = store.load(version, split="validation")
-    run_id = run_id_for(version, replay_version, info, settings)
+    warm = _warm(ws, cfg, info, model, settings)
+    run_id = run_id_for(version, replay_version, info, settings, warm.adapter_sha256)
     run_dir = ws.root / "runs" / run_id
     torch.manual_seed(settings.seed)
     model = with_lora(model, settings.lora)
+    if warm.folder is not None:
+        load_into(model, warm.folder)
     train_ex = tokenize(train_records, tokenizer, settings.max_len).examples
     val_ex = tokenize(val_records, tokenizer, settings.max_len).examples
     rows = pack(train_ex, settings.block_size) if settings.packing else single_rows(train_ex)
@@ -161,6 +184,7 @@ def train(
         "libraries": library_versions(),
         "code_version": code_version(),
         "run_id": run_id,
+        "init_from": warm.lineage(),
         "records": {
             "train": len(train_records),
             "validation": len(val_records),
