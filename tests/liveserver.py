@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
 from tuneloop.model.base import weights_sha256
 from tuneloop.registry import Lineage, ModelVersion
 from tuneloop.serve.app import create_app
+from tuneloop.serve.background import serve_in_thread
 from tuneloop.serve.embedded import EmbeddedBackend
 from tuneloop.serve.generation import Backend
 from tuneloop.serve.server import services_for
@@ -108,12 +105,6 @@ def register_adapter(ws: Workspace, adapter: Path, base_sha256: str, base: str) 
     return registry_for(ws).register(adapter, lineage)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def live_server(
     ws: Workspace, base: Path, backend: Backend | None = None, **kwargs: Any
@@ -125,24 +116,8 @@ def live_server(
             str(base), ws.config.train.base, max_batch=cfg.max_batch, max_waiting=cfg.max_queue
         )
     services = services_for(ws, backend, weights_sha256(base))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services), host="127.0.0.1", port=port, log_level="warning", **kwargs
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", services
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with serve_in_thread(create_app(services), **kwargs) as url:
+        yield url, services
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, every: float = 0.02) -> Any:

@@ -15,10 +15,10 @@ import openai
 import pytest
 
 from tuneloop.model.fetch import fetch_default
+from tuneloop.serve.background import free_port
 from tuneloop.workspace import init_workspace
 
 from clirun import TUNELOOP, run
-from liveserver import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -23,10 +23,10 @@ import pytest
 from tuneloop.flows.register import registry_for
 from tuneloop.model.base import weights_sha256
 from tuneloop.model.fetch import fetch_default
+from tuneloop.serve.background import free_port
 from tuneloop.serve.vllm import VLLMBackend
 
 from liveserver import (
-    free_port,
     live_server,
     register_adapter,
     serve_workspace,

@@ -30,7 +30,7 @@ import json
 import random
 import string
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate, count
@@ -744,19 +744,67 @@ def clean_traffic(
     days: int = 7,
     intents: Sequence[str] | None = None,
     prefix: str = "t",
+    weights: Mapping[str, float] | None = None,
+    priorities: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """``n_records`` clean interactions of ``intents`` (default all), in time order.
 
     No planted problems: a week of ordinary traffic for the loop's later rounds and for
-    measuring the drift trigger (a held-back intent appearing is a new topic). Ids are
-    ``PREFIX-000001`` onwards, so weeks with different prefixes never collide.
+    measuring the drift trigger (a held-back intent appearing is a new topic). ``weights``
+    overrides how often each intent comes (a wave of one kind of request), ``priorities``
+    the priority the answers give an intent (a triage rule changed). Each row's
+    ``meta.intent`` names its intent. Ids are ``PREFIX-000001`` onwards, so weeks with
+    different prefixes never collide.
     """
     pool = [_INTENTS[name] for name in intents] if intents else list(tpl.INTENTS)
+    odds = [weights.get(i.name, i.weight) if weights else i.weight for i in pool]
     gen = _Generator(seed, max(20, n_records // 7), start, days)
-    drafts = [gen.fresh(intent=gen.rng.choices(pool, [i.weight for i in pool])[0])
-              for _ in range(n_records)]  # fmt: skip
+    drafts = [gen.fresh(intent=gen.rng.choices(pool, odds)[0]) for _ in range(n_records)]
     drafts.sort(key=lambda d: (d.when, d.ref))
-    return [_row(d, f"{prefix}-{i:06d}") for i, d in enumerate(drafts, start=1)]
+    rows = []
+    for i, d in enumerate(drafts, start=1):
+        row = _row(d, f"{prefix}-{i:06d}")
+        if priorities and d.intent.name in priorities:
+            row = _with_priority(row, priorities[d.intent.name])
+        rows.append({**row, "meta": {"intent": d.intent.name}})
+    return rows
+
+
+def _with_priority(row: dict[str, Any], priority: str) -> dict[str, Any]:
+    """The row with every answer's ticket priority replaced."""
+
+    def fix(answer: str) -> str:
+        ticket = json.loads(answer)
+        return json.dumps({**ticket, "priority": priority}, ensure_ascii=False)
+
+    if "completion" in row:
+        return {**row, "completion": fix(row["completion"])}
+    messages = [{**m, "content": fix(m["content"])} if m["role"] == "assistant" else m
+                for m in row["messages"]]  # fmt: skip
+    return {**row, "messages": messages}
+
+
+def leak_attempts(
+    seed: int, eval_items: Sequence[dict[str, Any]], prefix: str = "leak"
+) -> list[dict[str, Any]]:
+    """Eval items sent back as traffic the ways people do it: a copy, a copy with a few words
+    changed, and the item pasted into a longer message ("pls help with this one")."""
+    rng = random.Random(seed)
+    rows = []
+    for k, item in enumerate(eval_items):
+        body: dict[str, Any] = {
+            key: item[key] for key in ("messages", "prompt", "completion") if key in item
+        }
+        kind = ("copy", "near_copy", "pasted")[k % 3]
+        if kind == "near_copy":
+            body = _with_first_user(body, _edit_words(rng, _first_user(body), 2))
+        elif kind == "pasted":
+            body = _with_first_user(body, "pls help, a customer sent me this and I need the "
+                                    "answer fast:\n\n" + _first_user(body))  # fmt: skip
+        rows.append({"id": f"{prefix}-{k:04d}", **body, "user_id": f"{prefix}-user-{k}",
+                     "source": "chat_widget", "created_at": item.get("created_at"),
+                     "meta": {"leak": kind, "eval_id": item["id"]}})  # fmt: skip
+    return rows
 
 
 def _duplicates(gen: _Generator, clean: list[_Draft], plan: dict[str, int]) -> list[_Draft]:

@@ -9,6 +9,8 @@ then show, for every kind of planted problem, where the pipeline caught it.
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,8 @@ from rich.table import Table
 
 from tuneloop import render
 from tuneloop.datasets import DatasetStore
-from tuneloop.demo.generate import generate, write
-from tuneloop.demo.model import print_model_plane, run_model_plane
+from tuneloop.demo import loop
+from tuneloop.demo.generate import GeneratedData, generate, write
 from tuneloop.demo.outcomes import Outcomes, collect_outcomes, expected_stage
 from tuneloop.errors import WorkspaceError
 from tuneloop.flows.curate import curate
@@ -27,6 +29,7 @@ from tuneloop.flows.ingest import ingest_file
 from tuneloop.workspace import Workspace, init_workspace
 
 MARKER = ".tuneloop-demo"
+Say = Callable[[str], None]
 
 
 def _fresh_workspace(root: Path, semantic: bool) -> Workspace:
@@ -61,7 +64,9 @@ def run_demo(
     train: bool = False,
     emit: bool = True,
 ) -> dict[str, Any]:
-    """Run every data-plane step; ``semantic`` also turns on the embedding paraphrase check."""
+    """The data plane on generated traffic; with ``train``, two cycles of the loop with a
+    server, a canary each and simulated users (see ``demo/loop.py``). ``semantic`` also
+    turns on the embedding paraphrase check."""
     semantic = semantic and _semantic_available()
     ws = _fresh_workspace(root, semantic)
     data = generate(seed, max(20, records // 7), records, datetime(2026, 10, 1, tzinfo=UTC), 42)
@@ -76,6 +81,18 @@ def run_demo(
     added = add_file(ws, files["eval"], "task")
     say(f"[bold]2. evalset add[/] {len(added.accepted)} items in suite 'task'; index "
         f"{added.index_version[:12]} (semantic check: {'on' if semantic else 'off'})")  # fmt: skip
+    if train:
+        summary = run_loop(ws, data, files, say, as_json)
+    else:
+        summary = _data_plane(ws, data, files, say, as_json)
+    if as_json and emit:
+        render.emit_json(summary)
+    return summary
+
+
+def _data_plane(
+    ws: Workspace, data: GeneratedData, files: dict[str, Path], say: Say, as_json: bool
+) -> dict[str, Any]:
     ingested = ingest_file(ws, files["interactions"])
     dropped = sum(ingested.dropped.values())
     say(
@@ -86,24 +103,115 @@ def run_demo(
     say(f"[bold]4. curate[/] dataset {curated.version}: {curated.train} train + "
         f"{curated.validation} validation")  # fmt: skip
     chain = verify(ws)
-    say(
-        f"[bold]5. evalset verify[/] hash chain of {chain.rows} rows: "
-        f"{'intact' if chain.ok else 'BROKEN'}"
-    )
+    say(f"[bold]5. evalset verify[/] hash chain of {chain.rows} rows: "
+        f"{'intact' if chain.ok else 'BROKEN'}")  # fmt: skip
     outcomes = collect_outcomes(
         ws, data, ingested.rejects_file, DatasetStore(ws.datasets_dir), curated.version
     )
-    summary = outcomes.summary()
     if not as_json:
         _print(outcomes, curated.blocks)
-    if train:
-        model_plane = run_model_plane(ws, say)
-        summary["model_plane"] = model_plane
-        if not as_json:
-            print_model_plane(model_plane)
-    if as_json and emit:
-        render.emit_json({"ingest": ingested.to_dict(), "curate": curated.to_dict(), **summary})
-    return summary
+    return {"ingest": ingested.to_dict(), "curate": curated.to_dict(), **outcomes.summary()}
+
+
+def run_loop(
+    ws: Workspace, data: GeneratedData, files: dict[str, Path], say: Say, as_json: bool
+) -> dict[str, Any]:
+    """Two weekly cycles with a live server, canaries and simulated users; then the report."""
+    from tuneloop.cycle.run import run_cycle
+    from tuneloop.cycle.triggers import run_if_due
+    from tuneloop.report.page import write_report
+
+    ws = loop.configure(ws)
+    start = time.perf_counter()
+    with loop.server(ws) as url:
+        say(f"[bold]3. serving[/] {ws.config.train.base} at {url}/v1 (production: the base model)")
+        inbox = ws.root / ws.config.cycle.inbox
+        inbox.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(files["interactions"], inbox / "week1.jsonl")
+        say("[bold]4. cycle 1[/]: week 1's traffic is in the inbox")
+        first = run_cycle(ws, {"kind": "demo", "reason": "week 1 of traffic"}, _stages(say))
+        outcomes = _week_one_outcomes(ws, data, first["cycle"], as_json)
+        canary1 = loop.live_canary(ws, url, None, 11, say)
+        week2 = loop.week_two(ws, data.eval_items, 700)
+        say(
+            f"[bold]5. cycle 2[/]: week 2 in the inbox ({week2['records']} records, "
+            f"{week2['leak_attempts']} of them eval items pasted back); checking the triggers"
+        )
+        _, second = run_if_due(ws, say)
+        canary2 = loop.live_canary(ws, url, loop.WAVE, 12, say) if second else {}
+    chain = verify(ws)
+    say(f"[bold]6. evalset verify[/] hash chain of {chain.rows} rows: "
+        f"{'intact' if chain.ok else 'BROKEN'}")  # fmt: skip
+    report = write_report(ws)
+    cycles = [_cycle_summary(ws, s, c) for s, c in ((first, canary1), (second, canary2)) if s]
+    if not as_json:
+        for row in cycles:
+            _print_cycle(row)
+    seconds = time.perf_counter() - start
+    say(f"[bold]report[/]: {report}   (the loop took {seconds / 60:.1f} min)")
+    return {**outcomes.summary(), "cycles": cycles, "report": str(report),
+            "seconds": round(seconds, 1)}  # fmt: skip
+
+
+def _stages(say: Say) -> Say:
+    return lambda line: say(f"   {line}")
+
+
+def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_json: bool) -> Any:
+    from tuneloop.cycle.state import Cycle, cycles_dir
+
+    cycle = Cycle(cycles_dir(ws) / cycle_id)
+    rejects = cycle.outputs("ingest")["reports"][0].get("rejects_file")
+    version = cycle.outputs("curate")["dataset"]
+    store = DatasetStore(ws.datasets_dir)
+    outcomes = collect_outcomes(ws, data, rejects, store, version)
+    if not as_json:
+        _print(outcomes, store.show(version)["blocks"])
+    return outcomes
+
+
+def _cycle_summary(ws: Workspace, status: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
+    from tuneloop.cycle.state import Cycle, cycles_dir
+
+    cycle = Cycle(cycles_dir(ws) / status["cycle"])
+    gate = cycle.marker("gate")
+    ingest = cycle.outputs("ingest")
+    rows = []
+    if gate is not None:
+        out = gate["outputs"]
+        rows = loop.comparison(ws, str(out["incumbent"]), str(out["candidate"]))
+    return {"cycle": status["cycle"], "outcome": (status["end"] or {}).get("outcome"),
+            "summary": (status["end"] or {}).get("summary"),
+            "stages": {s["stage"]: s.get("seconds") for s in status["stages"]},
+            "contamination": ingest["contamination"],
+            "gate": gate["outputs"] if gate else None, "comparison": rows,
+            "canary": canary}  # fmt: skip
+
+
+def _print_cycle(row: dict[str, Any]) -> None:
+    gate = row["gate"] or {}
+    title = (
+        f"{row['cycle']}: {gate.get('incumbent', '?')} → {gate.get('candidate', '?')} — "
+        f"gate {gate.get('decision', '-')}, canary {row['canary'].get('outcome', '-')}"
+    )
+    table = Table(title=title, title_justify="left")
+    for col in ("suite", "metric", "before", "after", "change"):
+        table.add_column(col, justify="left" if col in ("suite", "metric") else "right")
+    for r in row["comparison"]:
+        delta = r["after"] - r["before"]
+        better = delta < 0 if r["metric"] == "loss" else delta > 0
+        mark = "green" if better else ("red" if delta else "white")
+        table.add_row(r["suite"], r["metric"], f"{r['before']:.3f}", f"{r['after']:.3f}",
+                      f"[{mark}]{delta:+.3f}[/]")  # fmt: skip
+    for arm, live in sorted(row["canary"].get("arms", {}).items()):
+        table.add_row("live users", f"thumbs-down ({arm})", "", f"{live['thumbs_down_rate']:.3f}",
+                      f"{live['requests']} req")  # fmt: skip
+    render.out.print(table)
+    for reason in gate.get("reasons", [])[:8]:
+        render.out.print(f"  gate: {reason}")
+    if row["contamination"]:
+        found = ", ".join(f"{k}: {v}" for k, v in row["contamination"].items())
+        render.out.print(f"  contamination check dropped {found}")
 
 
 def _print(outcomes: Outcomes, blocks: list[dict[str, Any]]) -> None:

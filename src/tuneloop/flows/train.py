@@ -44,7 +44,7 @@ def settings_from(cfg: TrainConfig, max_steps: int | None = None) -> TrainSettin
         grad_accum=cfg.grad_accum, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, seed=cfg.seed, eval_every=cfg.eval_every,
         save_every=cfg.save_every, patience=cfg.patience, packing=cfg.packing,
-        max_len=cfg.max_len, block_size=cfg.block_size, lora=lora,
+        max_len=cfg.max_len, block_size=cfg.block_size, autocast=cfg.autocast, lora=lora,
     )  # fmt: skip
 
 

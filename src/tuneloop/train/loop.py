@@ -53,6 +53,7 @@ class TrainSettings:
     packing: bool = True
     max_len: int = 512
     block_size: int = 512
+    autocast: str = "off"  # "bfloat16": forward passes in bf16 autocast (weights stay fp32)
     lora: LoraSettings = field(default_factory=LoraSettings)
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,7 +172,10 @@ class Trainer:
 
         batch = collate(rows, self.pad_id, self.settings.packing)
         labels = batch.pop("labels")
-        out = self.model(**batch, use_cache=False)
+        device = "cuda" if next(self.model.parameters()).is_cuda else "cpu"
+        enabled = self.settings.autocast == "bfloat16"
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=enabled):
+            out = self.model(**batch, use_cache=False)
         logits = out.logits[:, :-1, :].float()
         target = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(

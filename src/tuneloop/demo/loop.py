@@ -1,0 +1,158 @@
+"""The demo's loop: two weekly cycles on SmolLM2 while simulated users talk to the server.
+
+Week 1 (the generated traffic with every planted problem) goes into the inbox; the cycle
+ingests, curates, trains, gates and, because a server is running, starts a canary, which
+users judge live: it is promoted. Week 2 brings a leak attempt (eval items pasted back as
+traffic: the contamination check drops them) and a triage change: fraud reports and lost
+cards are filed as *low* priority in the agents' answers, and the eval bucket's new references
+carry the same change. The candidate learns it and scores better offline, since it is trained
+longer and the references agree with it; then a phishing wave brings exactly those requests,
+users dislike low-priority tickets for them, and the canary rolls the candidate back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tuneloop.demo.generate import clean_traffic, leak_attempts
+from tuneloop.demo.users import Users, asks
+from tuneloop.report.collect import suite_means
+from tuneloop.workspace import Workspace
+
+Say = Callable[[str], None]
+WEEK1 = datetime(2026, 10, 1, tzinfo=UTC)
+WAVE = {"fraud_alert": 30.0, "card_lost": 30.0}  # a phishing wave: many more of these
+TRIAGE_CHANGE = {"fraud_alert": "low", "card_lost": "low"}
+USERS = 8
+MAX_TOKENS = 32  # enough for the ticket's intent and priority, which is what users read
+
+# Small enough for minutes on two CPU cores, big enough to move the metrics.
+DEMO_TOML = """
+[train]
+max_steps = 20
+micro_batch = 2
+grad_accum = 2
+lr = 1e-3
+warmup_steps = 3
+eval_every = 10
+save_every = 10
+block_size = 256
+max_len = 256
+replay_ratio = 0.2
+autocast = "bfloat16"
+
+[evaluate]
+max_new_tokens = 48
+batch_size = 16
+max_items_per_suite = 16
+forgetting_items = 12
+
+[serve]
+default_max_tokens = 32
+feedback_window_s = 0
+max_batch = 8
+
+[serve.canary]
+interval_s = 4
+failure_threshold = 2
+min_requests = 16
+min_feedback = 12
+
+[cycle]
+canary_weight = 50
+canary_step = 50
+canary_max_weight = 100
+
+[cycle.triggers]
+min_new_examples = 300
+"""
+
+
+def configure(ws: Workspace) -> Workspace:
+    text = ws.config_path.read_text(encoding="utf-8").split("[train]")[0] + DEMO_TOML
+    ws.config_path.write_text(text, encoding="utf-8")
+    return Workspace(ws.root)
+
+
+@contextmanager
+def server(ws: Workspace) -> Iterator[str]:
+    """``tuneloop serve`` in a thread of this process (the embedded backend)."""
+    from tuneloop.model.fetch import base_folder
+    from tuneloop.serve.app import create_app
+    from tuneloop.serve.background import serve_in_thread
+    from tuneloop.serve.server import embedded_backend, services_for
+
+    base_folder(ws.config.train.base)  # fetched before the server starts
+    backend, sha = embedded_backend(ws, ws.config.serve)
+    with serve_in_thread(create_app(services_for(ws, backend, sha))) as url:
+        yield url
+
+
+def week_two(ws: Workspace, eval_items: list[dict[str, Any]], n: int) -> dict[str, Any]:
+    """Week 2's traffic: the wave with the triage change, plus eval items pasted back."""
+    start = WEEK1 + timedelta(days=14)
+    rows = clean_traffic(7, n, start, prefix="w2", weights=WAVE, priorities=TRIAGE_CHANGE)
+    leaks = leak_attempts(7, eval_items[:24])
+    for leak in leaks:
+        leak["created_at"] = (start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    inbox = ws.root / ws.config.cycle.inbox
+    inbox.mkdir(parents=True, exist_ok=True)
+    from tuneloop.jsonl import write_jsonl
+
+    write_jsonl(inbox / "week2.jsonl", rows + leaks)
+    return {"records": len(rows) + len(leaks), "leak_attempts": len(leaks)}
+
+
+def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed: int,
+                say: Say, timeout: float = 240.0) -> dict[str, Any]:  # fmt: skip
+    """Users talk to the server until the canary is promoted or rolled back."""
+    from tuneloop.serve.canary.state import read_state
+
+    state = read_state(ws.serve_dir)
+    if state is None or not state.running:
+        return {"outcome": "no canary"}
+    questions = asks(seed, 400, WEEK1 + timedelta(days=21), weights)
+    start = time.monotonic()
+    with Users(url, questions, USERS, MAX_TOKENS) as users:
+        while time.monotonic() - start < timeout:
+            time.sleep(1.0)
+            now = read_state(ws.serve_dir)
+            if now is None or not now.running:
+                break
+    final = read_state(ws.serve_dir)
+    outcome = final.status if final else "unknown"
+    seconds = time.monotonic() - start
+    arms = users.tally.rows()
+    say(f"   canary v{state.version}: {outcome} after {seconds:.0f} s of live traffic "
+        f"({final.ended_reason if final else ''})")  # fmt: skip
+    for arm, row in sorted(arms.items()):
+        say(f"     {arm}: {row['requests']} requests, thumbs-down {row['thumbs_down_rate']:.0%}")
+    return {"version": state.version, "outcome": outcome, "seconds": round(seconds, 1),
+            "arms": arms, "reason": final.ended_reason if final else None}  # fmt: skip
+
+
+def comparison(ws: Workspace, incumbent: str, candidate: str) -> list[dict[str, Any]]:
+    """Means per suite of the two models the gate compared (from the evaluator's reports)."""
+    from tuneloop.flows.register import registry_for
+
+    registry = registry_for(ws)
+
+    def scores(name: str) -> dict[str, dict[str, float | None]]:
+        if name == "base":
+            reports = sorted((ws.eval_dir / "reports").glob("base-*.json"),
+                             key=lambda p: p.stat().st_mtime)  # fmt: skip
+            return suite_means(reports[-1]) if reports else {}
+        return suite_means(registry.get(name.removeprefix("v")).lineage.eval_report)
+
+    before, after = scores(incumbent), scores(candidate)
+    rows = []
+    for suite in sorted(set(before) & set(after)):
+        for metric in ("token_f1", "loss"):
+            b, a = before[suite].get(metric), after[suite].get(metric)
+            if b is not None and a is not None:
+                rows.append({"suite": suite, "metric": metric, "before": b, "after": a})
+    return rows
