@@ -89,6 +89,11 @@ class TrainConfig(_Section):
     replay_ratio: float = Field(0.2, ge=0.0, lt=1.0)
     replay_capacity: int = Field(2000, ge=1)
     replay_strategy: Literal["reservoir", "stratified", "loss"] = "reservoir"
+    rehearsal_ratio: float = Field(
+        0.0, ge=0.0, lt=1.0, description="share of general prompts answered by the base model"
+    )
+    rehearsal_prompts: str | None = Field(None, description="JSONL of prompts; None: built-in")
+    rehearsal_max_new_tokens: int = Field(64, ge=8)
     autocast: Literal["off", "bfloat16"] = Field(
         "off", description="bf16 autocast for forward passes (CPUs with AVX-512 BF16, GPUs)"
     )
@@ -279,6 +284,10 @@ lora_dropout = 0.05
 replay_ratio = 0.2       # share of earlier rounds' records mixed into training
 replay_capacity = 2000
 replay_strategy = "reservoir"  # reservoir | stratified | loss
+rehearsal_ratio = 0.0    # share of general prompts answered by the base model itself (keeps
+                         # the task's format from spilling onto everything; see README)
+# rehearsal_prompts = "general.jsonl"  # default: the built-in pool of 191 general prompts
+rehearsal_max_new_tokens = 64
 autocast = "off"         # bfloat16: forward passes in bf16 autocast (faster on CPUs with
                          # AVX-512 BF16 and on GPUs; weights and optimizer stay float32)
 init_from = "production" # continue from production's adapter (same base and LoRA shape, not

@@ -27,6 +27,7 @@ from tuneloop.train.adapter import folder_sha256
 from tuneloop.train.data import pack, single_rows, tokenize
 from tuneloop.train.loop import Trainer, TrainResult, TrainSettings, init_distributed
 from tuneloop.train.lora import LoraSettings, with_lora
+from tuneloop.train.rehearsal import Rehearsal, default_cache, prompt_pool, rehearsal_set, sample
 from tuneloop.train.replay import ReplayBuffer, replay_count
 from tuneloop.train.warm import WarmStart, load_into, warm_start
 from tuneloop.workspace import Workspace
@@ -112,12 +113,26 @@ def run_id_for(
     base: BaseModelInfo,
     settings: TrainSettings,
     init_sha256: str | None = None,
+    rehearsal_sha256: str | None = None,
 ) -> str:
     parts: list[Any] = [dataset, replay, base.weights_sha256, settings.to_dict()]
-    if init_sha256:
-        parts.append(init_sha256)
+    if init_sha256 or rehearsal_sha256:
+        parts += [init_sha256, rehearsal_sha256]
     body = json.dumps(parts, sort_keys=True)
     return "run-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def _rehearse(
+    cfg: TrainConfig, model: Any, tokenizer: Any, info: BaseModelInfo, round_size: int
+) -> tuple[list[Record], Rehearsal | None]:
+    """General prompts with the base model's own answers, ``rehearsal_ratio`` of the mix."""
+    if cfg.rehearsal_ratio == 0:
+        return [], None
+    prompts = prompt_pool(Path(cfg.rehearsal_prompts) if cfg.rehearsal_prompts else None)
+    found = rehearsal_set(model, tokenizer, info.weights_sha256, prompts,
+                          cfg.rehearsal_max_new_tokens, default_cache())  # fmt: skip
+    wanted = replay_count(round_size, cfg.rehearsal_ratio)
+    return sample(found, wanted, cfg.seed), found
 
 
 def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
@@ -160,9 +175,12 @@ def train(
             f"see `tuneloop datasets show {version}`); ingest more data and curate again"
         )
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
+    rehearsed, rehearsal = _rehearse(cfg, model, tokenizer, info, len(round_records))
+    train_records = train_records + rehearsed
     val_records = store.load(version, split="validation")
     warm = _warm(ws, cfg, info, model, settings)
-    run_id = run_id_for(version, replay_version, info, settings, warm.adapter_sha256)
+    run_id = run_id_for(version, replay_version, info, settings, warm.adapter_sha256,
+                        rehearsal.sha256 if rehearsal else None)  # fmt: skip
     run_dir = ws.root / "runs" / run_id
     torch.manual_seed(settings.seed)
     model = with_lora(model, settings.lora)
@@ -185,6 +203,7 @@ def train(
         "code_version": code_version(),
         "run_id": run_id,
         "init_from": warm.lineage(),
+        "rehearsal": rehearsal.lineage(len(rehearsed)) if rehearsal else None,
         "records": {
             "train": len(train_records),
             "validation": len(val_records),

@@ -1,0 +1,69 @@
+"""Rehearsal: the base model's own answers to general prompts, cached, mixed into training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tuneloop.evalside.suites import builtin_general_suite
+from tuneloop.flows.curate import curate
+from tuneloop.flows.train import train
+from tuneloop.textnorm import normalize
+from tuneloop.train.rehearsal import prompt_pool, rehearsal_set, sample
+from tuneloop.workspace import Workspace
+
+from test_train_flow import TRAIN_TOML, chats, ingest
+from tiny import build_tiny_model
+
+
+def words(text: str) -> set[str]:
+    return set(normalize(text).split())
+
+
+def test_the_built_in_prompts_are_not_forgetting_questions() -> None:
+    """The forgetting suite measures questions never trained on: no prompt may be one."""
+    pool = [words(r.messages[0].content) for r in prompt_pool(None)]
+    assert len(pool) >= 150
+    for item in builtin_general_suite().items:
+        question = words(item.messages[-1].content)
+        closest = max(len(question & p) / len(question | p) for p in pool)
+        assert closest < 0.6, item.messages[-1].content
+
+
+def test_answers_are_generated_once_then_cached(tmp_path: Path, tiny_base: Path) -> None:
+    from tuneloop.model.base import load_base
+
+    model, tokenizer, info = load_base(str(tiny_base), None)
+    prompts = prompt_pool(None)[:5]
+    first = rehearsal_set(model, tokenizer, info.weights_sha256, prompts, 8, tmp_path, batch=2)
+    again = rehearsal_set(model, tokenizer, info.weights_sha256, prompts, 8, tmp_path, batch=2)
+    assert first.seconds > 0 and again.seconds == 0 and again.sha256 == first.sha256
+    assert [r.messages[0].content for r in first.records] == [
+        p.messages[0].content for p in prompts if any(r.id == p.id for r in first.records)
+    ]
+    assert all(r.messages[-1].role == "assistant" and r.source == "rehearsal"
+               for r in first.records)  # fmt: skip
+    assert len(sample(first, 3, seed=0)) == min(3, len(first.records))
+
+
+def test_training_mixes_rehearsal_in(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    base = build_tiny_model(tmp_path / "tiny", scale=20.0)  # says something, unlike scale 1
+    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
+    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
+    workspace.config_path.write_text(
+        text + "rehearsal_ratio = 0.25\nrehearsal_max_new_tokens = 8\n"
+    )
+    ws = Workspace(workspace.root)
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    curate(ws)
+    report = train(ws)
+    used = report.lineage["rehearsal"]
+    rounds = report.lineage["records"]["train"] - used["records"]
+    assert used["records"] == round(0.25 * rounds / 0.75) > 0  # a quarter of the mix
+    lineage = json.loads((Path(report.run_dir) / "lineage.json").read_text())
+    assert lineage["rehearsal"]["answers_sha256"] == used["answers_sha256"]
