@@ -67,3 +67,26 @@ def test_training_mixes_rehearsal_in(
     assert used["records"] == round(0.25 * rounds / 0.75) > 0  # a quarter of the mix
     lineage = json.loads((Path(report.run_dir) / "lineage.json").read_text())
     assert lineage["rehearsal"]["answers_sha256"] == used["answers_sha256"]
+
+
+def test_the_kl_term_starts_at_zero_and_is_logged(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh LoRA is the base model (lora_B = 0): the KL to the base is 0 at the first step,
+    and grows as the adapter learns the task."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
+    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
+    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
+    text += 'lr = 0.01\nrehearsal = "kl"\nrehearsal_max_new_tokens = 8\n'
+    workspace.config_path.write_text(text)
+    ws = Workspace(workspace.root)
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    curate(ws)
+    report = train(ws)
+    log = (Path(report.run_dir) / "metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(x) for x in log if '"kl_to_base"' in x]
+    assert len(steps) == 4 and steps[0]["kl_to_base"] == pytest.approx(0.0, abs=1e-6)
+    assert steps[-1]["kl_to_base"] > 1e-4
+    assert report.lineage["rehearsal"]["records"] == report.lineage["rehearsal"]["pool"]
+    assert report.lineage["hyperparameters"]["distill_weight"] == 1.0

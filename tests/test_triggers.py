@@ -138,3 +138,22 @@ def test_if_due_logs_every_check_and_runs_a_cycle_only_when_one_fires(
     assert [e["due"] for e in logged] == [True, False]
     names = {"schedule", "volume", "drift", "quality", "erasure"}
     assert all({c["name"] for c in e["checks"]} == names for e in logged)
+
+
+def test_watch_checks_the_triggers_until_terminated(workspace: Workspace, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from clirun import TUNELOOP
+
+    env = {k: v for k, v in os.environ.items() if k != "TUNELOOP_WORKSPACE"}
+    command = [str(TUNELOOP), "watch", "--interval", "0.2", "-w", str(workspace.root)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while len(history(workspace)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "watching" in out
+    assert len(history(workspace)) >= 2 and not any(e["due"] for e in history(workspace))

@@ -89,8 +89,12 @@ class TrainConfig(_Section):
     replay_ratio: float = Field(0.2, ge=0.0, lt=1.0)
     replay_capacity: int = Field(2000, ge=1)
     replay_strategy: Literal["reservoir", "stratified", "loss"] = "reservoir"
+    rehearsal: Literal["off", "kl", "sft"] = Field(
+        "off", description="keep the base model's behaviour on general prompts (see README)"
+    )
+    rehearsal_kl_weight: float = Field(1.0, gt=0.0, description="kl: weight of the KL term")
     rehearsal_ratio: float = Field(
-        0.0, ge=0.0, lt=1.0, description="share of general prompts answered by the base model"
+        0.2, ge=0.0, lt=1.0, description="sft: share of the mix given to rehearsal records"
     )
     rehearsal_prompts: str | None = Field(None, description="JSONL of prompts; None: built-in")
     rehearsal_max_new_tokens: int = Field(64, ge=8)
@@ -284,8 +288,10 @@ lora_dropout = 0.05
 replay_ratio = 0.2       # share of earlier rounds' records mixed into training
 replay_capacity = 2000
 replay_strategy = "reservoir"  # reservoir | stratified | loss
-rehearsal_ratio = 0.0    # share of general prompts answered by the base model itself (keeps
-                         # the task's format from spilling onto everything; see README)
+rehearsal = "off"        # keep the base model's behaviour outside the task (see README): kl
+                         # (a KL term to the base model on general prompts) | sft | off
+rehearsal_kl_weight = 1.0
+rehearsal_ratio = 0.2    # sft: share of the mix given to the base model's own answers
 # rehearsal_prompts = "general.jsonl"  # default: the built-in pool of 191 general prompts
 rehearsal_max_new_tokens = 64
 autocast = "off"         # bfloat16: forward passes in bf16 autocast (faster on CPUs with

@@ -46,6 +46,7 @@ def settings_from(cfg: TrainConfig, max_steps: int | None = None) -> TrainSettin
         weight_decay=cfg.weight_decay, seed=cfg.seed, eval_every=cfg.eval_every,
         save_every=cfg.save_every, patience=cfg.patience, packing=cfg.packing,
         max_len=cfg.max_len, block_size=cfg.block_size, autocast=cfg.autocast, lora=lora,
+        distill_weight=cfg.rehearsal_kl_weight if cfg.rehearsal == "kl" else 0.0,
     )  # fmt: skip
 
 
@@ -126,13 +127,14 @@ def _rehearse(
     cfg: TrainConfig, model: Any, tokenizer: Any, info: BaseModelInfo, round_size: int
 ) -> tuple[list[Record], Rehearsal | None]:
     """General prompts with the base model's own answers, ``rehearsal_ratio`` of the mix."""
-    if cfg.rehearsal_ratio == 0:
+    if cfg.rehearsal == "off":
         return [], None
     prompts = prompt_pool(Path(cfg.rehearsal_prompts) if cfg.rehearsal_prompts else None)
     found = rehearsal_set(model, tokenizer, info.weights_sha256, prompts,
                           cfg.rehearsal_max_new_tokens, default_cache())  # fmt: skip
-    wanted = replay_count(round_size, cfg.rehearsal_ratio)
-    return sample(found, wanted, cfg.seed), found
+    if cfg.rehearsal == "kl":  # every prompt, as trajectories for the KL term
+        return sample(found, len(found.records), cfg.seed), found
+    return sample(found, replay_count(round_size, cfg.rehearsal_ratio), cfg.seed), found
 
 
 def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
@@ -176,7 +178,8 @@ def train(
         )
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
     rehearsed, rehearsal = _rehearse(cfg, model, tokenizer, info, len(round_records))
-    train_records = train_records + rehearsed
+    if cfg.rehearsal == "sft":
+        train_records = train_records + rehearsed
     val_records = store.load(version, split="validation")
     warm = _warm(ws, cfg, info, model, settings)
     run_id = run_id_for(version, replay_version, info, settings, warm.adapter_sha256,
@@ -189,7 +192,11 @@ def train(
     train_ex = tokenize(train_records, tokenizer, settings.max_len).examples
     val_ex = tokenize(val_records, tokenizer, settings.max_len).examples
     rows = pack(train_ex, settings.block_size) if settings.packing else single_rows(train_ex)
-    trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir)
+    kl_records = rehearsed if cfg.rehearsal == "kl" else []
+    distill = tokenize(kl_records, tokenizer, settings.max_len).examples
+    distill_rows = pack(distill, settings.block_size) if settings.packing else single_rows(distill)
+    trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir,
+                      distill_rows=distill_rows)  # fmt: skip
     result = trainer.run(resume=resume, progress=progress)
     if trainer.is_main:
         _buffer(ws, cfg).add_round(round_records, version)
