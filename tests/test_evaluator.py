@@ -264,3 +264,26 @@ def test_summary_gives_means_per_slice_and_safety_rates() -> None:
     ]
     rates = SuiteResult("s", "safety", safety).summary()["all"]
     assert (rates["harmful_compliance"], rates["over_refusal"]) == (0.5, 0.25)
+
+
+@pytest.mark.parametrize(("kind", "prompted"), [("task", [True, True, True, False]),
+                                                ("forgetting", [False] * 4)])  # fmt: skip
+def test_task_items_are_asked_under_the_task_system_prompt(
+    tiny: Tiny, monkeypatch: pytest.MonkeyPatch, kind: str, prompted: list[bool]
+) -> None:
+    """Task items without a system message get the deployment's; other suites never do, and
+    an item's own system message is kept."""
+    model, tok, fp = tiny
+    seen: list[list[dict[str, str]]] = []
+    original = tok.apply_chat_template
+
+    def spy(messages: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(list(messages))
+        return original(messages, *args, **kwargs)
+
+    monkeypatch.setattr(tok, "apply_chat_template", spy)
+    ev = Evaluator(model, tok, "base", None, 4, 4, fp, task_system_prompt="TRIAGE PROMPT")
+    ev.score_items("t", kind, ITEMS)  # type: ignore[arg-type]
+    firsts = {m[0]["content"] for m in seen if m and m[0]["role"] == "system"}
+    assert ("TRIAGE PROMPT" in firsts) is any(prompted)
+    assert "be brief" in firsts  # q3 brings its own

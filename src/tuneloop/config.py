@@ -117,6 +117,9 @@ class EvaluateConfig(_Section):
     shared_data: str | None = Field(None, description="folder with GSM8K / MMLU for forgetting")
     safety: bool = True
     user_suites: dict[str, str] = Field(default_factory=dict, description="name -> JSONL path")
+    task_system_prompt: str | None = Field(
+        None, description="task items are asked under it; None: curate.system_prompt; '': none"
+    )
 
 
 class GateConfig(_Section):
@@ -308,6 +311,8 @@ forgetting_items = 50    # general-capability items that must not regress
 # shared_data = "../shared/data"  # GSM8K / MMLU for the forgetting suite (else built-in)
 safety = true            # harmful requests must be refused; benign-but-edgy ones answered
 # user_suites = {{ legal = "suites/legal.jsonl" }}
+# task_system_prompt = "..."  # task items without a system message are asked under it;
+                              # default: curate.system_prompt (the prompt training used)
 
 [gate]
 primary_metrics = ["token_f1", "rouge_l"]

@@ -12,12 +12,14 @@ users dislike low-priority tickets for them, and the canary rolls the candidate 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tuneloop.demo import templates as tpl
 from tuneloop.demo.generate import clean_traffic, leak_attempts
 from tuneloop.demo.users import Users, asks
 from tuneloop.report.collect import suite_means
@@ -72,8 +74,18 @@ min_new_examples = 300
 """
 
 
+# The support app's system prompt: training chats without one get it (curate.system_prompt),
+# the evaluator asks task items under it, and the app sends it with every request. Without it,
+# SmolLM2's chat template puts its own default system prompt on chats that lack one, the model
+# learns to answer *that* prompt with tickets, and general questions (asked under the same
+# default) get tickets too: conditioning the task on its own prompt keeps it from spilling over.
+SYSTEM_PROMPT = tpl.SYSTEM_PROMPTS["chat_widget"]
+
+
 def configure(ws: Workspace) -> Workspace:
     text = ws.config_path.read_text(encoding="utf-8").split("[train]")[0] + DEMO_TOML
+    default = '# system_prompt = "..."  # prepended to chats without a system message'
+    text = text.replace(default, f"system_prompt = {json.dumps(SYSTEM_PROMPT)}")
     ws.config_path.write_text(text, encoding="utf-8")
     return Workspace(ws.root)
 
@@ -117,7 +129,7 @@ def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed:
         return {"outcome": "no canary"}
     questions = asks(seed, 400, WEEK1 + timedelta(days=21), weights)
     start = time.monotonic()
-    with Users(url, questions, USERS, MAX_TOKENS) as users:
+    with Users(url, questions, USERS, MAX_TOKENS, SYSTEM_PROMPT) as users:
         while time.monotonic() - start < timeout:
             time.sleep(1.0)
             now = read_state(ws.serve_dir)

@@ -84,8 +84,11 @@ class Tally:
 class Users:
     """``count`` users asking one after another until ``stop`` is set."""
 
-    def __init__(self, url: str, questions: Sequence[Ask], count: int, max_tokens: int) -> None:
+    def __init__(
+        self, url: str, questions: Sequence[Ask], count: int, max_tokens: int, system: str
+    ) -> None:
         self.url, self.questions, self.count, self.max_tokens = url, questions, count, max_tokens
+        self.system = system  # the app's system prompt, sent when the question has none
         self.stop = threading.Event()
         self.tally = Tally()
         self._threads = [threading.Thread(target=self._user, args=(k,), daemon=True)
@@ -114,7 +117,10 @@ class Users:
                     time.sleep(0.5)
 
     def _one(self, client: httpx.Client, user: str, ask: Ask) -> None:
-        body = {"model": "production", "messages": ask.messages, "user": user,
+        messages = ask.messages
+        if messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": self.system}, *messages]
+        body = {"model": "production", "messages": messages, "user": user,
                 "max_tokens": self.max_tokens, "temperature": 0}  # fmt: skip
         r = client.post("/v1/chat/completions", json=body)
         r.raise_for_status()

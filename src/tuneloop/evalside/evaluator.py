@@ -31,7 +31,7 @@ from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.metrics import is_refusal, score_text
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
 from tuneloop.evalside.store import EvalStore
-from tuneloop.evalside.suites import SuiteItem, budget, item_from_record
+from tuneloop.evalside.suites import SuiteItem, budget, item_from_record, with_system_prompt
 
 CACHE_VERSION = 1  # bump when prompts or decoding change in a way the settings do not capture
 CACHE_FILE = "eval_cache.sqlite"
@@ -107,9 +107,11 @@ class Evaluator:
         max_new_tokens: int = 64,
         batch_size: int = 8,
         fingerprint: str | None = None,
+        task_system_prompt: str | None = None,
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise TuneloopError("max_new_tokens and batch_size must be at least 1")
+        self.task_system_prompt = task_system_prompt
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
@@ -127,7 +129,13 @@ class Evaluator:
     def score_items(
         self, suite_name: str, kind: SuiteKind, items: Sequence[SuiteItem]
     ) -> SuiteResult:
-        """Answer and score every item (cached answers are reused); one ItemScore per item."""
+        """Answer and score every item (cached answers are reused); one ItemScore per item.
+
+        Task items without a system message are asked with ``task_system_prompt``: a model is
+        scored the way it is called in production, with the prompt it was trained under.
+        """
+        if kind == "task" and self.task_system_prompt:
+            items = [with_system_prompt(item, self.task_system_prompt) for item in items]
         answers = self._answers(items)
         scores = [_item_score(item, answers[item.id], kind) for item in items]
         return SuiteResult(name=suite_name, kind=kind, items=scores)

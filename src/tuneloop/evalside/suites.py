@@ -24,7 +24,7 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import get_args
@@ -165,6 +165,13 @@ def spread(count: int, k: int) -> list[int]:
     if k <= 0:
         return []
     return [i * count // k for i in range(k)]
+
+
+def with_system_prompt(item: SuiteItem, prompt: str) -> SuiteItem:
+    """The item asked under ``prompt`` (unless it brings a system message of its own)."""
+    if item.messages and item.messages[0].role == "system":
+        return item
+    return replace(item, messages=(Message("system", prompt), *item.messages))
 
 
 def budget(items: list[SuiteItem], limit: int | None) -> list[SuiteItem]:

@@ -78,8 +78,10 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
     cfg = ws.config.evaluate
     name, base, adapter, dataset = _resolve_model(ws, ref)
     model, tokenizer, fingerprint = load_model_for_eval(base, adapter)
+    prompt = ws.config.curate.system_prompt if cfg.task_system_prompt is None else (
+        cfg.task_system_prompt or None)  # fmt: skip
     evaluator = Evaluator(model, tokenizer, name, ws.eval_dir / "cache", cfg.max_new_tokens,
-                          cfg.batch_size, fingerprint)  # fmt: skip
+                          cfg.batch_size, fingerprint, prompt)  # fmt: skip
     try:
         with EvalStore(ws.eval_store_path) as store:
             index_version = store.version()
