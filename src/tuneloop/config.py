@@ -98,8 +98,8 @@ class TrainConfig(_Section):
     )
     rehearsal_prompts: str | None = Field(None, description="JSONL of prompts; None: built-in")
     rehearsal_max_new_tokens: int = Field(64, ge=8)
-    autocast: Literal["off", "bfloat16"] = Field(
-        "off", description="bf16 autocast for forward passes (CPUs with AVX-512 BF16, GPUs)"
+    autocast: Literal["off", "bfloat16", "auto"] = Field(
+        "off", description="bf16 autocast for forward passes; auto: where the hardware has bf16"
     )
     init_from: Literal["production", "base"] = Field(
         "production", description="continue from production's adapter when it fits"
@@ -297,8 +297,9 @@ rehearsal_kl_weight = 1.0
 rehearsal_ratio = 0.2    # sft: share of the mix given to the base model's own answers
 # rehearsal_prompts = "general.jsonl"  # default: the built-in pool of 191 general prompts
 rehearsal_max_new_tokens = 64
-autocast = "off"         # bfloat16: forward passes in bf16 autocast (faster on CPUs with
-                         # AVX-512 BF16 and on GPUs; weights and optimizer stay float32)
+autocast = "off"         # bfloat16: forward passes in bf16 autocast (weights and optimizer
+                         # stay float32): faster on GPUs and CPUs with AVX-512 BF16 or AMX, but
+                         # ~24x slower on a CPU without (emulated) | auto: only where it is native
 init_from = "production" # continue from production's adapter (same base and LoRA shape, not
                          # tainted by an erasure) | base: a fresh adapter every round
 

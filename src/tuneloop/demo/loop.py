@@ -45,7 +45,7 @@ save_every = 10
 block_size = 256
 max_len = 256
 replay_ratio = 0.2
-autocast = "bfloat16"
+autocast = "auto"
 
 [evaluate]
 max_new_tokens = 48

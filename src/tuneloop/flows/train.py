@@ -25,7 +25,13 @@ from tuneloop.model.fetch import base_folder
 from tuneloop.records import Record
 from tuneloop.train.adapter import folder_sha256
 from tuneloop.train.data import pack, single_rows, tokenize
-from tuneloop.train.loop import Trainer, TrainResult, TrainSettings, init_distributed
+from tuneloop.train.loop import (
+    Trainer,
+    TrainResult,
+    TrainSettings,
+    init_distributed,
+    resolve_autocast,
+)
 from tuneloop.train.lora import LoraSettings, with_lora
 from tuneloop.train.rehearsal import Rehearsal, default_cache, prompt_pool, rehearsal_set, sample
 from tuneloop.train.replay import ReplayBuffer, replay_count
@@ -45,7 +51,8 @@ def settings_from(cfg: TrainConfig, max_steps: int | None = None) -> TrainSettin
         grad_accum=cfg.grad_accum, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, seed=cfg.seed, eval_every=cfg.eval_every,
         save_every=cfg.save_every, patience=cfg.patience, packing=cfg.packing,
-        max_len=cfg.max_len, block_size=cfg.block_size, autocast=cfg.autocast, lora=lora,
+        max_len=cfg.max_len, block_size=cfg.block_size, autocast=resolve_autocast(cfg.autocast),
+        lora=lora,
         distill_weight=cfg.rehearsal_kl_weight if cfg.rehearsal == "kl" else 0.0,
     )  # fmt: skip
 
