@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from tuneloop.demo import templates as tpl
@@ -35,23 +36,23 @@ MAX_TOKENS = 32  # enough for the ticket's intent and priority, which is what us
 # Small enough for minutes on two CPU cores, big enough to move the metrics.
 DEMO_TOML = """
 [train]
-max_steps = 20
+max_steps = 16
 micro_batch = 2
-grad_accum = 2
+grad_accum = 1
 lr = 1e-3
-warmup_steps = 3
-eval_every = 10
-save_every = 10
+warmup_steps = 2
+eval_every = 16
+save_every = 8
 block_size = 256
 max_len = 256
 replay_ratio = 0.2
 autocast = "auto"
 
 [evaluate]
-max_new_tokens = 48
+max_new_tokens = 32
 batch_size = 16
 max_items_per_suite = 16
-forgetting_items = 12
+forgetting_items = 30
 
 [serve]
 default_max_tokens = 32
@@ -145,6 +146,34 @@ def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed:
         say(f"     {arm}: {row['requests']} requests, thumbs-down {row['thumbs_down_rate']:.0%}")
     return {"version": state.version, "outcome": outcome, "seconds": round(seconds, 1),
             "arms": arms, "reason": final.ended_reason if final else None}  # fmt: skip
+
+
+def leak_fates(ws: Workspace, cycle_id: str, prefix: str = "leak-") -> dict[str, int]:
+    """Where the eval items pasted back as traffic went: dropped (by method), the eval bucket
+    (new users are routed like anyone), or the training store (which must be none)."""
+    from tuneloop.cycle.state import Cycle, cycles_dir
+    from tuneloop.evalside.store import EvalStore
+    from tuneloop.trainstore import TrainStore
+
+    cycle = Cycle(cycles_dir(ws) / cycle_id)
+    fates: dict[str, int] = {}
+    for report in cycle.outputs("ingest")["reports"]:
+        if not report.get("rejects_file"):
+            continue
+        for line in Path(report["rejects_file"]).read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if str(row.get("id", "")).startswith(prefix):
+                key = f"dropped: {row.get('method') or row['reason']}"
+                fates[key] = fates.get(key, 0) + 1
+    with EvalStore(ws.eval_store_path) as estore:
+        fates["routed to the eval bucket"] = sum(
+            1 for item in estore.iter_items(ws.config.gateway.eval_suite)
+            if item.item_id.startswith(prefix)
+        )  # fmt: skip
+    with TrainStore(ws.train_store_path) as store:
+        fates["reached the training store"] = len(store.existing_ids(
+            f"{prefix}{k:04d}" for k in range(10_000)))  # fmt: skip
+    return fates
 
 
 def comparison(ws: Workspace, incumbent: str, candidate: str) -> list[dict[str, Any]]:

@@ -137,7 +137,10 @@ def run_loop(
             f"[bold]5. cycle 2[/]: week 2 in the inbox ({week2['records']} records, "
             f"{week2['leak_attempts']} of them eval items pasted back); checking the triggers"
         )
-        _, second = run_if_due(ws, say)
+        _, second = run_if_due(ws, _stages(say))
+        leaks = loop.leak_fates(ws, second["cycle"]) if second else {}
+        say(f"   the {week2['leak_attempts']} eval items pasted back: "
+            + ", ".join(f"{k} {v}" for k, v in leaks.items()))  # fmt: skip
         canary2 = loop.live_canary(ws, url, loop.WAVE, 12, say) if second else {}
     chain = verify(ws)
     say(f"[bold]6. evalset verify[/] hash chain of {chain.rows} rows: "
@@ -149,8 +152,8 @@ def run_loop(
             _print_cycle(row)
     seconds = time.perf_counter() - start
     say(f"[bold]report[/]: {report}   (the loop took {seconds / 60:.1f} min)")
-    return {**outcomes.summary(), "cycles": cycles, "report": str(report),
-            "seconds": round(seconds, 1)}  # fmt: skip
+    return {**outcomes.summary(), "cycles": cycles, "leak_attempt": leaks,
+            "report": str(report), "seconds": round(seconds, 1)}  # fmt: skip
 
 
 def _stages(say: Say) -> Say:

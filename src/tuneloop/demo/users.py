@@ -1,9 +1,9 @@
 """Simulated users for the demo: they ask support questions, read the ticket, give a thumb.
 
 A user knows what they asked about and how urgent it is. They read the answer the way a
-customer reads a support ticket: is it about my problem (the ticket's intent) and is it
-treated with the urgency it deserves (its priority)? Anything else (chat without a ticket, the
-wrong intent, a fraud report filed as low priority) gets a thumbs-down. They ask through the
+customer reads a support app's reply: was a ticket filed, and was a problem that cannot wait
+filed as such? Chat without a ticket, or a stolen card filed as low priority, gets a
+thumbs-down. They ask through the
 OpenAI-compatible API with their own user id, so the server's sticky split sends each of them
 to one arm, and send their thumb to ``/v1/feedback``.
 """
@@ -50,15 +50,21 @@ def asks(seed: int, n: int, start: datetime, weights: dict[str, float] | None = 
     return out
 
 
+URGENT = frozenset(name for name, priority in EXPECTED_PRIORITY.items()
+                   if priority in ("high", "urgent"))  # fmt: skip
+
+
 def satisfied(answer: str, intent: str) -> bool:
-    """A ticket about the user's problem, with the priority their problem deserves."""
+    """A ticket was filed (the answer has an intent and a priority), and a problem that cannot
+    wait (a stolen card, fraud, a missing wire) was not filed as low priority.
+
+    Users do not check the intent's exact label; they do notice being told their fraud report
+    can wait.
+    """
     got_intent, got_priority = _INTENT.search(answer), _PRIORITY.search(answer)
-    return bool(
-        got_intent
-        and got_intent.group(1) == intent
-        and got_priority
-        and got_priority.group(1) == EXPECTED_PRIORITY[intent]
-    )
+    if not (got_intent and got_priority):
+        return False
+    return not (intent in URGENT and got_priority.group(1) == "low")
 
 
 @dataclass

@@ -87,7 +87,9 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
             index_version = store.version()
             suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite)
         for suite in _suites(cfg):
-            items = budget(suite.items, cfg.max_items_per_suite)
+            # the forgetting suite has its own size (forgetting_items): it is not cut again
+            limit = None if suite.kind == "forgetting" else cfg.max_items_per_suite
+            items = budget(suite.items, limit)
             suites[suite.name] = evaluator.score_items(suite.name, suite.kind, items)
         memorization = _probe(suites, cutoff_window(ws, dataset))
         report = evaluator.build_report(name, suites, index_version, memorization)
