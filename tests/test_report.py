@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tuneloop.config import CanaryConfig
-from tuneloop.cycle.run import run_cycle
+from tuneloop.cycle.run import run_cycle, statuses
 from tuneloop.flows.register import registry_for
 from tuneloop.report.collect import collect
 from tuneloop.report.page import write_report
@@ -82,6 +82,7 @@ def test_report_collects_the_loop(looped: Workspace) -> None:
     assert len(data.runs) == 2 and all(r["eval_loss"] for r in data.runs.values())
     assert data.base_scores and data.versions[0]["scores"]
     assert len(data.cycles) == 2 and data.triggers
+    assert [(s["end"] or {}).get("canary_now") for s in statuses(looped)] == [None, "rolled_back"]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (`make chromium`)")

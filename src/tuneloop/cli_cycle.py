@@ -116,6 +116,8 @@ def cycle_status(
 def _print_status(status: dict[str, Any]) -> None:
     end = status["end"]
     state = f"{end['outcome']}: {end['summary']}" if end else "unfinished (rerun to resume)"
+    if end and end.get("canary_now"):
+        state += f" — canary now {end['canary_now']}"
     trigger = (status.get("trigger") or {}).get("reason") or "by hand"
     table = Table(title=f"{status['cycle']} — started {status['started_at']} ({trigger}) — {state}",
                   title_justify="left")  # fmt: skip

@@ -13,7 +13,7 @@ from typing import Any
 
 from tuneloop import faults
 from tuneloop.cycle.stages import RUNNERS
-from tuneloop.cycle.state import STAGES, Cycle, cycle_lock, list_cycles, open_cycle
+from tuneloop.cycle.state import STAGES, Cycle, canary_outcome, cycle_lock, list_cycles, open_cycle
 from tuneloop.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -61,6 +61,12 @@ def run_cycle(
 
 
 def statuses(ws: Workspace, last: int | None = None) -> list[dict[str, Any]]:
-    """Every cycle's status, oldest first (the ``last`` N only, when given)."""
+    """Every cycle's status, oldest first (the ``last`` N only, when given); a cycle that
+    released a canary says how the canary ended, or that it is still running."""
     cycles = list_cycles(ws)
-    return [c.status() for c in (cycles[-last:] if last else cycles)]
+    found = [c.status() for c in (cycles[-last:] if last else cycles)]
+    for status in found:
+        end = status["end"] or {}
+        if end.get("outcome") == "canary":
+            end["canary_now"] = canary_outcome(ws, status["cycle"])
+    return found

@@ -186,3 +186,23 @@ def open_cycle(ws: Workspace, trigger: dict[str, Any] | None) -> tuple[Cycle, bo
         "trigger": trigger or {"kind": "manual"},
     })  # fmt: skip
     return Cycle(folder), False
+
+
+def canary_outcome(ws: Workspace, cycle_id: str) -> str:
+    """running, promoted, rolled_back or stopped: the canary a cycle released, as it is now."""
+    from tuneloop.serve.canary.state import read_state
+
+    canary_id = Cycle(cycles_dir(ws) / cycle_id).outputs("release").get("canary_id")
+    state = read_state(ws.serve_dir)
+    if state is not None and state.canary_id == canary_id:
+        return state.status
+    from tuneloop.registry import Registry
+
+    for event in reversed(Registry.for_workspace(ws.root).audit()):
+        if event.get("canary_id") == canary_id and event["action"] in ENDED:
+            return ENDED[str(event["action"])]
+    return "unknown"
+
+
+ENDED = {"canary_promote": "promoted", "canary_rollback": "rolled_back",
+         "canary_stop": "stopped", "canary_replaced": "replaced"}  # fmt: skip

@@ -107,11 +107,13 @@ def _runs(ws: Workspace) -> dict[str, dict[str, list[float]]]:
 
 
 def _cycles(ws: Workspace) -> list[dict[str, Any]]:
-    from tuneloop.cycle.state import STAGES, list_cycles
+    from tuneloop.cycle.state import STAGES, canary_outcome, list_cycles
 
     out = []
     for cycle in list_cycles(ws):
         status = cycle.status()
+        if status["end"] and status["end"].get("outcome") == "canary":
+            status["end"]["canary_now"] = canary_outcome(ws, cycle.id)
         ingest = cycle.marker("ingest")
         status["contamination"] = (ingest or {}).get("outputs", {}).get("contamination", {})
         status["totals"] = (ingest or {}).get("outputs", {}).get("totals", {})

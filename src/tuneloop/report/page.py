@@ -62,9 +62,12 @@ def cycles_table(data: ReportData) -> str:
     for c in data.cycles:
         end = c["end"] or {"outcome": "unfinished", "summary": "rerun `tuneloop cycle` to resume"}
         trigger = (c.get("trigger") or {}).get("kind", "manual")
+        css = end.get("canary_now") or end["outcome"]
+        if end.get("canary_now"):
+            end = {**end, "outcome": f"canary {end['canary_now']}"}
         seconds = sum(s.get("seconds", 0) for s in c["stages"])
         rows.append(f'<tr><td>{_e(c["cycle"])}</td><td>{_e(c["started_at"])}</td>'
-                    f'<td>{_e(trigger)}</td><td class="{_e(end["outcome"])}">'
+                    f'<td>{_e(trigger)}</td><td class="{_e(css)}">'
                     f'{_e(end["outcome"])}</td><td>{_e(end["summary"])}</td>'
                     f"<td>{seconds:.0f}</td></tr>")  # fmt: skip
     head = ("<tr><th>cycle</th><th>started</th><th>trigger</th><th>outcome</th>"
