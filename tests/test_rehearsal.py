@@ -56,7 +56,7 @@ def test_training_mixes_rehearsal_in(
     text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
     text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
     workspace.config_path.write_text(
-        text + "rehearsal_ratio = 0.25\nrehearsal_max_new_tokens = 8\n"
+        text + 'rehearsal = "sft"\nrehearsal_ratio = 0.25\nrehearsal_max_new_tokens = 8\n'
     )
     ws = Workspace(workspace.root)
     ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
