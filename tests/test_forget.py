@@ -24,6 +24,7 @@ from test_train_flow import chats
 
 SECRET = "ZEBRA4711 meridian passphrase"  # planted in everything the user wrote
 EVAL_SECRET = "QUOKKA9090 lantern codeword"
+SHARED = "what are your opening hours on sunday"  # sent by the user and by someone else
 
 
 def users_records(user: str, secret: str, n: int) -> list[dict[str, Any]]:
@@ -54,6 +55,9 @@ def serve_log(ws: Workspace, user: str) -> None:
         ResponseRow("resp-2", "local", [{"role": "user", "content": "hello there"}],
                     "production", "1", answer="hi", user_id="someone-else", created_unix=0.0),
         FeedbackRow("fb-1", "resp-1", "local", thumbs="down", correction=f"say {SECRET} again"),
+        *(ResponseRow(f"resp-{who}-hours", "local", [{"role": "user", "content": SHARED}],
+                      "production", "1", answer="nine to five", user_id=who, created_unix=0.0)
+          for who in (user, "someone-else")),
     ])  # fmt: skip
     log.close()
 
@@ -93,10 +97,12 @@ def test_forget_removes_every_byte_and_taints_exactly_the_affected_models(
     receipt = json.loads(done.stdout)
     assert receipt["found"]["training_records"] == 7  # the junk one too (curation dropped it)
     assert receipt["tainted_models"] == ["1"] and receipt["production_tainted"]
-    assert receipt["removed"]["serving_log"] == {"responses": 1, "feedback": 1}
+    assert receipt["removed"]["serving_log"] == {"responses": 2, "feedback": 1}
     assert receipt["removed"]["jsonl_files"]  # the rejected junk line and the collected inbox
     assert receipt["check"]["clean"], receipt["check"]
     assert files_holding(ws.root, SECRET) == []
+    assert receipt["check"]["texts_others_hold_too"] == 2  # the question and its answer
+    assert files_holding(ws.root, SHARED)  # kept: someone else asked it too
     assert (ws.root / "erasures" / f"{receipt['request_id']}.json").is_file()
 
     eval_done = run("forget", "--user", "quinn", "-w", ws.root, "--json", cwd=tmp_path)

@@ -52,6 +52,7 @@ class Found:
     train_ids: list[str]
     eval_ids: list[str]
     texts: list[str]
+    shared: set[str]  # texts other people's data also holds: theirs too, they stay
 
 
 def _eval_items(store: EvalStore, user: str | None, conversations: set[str]) -> dict[str, Any]:
@@ -78,17 +79,33 @@ def find(ws: Workspace, user: str | None, conversation: str | None) -> Found:
         items = _eval_items(estore, user, conversations)
     conversations |= {r.conversation_id for r in items.values() if r.conversation_id}
     texts = [t for r in (*train, *items.values()) for t in _texts(r)]
+    subject = Subject(frozenset({user} if user else ()), frozenset(conversations),
+                      frozenset(r.id for r in train))  # fmt: skip
+    shared = _others_texts(ws, subject, set(items))
     if ws.serving_log_path.is_file():
         from tuneloop.serve.log import ServingLog
 
         log = ServingLog(ws.serving_log_path)
         try:
             texts += log.texts_of([user] if user else [], sorted(conversations))
+            shared |= log.texts_except([user] if user else [], sorted(conversations))
         finally:
             log.close()
-    subject = Subject(frozenset({user} if user else ()), frozenset(conversations),
-                      frozenset(r.id for r in train))  # fmt: skip
-    return Found(subject, [r.id for r in train], sorted(items), texts)
+    return Found(subject, [r.id for r in train], sorted(items), texts, shared)
+
+
+def _others_texts(ws: Workspace, subject: Subject, eval_ids: set[str]) -> set[str]:
+    """The texts that stay after the erasure because others hold them too: other people's
+    records and eval items (a templated message many users sent), and the workspace's own
+    configuration (a system prompt every client sends)."""
+    shared: set[str] = set()
+    with TrainStore(ws.train_store_path) as store:
+        shared.update(t for r in store.iter_records() if not subject.owns(r.to_dict())
+                      for t in _texts(r))  # fmt: skip
+    with EvalStore(ws.eval_store_path) as estore:
+        shared.update(t for i in estore.iter_items() if i.item_id not in eval_ids
+                      for t in _texts(i.record))  # fmt: skip
+    return shared
 
 
 def _texts(record: Any) -> list[str]:
@@ -161,12 +178,16 @@ def _taint(ws: Workspace, models: list[str], request_id: str) -> None:
 
 def leftovers(ws: Workspace, found: Found) -> dict[str, Any]:
     """Where any erased text is still found: raw bytes of every file, and dataset rows."""
-    hits = find_bytes(ws.root, needles(found.texts))
+    wanted = needles(found.texts)
+    config = ws.config_path.read_bytes() if ws.config_path.is_file() else b""
+    shared = (set(needles(found.shared)) & set(wanted)) | {w for w in wanted if w in config}
+    hits = find_bytes(ws.root, [w for w in wanted if w not in shared])
     datasets = DatasetStore(ws.datasets_dir)
     owned = {v: sum(found.subject.found_in(r.to_dict()) for r in datasets.load(v))
              for v in datasets.versions()}  # fmt: skip
     rows = {v: n for v, n in owned.items() if n}
-    return {"files": hits, "dataset_rows": rows, "texts_searched": len(needles(found.texts))}
+    return {"files": hits, "dataset_rows": rows, "texts_searched": len(wanted) - len(shared),
+            "texts_others_hold_too": len(shared)}  # fmt: skip
 
 
 def forget(

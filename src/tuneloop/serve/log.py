@@ -266,6 +266,28 @@ class ServingLog:
                     texts += [t for t in (f["correction"], f["comment"]) if t]
         return texts
 
+    def texts_except(self, users: Sequence[str], conversations: Sequence[str]) -> set[str]:
+        """Every text the log holds of anyone else: what another person also wrote is theirs
+        too, and stays when these users are erased."""
+        mine = {
+            r[0]
+            for arg in self._who_args(users, conversations)
+            for r in self._db.execute(f"SELECT seq FROM responses WHERE {self._WHO}", arg)
+        }
+        texts: set[str] = set()
+        for r in self._query("SELECT * FROM responses WHERE erased_at IS NULL"):
+            if r["seq"] not in mine:
+                texts.update(m["content"] for m in json.loads(r["messages_json"]))
+                texts.update(t for t in (r["answer"], r["error"]) if t)
+        sql = (
+            "SELECT f.correction, f.comment, r.seq FROM feedback f "
+            "LEFT JOIN responses r ON r.response_id = f.response_id"
+        )
+        for f in self._query(sql):
+            if f["seq"] not in mine:
+                texts.update(t for t in (f["correction"], f["comment"]) if t)
+        return texts
+
     def erase(self, users: Sequence[str], conversations: Sequence[str]) -> dict[str, int]:
         """Clear the text of these users' (``tenant:user``, or the user id for the local
         tenant) and conversations' responses and their feedback; rewrite the file."""
