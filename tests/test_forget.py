@@ -159,3 +159,18 @@ def test_the_eval_store_allows_no_update_but_a_recorded_erasure(tmp_path: Path) 
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):  # no way back
             raw.execute("UPDATE items SET record_json = '{}' WHERE item_id = 'e1'")
     assert b"secret one" not in (tmp_path / "e.sqlite").read_bytes()
+
+
+def test_the_byte_check_finds_the_same_with_and_without_grep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuneloop import erasure
+
+    (tmp_path / "a:b").mkdir()  # a colon in a path: grep's output is NUL-separated
+    (tmp_path / "a:b" / "x.bin").write_bytes(b"\x00\xff" + SECRET.encode() + b"\x00" * 9)
+    (tmp_path / "y.json").write_bytes(json.dumps({"t": f"line\n{SHARED}\n"}).encode())
+    (tmp_path / "clean.txt").write_text("nothing here")
+    wanted = erasure.needles([SECRET, f"{SHARED}\nnot kept anywhere at all"])
+    with_grep = erasure.find_bytes(tmp_path, wanted)
+    monkeypatch.setattr(erasure.shutil, "which", lambda _: None)
+    assert with_grep == erasure.find_bytes(tmp_path, wanted) == {"a:b/x.bin": 1, "y.json": 1}
