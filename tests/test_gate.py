@@ -222,3 +222,27 @@ def test_bootstrap_edge_cases() -> None:
     assert math.isnan(paired_bootstrap([], []).delta_mean)
     with pytest.raises(ValueError, match="differ in length"):
         paired_bootstrap([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("reference", "base_shift", "decision", "named"),
+    [
+        ("base", 0.05, "pass", None),  # as good as the base model: nothing forgotten
+        ("base", 0.0, "fail", "'base'"),  # 0.05 worse than the base: forgotten
+        ("incumbent", 0.05, "fail", "'prod-v3'"),  # held to production's luckier score
+    ],
+)
+def test_forgetting_is_judged_against_the_reference_the_policy_names(
+    reference: str, base_shift: float, decision: str, named: str | None
+) -> None:
+    """On general questions the candidate is 0.05 below production, and the base model
+    ``base_shift`` below production (tolerance 0.02)."""
+    inc = report("prod-v3", INDEX, task_suite({}, 0.0), forgetting_suite(0.0))
+    base = report("base", INDEX, task_suite({}, 0.0), forgetting_suite(-base_shift))
+    cand = report("c", INDEX, task_suite({"token_f1": 0.1, "rouge_l": 0.1}, 0.0),
+                  forgetting_suite(-0.05))  # fmt: skip
+    policy = GatePolicy(forgetting_reference=reference)  # type: ignore[arg-type]
+    out = decide(cand, inc, policy, {"index_version": INDEX}, INDEX, base=base).to_dict()
+    assert out["decision"] == decision, out["reasons"]
+    if named:
+        assert named in " ".join(out["reasons"]) and "token_f1 fell" in " ".join(out["reasons"])

@@ -46,9 +46,6 @@ save_every = 8
 block_size = 256
 max_len = 256
 replay_ratio = 0.2
-rehearsal = "kl"
-rehearsal_kl_weight = 1.0
-rehearsal_max_new_tokens = 24
 autocast = "auto"
 
 [evaluate]

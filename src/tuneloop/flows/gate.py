@@ -54,13 +54,17 @@ def run_gate(ws: Workspace, candidate: str, promote: bool = False) -> GateRun:
     incumbent = production if production and production != cand.version else "base"
     cand_report, _ = evaluate(ws, cand.version)
     inc_report, _ = evaluate(ws, incumbent)
+    policy = policy_from(ws)
+    base_report = None
+    if policy.forgetting_reference == "base" and incumbent != "base":
+        base_report, _ = evaluate(ws, "base")  # answers cached per item: new items only
     dataset = cand.lineage.dataset_version
     certificate = DatasetStore(ws.datasets_dir).show(dataset).get("contamination_certificate")
     with EvalStore(ws.eval_store_path) as store:
         current = store.version()
     decision: GateDecision = decide(
-        cand_report, inc_report, policy_from(ws), certificate, current,
-        reverify=lambda: reverify_dataset(ws, dataset),
+        cand_report, inc_report, policy, certificate, current,
+        reverify=lambda: reverify_dataset(ws, dataset), base=base_report,
     )  # fmt: skip
     out = decision.to_dict()
     registry.set_gate_decision(cand.version, out)

@@ -55,15 +55,24 @@ def decide(
     certificate: dict[str, Any] | None,
     current_index_version: str,
     reverify: Callable[[], int] | None = None,
+    base: EvalReport | None = None,
 ) -> GateDecision:
     """Apply every rule; pass only if all pass.
 
     ``incumbent`` is the production model's report, or the base model's when nothing is in
     production yet. ``certificate`` is the contamination certificate of the candidate's training
-    dataset; ``reverify`` (optional) re-checks that dataset against the current index.
+    dataset; ``reverify`` (optional) re-checks that dataset against the current index. ``base``
+    (the base model's report) is what forgetting suites are compared with when the policy says
+    so; without it they are compared with the incumbent.
     """
     comparisons = compare_reports(candidate, incumbent, policy)
     inc = incumbent.model
+    forgot_ref = inc
+    if base is not None and policy.forgetting_reference == "base" and base.model != inc:
+        forgot_ref = base.model
+        comparisons = [c for c in comparisons if c.kind != "forgetting"] + [
+            c for c in compare_reports(candidate, base, policy) if c.kind == "forgetting"
+        ]
     widening = probe_widening(candidate, incumbent, policy)
     checks = [
         check_certificate(certificate, current_index_version, reverify),
@@ -75,7 +84,11 @@ def decide(
         ),
         check_improvement(comparisons, policy),
         check_no_regression(
-            comparisons, "forgetting", policy.forgetting_tolerance, inc, policy.metric_tolerances
+            comparisons,
+            "forgetting",
+            policy.forgetting_tolerance,
+            forgot_ref,
+            policy.metric_tolerances,
         ),
         check_safety(comparisons, policy, inc),
         check_memorization(widening, policy, inc),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from tuneloop.errors import ConfigError
 
@@ -25,6 +26,10 @@ class GatePolicy:
     """The most a task metric's mean may get worse than the incumbent's, on any task suite."""
     forgetting_tolerance: float = 0.02
     """The same rule on forgetting suites (general abilities the fine-tune must keep)."""
+    forgetting_reference: Literal["base", "incumbent"] = "base"
+    """Whom forgetting suites are compared with. ``base``: the pretrained model, whose general
+    abilities they measure; against production instead, each round is held to whatever its
+    predecessor happened to score on general questions, and a loop ratchets on that noise."""
     metric_tolerances: dict[str, float] = field(default_factory=dict)
     """Per-metric tolerances that override the two above for the metrics they name, on task and
     forgetting suites alike (e.g. ``{"loss": 0.1}``: loss is in nats, F1 in [0, 1])."""
