@@ -63,7 +63,7 @@ $(VLLM_STAMP):
 test: lint typecheck unit
 
 bench: $(STAMP) $(VLLM_STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)  # e.g. BENCH_ARGS="--data DIR"
 
 clean:
 	rm -rf demo-workspace bench/out .mypy_cache .ruff_cache .pytest_cache

@@ -19,7 +19,7 @@ from pathlib import Path
 from tuneloop.jsonl import atomic_writer, dumps
 from tuneloop.textnorm import normalize
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from bench import data
 
 
 def _t0(root: Path) -> Iterator[str]:
@@ -72,10 +72,12 @@ def _first_seen(texts: Iterator[str]) -> Iterator[str]:
         yield text
 
 
-def real_words(root: Path = SHARED, seed: int = 0) -> list[str]:
+def real_words(root: Path | None = None, seed: int = 0) -> list[str]:
     """Every word of the available real text, records shuffled (words within a record kept)."""
-    sources = (_t0, _gsm8k, _mmlu, _bbh, _alpaca)
-    texts = list(_first_seen(t for src in sources for t in src(root)))
+    sources, folder = (_t0, _gsm8k, _mmlu, _bbh, _alpaca), root or data.root()
+    texts = list(_first_seen(t for src in sources for t in src(folder)))
+    if not texts:
+        raise SystemExit(data.missing_message(["dedup"]) or f"bench: no text under {folder}")
     random.Random(seed).shuffle(texts)
     return [w for t in texts for w in t.split()]
 

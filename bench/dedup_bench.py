@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from bench import measure
 from bench.corpus import build, true_jaccard
 
 OUT = Path(__file__).parent / "out"
@@ -15,9 +14,7 @@ OUT = Path(__file__).parent / "out"
 
 def run_job(job: str, src: Path, tag: str) -> dict[str, Any]:
     out, dups = OUT / f"{tag}.kept.jsonl", OUT / f"{tag}.dups.jsonl"
-    cmd = [sys.executable, "-m", "bench.measure", job, str(src), str(out), str(dups)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result = measure.run_job(job, str(src), str(out), str(dups))
     result["dups_file"] = dups
     return result
 

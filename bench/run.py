@@ -3,15 +3,27 @@
 Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes ~1 GB),
 TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once), and
 TUNELOOP_BENCH_SKIP_SERVE=1 to skip the serving benchmarks (about ten minutes on two cores);
-TUNELOOP_BENCH_ONLY=serve runs only those.
+TUNELOOP_BENCH_ONLY=serve runs only those, TUNELOOP_BENCH_ONLY=quality only the quality table.
+The public data sets are read from ``--data DIR`` (default ../shared/data); when one is missing
+the run stops at once with one line saying which and how to point at them (exit code 2).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from pathlib import Path
 
-from bench import dedup_bench, latency_bench, serve_bench, stream_bench, train_bench
+from bench import (
+    data,
+    dedup_bench,
+    latency_bench,
+    quality_bench,
+    serve_bench,
+    stream_bench,
+    train_bench,
+)
 
 TARGETS = {
     "speedup": 15.0,
@@ -25,7 +37,9 @@ TARGETS = {
     "promote_s": 0.25,
     "switch_ms": 20.0,
     "router_p99_s": 0.001,
+    "quality_drop": 0.005,
 }
+MUST_KEEP = ("gsm8k", "mmlu", "bbh", "alpaca (llama_factory_demo)", "self_instruct")
 
 
 def _ok(flag: bool) -> str:
@@ -49,6 +63,21 @@ def dedup_table() -> bool:
         f"recall ≥ {TARGETS['recall']}": ours["recall"] >= TARGETS["recall"],
         "no reported pair below the threshold": ours["below_threshold"] == 0,
         f"peak memory ≤ {TARGETS['peak_mb']:.0f} MB": ours["peak_rss_mb"] <= TARGETS["peak_mb"],
+    }
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
+def quality_table() -> bool:
+    results = quality_bench.run()
+    print("\n## Quality filters on clean public sets (clean + quality blocks, default settings)\n")
+    print("\n".join(quality_bench.table(results)))
+    limit = TARGETS["quality_drop"]
+    checks = {
+        f"{r.name}: ≤ {limit:.1%} dropped (got {r.drop_rate:.2%})": r.drop_rate <= limit
+        for r in results
+        if r.name in MUST_KEEP
     }
     for name, flag in checks.items():
         print(f"- {name}: {_ok(flag)}")
@@ -200,10 +229,29 @@ def canary_table() -> bool:
     return all(checks.values())
 
 
-def main() -> int:
+def _chosen() -> list[str]:
+    """The benchmarks this run will do, as named in bench.data.NEEDS."""
+    only = os.environ.get("TUNELOOP_BENCH_ONLY")
+    if only:
+        return [only]
+    skip = {k for k in ("train", "serve") if os.environ.get(f"TUNELOOP_BENCH_SKIP_{k.upper()}")}
+    return ["dedup", "quality", *(k for k in ("train", "serve") if k not in skip)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="tuneloop's benchmarks, as tables")
+    parser.add_argument("--data", type=Path, help="the public data sets (default ../shared/data)")
+    args = parser.parse_args(argv)
+    if args.data:
+        data.use(args.data)
+    if problem := data.missing_message(_chosen()):
+        print(problem, file=sys.stderr)
+        return 2
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "serve":
         return 0 if all([throughput_table(), promotion_table(), canary_table()]) else 1
-    results = [dedup_table(), latency_table()]
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "quality":
+        return 0 if quality_table() else 1
+    results = [dedup_table(), quality_table(), latency_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
         results.append(train_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_SERVE"):

@@ -24,13 +24,13 @@ from typing import Any
 import httpx
 import numpy as np
 
-from bench.corpus import SHARED
+from bench import data
 
 MAX_TOKENS = 64
 
 
 def prompts(n: int = 48) -> list[str]:
-    rows = json.loads((SHARED / "llama_factory_demo" / "alpaca_en_demo.json").read_text())
+    rows = json.loads((data.root() / data.ALPACA).read_text())
     return [f"{r['instruction']}\n{r['input']}".strip() for r in rows[:n]]
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from tuneloop.jsonl import atomic_writer, dumps
 
+from bench import measure
 from bench.corpus import _documents, _edit, real_words
 
 OUT = Path(__file__).parent / "out"
@@ -35,9 +33,7 @@ def run(n_docs: int = 1_000_000) -> dict[str, Any]:
     src = OUT / f"stream-{n_docs // 1000}k.jsonl"
     if not src.exists():
         build_large(src, n_docs)
-    cmd = [sys.executable, "-m", "bench.measure", "tuneloop-dedup", str(src),
-           str(OUT / "stream.kept.jsonl"), str(OUT / "stream.dups.jsonl")]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    kept, dups = OUT / "stream.kept.jsonl", OUT / "stream.dups.jsonl"
+    result = measure.run_job("tuneloop-dedup", str(src), str(kept), str(dups))
     result["input_mb"] = round(src.stat().st_size / 1e6, 1)
     return result

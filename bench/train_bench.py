@@ -20,14 +20,14 @@ from tuneloop.train.data import IGNORE, Example, pack, single_rows, tokenize
 from tuneloop.train.loop import Trainer, TrainSettings
 from tuneloop.train.lora import LoraSettings, with_lora
 
-from bench.corpus import SHARED
+from bench import data
 
 MAX_LEN = 256
 LORA = LoraSettings(r=16, alpha=32, dropout=0.0)
 
 
 def alpaca_records(n: int) -> list[Record]:
-    path = SHARED / "llama_factory_demo" / "alpaca_en_demo.json"
+    path = data.root() / data.ALPACA
     rows = json.loads(path.read_text(encoding="utf-8"))[:n]
     return [
         Record(

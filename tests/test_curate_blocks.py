@@ -132,6 +132,7 @@ def test_clean_block_is_idempotent(record: Record) -> None:
 # --- quality -------------------------------------------------------------------------------------
 
 PROSE = "The quick brown fox jumps over the lazy dog near the quiet river bank today."
+CAT = "the cat sat on the mat and the cat sat on the rug"
 BLOB = "Here is the file: " + base64.b64encode(bytes(range(120))).decode()
 Q = QualityBlock()
 
@@ -144,7 +145,10 @@ Q = QualityBlock()
         (Q, doc("1234 5678 9012 3456 7890 1234 5678"), "non_text", 0.3),
         (Q, doc(BLOB), "long_word", 0.5),
         (Q, doc("buy it now\n" * 5 + "thanks for reading"), "repeated_lines", 0.3),
-        (Q, doc("the cat sat on the mat and the cat sat on the rug"), "repeated_ngrams", 0.2),
+        (Q, doc("Sorry, I cannot help with that. " * 4 + "Anything else?"), "repeated_ngrams", 0.6),
+        (Q, doc("asdfgh jkl qwerty zxcvb asdfgh jkl qwerty zxcvb"), "repeated_text", 2),
+        (Q, doc(CAT), None, None),  # one phrase said twice in a sentence is English
+        (QualityBlock(max_top_ngram_frac=0.2), doc(CAT), "top_ngram", 0.2),  # Gopher's rule, on
         (Q, doc(PROSE), None, None),
         (Q, chat(("user", "What is 2+2?"), ("assistant", "4")), None, None),  # no ratios
         (Q, doc("我喜欢在周末去公园散步"), None, None),  # CJK counts per character

@@ -47,7 +47,9 @@ class QualityConfig(_Section):
     min_words: int = Field(3, ge=0)
     max_words: int = Field(100_000, gt=0)
     max_dup_line_frac: float = Field(0.3, gt=0.0, le=1.0)
-    max_top_ngram_frac: float = Field(0.2, gt=0.0, le=1.0)
+    max_repeated_ngram_frac: float = Field(0.6, gt=0.0, le=1.0)
+    repeated_ngram_n: int = Field(4, ge=1, le=16)
+    max_top_ngram_frac: float = Field(1.0, gt=0.0, le=1.0, description="1.0: off")
     min_alpha_frac: float = Field(0.3, ge=0.0, le=1.0)
 
 
@@ -268,7 +270,9 @@ validation_fraction = 0.05
 min_words = 3
 max_words = 100000
 max_dup_line_frac = 0.3
-max_top_ngram_frac = 0.2
+max_repeated_ngram_frac = 0.6  # share of a message's words repeating an earlier 4-gram
+repeated_ngram_n = 4
+max_top_ngram_frac = 1.0  # Gopher's top 3-gram share; off: it flags math and choice lists
 min_alpha_frac = 0.3
 
 [train]

@@ -34,6 +34,8 @@ def record_blocks(cfg: CurateConfig) -> list[Block]:
             min_words=q.min_words,
             max_words=q.max_words,
             max_dup_line_frac=q.max_dup_line_frac,
+            max_repeated_ngram_frac=q.max_repeated_ngram_frac,
+            repeated_ngram_n=q.repeated_ngram_n,
             max_top_ngram_frac=q.max_top_ngram_frac,
             min_alpha_frac=q.min_alpha_frac,
         ),
