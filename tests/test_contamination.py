@@ -75,8 +75,16 @@ def test_minhash_scores_are_exact_jaccard(checker: Checker) -> None:
 
 
 def test_batch_equals_one_by_one(checker: Checker) -> None:
+    """Every method but ``contains``, which by design ignores text that more than
+    ``common_records`` records of a batch share (tests/test_containment.py)."""
     texts = [c[1] for c in CASES] * 3
-    assert checker.check_batch(texts) == [checker.check(t) for t in texts]
+
+    def others(found: list[Match]) -> list[Match]:
+        return [m for m in found if m.method != "contains"]
+
+    assert [others(f) for f in checker.check_batch(texts)] == [
+        others(checker.check(t)) for t in texts
+    ]
 
 
 def test_incremental_extend_equals_full_build() -> None:

@@ -3,35 +3,52 @@
 Methods, strongest evidence first: ``exact`` (same normalized text), ``canary`` (a canary
 string of an eval item appears), ``minhash`` (LSH candidate whose exact 5-gram Jaccard is at or
 above the threshold), ``ngram`` (at least ``overlap_min_fraction`` of an eval item's 13-grams
-appear in the record: catches an eval item pasted inside a longer text) and ``semantic``
-(embedding cosine at or above its threshold: paraphrases).
+appear in the record: catches an eval item pasted inside a longer text), ``contains`` (the
+record holds at least ``contain_min_fraction`` of the distinctive 8-grams of an item's prompt,
+its reference answer, or the whole item: catches a question pasted alone, without its answer,
+and survives number formatting; the match names the ``field``) and ``semantic`` (embedding
+cosine at or above its threshold: paraphrases).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from tuneloop.contamination import kernels as ck
-from tuneloop.contamination.hashing import Batch, exact_hashes
+from tuneloop.contamination.fields import FIELDS
+from tuneloop.contamination.hashing import Batch, containment_text, exact_hashes
 from tuneloop.contamination.index import ContaminationIndex
 from tuneloop.minhash import kernels as mk
 from tuneloop.minhash.signatures import word_table
 
-METHODS = ("exact", "canary", "minhash", "ngram", "semantic")
+METHODS = ("exact", "canary", "minhash", "ngram", "contains", "semantic")
 
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """Evidence that a training text overlaps an eval item."""
+    """Evidence that a training text overlaps an eval item.
+
+    ``field`` says which part of the item was found (``item``, ``prompt`` or ``answer``) for
+    the ``contains`` method, where ``score`` is the containment; it is empty otherwise.
+    """
 
     eval_id: str
     method: str
     score: float
+    field: str = ""
+
+    def evidence(self) -> dict[str, object]:
+        """What a rejects row records: the eval id, method, score and (when known) field."""
+        row: dict[str, object] = {"eval_id": self.eval_id, "method": self.method}
+        row["score"] = self.score
+        if self.field:
+            row["field"] = self.field
+        return row
 
 
 class Embedder(Protocol):
@@ -53,6 +70,7 @@ class Checker:
         self._band_keys = np.stack([b.keys for b in index.bands]) if index.bands else _EMPTY2
         self._band_items = np.stack([b.items for b in index.bands]) if index.bands else _EMPTY2I
         self._gram_dir = mk.radix_directory(index.grams.keys, mk.RADIX_BITS)
+        self._unit_dir = mk.radix_directory(index.units.grams.keys, mk.RADIX_BITS)
 
     def check(self, text: str) -> list[Match]:
         """All matches of one text, strongest first."""
@@ -67,14 +85,23 @@ class Checker:
         self._exact(batch, out)
         self._canary(batch, out)
         self._similar(batch, out)
+        self._contains(texts, out)
         if self.embedder is not None:
             self._semantic(texts, out)
         for matches in out:
             matches.sort(key=lambda m: (METHODS.index(m.method), -m.score))
         return out
 
-    def _add(self, out: list[list[Match]], doc: int, item: int, method: str, score: float) -> None:
-        out[doc].append(Match(self.index.item_ids[item], method, round(float(score), 6)))
+    def _add(
+        self,
+        out: list[list[Match]],
+        doc: int,
+        item: int,
+        method: str,
+        score: float,
+        field: str = "",
+    ) -> None:
+        out[doc].append(Match(self.index.item_ids[item], method, round(float(score), 6), field))
 
     def _exact(self, batch: Batch, out: list[list[Match]]) -> None:
         keys = self.index.exact
@@ -117,6 +144,51 @@ class Checker:
                 method = "minhash" if methods[d, k] == ck.MINHASH else "ngram"
                 self._add(out, int(d), int(items[d, k]), method, float(scores[d, k]))
 
+    def _contains(self, texts: Sequence[str], out: list[list[Match]]) -> None:
+        units, s = self.index.units, self.settings
+        if units.grams.keys.shape[0] == 0:
+            return
+        batch = Batch.of([containment_text(t) for t in texts])
+        args: tuple[Any, ...] = (
+            word_table(), s.contain_n, units.grams.keys, self._unit_dir, units.grams.items,
+            *units.kernel_args(), self._common_in(batch), s.min_novel_words,
+            s.contain_min_fraction,
+        )  # fmt: skip
+        if len(batch) == 1:  # no thread pool for one record: the ingest latency path
+            items = np.empty((1, self.max_matches), dtype=np.int64)
+            fields = np.empty((1, self.max_matches), dtype=np.int64)
+            scores = np.empty((1, self.max_matches), dtype=np.float64)
+            end = int(batch.offsets[1])
+            n = ck.contains_one(batch.buf, 0, end, *(*args, items[0], fields[0], scores[0]))
+            counts = np.array([n], dtype=np.int64)
+        else:
+            counts, items, fields, scores = ck.contains_many(
+                batch.buf, batch.offsets, *(*args, self.max_matches)
+            )
+        for d in np.flatnonzero(counts):
+            for k in range(int(counts[d])):
+                field = FIELDS[int(fields[d, k])]
+                self._add(out, int(d), int(items[d, k]), "contains", float(scores[d, k]), field)
+
+    def _common_in(self, batch: Batch) -> npt.NDArray[np.uint64]:
+        """Eval grams that more than ``common_records`` records of this batch hold.
+
+        NeMo Curator's rule, applied to the traffic being checked: text that many training
+        records share (a canned reply, a form letter) is a template, not a leak, even when
+        the eval set holds it only once. One record alone has no such context.
+        """
+        units, s = self.index.units, self.settings
+        if len(batch) <= s.common_records:
+            return _EMPTY_U64
+        found, slot, counts = ck.grams_present(
+            batch.buf, batch.offsets, word_table(), s.contain_n, units.grams.keys, self._unit_dir
+        )
+        starts = np.repeat(slot[:-1] - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+        present = found[starts + np.arange(int(counts.sum()))]
+        keys, per_key = np.unique(present, return_counts=True)
+        common: npt.NDArray[np.uint64] = keys[per_key > s.common_records]
+        return common
+
     def _semantic(self, texts: Sequence[str], out: list[list[Match]]) -> None:
         assert self.embedder is not None and self.index.embeddings is not None
         sims = self.embedder.embed(texts) @ self.index.embeddings.T
@@ -127,6 +199,7 @@ class Checker:
 
 
 _EMPTY2 = np.zeros((0, 0), dtype=np.uint64)
+_EMPTY_U64 = np.zeros(0, dtype=np.uint64)
 _EMPTY2I = np.zeros((0, 0), dtype=np.int64)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,3 +59,23 @@ class Batch:
     def doc_of_each(self, offsets: I64Array) -> I64Array:
         """For concatenated per-document values with ``offsets``: the document of each value."""
         return np.repeat(np.arange(len(self), dtype=np.int64), np.diff(offsets))
+
+
+# Reformatting changes numbers more than words: "1,000" / "1000", "1/2" / "12" once punctuation
+# is stripped, "60-mile" / "60mile". The containment grams therefore see every run of numbers
+# (with whatever punctuation and spaces lie between them) as one token, and a number is split
+# from the letters after it (not before: "word4956", "iPhone12" stay words); apostrophes
+# inside words are dropped ("Janet's" / "Janets").
+_NUMBER_RUN = re.compile(r"(?<!\w)\d+(?:[\W_]*\d+)*")
+_DIGIT_LETTER = re.compile(r"(?<=\d)(?=[^\W\d_])")
+_APOSTROPHE = re.compile(r"(?<=[^\W\d_])['’`](?=[^\W\d_])")
+
+
+def containment_text(text: str) -> str:
+    """``text`` as the containment grams see it: robust to number formatting and apostrophes.
+
+    Only the containment check uses this; exact hashes and MinHash keep the shared
+    normalization, so indexes and dedup stay comparable with :mod:`tuneloop.textnorm`.
+    """
+    text = _APOSTROPHE.sub("", _DIGIT_LETTER.sub(" ", text))
+    return _NUMBER_RUN.sub("0", text)

@@ -5,6 +5,10 @@ What it holds, per eval item, is one-way only:
 - ``minhash``: LSH band keys of a MinHash over word 5-grams, and the item's set of 5-gram
   hashes so that every LSH candidate is verified to the real Jaccard threshold;
 - ``ngram``: hashes of the item's word 13-grams (lm-eval style overlap);
+- ``contains``: hashes of the word 8-grams of each *unit* of the item — its prompt and its
+  reference answer (or the whole text when it has no fields) — so that a record holding one
+  part alone (a question pasted without its answer) is found; grams shared by more than
+  ``common_items`` eval items are dropped (templates are no evidence of a leak);
 - ``canary``: hashes of canary strings found in (or registered for) the item;
 - ``semantic`` (optional): a normalized sentence embedding, for paraphrases.
 
@@ -18,13 +22,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from tuneloop.contamination.hashing import Batch, canary_hash, exact_hashes
+from tuneloop.contamination import kernels as ck
+from tuneloop.contamination.fields import FIELDS, ItemFields
+from tuneloop.contamination.hashing import Batch, canary_hash, containment_text, exact_hashes
 from tuneloop.minhash import kernels
-from tuneloop.minhash.signatures import I64Array, MinHasher, U64Array, word_table
+from tuneloop.minhash.signatures import I64Array, MinHasher, U64Array, pack, word_table
 
 F32Array = npt.NDArray[np.float32]
 DEFAULT_CANARY_PATTERNS = (
@@ -45,6 +52,11 @@ class IndexSettings:
     canary_patterns: tuple[str, ...] = DEFAULT_CANARY_PATTERNS
     semantic_threshold: float = 0.9
     seed: int = 1
+    contain_n: int = 8
+    contain_min_fraction: float = 0.8
+    common_items: int = 2  # a gram in more eval items than this is a template (see Units)
+    common_records: int = 2  # ... or in more records of the batch being checked
+    min_novel_words: int = 16
 
     def hasher(self) -> MinHasher:
         return MinHasher(
@@ -85,6 +97,7 @@ class ContaminationIndex:
     gram_counts: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     canaries: dict[int, SortedKeys] = field(default_factory=dict)
     embeddings: F32Array | None = None
+    units: Units = field(default_factory=lambda: Units())
 
     def __len__(self) -> int:
         return len(self.item_ids)
@@ -96,12 +109,15 @@ class ContaminationIndex:
         version: str,
         extra_canaries: Sequence[tuple[int, str]] = (),
         embeddings: F32Array | None = None,
+        fields: Sequence[ItemFields] | None = None,
     ) -> None:
         """Add items (hashing only the new ones) and move the index to ``version``.
 
-        ``extra_canaries`` are (position in ``texts``, canary string) registered by hand.
+        ``extra_canaries`` are (position in ``texts``, canary string) registered by hand;
+        ``fields`` the prompt and answer of each item, indexed as units of their own.
         """
         part = _build_part(self.settings, len(self), texts, extra_canaries)
+        self.units.extend(self.settings, len(self), texts, fields)
         self.item_ids.extend(item_ids)
         self.exact = self.exact.merged(part.exact)
         if self.bands:
@@ -117,6 +133,119 @@ class ContaminationIndex:
             self.canaries[n] = self.canaries[n].merged(keys) if n in self.canaries else keys
         self.embeddings = _extend_embeddings(self.embeddings, embeddings, len(self))
         self.version = version
+
+
+@dataclass
+class Units:
+    """The containment index: gram hash -> unit, and each unit's item, field and grams in order.
+
+    A unit is an item's prompt, its answer, or (for an item without fields) its whole text.
+    Grams found in more than ``common_items`` items are the template: they go to ``common``,
+    are never looked up, and the words only they cover are not counted. Kept there so that
+    growing the index in steps gives the same index as one build. The rest is derived by
+    :meth:`recount`: each word's "novel" flag, each unit's novel word count (0 for a unit with
+    fewer than ``min_novel_words``: too short or too templated to be evidence on its own).
+    """
+
+    grams: SortedKeys = field(default_factory=SortedKeys)
+    common: U64Array = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    items: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fields: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    seq: U64Array = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    seq_off: I64Array = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    words: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    word_off: I64Array = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    novel: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    novel_counts: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    distinct: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    item_first_unit: I64Array = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+
+    def extend(
+        self,
+        settings: IndexSettings,
+        first: int,
+        texts: Sequence[str],
+        fields: Sequence[ItemFields] | None,
+    ) -> None:
+        """Add the units of items ``first, first + 1, ...``; recount what became common."""
+        unit_texts, items, kinds = _units_of(texts, fields, first)
+        buf, offsets = pack([containment_text(t) for t in unit_texts])
+        seq, seq_off, words = ck.unit_grams(buf, offsets, settings.contain_n, word_table())
+        base = self.items.shape[0]
+        self.items = np.concatenate([self.items, np.array(items, dtype=np.int64)])
+        self.fields = np.concatenate([self.fields, np.array(kinds, dtype=np.int64)])
+        self.seq = np.concatenate([self.seq, seq])
+        self.seq_off = np.concatenate([self.seq_off, seq_off[1:] + self.seq_off[-1]])
+        self.words = np.concatenate([self.words, words])
+        owner = np.repeat(np.arange(base, self.items.shape[0], dtype=np.int64), np.diff(seq_off))
+        pairs = np.unique(np.stack([seq, owner.astype(np.uint64)]), axis=1)
+        keys = np.concatenate([self.grams.keys, pairs[0]])
+        units = np.concatenate([self.grams.items, pairs[1].astype(np.int64)])
+        keep = ~_member(keys, self.common)
+        keys, units = keys[keep], units[keep]
+        common = _common_keys(keys, self.items[units], settings.common_items)
+        self.common = np.union1d(self.common, common)
+        keep = ~_member(keys, common)
+        self.grams = SortedKeys.of(keys[keep], units[keep])
+        self.recount(settings, first + len(texts))
+
+    def recount(self, settings: IndexSettings, n_items: int) -> None:
+        """Derive the novel words, the distinct grams per unit and each item's first unit."""
+        self.word_off = np.concatenate([[0], np.cumsum(self.words)]).astype(np.int64)
+        self.novel, counts = ck.novel_words(
+            self.seq, self.seq_off, self.words, settings.contain_n, self.common
+        )
+        self.novel_counts = np.where(counts >= settings.min_novel_words, counts, 0)
+        self.distinct = np.bincount(self.grams.items, minlength=self.items.shape[0])
+        items = np.arange(n_items + 1, dtype=np.int64)
+        self.item_first_unit = np.searchsorted(self.items, items).astype(np.int64)
+
+    def kernel_args(self) -> tuple[npt.NDArray[Any], ...]:
+        """The arrays :func:`~tuneloop.contamination.kernels.contains_one` reads, in order."""
+        return (
+            self.items, self.fields, self.seq, self.seq_off, self.words, self.word_off,
+            self.novel, self.distinct, self.item_first_unit,
+        )  # fmt: skip
+
+
+def _units_of(
+    texts: Sequence[str], fields: Sequence[ItemFields] | None, first: int
+) -> tuple[list[str], list[int], list[int]]:
+    """(unit texts, their items, their field numbers) in item order."""
+    unit_texts: list[str] = []
+    items: list[int] = []
+    kinds: list[int] = []
+    for k, text in enumerate(texts):
+        f = fields[k] if fields is not None else ItemFields()
+        parts = [(FIELDS.index("prompt"), f.prompt), (FIELDS.index("answer"), f.answer)]
+        present = [(kind, t) for kind, t in parts if t.strip()]
+        for kind, t in present or [(FIELDS.index("item"), text)]:
+            unit_texts.append(t)
+            items.append(first + k)
+            kinds.append(kind)
+    return unit_texts, items, kinds
+
+
+def _member(keys: U64Array, sorted_set: U64Array) -> npt.NDArray[np.bool_]:
+    """Which of ``keys`` are in ``sorted_set`` (sorted, distinct)."""
+    if sorted_set.shape[0] == 0:
+        return np.zeros(keys.shape[0], dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, keys), sorted_set.shape[0] - 1)
+    found: npt.NDArray[np.bool_] = sorted_set[pos] == keys
+    return found
+
+
+def _common_keys(keys: U64Array, items: I64Array, limit: int) -> U64Array:
+    """Keys that occur in more than ``limit`` distinct items (NeMo Curator's template rule)."""
+    if keys.shape[0] == 0:
+        return np.zeros(0, dtype=np.uint64)
+    order = np.lexsort((items, keys))
+    k, it = keys[order], items[order]
+    first = np.ones(k.shape[0], dtype=bool)
+    first[1:] = (k[1:] != k[:-1]) | (it[1:] != it[:-1])
+    distinct, per_key = np.unique(k[first], return_counts=True)
+    common: U64Array = distinct[per_key > limit]
+    return common
 
 
 def _extend_embeddings(old: F32Array | None, new: F32Array | None, total: int) -> F32Array | None:
@@ -201,8 +330,9 @@ def build_index(
     version: str,
     extra_canaries: Sequence[tuple[int, str]] = (),
     embeddings: F32Array | None = None,
+    fields: Sequence[ItemFields] | None = None,
 ) -> ContaminationIndex:
     """A new index over ``texts`` (the eval side calls this; it keeps no text)."""
     index = ContaminationIndex(settings=settings)
-    index.extend(item_ids, texts, version, extra_canaries, embeddings)
+    index.extend(item_ids, texts, version, extra_canaries, embeddings, fields)
     return index

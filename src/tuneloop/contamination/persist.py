@@ -3,6 +3,10 @@
 A version folder is written under a temporary name and renamed into place, and CURRENT is
 replaced atomically after it, so a reader sees either the old index or the new one, never a mix.
 Arrays are stored in ``.npy`` form inside an ``.npz`` (no pickle).
+
+``FORMAT`` names what a version folder holds; format 2 added the containment units. A folder
+of another format is refused with :class:`StaleIndexError`, and the eval side rebuilds the
+index from the eval store (it holds the text; the index only its hashes).
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from tuneloop.contamination.index import ContaminationIndex, IndexSettings, SortedKeys
+from tuneloop.contamination.index import ContaminationIndex, IndexSettings, SortedKeys, Units
 from tuneloop.errors import WorkspaceError
 
-FORMAT = 1
+FORMAT = 2
+
+
+class StaleIndexError(WorkspaceError):
+    """A persisted index written in an older format: rebuild it from the eval store."""
 
 
 def _arrays(index: ContaminationIndex) -> dict[str, np.ndarray[Any, Any]]:
@@ -38,7 +46,32 @@ def _arrays(index: ContaminationIndex) -> dict[str, np.ndarray[Any, Any]]:
         arrays[f"canary{n}_keys"], arrays[f"canary{n}_items"] = keys.keys, keys.items
     if index.embeddings is not None:
         arrays["embeddings"] = index.embeddings
+    units = index.units
+    arrays.update(
+        unit_gram_keys=units.grams.keys,
+        unit_gram_units=units.grams.items,
+        unit_common=units.common,
+        unit_items=units.items,
+        unit_fields=units.fields,
+        unit_seq=units.seq,
+        unit_seq_off=units.seq_off,
+        unit_words=units.words,
+    )
     return arrays
+
+
+def _units(arrays: dict[str, Any], settings: IndexSettings, n_items: int) -> Units:
+    units = Units(
+        grams=SortedKeys(arrays["unit_gram_keys"], arrays["unit_gram_units"]),
+        common=arrays["unit_common"],
+        items=arrays["unit_items"],
+        fields=arrays["unit_fields"],
+        seq=arrays["unit_seq"],
+        seq_off=arrays["unit_seq_off"],
+        words=arrays["unit_words"],
+    )
+    units.recount(settings, n_items)
+    return units
 
 
 def save_index(index: ContaminationIndex, root: Path) -> Path:
@@ -96,12 +129,18 @@ def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
         )
     folder = root / "versions" / version[:16]
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    settings = dict(meta["settings"])
-    settings["canary_patterns"] = tuple(settings["canary_patterns"])
+    if meta.get("format") != FORMAT:
+        raise StaleIndexError(
+            f"{folder}: contamination index format {meta.get('format')} is not the current "
+            f"format {FORMAT} (it lacks the prompt/answer containment units); it is rebuilt "
+            "from the eval store by the next `tuneloop evalset add` or `tuneloop ingest`"
+        )
+    raw = dict(meta["settings"])
+    settings = IndexSettings(**{**raw, "canary_patterns": tuple(raw["canary_patterns"])})
     with np.load(folder / "index.npz", allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return ContaminationIndex(
-        settings=IndexSettings(**settings),
+        settings=settings,
         version=meta["version"],
         item_ids=list(meta["item_ids"]),
         exact=SortedKeys(arrays["exact_keys"], arrays["exact_items"]),
@@ -118,4 +157,5 @@ def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
             for n in meta["canary_lengths"]
         },
         embeddings=arrays.get("embeddings"),
+        units=_units(arrays, settings, len(meta["item_ids"])),
     )

@@ -33,6 +33,10 @@ class ContaminationBlock:
             "threshold": s.threshold,
             "overlap_n": s.overlap_n,
             "overlap_min_fraction": s.overlap_min_fraction,
+            "contain_n": s.contain_n,
+            "contain_min_fraction": s.contain_min_fraction,
+            "common_items": s.common_items,
+            "common_records": s.common_records,
             "semantic": self.checker.embedder is not None,
         }
 
@@ -48,8 +52,7 @@ class ContaminationBlock:
                 yield rec
                 continue
             self.dropped[best.method] += 1
-            log.drop(rec, self.name, "contaminated", eval_id=best.eval_id, method=best.method,
-                     score=best.score)  # fmt: skip
+            log.drop(rec, self.name, "contaminated", **best.evidence())
 
     def certificate(self) -> dict[str, Any]:
         """What the gate checks: which index version, which methods, how many records."""

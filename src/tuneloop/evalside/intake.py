@@ -8,13 +8,20 @@ contamination index is extended with their hashes and moved to the store's new h
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tuneloop.config import ContaminationConfig
 from tuneloop.contamination.check import Checker, Embedder
+from tuneloop.contamination.fields import fields_of
 from tuneloop.contamination.index import ContaminationIndex, IndexSettings, build_index
-from tuneloop.contamination.persist import current_version, load_index, save_index
+from tuneloop.contamination.persist import (
+    StaleIndexError,
+    current_version,
+    load_index,
+    save_index,
+)
 from tuneloop.contamination.semantic import embedder_for
 from tuneloop.evalside.store import EvalStore
 from tuneloop.records import Record
@@ -56,7 +63,8 @@ def _matches_in_training(
     items: Sequence[Record], training: Iterable[Record], settings: IndexSettings
 ) -> dict[str, dict[str, object]]:
     """For each new item found in the training data: the strongest match, by training id."""
-    probe = build_index(settings, [r.id for r in items], [r.content_text for r in items], "probe")
+    ids, texts = [r.id for r in items], [r.content_text for r in items]
+    probe = build_index(settings, ids, texts, "probe", fields=[fields_of(r) for r in items])
     checker = Checker(probe)
     found: dict[str, dict[str, object]] = {}
     batch: list[Record] = []
@@ -67,7 +75,8 @@ def _matches_in_training(
         ):
             for m in matches:
                 if m.eval_id not in found:
-                    found[m.eval_id] = {"training_id": rec.id, "method": m.method, "score": m.score}
+                    evidence = {k: v for k, v in m.evidence().items() if k != "eval_id"}
+                    found[m.eval_id] = {"training_id": rec.id, **evidence}
         batch.clear()
 
     for rec in training:
@@ -80,12 +89,17 @@ def _matches_in_training(
 
 
 def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
-    """The current index, rebuilt from the store when missing, stale or built differently."""
+    """The current index, rebuilt from the store when missing, stale, built differently or
+    written in an older format (whose message goes to stderr: the rebuild takes a while)."""
     cfg = ws.config.contamination
     settings = index_settings(cfg)
     version = current_version(ws.index_dir)
     if version is not None:
-        index = load_index(ws.index_dir, version)
+        try:
+            index = load_index(ws.index_dir, version)
+        except StaleIndexError as exc:
+            print(f"tuneloop: {exc}; rebuilding it now", file=sys.stderr)
+            return rebuild_index(ws, store, settings, embedder_for(cfg))
         semantic_ok = (index.embeddings is not None) == cfg.semantic or len(index) == 0
         if index.settings == settings and index.version == store.version() and semantic_ok:
             return index
@@ -99,7 +113,8 @@ def rebuild_index(
     texts = [it.record.content_text for it in items]
     embeddings = embedder.embed(texts) if embedder is not None and texts else None
     ids = [it.item_id for it in items]
-    index = build_index(settings, ids, texts, store.version(), (), embeddings)
+    fields = [fields_of(it.record) for it in items]
+    index = build_index(settings, ids, texts, store.version(), (), embeddings, fields)
     save_index(index, ws.index_dir)
     return index
 
@@ -128,7 +143,9 @@ def add_eval_items(
             embedder = embedder_for(cfg)
             embeddings = embedder.embed(texts) if embedder is not None else None
             canaries = [(i, c) for i, (r, _) in enumerate(accepted) for c in _registered(cfg, r)]
-            index.extend([r.id for r, _ in accepted], texts, store.version(), canaries, embeddings)
+            fields = [fields_of(r) for r, _ in accepted]
+            ids = [r.id for r, _ in accepted]
+            index.extend(ids, texts, store.version(), canaries, embeddings, fields)
             save_index(index, ws.index_dir)
         report.accepted = [r.id for r, _ in accepted]
         report.index_version = index.version

@@ -123,8 +123,7 @@ def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Re
             clean.append(rec)
             continue
         report.contamination[best.method] += 1
-        _reject(plan, rec, "contamination", "contaminated", eval_id=best.eval_id,
-                method=best.method, score=best.score)  # fmt: skip
+        _reject(plan, rec, "contamination", "contaminated", **best.evidence())
     return clean
 
 

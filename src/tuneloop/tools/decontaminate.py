@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.contamination.check import Checker, Embedder, strongest
+from tuneloop.contamination.fields import ItemFields, fields_of_obj
 from tuneloop.contamination.index import IndexSettings, build_index
 from tuneloop.errors import InputError
 from tuneloop.jsonl import (
@@ -56,9 +57,11 @@ def load_eval(
     ids: list[str] = []
     originals: dict[str, Any] = {}
     texts: list[str] = []
+    fields: list[ItemFields] = []
     for numbers, lines in iter_line_blocks(path):
         objs = parse_block(path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
         texts.extend(texts_of(path, numbers, objs, text_field))
+        fields.extend(ItemFields() if text_field else fields_of_obj(o) for o in objs)
         for i in _ids(numbers, objs):
             key = f"{len(ids)}"  # positions, not the ids themselves: "1" and 1 may both occur
             ids.append(key)
@@ -66,7 +69,7 @@ def load_eval(
     if not ids:
         raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
     embeddings = embedder.embed(texts) if embedder is not None else None
-    index = build_index(settings, ids, texts, path.name, (), embeddings)
+    index = build_index(settings, ids, texts, path.name, (), embeddings, fields)
     return Checker(index, embedder), originals
 
 
@@ -101,7 +104,8 @@ def decontaminate_file(
                 methods[best.method] += 1
                 eval_id = original_ids.get(best.eval_id, best.eval_id)
                 row = {"id": rid, "eval_id": eval_id, "method": best.method}
-                report.write(dumps({**row, "score": best.score}))
+                field = {"field": best.field} if best.field else {}
+                report.write(dumps({**row, "score": best.score, **field}))
             summary.records_in += len(lines)
         if summary.records_in == 0:
             raise InputError(
