@@ -5,13 +5,16 @@ completions, GSM8K, MMLU, BIG-Bench Hard and Alpaca (whatever is present; passag
 repeats across templates are taken once). Planted near-duplicates are
 copies of random documents with a few words substituted; their true Jaccard similarity over word
 5-gram sets is computed here, independently of tuneloop's hashing, so recall and precision can
-be checked against it.
+be checked against it. :func:`build_clustered` makes a duplicate-heavy corpus: ~30% of its
+documents are near-copies in clusters of 2–50, where LSH candidate pairs grow with the square
+of the cluster size.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,23 +127,8 @@ def _edit(text: str, k: int, vocab: list[str], rng: random.Random) -> str:
     return " ".join(words)
 
 
-def build(out: Path, n_docs: int = 100_000, planted: int = 10_000, seed: int = 0) -> Path:
-    """Write ``n_docs`` documents (``planted`` of them near-copies) and a truth file beside them."""
-    rng = random.Random(seed)
-    words = real_words(seed=seed)
-    base = _documents(words, n_docs - planted, rng)
-    keyed: list[tuple[float, dict[str, object]]] = [
-        (float(i), {"id": f"d{i}", "text": t}) for i, t in enumerate(base)
-    ]
-    truth = []
-    for i in range(planted):
-        orig = rng.randrange(len(base))
-        copy = _edit(base[orig], rng.randint(1, 8), words, rng)
-        position = orig + 0.5 + rng.random() * (len(base) - orig)  # always after its original
-        keyed.append((position, {"id": f"p{i}", "text": copy}))
-        truth.append(
-            {"copy": f"p{i}", "orig": f"d{orig}", "jaccard": true_jaccard(base[orig], copy)}
-        )
+def _write(out: Path, keyed: list[tuple[float, dict[str, object]]], truth: list[dict]) -> Path:
+    """Write documents in the order of their keys, and the truth file beside them."""
     keyed.sort(key=lambda kv: kv[0])
     with atomic_writer(out) as fh:
         for _, doc in keyed:
@@ -148,3 +136,77 @@ def build(out: Path, n_docs: int = 100_000, planted: int = 10_000, seed: int = 0
     with atomic_writer(out.with_suffix(".truth.json")) as fh:
         fh.write(json.dumps(truth).encode())
     return out
+
+
+def _plant(
+    base: list[str], orig: int, i: int, words: list[str], rng: random.Random, edits: int = 8
+) -> tuple[tuple[float, dict[str, object]], dict[str, object]]:
+    """A near-copy of ``base[orig]`` (1–``edits`` words replaced), placed after it, and its
+    truth row."""
+    copy = _edit(base[orig], rng.randint(1, edits), words, rng)
+    position = orig + 0.5 + rng.random() * (len(base) - orig)  # always after its original
+    row = {"copy": f"p{i}", "orig": f"d{orig}", "jaccard": true_jaccard(base[orig], copy)}
+    return (position, {"id": f"p{i}", "text": copy}), row
+
+
+def _base(n_base: int, seed: int) -> tuple[list[str], list[str], random.Random]:
+    rng = random.Random(seed)
+    words = real_words(seed=seed)
+    return words, _documents(words, n_base, rng), rng
+
+
+def build(out: Path, n_docs: int = 100_000, planted: int = 10_000, seed: int = 0) -> Path:
+    """Write ``n_docs`` documents (``planted`` of them near-copies) and a truth file beside them."""
+    words, base, rng = _base(n_docs - planted, seed)
+    keyed: list[tuple[float, dict[str, object]]] = [
+        (float(i), {"id": f"d{i}", "text": t}) for i, t in enumerate(base)
+    ]
+    truth = []
+    for i in range(planted):
+        doc, row = _plant(base, rng.randrange(len(base)), i, words, rng)
+        keyed.append(doc)
+        truth.append(row)
+    return _write(out, keyed, truth)
+
+
+LARGEST_CLUSTER = 249
+
+
+def cluster_sizes(copies: int, rng: random.Random, largest: int = LARGEST_CLUSTER) -> list[int]:
+    """Copies per cluster, 1 to ``largest``, log-uniform (many pairs, a few big piles), summing
+    to ``copies``: duplicate-heavy corpora have both, and big clusters are what make the
+    candidate pairs grow with the square of their size."""
+    sizes: list[int] = []
+    while sum(sizes) < copies:
+        sizes.append(min(round(math.exp(rng.uniform(0.0, math.log(largest)))), largest))
+    sizes[-1] -= sum(sizes) - copies
+    return [s for s in sizes if s > 0]
+
+
+def build_clustered(
+    out: Path,
+    n_docs: int = 100_000,
+    dup_share: float = 0.3,
+    largest: int = LARGEST_CLUSTER,
+    seed: int = 0,
+) -> Path:
+    """Write ``n_docs`` documents of which ``dup_share`` are near-copies in clusters.
+
+    Each cluster is an original with 1 to ``largest`` near-copies (1–4 words replaced each, so
+    most copies are also near each other), spread through the file after it; the truth file has
+    one row per copy, as :func:`build` writes. The defaults give about 1.9 million distinct LSH
+    candidate pairs on 100,000 documents.
+    """
+    copies = round(n_docs * dup_share)
+    words, base, rng = _base(n_docs - copies, seed)
+    keyed: list[tuple[float, dict[str, object]]] = [
+        (float(i), {"id": f"d{i}", "text": t}) for i, t in enumerate(base)
+    ]
+    truth = []
+    origs = rng.sample(range(len(base)), len(sizes := cluster_sizes(copies, rng, largest)))
+    for orig, size in zip(origs, sizes, strict=True):
+        for _ in range(size):
+            doc, row = _plant(base, orig, len(truth), words, rng, edits=4)
+            keyed.append(doc)
+            truth.append(row)
+    return _write(out, keyed, truth)

@@ -1,13 +1,20 @@
-"""Near-duplicate removal: tuneloop vs datasketch MinHashLSH on the same 100k real documents."""
+"""Near-duplicate removal: tuneloop vs datasketch MinHashLSH on the same real documents.
+
+Two corpora: ``planted`` (10% near-copies, each of its own original: few candidate pairs) and
+``clustered`` (30% near-copies in clusters of 2–50: candidate pairs grow with the square of a
+cluster's size, which is where a dedup engine's pair handling shows).
+Usage: python -m bench.dedup_bench [--corpus planted|clustered] [--docs N]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
 
 from bench import measure
-from bench.corpus import build, true_jaccard
+from bench.corpus import build, build_clustered, true_jaccard
 
 OUT = Path(__file__).parent / "out"
 
@@ -43,17 +50,49 @@ def quality(src: Path, dups: Path) -> dict[str, float]:
     }
 
 
-def run(n_docs: int = 100_000) -> list[dict[str, Any]]:
+def corpus(n_docs: int, kind: str = "planted") -> Path:
+    """The corpus file of this kind and size, built on first use."""
     OUT.mkdir(parents=True, exist_ok=True)
-    src = OUT / f"dedup-{n_docs // 1000}k.jsonl"
-    if not src.exists():
-        build(src, n_docs=n_docs, planted=n_docs // 10)
+    if kind == "planted":
+        src = OUT / f"dedup-{n_docs // 1000}k.jsonl"
+        if not src.exists():
+            build(src, n_docs=n_docs, planted=n_docs // 10)
+        return src
+    if kind == "clustered":
+        src = OUT / f"dedup-clustered-{n_docs // 1000}k.jsonl"
+        if not src.exists():
+            build_clustered(src, n_docs=n_docs)
+        return src
+    raise ValueError(f"unknown corpus kind {kind!r} (planted or clustered)")
+
+
+TOOLS = {"tuneloop": "tuneloop-dedup", "datasketch MinHashLSH": "datasketch-dedup"}
+
+
+def run(
+    n_docs: int = 100_000, kind: str = "planted", tools: tuple[str, ...] = tuple(TOOLS)
+) -> list[dict[str, Any]]:
+    """One row per tool: its measured job (seconds, peak RSS from outside) and its quality."""
+    src = corpus(n_docs, kind)
     run_job("tuneloop-dedup", src, "warmup")  # compiles the kernels once (cached on disk)
     rows = []
-    for name, job in (
-        ("tuneloop", "tuneloop-dedup"),
-        ("datasketch MinHashLSH", "datasketch-dedup"),
-    ):
-        result = run_job(job, src, name.split()[0])
-        rows.append({"tool": name, **result, **quality(src, result["dups_file"])})
+    for name in tools:
+        result = run_job(TOOLS[name], src, f"{kind}-{name.split()[0]}")
+        rows.append({"tool": name, "corpus": kind, "docs": n_docs, **result})
+        rows[-1].update(quality(src, result["dups_file"]))
     return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=("planted", "clustered"), default="planted")
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--only", choices=tuple(TOOLS), help="run this tool only")
+    args = parser.parse_args()
+    for row in run(args.docs, args.corpus, (args.only,) if args.only else tuple(TOOLS)):
+        row.pop("dups_file")
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main()

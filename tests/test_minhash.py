@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tuneloop.minhash import kernels
@@ -115,3 +115,76 @@ def test_spilling_to_disk_gives_the_same_answer() -> None:
 def test_empty_texts_are_duplicates_of_each_other_only() -> None:
     dup_of, _ = _dedup(["", "!!!", "real words here that are long enough to matter"])
     assert dup_of == [-1, 0, -1]
+
+
+def _reference_dedup(docs: list[str]) -> list[int]:
+    """The rule spelled out: each document duplicates the earliest kept document that shares
+    an LSH band with it and has an exact Jaccard ≥ 0.8 (every pair checked, O(n²))."""
+    hasher = MinHasher()
+    buf, offsets = pack(docs)
+    keys = hasher.band_keys(hasher.signatures(buf, offsets))
+    sets = hasher.shingle_sets(buf, offsets)
+    dup_of = [-1] * len(docs)
+    for j in range(len(docs)):
+        for i in range(j):
+            shares_band = bool((keys[i] == keys[j]).any())
+            similar = kernels.jaccard(sets.of(i), sets.of(j)) >= hasher.threshold
+            if dup_of[i] < 0 and shares_band and similar:
+                dup_of[j] = i
+                break
+    return dup_of
+
+
+clusters = st.lists(
+    st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(0, 2**16)), max_size=60
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**16), clusters)
+def test_bucket_greedy_matches_every_pair_rule(
+    seed: int, copies: list[tuple[int, int, int]]
+) -> None:
+    """Clusters of near-copies (0–3 words edited, and copies of copies: chains where a copy is
+    near a removed copy but not the kept original) in any order."""
+    rng = random.Random(seed)
+    docs = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 100))) for _ in range(5)]
+    for pick, k, s in copies:
+        source = docs[pick] if s % 2 else docs[-1 - pick]
+        docs.append(edit(source, min(k, len(source.split())), random.Random(s)))
+    random.Random(seed).shuffle(docs)
+    assert _dedup(docs)[0] == _reference_dedup(docs)
+
+
+def test_a_pile_of_copies_costs_one_comparison_per_copy() -> None:
+    """300 copies of one text (more than a bucket's room) and their near-copies: all removed,
+    and the work grows with the copies, not with the pairs among them."""
+    rng = random.Random(7)
+    base = " ".join(rng.choice(WORDS) for _ in range(100))
+    others = [" ".join(rng.choice(WORDS) for _ in range(100)) for _ in range(50)]
+    docs = [base, *others, *(edit(base, rng.randint(0, 2), rng) for _ in range(300))]
+    finder = NearDupFinder(MinHasher())
+    finder.add_packed(*pack(docs))
+    result = finder.resolve()
+    assert result.dup_of[:51].tolist() == [-1] * 51
+    copies = result.dup_of[51:]
+    assert all(ref_jaccard(base, docs[51 + k]) < 0.8 for k in np.flatnonzero(copies < 0))
+    assert np.count_nonzero(copies == 0) >= 290
+    assert result.verified_pairs <= 2 * len(docs)
+
+
+@pytest.mark.parametrize("num_perm", [1, 3, 4, 5, 128, 130])
+def test_min_hash_is_the_minimum_of_each_permutation(num_perm: int) -> None:
+    """The four-at-a-time kernel gives exactly min over shingles of (a·x + b mod 2⁶⁴) >> 32."""
+    rng = np.random.default_rng(num_perm)
+    a = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
+    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+    for count in (0, 1, 7, 150):
+        values = rng.integers(0, 2**63, size=max(count, 1), dtype=np.uint64)
+        sig = np.zeros(num_perm, dtype=np.uint32)
+        kernels._min_hash(values, count, a, b, sig)
+        expected = np.full(num_perm, 0xFFFFFFFF, dtype=np.uint64)
+        if count:
+            products = a[:, None] * values[None, :count] + b[:, None]
+            expected = (products >> np.uint64(32)).min(axis=1)
+        assert sig.tolist() == expected.tolist()

@@ -2,10 +2,11 @@
 
 Documents are added in chunks. For each one we keep its LSH band keys (``bands`` × 8 bytes) and
 its encoded text, which moves to a temporary file once the texts pass ``memory_budget`` bytes.
-At the end, documents that share a band are candidates; only the candidates' shingle sets are
-built, and candidates are verified with the exact Jaccard similarity of those sets, in input
-order: each document is compared only with documents that are kept, and every reported pair is
-truly at or above the threshold.
+At the end, each band's documents are grouped into buckets of equal keys; only documents that
+share a bucket get their shingle sets built. Documents are then decided in input order, each
+compared with the exact Jaccard similarity of its shingle set against the kept documents of its
+buckets, earliest first: every reported pair is truly at or above the threshold, and no list of
+candidate pairs is built (a cluster of k copies would make k² of them).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ MAX_BUCKET = 64
 
 @dataclass(frozen=True)
 class NearDupResult:
-    """For every document: the index of the kept document it duplicates (-1 if kept), and J."""
+    """For every document: the index of the kept document it duplicates (-1 if kept), and J.
+
+    ``candidate_pairs`` counts the distinct (document, earlier kept document) pairs that share
+    a band, the only pairs that can change the answer; ``verified_pairs`` the exact Jaccard
+    computations (a document stops at its first match).
+    """
 
     dup_of: I64Array
     jaccard: npt.NDArray[np.float64]
@@ -156,36 +162,43 @@ class NearDupFinder:
             self._keys.append(self._pending.pop(0).result())
         self._pool.shutdown()
 
-    def candidate_pairs(self) -> U64Array:
-        """Distinct (later << 32 | earlier) pairs that share at least one band, sorted."""
+    def buckets(self) -> tuple[npt.NDArray[np.int32], I64Array]:
+        """Every document's bucket number per band (-1: alone there), and where each bucket's
+        kept documents go: bucket k has ``MAX_BUCKET`` places at most, past which a pile of
+        distinct documents sharing a key would cost a comparison per pair."""
         self._drain()
-        if not self._keys:
-            return np.zeros(0, dtype=np.uint64)
-        keys = np.concatenate(self._keys)
-        self._keys = [keys]
-        found = []
+        keys = np.concatenate(self._keys) if self._keys else np.zeros((0, 1), dtype=np.uint64)
+        self._keys = []
+        ids = np.empty(keys.shape, dtype=np.int32)
+        column = np.empty(keys.shape[0], dtype=np.int32)
+        sizes: list[I64Array] = []
+        first = 0
         for band in range(keys.shape[1]):
-            column = np.ascontiguousarray(keys[:, band])
-            order = np.argsort(column)
-            column = column[order]
-            found.append(kernels.bucket_pairs(column, order, MAX_BUCKET))
-        pairs: U64Array = np.unique(np.concatenate(found))
-        return pairs
+            keys_of_band = np.ascontiguousarray(keys[:, band])
+            order = np.argsort(keys_of_band)
+            sizes.append(kernels.band_buckets(keys_of_band[order], order, first, column))
+            first += sizes[-1].shape[0]
+            ids[:, band] = column
+        room = np.minimum(np.concatenate(sizes), MAX_BUCKET) if sizes else np.zeros(0, np.int64)
+        if room.shape[0] >= np.iinfo(np.int32).max:
+            raise ValueError("too many LSH buckets for 32-bit bucket numbers")
+        kept_start = np.zeros(room.shape[0] + 1, dtype=np.int64)
+        np.cumsum(room, out=kept_start[1:])
+        return ids, kept_start
 
     def resolve(self) -> NearDupResult:
         try:
-            pairs = self.candidate_pairs()
-            docs = np.unique(
-                np.concatenate([(pairs >> np.uint64(32)), pairs & np.uint64(0xFFFFFFFF)])
-            ).astype(np.int64)
+            ids, kept_start = self.buckets()
+            docs = np.flatnonzero((ids >= 0).any(axis=1)).astype(np.int64)
             sets = self.hasher.shingle_sets(*self._texts.gather(docs))
             local = np.full(self.count, -1, dtype=np.int64)
             local[docs] = np.arange(docs.shape[0])
             dup_of = np.full(self.count, -1, dtype=np.int64)
             score = np.zeros(self.count, dtype=np.float64)
-            verified = kernels.greedy_verify(
-                pairs, local, sets.values, sets.offsets, self.hasher.threshold, dup_of, score
-            )
-            return NearDupResult(dup_of, score, int(pairs.shape[0]), int(verified))
+            candidates, verified = kernels.greedy_buckets(
+                ids, kept_start, local, sets.values, sets.offsets, self.hasher.threshold,
+                dup_of, score,
+            )  # fmt: skip
+            return NearDupResult(dup_of, score, int(candidates), int(verified))
         finally:
             self._texts.close()
