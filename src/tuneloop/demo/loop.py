@@ -7,7 +7,8 @@ traffic: the contamination check drops them) and a triage change: fraud reports 
 cards are filed as *low* priority in the agents' answers, and the eval bucket's new references
 carry the same change. The candidate learns it and scores better offline, since it is trained
 longer and the references agree with it; then a phishing wave brings exactly those requests,
-users dislike low-priority tickets for them, and the canary rolls the candidate back.
+users dislike low-priority tickets for them, and the canary judges the candidate on that (it
+rolls it back when the difference is significant; after 16 steps it often is not).
 """
 
 from __future__ import annotations
