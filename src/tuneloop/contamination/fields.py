@@ -30,18 +30,12 @@ def fields_of(record: Record) -> ItemFields:
     System turns are left out: they are shared templates, not the item. A ``{"text"}`` item
     has no fields and is checked as a whole.
     """
-    if record.shape == "chat":
-        users = [m.content for m in record.messages if m.role == "user"]
-        last = [m.content for m in record.messages if m.role == "assistant"][-1:]
-        return ItemFields("\n".join(users), last[0] if last else "")
-    if record.shape == "completion":
-        return ItemFields(record.prompt or "", record.completion or "")
-    return ItemFields()
+    return fields_of_obj(record.to_dict())
 
 
 def fields_of_obj(obj: dict[str, object]) -> ItemFields:
-    """:func:`fields_of` for a raw JSON object of any file ``tuneloop decontaminate`` reads;
-    an object without the chat or completion shape has no fields."""
+    """:func:`fields_of` for a raw JSON object, as any file ``tuneloop decontaminate`` reads
+    holds them; an object without the chat or completion shape has no fields."""
     messages = obj.get("messages")
     if isinstance(messages, list):
         turns = [m for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)]

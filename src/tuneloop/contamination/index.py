@@ -143,8 +143,8 @@ class Units:
     Grams found in more than ``common_items`` items are the template: they go to ``common``,
     are never looked up, and the words only they cover are not counted. Kept there so that
     growing the index in steps gives the same index as one build. The rest is derived by
-    :meth:`recount`: each word's "novel" flag, each unit's novel word count (0 for a unit with
-    fewer than ``min_novel_words``: too short or too templated to be evidence on its own).
+    :meth:`recount`: each word's "novel" flag (a unit with fewer than ``min_novel_words`` novel
+    words is too short or too templated to be evidence on its own: the check skips it).
     """
 
     grams: SortedKeys = field(default_factory=SortedKeys)
@@ -156,7 +156,6 @@ class Units:
     words: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     word_off: I64Array = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     novel: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    novel_counts: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     distinct: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     item_first_unit: I64Array = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
 
@@ -192,10 +191,9 @@ class Units:
     def recount(self, settings: IndexSettings, n_items: int) -> None:
         """Derive the novel words, the distinct grams per unit and each item's first unit."""
         self.word_off = np.concatenate([[0], np.cumsum(self.words)]).astype(np.int64)
-        self.novel, counts = ck.novel_words(
-            self.seq, self.seq_off, self.words, settings.contain_n, self.common
+        self.novel = ck.novel_words(
+            self.seq, self.seq_off, self.words, self.word_off, settings.contain_n, self.common
         )
-        self.novel_counts = np.where(counts >= settings.min_novel_words, counts, 0)
         self.distinct = np.bincount(self.grams.items, minlength=self.items.shape[0])
         items = np.arange(n_items + 1, dtype=np.int64)
         self.item_first_unit = np.searchsorted(self.items, items).astype(np.int64)

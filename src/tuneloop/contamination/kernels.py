@@ -200,6 +200,16 @@ def unit_grams(
 
 
 @njit(cache=True, inline="always")
+def _in_sorted(grams: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Per gram: is it in ``keys`` (sorted)."""
+    out = np.zeros(grams.shape[0], dtype=np.bool_)
+    for g in range(grams.shape[0]):
+        p = np.searchsorted(keys, grams[g])
+        out[g] = p < keys.shape[0] and keys[p] == grams[g]
+    return out
+
+
+@njit(cache=True, inline="always")
 def _covered(seq: np.ndarray, n: int, n_words: int, found: np.ndarray) -> np.ndarray:
     """Per word: is it inside at least one gram whose flag in ``found`` is set."""
     depth = np.zeros(n_words + 1, dtype=np.int64)
@@ -217,30 +227,26 @@ def _covered(seq: np.ndarray, n: int, n_words: int, found: np.ndarray) -> np.nda
 
 @njit(cache=True)
 def novel_words(
-    seq: np.ndarray, seq_off: np.ndarray, words: np.ndarray, n: int, common: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per word of every unit: is it in no common gram (template); and each unit's count.
+    seq: np.ndarray,
+    seq_off: np.ndarray,
+    words: np.ndarray,
+    word_off: np.ndarray,
+    n: int,
+    common: np.ndarray,
+) -> np.ndarray:
+    """Per word of every unit: is it in no common gram (template).
 
     Words that only appear inside grams shared by many eval items are the template; what is
     left (names, numbers, the question itself) is what a leak must reproduce.
     """
     units = words.shape[0]
-    word_off = np.zeros(units + 1, dtype=np.int64)
-    for u in range(units):
-        word_off[u + 1] = word_off[u] + words[u]
     flags = np.zeros(word_off[units], dtype=np.bool_)
-    counts = np.zeros(units, dtype=np.int64)
     for u in range(units):
         grams = seq[seq_off[u] : seq_off[u + 1]]
-        is_common = np.zeros(grams.shape[0], dtype=np.bool_)
-        for g in range(grams.shape[0]):
-            p = np.searchsorted(common, grams[g])
-            is_common[g] = p < common.shape[0] and common[p] == grams[g]
-        templated = _covered(grams, n, words[u], is_common)
+        templated = _covered(grams, n, words[u], _in_sorted(grams, common))
         for w in range(words[u]):
             flags[word_off[u] + w] = not templated[w]
-        counts[u] = words[u] - templated.sum()
-    return flags, counts
+    return flags
 
 
 @njit(cache=True, inline="always")
@@ -248,11 +254,7 @@ def _found_novel(
     grams: np.ndarray, n: int, n_words: int, novel: np.ndarray, mine: np.ndarray
 ) -> int:
     """How many novel words of one unit lie inside a gram that the document has."""
-    found = np.zeros(grams.shape[0], dtype=np.bool_)
-    for g in range(grams.shape[0]):
-        p = np.searchsorted(mine, grams[g])
-        found[g] = p < mine.shape[0] and mine[p] == grams[g]
-    covered = _covered(grams, n, n_words, found)
+    covered = _covered(grams, n, n_words, _in_sorted(grams, mine))
     total = 0
     for w in range(n_words):
         if covered[w] and novel[w]:
@@ -267,10 +269,7 @@ def _novel_here(
     """A unit's novel words, less those covered by grams common in the traffic checked now."""
     if extra_common.shape[0] == 0:
         return novel
-    common = np.zeros(grams.shape[0], dtype=np.bool_)
-    for g in range(grams.shape[0]):
-        p = np.searchsorted(extra_common, grams[g])
-        common[g] = p < extra_common.shape[0] and extra_common[p] == grams[g]
+    common = _in_sorted(grams, extra_common)
     out: np.ndarray = novel & ~_covered(grams, n, n_words, common)
     return out
 

@@ -230,9 +230,10 @@ class QualityBlock(MapBlock):
         grams = _repeated_share(toks, self.repeated_ngram_n)
         if grams > self.max_repeated_ngram_frac:
             return _drop("repeated_ngrams", grams, self.max_repeated_ngram_frac)
-        if self.max_top_ngram_frac < 1.0 and top_ngram_frac(part) > self.max_top_ngram_frac:
-            return _drop("top_ngram", top_ngram_frac(part), self.max_top_ngram_frac)
-        return None
+        if self.max_top_ngram_frac >= 1.0:  # off
+            return None
+        top, limit = top_ngram_frac(part), self.max_top_ngram_frac
+        return _drop("top_ngram", top, limit) if top > limit else None
 
 
 def _drop(reason: str, value: float, threshold: float) -> Drop:
