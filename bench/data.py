@@ -18,6 +18,7 @@ T0 = "self_instruct/t0_train_50k_data_per_template"
 NEEDS = {
     "dedup": ["gsm8k/train.jsonl", "mmlu/test", "bbh/boolean_expressions.json", ALPACA, T0],
     "quality": ["gsm8k/train.jsonl", "mmlu/test", "bbh/boolean_expressions.json", ALPACA, T0],
+    "pii": ["gsm8k/train.jsonl", "mmlu/test"],
     "train": [ALPACA],
     "serve": [ALPACA],
 }

@@ -3,7 +3,8 @@
 Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes ~1 GB),
 TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once), and
 TUNELOOP_BENCH_SKIP_SERVE=1 to skip the serving benchmarks (about ten minutes on two cores);
-TUNELOOP_BENCH_ONLY=serve runs only those, TUNELOOP_BENCH_ONLY=quality only the quality table.
+TUNELOOP_BENCH_ONLY=serve runs only those, TUNELOOP_BENCH_ONLY=quality only the quality table,
+TUNELOOP_BENCH_ONLY=pii only the names and addresses table.
 The public data sets are read from ``--data DIR`` (default ../shared/data); when one is missing
 the run stops at once with one line saying which and how to point at them (exit code 2).
 """
@@ -19,6 +20,7 @@ from bench import (
     data,
     dedup_bench,
     latency_bench,
+    pii_names_bench,
     quality_bench,
     serve_bench,
     stream_bench,
@@ -38,6 +40,7 @@ TARGETS = {
     "switch_ms": 20.0,
     "router_p99_s": 0.001,
     "quality_drop": 0.005,
+    "person": 0.85,
 }
 MUST_KEEP = ("gsm8k", "mmlu", "bbh", "alpaca (llama_factory_demo)", "self_instruct")
 
@@ -89,6 +92,25 @@ def quality_table() -> bool:
         f"{r.name}: ≤ {limit:.1%} dropped (got {r.drop_rate:.2%})": r.drop_rate <= limit
         for r in results
         if r.name in MUST_KEEP
+    }
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
+def names_table() -> bool:
+    rows, real = pii_names_bench.measure()
+    print("\n## People's names and street addresses (curate pii, Faker templates, 12 locales)\n")
+    print("\n".join(pii_names_bench.table(rows, real, 2000)))
+    held_out = dict(rows)["tuneloop PersonDetector | held-out"]
+    goal = TARGETS["person"]
+    checks = {
+        f"held-out PERSON precision ≥ {goal} (got {held_out.precision('PERSON'):.3f})": (
+            held_out.precision("PERSON") >= goal
+        ),
+        f"held-out PERSON recall ≥ {goal} (got {held_out.recall('PERSON'):.3f})": (
+            held_out.recall("PERSON") >= goal
+        ),
     }
     for name, flag in checks.items():
         print(f"- {name}: {_ok(flag)}")
@@ -246,7 +268,7 @@ def _chosen() -> list[str]:
     if only:
         return [only]
     skip = {k for k in ("train", "serve") if os.environ.get(f"TUNELOOP_BENCH_SKIP_{k.upper()}")}
-    return ["dedup", "quality", *(k for k in ("train", "serve") if k not in skip)]
+    return ["dedup", "quality", "pii", *(k for k in ("train", "serve") if k not in skip)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if all([throughput_table(), promotion_table(), canary_table()]) else 1
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "quality":
         return 0 if quality_table() else 1
-    results = [dedup_table(), quality_table(), latency_table()]
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "pii":
+        return 0 if names_table() else 1
+    results = [dedup_table(), quality_table(), names_table(), latency_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
         results.append(train_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_SERVE"):

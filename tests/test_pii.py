@@ -210,6 +210,7 @@ def test_params_and_config_errors() -> None:
         "mode": "redact",
         "detectors": ["RegexDetector"],
         "presidio": False,
+        "names": False,
     }
     with pytest.raises(ConfigError):
         PIIRedactBlock(mode="mask")  # type: ignore[arg-type]

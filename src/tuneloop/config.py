@@ -59,6 +59,10 @@ class CurateConfig(_Section):
     min_rating: float | None = None
     pii_mode: Literal["redact", "drop"] = "redact"
     presidio: bool = False
+    pii_names: bool = Field(True, description="people's names and street addresses too")
+    pii_allow: list[str] = Field(
+        default_factory=list, description="never a name: the company's own name and products"
+    )
     dedup_threshold: float = Field(0.8, gt=0.0, le=1.0)
     dedup_ngram: int = Field(5, ge=1, le=32)
     system_prompt: str | None = None
@@ -260,6 +264,8 @@ semantic_threshold = 0.9
 [curate]
 pii_mode = "redact"      # redact | drop
 presidio = false         # add Microsoft Presidio's detectors when installed
+pii_names = true         # people's names and street addresses (spaCy NER + gazetteer + cues)
+pii_allow = []           # words never redacted as a name: the company's own name, its products
 dedup_threshold = 0.8
 dedup_ngram = 5
 validation_fraction = 0.05

@@ -27,14 +27,15 @@ from __future__ import annotations
 import bisect
 import importlib
 import ipaddress
+import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, Protocol
 
-from tuneloop.curate.base import Drop, MapBlock
+from tuneloop.curate.base import Drop, DropLog, MapBlock
 from tuneloop.errors import ConfigError
 from tuneloop.records import Record
 
@@ -47,6 +48,8 @@ KINDS = (
     "IP_ADDRESS",
     "URL_CREDENTIALS",
     "SECRET",
+    "PERSON",
+    "STREET_ADDRESS",
 )
 Mode = Literal["redact", "drop"]
 
@@ -59,8 +62,10 @@ _SPECIFICITY = {
     "SECRET": 80,
     "US_SSN": 60,
     "EMAIL": 50,
+    "STREET_ADDRESS": 70,
     "IP_ADDRESS": 40,
     "PHONE": 30,
+    "PERSON": 20,
 }
 # A placeholder this module wrote; text inside one is never detected again (idempotence).
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
@@ -81,6 +86,12 @@ class Finding:
     def __repr__(self) -> str:
         # Findings end up in tracebacks and debug output: never show the value itself.
         return f"Finding(kind={self.kind!r}, start={self.start}, end={self.end})"
+
+
+class BatchDetector(Protocol):
+    """A detector that is cheaper run over many texts at once (a neural model)."""
+
+    def find_many(self, texts: Sequence[str]) -> list[list[Finding]]: ...
 
 
 class Detector(Protocol):
@@ -536,19 +547,21 @@ def _placeholder_spans(text: str) -> list[Finding]:
 
 
 def detect(
-    text: str, detectors: Sequence[Detector], kinds: Collection[str] | None = None
+    text: str,
+    detectors: Sequence[Detector],
+    kinds: Collection[str] | None = None,
+    found_before: Iterable[Finding] = (),
 ) -> list[Finding]:
     """All findings of the wanted kinds in ``text``, overlaps resolved.
 
-    Kinds are filtered before overlaps are resolved, so an unwanted kind cannot hide a wanted
-    one. Spans touching an existing placeholder are ignored, which makes redaction idempotent.
+    ``found_before`` holds findings a batch detector already made in ``text``. Kinds are
+    filtered before overlaps are resolved, so an unwanted kind cannot hide a wanted one. Spans
+    touching an existing placeholder are ignored, which makes redaction idempotent.
     """
     protected = _Spans(_placeholder_spans(text))
+    candidates = [*found_before, *(f for d in detectors for f in d.find(text))]
     found = [
-        f
-        for d in detectors
-        for f in d.find(text)
-        if (kinds is None or f.kind in kinds) and not protected.overlaps(f)
+        f for f in candidates if (kinds is None or f.kind in kinds) and not protected.overlaps(f)
     ]
     return resolve_overlaps(found)
 
@@ -629,8 +642,19 @@ def _with_texts(record: Record, texts: list[str]) -> Record:
     return record.with_content(**changes)
 
 
+def _chunks(items: Iterable[Record], size: int) -> Iterator[list[Record]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
+
+
 class PIIRedactBlock(MapBlock):
-    """Redact (or drop records with) personal data and credentials in every text field."""
+    """Redact (or drop records with) personal data and credentials in every text field.
+
+    With ``names`` on, people's names and street addresses are found too
+    (:mod:`tuneloop.curate.persons`); that detector runs a small neural model, so ``run``
+    hands it the texts of ``batch_size`` records at a time.
+    """
 
     name: ClassVar[str] = "pii"
 
@@ -640,6 +664,9 @@ class PIIRedactBlock(MapBlock):
         mode: Mode = "redact",
         detectors: Sequence[Detector] | None = None,
         presidio: bool = False,
+        names: bool = False,
+        allow: Sequence[str] = (),
+        batch_size: int = 64,
     ) -> None:
         if mode not in ("redact", "drop"):
             raise ConfigError(f"pii: mode is {mode!r}; use 'redact' or 'drop'")
@@ -648,9 +675,17 @@ class PIIRedactBlock(MapBlock):
         )
         if presidio:
             self.detectors.append(PresidioDetector())
+        self.batch_detectors: list[BatchDetector] = []
+        if names:
+            from tuneloop.curate.persons import PersonDetector  # loads a model: only when asked
+
+            self.batch_detectors.append(PersonDetector(allow=allow))
         self.kinds = self._check_kinds(kinds, custom=detectors is not None or presidio)
         self.mode: Mode = mode
         self.presidio = presidio
+        self.names = names
+        self.batch_size = batch_size
+        self._prefetched: dict[int, list[list[Finding]]] = {}
 
     @staticmethod
     def _check_kinds(kinds: Collection[str] | None, custom: bool) -> frozenset[str] | None:
@@ -666,13 +701,50 @@ class PIIRedactBlock(MapBlock):
         return {
             "kinds": sorted(self.kinds) if self.kinds is not None else "all",
             "mode": self.mode,
-            "detectors": [type(d).__name__ for d in self.detectors],
+            "detectors": [type(d).__name__ for d in [*self.detectors, *self.batch_detectors]],
             "presidio": self.presidio,
+            "names": self.names,
         }
+
+    def run(self, records: Iterable[Record], log: DropLog) -> Iterator[Record]:
+        for chunk in _chunks(records, self.batch_size):
+            self._prefetched = self._batch_find(chunk)
+            yield from super().run(chunk, log)
+        self._prefetched = {}
+
+    def _batch_find(self, records: Sequence[Record]) -> dict[int, list[list[Finding]]]:
+        """Batch detectors' findings per record (by ``id``), per text field."""
+        if not self.batch_detectors:
+            return {}
+        per_record = [_texts(r) for r in records]
+        flat = [t for texts in per_record for t in texts]
+        merged: list[list[Finding]] = [[] for _ in flat]
+        for d in self.batch_detectors:
+            for acc, found in zip(merged, d.find_many(flat), strict=True):
+                acc.extend(found)
+        out, pos = {}, 0
+        for r, texts in zip(records, per_record, strict=True):
+            out[id(r)] = merged[pos : pos + len(texts)]
+            pos += len(texts)
+        return out
+
+    def find(self, record: Record) -> list[list[Finding]]:
+        """Findings per text field of ``record``, in :func:`_texts` order."""
+        texts = _texts(record)
+        before = self._prefetched.pop(id(record), None)
+        if before is None:
+            before = [[] for _ in texts]
+            for d in self.batch_detectors:
+                for acc, found in zip(before, d.find_many(texts), strict=True):
+                    acc.extend(found)
+        return [
+            detect(t, self.detectors, self.kinds, prior)
+            for t, prior in zip(texts, before, strict=True)
+        ]
 
     def process(self, record: Record) -> Record | Drop:
         texts = _texts(record)
-        found = [detect(t, self.detectors, self.kinds) for t in texts]
+        found = self.find(record)
         if not any(found):
             return record
         if self.mode == "drop":

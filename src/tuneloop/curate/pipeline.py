@@ -40,7 +40,9 @@ def record_blocks(cfg: CurateConfig) -> list[Block]:
             min_alpha_frac=q.min_alpha_frac,
         ),
         FeedbackBlock(min_rating=cfg.min_rating),
-        PIIRedactBlock(mode=cfg.pii_mode, presidio=cfg.presidio),
+        PIIRedactBlock(
+            mode=cfg.pii_mode, presidio=cfg.presidio, names=cfg.pii_names, allow=cfg.pii_allow
+        ),
     ]
 
 
@@ -64,9 +66,16 @@ class PipelineResult:
     blocks: list[dict[str, Any]]
 
 
-def redactor() -> Callable[[Record], Record]:
-    """Redaction for rejected records, whatever block dropped them."""
-    block = PIIRedactBlock(mode="redact")
+def redactor(blocks: Sequence[Block] = ()) -> Callable[[Record], Record]:
+    """Redaction for rejected records, whatever block dropped them.
+
+    It finds what the pipeline's own PII block finds (names too, where that block looks for
+    them), so a rejects file holds no more personal data than a dataset.
+    """
+    pii = next((b for b in blocks if isinstance(b, PIIRedactBlock)), None)
+    block = PIIRedactBlock(mode="redact", detectors=pii.detectors if pii else None)
+    if pii is not None:
+        block.batch_detectors = pii.batch_detectors
 
     def redact(record: Record) -> Record:
         out = block.process(record)
@@ -77,7 +86,7 @@ def redactor() -> Callable[[Record], Record]:
 
 def run_pipeline(blocks: Sequence[Block], records: Iterable[Record]) -> PipelineResult:
     """Run every block in order; report each block's parameters and counts."""
-    log = DropLog(redact=redactor())
+    log = DropLog(redact=redactor(blocks))
     stream: Iterable[Record] = records
     for block in blocks:
         stream = block.run(stream, log)

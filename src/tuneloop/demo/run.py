@@ -40,6 +40,9 @@ def _fresh_workspace(root: Path, semantic: bool) -> Workspace:
         shutil.rmtree(root)
     ws = init_workspace(root, "demo")
     (root / MARKER).write_text("created by `tuneloop demo`; safe to delete\n")
+    # The bank's own name is written like a person's ("Hi Northwind, ..."): never redact it.
+    cfg = ws.config_path.read_text().replace("pii_allow = []", 'pii_allow = ["Northwind"]')
+    ws.config_path.write_text(cfg)
     if semantic:
         cfg = ws.config_path.read_text().replace("semantic = false", "semantic = true")
         ws.config_path.write_text(cfg)
