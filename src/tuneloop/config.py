@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuneloop.errors import ConfigError
 
@@ -70,6 +70,27 @@ class CurateConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
 
+class PrivacyConfig(_Section):
+    """Differentially private training: DP-SGD through Opacus on the LoRA weights, with one
+    user as the privacy unit (see README, "Private training")."""
+
+    epsilon: float = Field(gt=0.0, description="ε one round may spend (at delta)")
+    delta: float = Field(1e-6, gt=0.0, lt=1.0, description="must be below 1 / number of users")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="each user's gradient is clipped to it")
+    budget_epsilon: float = Field(gt=0.0, description="cumulative ε per user across rounds")
+    accountant: Literal["rdp", "prv"] = "rdp"
+    max_examples_per_user: int = Field(8, ge=1, description="a sampled user's examples per step")
+
+    @model_validator(mode="after")
+    def _budget_fits_a_round(self) -> PrivacyConfig:
+        if self.budget_epsilon < self.epsilon:
+            raise ValueError(
+                f"budget_epsilon ({self.budget_epsilon}) is below epsilon ({self.epsilon}): "
+                "no round could run; raise the budget or lower epsilon"
+            )
+        return self
+
+
 class TrainConfig(_Section):
     """LoRA fine-tuning settings (every one is recorded in the model's lineage)."""
 
@@ -110,6 +131,16 @@ class TrainConfig(_Section):
     init_from: Literal["production", "base"] = Field(
         "production", description="continue from production's adapter when it fits"
     )
+    privacy: PrivacyConfig | None = Field(None, description="differentially private training")
+
+    @model_validator(mode="after")
+    def _privacy_combinations(self) -> TrainConfig:
+        if self.privacy is not None and self.rehearsal == "kl":
+            raise ValueError(
+                "rehearsal = 'kl' is not supported with train.privacy (its KL term would bypass "
+                "the per-user clipping); use rehearsal = 'sft' or 'off'"
+            )
+        return self
 
 
 class EvaluateConfig(_Section):
@@ -313,6 +344,16 @@ autocast = "off"         # bfloat16: forward passes in bf16 autocast (weights an
                          # ~24x slower on a CPU without (emulated) | auto: only where it is native
 init_from = "production" # continue from production's adapter (same base and LoRA shape, not
                          # tainted by an erasure) | base: a fresh adapter every round
+
+# [train.privacy]        # differentially private training (README, "Private training"): DP-SGD
+                         # with Opacus on the LoRA weights; the privacy unit is the user
+# epsilon = 8.0          # ε one round spends (the noise is set to reach it at max_steps)
+# delta = 1e-6           # must be below 1 / the number of users in a round
+# max_grad_norm = 1.0    # each sampled user's gradient is clipped to this norm
+# budget_epsilon = 32.0  # ε per user over all rounds (basic composition); a round that would
+                         # take any user past it is refused
+# accountant = "rdp"     # rdp | prv
+# max_examples_per_user = 8  # a sampled user's examples in one step (at most)
 
 [evaluate]
 max_new_tokens = 64      # greedy decoding

@@ -35,3 +35,11 @@ class WorkspaceError(TuneloopError):
 
 class EvalStoreError(TuneloopError):
     """A write the append-only eval store refused, or a broken hash chain."""
+
+
+class PrivacyBudgetError(TuneloopError):
+    """A private round that would take some user past the configured ε budget."""
+
+
+class TrainingGuardError(TuneloopError):
+    """A private run whose first step left the adapter unchanged or touched the base model."""

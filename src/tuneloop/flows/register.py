@@ -42,6 +42,7 @@ def register_run(
             "libraries": raw["libraries"],
             "run_id": raw["run_id"],
             "init_from": raw.get("init_from"),
+            **({"privacy": raw["privacy"]} if raw.get("privacy") else {}),
         },
         code_version=raw["code_version"],
         parent_version=production_version(registry),

@@ -25,6 +25,7 @@ from tuneloop.model.fetch import base_folder
 from tuneloop.records import Record
 from tuneloop.train.adapter import folder_sha256
 from tuneloop.train.data import pack, single_rows, tokenize
+from tuneloop.train.ledger import LEDGER_FILE, PrivacyLedger
 from tuneloop.train.loop import (
     Trainer,
     TrainResult,
@@ -33,27 +34,43 @@ from tuneloop.train.loop import (
     resolve_autocast,
 )
 from tuneloop.train.lora import LoraSettings, with_lora
+from tuneloop.train.privacy import PrivacySettings, unit_of
+from tuneloop.train.private import PrivateTrainer
 from tuneloop.train.rehearsal import Rehearsal, default_cache, prompt_pool, rehearsal_set, sample
 from tuneloop.train.replay import ReplayBuffer, replay_count
 from tuneloop.train.warm import WarmStart, load_into, warm_start
 from tuneloop.workspace import Workspace
 
 
+def privacy_settings(cfg: TrainConfig) -> PrivacySettings | None:
+    p = cfg.privacy
+    if p is None:
+        return None
+    return PrivacySettings(epsilon=p.epsilon, delta=p.delta, max_grad_norm=p.max_grad_norm,
+                           accountant=p.accountant,
+                           max_examples_per_user=p.max_examples_per_user)  # fmt: skip
+
+
 def settings_from(cfg: TrainConfig, max_steps: int | None = None) -> TrainSettings:
+    """The run's settings; a private run trains one example per row (packing forced off, and
+    recorded as such in the hyperparameters)."""
     lora = LoraSettings(
         r=cfg.lora_r,
         alpha=cfg.lora_alpha,
         dropout=cfg.lora_dropout,
         target_modules=tuple(cfg.target_modules) if cfg.target_modules else None,
     )
+    privacy = privacy_settings(cfg)
     return TrainSettings(
         max_steps=max_steps or cfg.max_steps, micro_batch=cfg.micro_batch,
         grad_accum=cfg.grad_accum, lr=cfg.lr, warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay, seed=cfg.seed, eval_every=cfg.eval_every,
-        save_every=cfg.save_every, patience=cfg.patience, packing=cfg.packing,
+        save_every=cfg.save_every, patience=cfg.patience,
+        packing=cfg.packing and privacy is None,
         max_len=cfg.max_len, block_size=cfg.block_size, autocast=resolve_autocast(cfg.autocast),
         lora=lora,
         distill_weight=cfg.rehearsal_kl_weight if cfg.rehearsal == "kl" else 0.0,
+        privacy=privacy,
     )  # fmt: skip
 
 
@@ -153,7 +170,48 @@ def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
     from tuneloop.flows.register import registry_for
 
     return warm_start(registry_for(ws), info.weights_sha256, settings.lora,
-                      model.config.model_type, ws.root / "runs" / "init")  # fmt: skip
+                      model.config.model_type, ws.root / "runs" / "init",
+                      require_private=settings.privacy is not None)  # fmt: skip
+
+
+@dataclass
+class _Private:
+    """A private run's trainer and its charge in the privacy ledger."""
+
+    trainer: PrivateTrainer
+    ledger: PrivacyLedger
+    budget: float
+    dataset: str
+    run_id: str
+
+    def finish(self) -> dict[str, Any]:
+        """Charge what the run spent; the privacy part of the lineage."""
+        t = self.trainer
+        spent = t.privacy_lineage()
+        self.ledger.charge(self.run_id, t.unit_keys, spent["epsilon"], spent["delta"],
+                           self.dataset, "spent")  # fmt: skip
+        worst = max((self.ledger.spent(u) for u in t.unit_keys), default=0.0)
+        return {**spent, "budget_epsilon": self.budget, "max_user_epsilon_total": worst,
+                "composition": "basic (sum of ε per user over rounds)"}  # fmt: skip
+
+
+def _private_trainer(
+    ws: Workspace, cfg: TrainConfig, args: tuple[Any, ...], records: list[Record],
+    dataset: str, run_id: str,
+) -> _Private:  # fmt: skip
+    """A DP trainer over ``args`` (the Trainer's); refused when the round would take a user
+    past the budget, else charged before the first step."""
+    model, pad_id, rows, val_rows, settings, run_dir = args
+    by_id = {r.id: r for r in records}
+    units = [unit_of(by_id[row.record_ids[0]]) for row in rows]
+    trainer = PrivateTrainer(model, pad_id, rows, val_rows, settings, run_dir, units)
+    ledger = PrivacyLedger(ws.train_dir / LEDGER_FILE)
+    planned = trainer.plan.epsilon_at(settings.max_steps)
+    budget = cfg.privacy.budget_epsilon if cfg.privacy else 0.0
+    ledger.check(run_id, trainer.unit_keys, planned, budget)
+    ledger.charge(run_id, trainer.unit_keys, planned, trainer.plan.settings.delta, dataset,
+                  "reserved")  # fmt: skip
+    return _Private(trainer, ledger, budget, dataset, run_id)
 
 
 def train(
@@ -202,8 +260,14 @@ def train(
     kl_records = rehearsed if cfg.rehearsal == "kl" else []
     distill = tokenize(kl_records, tokenizer, settings.max_len).examples
     distill_rows = pack(distill, settings.block_size) if settings.packing else single_rows(distill)
-    trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir,
-                      distill_rows=distill_rows)  # fmt: skip
+    private = None
+    if settings.privacy is not None:
+        args = (model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings, run_dir)
+        private = _private_trainer(ws, cfg, args, train_records, version, run_id)
+        trainer: Trainer = private.trainer
+    else:
+        trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings,
+                          run_dir, distill_rows=distill_rows)  # fmt: skip
     result = trainer.run(resume=resume, progress=progress)
     if trainer.is_main:
         _buffer(ws, cfg).add_round(round_records, version)
@@ -224,12 +288,17 @@ def train(
             "train_rows": len(rows),
         },
     }
+    privacy = private.finish() if private is not None else None
+    if privacy is not None:
+        lineage["privacy"] = privacy
     if trainer.is_main:
         (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     registered = None
     if trainer.is_main:
         metrics = {"best_eval_loss": result.best_eval_loss} if result.best_eval_loss else None
+        if privacy is not None:
+            metrics = {**(metrics or {}), "privacy_epsilon": float(privacy["epsilon"])}
         registered = register_run(ws, run_dir, metrics).version
     return TrainReport(
         registered, run_id, str(run_dir), str(result.adapter_dir),

@@ -32,6 +32,7 @@ from tuneloop.train.checkpoint import (
 )
 from tuneloop.train.data import IGNORE, Row, collate
 from tuneloop.train.lora import LoraSettings
+from tuneloop.train.privacy import PrivacySettings
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,13 @@ class TrainSettings:
     autocast: str = "off"  # "bfloat16": forward passes in bf16 autocast (weights stay fp32)
     distill_weight: float = 0.0  # weight of the KL to the base model on the rehearsal rows
     lora: LoraSettings = field(default_factory=LoraSettings)
+    privacy: PrivacySettings | None = None  # DP-SGD (train/private.py); None: not private
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.privacy is None:  # a non-private run's lineage and run id stay as they were
+            del out["privacy"]
+        return out
 
 
 @dataclass

@@ -41,15 +41,26 @@ def _fits(folder: Path, settings: LoraSettings, model_type: str) -> str | None:
 
 
 def warm_start(
-    registry: Registry, base_sha256: str, settings: LoraSettings, model_type: str, cache: Path
+    registry: Registry,
+    base_sha256: str,
+    settings: LoraSettings,
+    model_type: str,
+    cache: Path,
+    require_private: bool = False,
 ) -> WarmStart:
-    """Production's verified adapter when it fits this run; else a fresh start, with why."""
+    """Production's verified adapter when it fits this run; else a fresh start, with why.
+
+    A private run (``require_private``) continues only from an adapter that was trained
+    privately too: continuing from a non-private one would carry its data out unprotected.
+    """
     production = registry.aliases().get("production")
     if production is None:
         return WarmStart(None, None, None, "fresh: nothing in production yet")
     mv: ModelVersion = registry.get(production)
     if mv.tainted:
         return WarmStart(None, None, None, f"fresh: production v{production} is tainted")
+    if require_private and "privacy" not in mv.lineage.hyperparameters:
+        return WarmStart(None, None, None, f"fresh: v{production} was not trained privately")
     if mv.lineage.base_sha256 != base_sha256:
         return WarmStart(None, None, None, f"fresh: v{production} was trained on other weights")
     folder = registry.fetch_adapter(production, cache / f"v{production}-{mv.adapter_sha256[:12]}")
