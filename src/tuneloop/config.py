@@ -259,6 +259,17 @@ class CycleConfig(_Section):
     triggers: TriggerConfig = Field(default_factory=TriggerConfig)
 
 
+class SecurityConfig(_Section):
+    """Encryption at rest (see README, "Encryption at rest")."""
+
+    encryption: bool = False
+    key: str = Field(
+        "env:TUNELOOP_KEY",
+        pattern=r"^(env|file|kms):.+",
+        description="where the key is: env:VAR, file:PATH or kms:MODULE:NAME; never the key",
+    )
+
+
 class TuneloopConfig(_Section):
     name: str = "tuneloop"
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
@@ -269,6 +280,7 @@ class TuneloopConfig(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     cycle: CycleConfig = Field(default_factory=CycleConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
 
 DEFAULT_TOML = """\
@@ -440,6 +452,10 @@ quality_alpha = 0.01
 quality_max_thumbs_down_increase = 0.05
 quality_max_rating_decrease = 0.25
 interval_s = 300         # `tuneloop watch`: seconds between checks
+
+[security]
+encryption = false       # SQLCipher for the stores, AES-256-GCM for files that hold user text
+key = "env:TUNELOOP_KEY" # where the key is: env:VAR | file:PATH | kms:MODULE:NAME; never the key
 """
 
 

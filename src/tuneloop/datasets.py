@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tuneloop.encryption import files as sealed_files
 from tuneloop.erasure import Subject
 from tuneloop.errors import WorkspaceError
 from tuneloop.jsonl import atomic_writer, dumps
@@ -230,10 +231,21 @@ def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def write_file(folder: Path, name: str, data: bytes) -> dict[str, Any]:
-    """Write one read-only file; return its manifest entry (sha256 and size)."""
+def read_parquet(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A version's Parquet file, decrypted first where it is sealed."""
+    if sealed_files.sealed(path):
+        return pq.read_table(pa.BufferReader(sealed_files.read_bytes(path)), columns=columns)
+    return pq.read_table(path, columns=columns)
+
+
+def write_file(folder: Path, name: str, data: bytes, sealed: bool = False) -> dict[str, Any]:
+    """Write one read-only file; return its manifest entry (sha256 and size of ``data``).
+
+    ``sealed``: a file of records, encrypted where the workspace is; the manifest's hash is of
+    the plain bytes, so a version's identity does not depend on its key.
+    """
     path = folder / name
-    with atomic_writer(path) as fh:
+    with atomic_writer(path, sealed=sealed) as fh:
         fh.write(data)
     path.chmod(READ_ONLY)
     return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -303,9 +315,10 @@ class DatasetStore:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=self.root))
         try:
-            manifest["files"][DATA_FILE] = write_file(tmp, DATA_FILE, parquet_bytes(rows))
+            data = parquet_bytes(rows)
+            manifest["files"][DATA_FILE] = write_file(tmp, DATA_FILE, data, sealed=True)
             rejects = b"".join(dumps(row) for row in drop_rows)
-            manifest["files"][REJECTS_FILE] = write_file(tmp, REJECTS_FILE, rejects)
+            manifest["files"][REJECTS_FILE] = write_file(tmp, REJECTS_FILE, rejects, sealed=True)
             text = orjson.dumps(manifest, option=orjson.OPT_INDENT_2, default=str)
             write_file(tmp, MANIFEST_FILE, text + b"\n")  # last: a manifest means complete
             tmp.rename(target)
@@ -373,7 +386,7 @@ class DatasetStore:
         """The records of a version (one split, or all), in (split, id) order, exactly as given."""
         if split is not None and split not in SPLITS:
             raise WorkspaceError(f"unknown split {split!r}; use train or validation")
-        table = pq.read_table(self.path(version) / DATA_FILE)
+        table = read_parquet(self.path(version) / DATA_FILE)
         if split is not None:
             table = table.filter(pc.equal(table["split"], split))
         return [row_record(row) for row in table.to_pylist()]
@@ -388,7 +401,7 @@ class DatasetStore:
             if not path.is_file():
                 problems.append(f"{name}: missing")
                 continue
-            data = path.read_bytes()
+            data = sealed_files.read_bytes(path)
             if hashlib.sha256(data).hexdigest() != expected["sha256"]:
                 problems.append(f"{name}: sha256 differs from the manifest (modified)")
             elif len(data) != expected["bytes"]:
@@ -423,7 +436,7 @@ class DatasetStore:
         records = self.load(version)
         kept = [r for r in records if not subject.found_in(r.to_dict())]
         rejects_path = folder / REJECTS_FILE
-        lines = rejects_path.read_bytes().splitlines(keepends=True)
+        lines = sealed_files.read_bytes(rejects_path).splitlines(keepends=True)
         kept_lines = [x for x in lines if not (x.strip() and subject.found_in(orjson.loads(x)))]
         removed = {"records": len(records) - len(kept), "rejects": len(lines) - len(kept_lines)}
         if not any(removed.values()):
@@ -434,8 +447,9 @@ class DatasetStore:
         )
         for name in (DATA_FILE, REJECTS_FILE, MANIFEST_FILE):
             (folder / name).chmod(0o644)
-        manifest["files"][DATA_FILE] = write_file(folder, DATA_FILE, parquet_bytes(rows))
-        manifest["files"][REJECTS_FILE] = write_file(folder, REJECTS_FILE, b"".join(kept_lines))
+        data, rejects = parquet_bytes(rows), b"".join(kept_lines)
+        manifest["files"][DATA_FILE] = write_file(folder, DATA_FILE, data, sealed=True)
+        manifest["files"][REJECTS_FILE] = write_file(folder, REJECTS_FILE, rejects, sealed=True)
         manifest["counts"] = record_counts(rows)
         manifest[ERASED_HASH_KEY] = content_hash(rows, params)
         manifest.setdefault("erasures", []).append({
@@ -448,7 +462,7 @@ class DatasetStore:
 
     def ids(self, version: str) -> set[str]:
         """The record ids of a version (one column read)."""
-        table = pq.read_table(self.path(version) / DATA_FILE, columns=["id"])
+        table = read_parquet(self.path(version) / DATA_FILE, columns=["id"])
         return set(table.column("id").to_pylist())
 
     def diff(self, v1: str, v2: str) -> DatasetDiff:

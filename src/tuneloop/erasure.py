@@ -9,6 +9,7 @@ that nothing is left: it looks for the erased texts in every file under a folder
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import shutil
@@ -22,6 +23,9 @@ from typing import Any
 
 import orjson
 
+from tuneloop.encryption import db as encrypted_db
+from tuneloop.encryption import files as sealed_files
+from tuneloop.errors import EncryptionError
 from tuneloop.jsonl import atomic_writer
 
 
@@ -68,20 +72,20 @@ def scrub_jsonl(path: Path, subject: Subject) -> int:
     kept as they are.
     """
     kept, removed = [], 0
-    with path.open("rb") as fh:
-        for line in fh:
-            try:
-                value = orjson.loads(line) if line.strip() else None
-            except orjson.JSONDecodeError:
-                value = None
-            if value is not None and subject.found_in(value):
-                removed += 1
-            else:
-                kept.append(line)
+    was_sealed = sealed_files.sealed(path)
+    for line in sealed_files.read_bytes(path).splitlines(keepends=True):
+        try:
+            value = orjson.loads(line) if line.strip() else None
+        except orjson.JSONDecodeError:
+            value = None
+        if value is not None and subject.found_in(value):
+            removed += 1
+        else:
+            kept.append(line)
     if removed:
         mode = path.stat().st_mode & 0o777
         path.chmod(mode | 0o200)
-        with atomic_writer(path) as out:
+        with atomic_writer(path, sealed=was_sealed) as out:
             out.writelines(kept)
         path.chmod(mode)
     return removed
@@ -158,6 +162,73 @@ def _scan(root: Path, wanted: list[bytes]) -> dict[str, int]:
     return hits
 
 
+def find_plain(root: Path, wanted: list[bytes]) -> dict[str, int]:
+    """Like :func:`find_bytes`, on what encrypted files and stores hold once decrypted.
+
+    Under an encrypted workspace a byte search of the disk finds nothing whatever it holds, so
+    the erasure check decrypts each sealed file and dumps each SQLCipher store (in a child
+    process, for the lock reason :func:`find_bytes` gives).
+    """
+    if not wanted:
+        return {}
+    done = subprocess.run(
+        [sys.executable, "-m", "tuneloop.erasure", "--plain", str(root)],
+        input=orjson.dumps([w.decode("latin-1") for w in wanted]),
+        capture_output=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        last = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        raise EncryptionError(f"{root}: the erasure check could not decrypt: {''.join(last)}")
+    found: dict[str, int] = orjson.loads(done.stdout)
+    return found
+
+
+def _plain_contents(path: Path) -> bytes | None:
+    """The decrypted bytes of a sealed file, or the SQL dump of an encrypted store."""
+    if sealed_files.sealed(path):
+        return sealed_files.read_bytes(path)
+    if path.suffix in (".sqlite", ".db") and not _plain_sqlite(path):
+        with contextlib.closing(encrypted_db.connect(path)) as conn:
+            return _dump(conn)
+    return None
+
+
+def _dump(conn: sqlite3.Connection) -> bytes:
+    """Every value of every table, one after another (text as UTF-8, blobs as they are)."""
+    tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    parts: list[bytes] = []
+    for table in tables:
+        for row in conn.execute(f'SELECT * FROM "{table}"'):
+            for value in row:
+                if isinstance(value, str):
+                    parts.append(value.encode("utf-8"))
+                elif isinstance(value, bytes):
+                    parts.append(value)
+    return b"\n".join(parts)
+
+
+def _plain_sqlite(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
+def _scan_plain(root: Path, wanted: list[bytes]) -> dict[str, int]:
+    hits: dict[str, int] = {}
+    for path in files_under(root):
+        if path.stat().st_size == 0:
+            continue
+        data = _plain_contents(path)
+        if data is None:
+            continue
+        count = sum(1 for w in wanted if data.find(w) != -1)
+        if count:
+            hits[str(path.relative_to(root))] = count
+    return hits
+
+
 if __name__ == "__main__":
     _wanted = [w.encode("latin-1") for w in orjson.loads(sys.stdin.buffer.read())]
-    sys.stdout.buffer.write(orjson.dumps(_scan(Path(sys.argv[1]), _wanted)))
+    if sys.argv[1] == "--plain":
+        sys.stdout.buffer.write(orjson.dumps(_scan_plain(Path(sys.argv[2]), _wanted)))
+    else:
+        sys.stdout.buffer.write(orjson.dumps(_scan(Path(sys.argv[1]), _wanted)))

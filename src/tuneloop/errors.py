@@ -37,6 +37,10 @@ class EvalStoreError(TuneloopError):
     """A write the append-only eval store refused, or a broken hash chain."""
 
 
+class EncryptionError(TuneloopError):
+    """A store or file that cannot be opened with the key at hand (wrong, missing, unset)."""
+
+
 class PrivacyBudgetError(TuneloopError):
     """A private round that would take some user past the configured ε budget."""
 

@@ -9,6 +9,7 @@ succeeded, so a failed run never leaves a half-written output.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -17,6 +18,8 @@ from typing import IO, Any
 
 import orjson
 
+from tuneloop.encryption import files as sealed_files
+from tuneloop.encryption.keys import key_for
 from tuneloop.errors import InputError
 
 DEFAULT_MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -88,7 +91,7 @@ def iter_line_blocks(
     """
     line_no = 1
     rest = b""
-    with path.open("rb") as fh:
+    with _open_plain(path) as fh:
         while block := fh.read(block_size):
             lines = (rest + block).split(b"\n")
             rest = lines.pop()
@@ -99,6 +102,16 @@ def iter_line_blocks(
     numbers, kept = _clean_lines([rest], line_no) if rest else ((), [])
     if kept:
         yield numbers, kept
+
+
+def _open_plain(path: Path) -> IO[bytes]:
+    """``path`` opened for reading; a sealed file is decrypted (whole, in memory) first."""
+    fh = path.open("rb")
+    if sealed_files.is_sealed(fh.read(len(sealed_files.MAGIC))):
+        fh.close()
+        return io.BytesIO(sealed_files.read_bytes(path))
+    fh.seek(0)
+    return fh
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -142,8 +155,20 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds."""
+def atomic_writer(path: Path, mode: str = "wb", sealed: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    With ``sealed``, what is written is encrypted (see :mod:`tuneloop.encryption.files`) when
+    ``path`` lies in an encrypted workspace: for files that hold user text.
+    """
+    if sealed and key_for(path) is not None:
+        buffer: io.BytesIO | io.StringIO = io.BytesIO() if "b" in mode else io.StringIO()
+        yield buffer
+        data = buffer.getvalue()
+        plain = data if isinstance(data, bytes) else data.encode("utf-8")
+        with atomic_writer(path, "wb") as fh:
+            fh.write(sealed_files.seal_for(path, plain))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     Path(tmp).chmod(0o666 & ~_umask())
@@ -158,10 +183,12 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
-def write_jsonl(path: Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
+def write_jsonl(
+    path: Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]], sealed: bool = False
+) -> int:
     """Write ``rows`` atomically as JSONL; return how many were written."""
     count = 0
-    with atomic_writer(path) as fh:
+    with atomic_writer(path, sealed=sealed) as fh:
         for row in rows:
             fh.write(dumps(row))
             count += 1
@@ -176,4 +203,4 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return orjson.loads(path.read_bytes())
+    return orjson.loads(sealed_files.read_bytes(path))

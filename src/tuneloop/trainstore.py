@@ -11,7 +11,6 @@ One SQLite file on the training side (Postgres in production) with:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from tuneloop.encryption import db
 from tuneloop.erasure import compact
 from tuneloop.gateway import Side
 from tuneloop.records import Record, record_from_obj
@@ -80,7 +80,7 @@ class TrainStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db = db.connect(path, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
 

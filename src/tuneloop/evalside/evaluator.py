@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop.encryption import db as encrypted_db
 from tuneloop.erasure import compact
 from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.metrics import is_refusal, score_text
@@ -50,7 +50,7 @@ class AnswerCache:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, timeout=60.0)
+        self._conn = encrypted_db.connect(path, timeout=60.0)
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
             "item_id TEXT NOT NULL, prediction TEXT NOT NULL, loss REAL, created_at TEXT NOT NULL)"

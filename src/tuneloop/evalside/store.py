@@ -43,6 +43,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
+from tuneloop.encryption import db as encrypted_db
 from tuneloop.errors import EvalStoreError, InputError
 from tuneloop.records import Record, record_from_obj
 
@@ -253,8 +254,8 @@ class EvalStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves; sqlite3's implicit
         # transactions would take the write lock too late (after reading the previous hash).
-        self._conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
+        self._conn = encrypted_db.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        self._conn.row_factory = encrypted_db.row_factory(self._conn)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed (erasure)
@@ -346,7 +347,7 @@ class EvalStore:
                    prev, digest)  # fmt: skip
             try:
                 conn.execute(f"INSERT INTO items({_COLUMNS}) VALUES ({', '.join('?' * 10)})", row)
-            except sqlite3.IntegrityError as exc:
+            except encrypted_db.integrity_errors() as exc:
                 if "item_id" not in str(exc):
                     raise
                 where = "twice in this batch" if p.item_id in seen else "already in the store"

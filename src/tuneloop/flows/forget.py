@@ -32,7 +32,7 @@ from typing import Any
 
 from tuneloop.contamination.persist import prune_versions
 from tuneloop.datasets import DatasetStore
-from tuneloop.erasure import Subject, find_bytes, needles, scrub_jsonl
+from tuneloop.erasure import Subject, find_bytes, find_plain, needles, scrub_jsonl
 from tuneloop.errors import TuneloopError
 from tuneloop.evalside.evaluator import CACHE_FILE, AnswerCache
 from tuneloop.evalside.intake import load_or_rebuild
@@ -181,7 +181,10 @@ def leftovers(ws: Workspace, found: Found) -> dict[str, Any]:
     wanted = needles(found.texts)
     config = ws.config_path.read_bytes() if ws.config_path.is_file() else b""
     shared = (set(needles(found.shared)) & set(wanted)) | {w for w in wanted if w in config}
-    hits = find_bytes(ws.root, [w for w in wanted if w not in shared])
+    searched = [w for w in wanted if w not in shared]
+    hits = find_bytes(ws.root, searched)
+    if ws.config.security.encryption:  # the disk is ciphertext: look at what it decrypts to
+        hits.update(find_plain(ws.root, searched))
     datasets = DatasetStore(ws.datasets_dir)
     owned = {v: sum(found.subject.found_in(r.to_dict()) for r in datasets.load(v))
              for v in datasets.versions()}  # fmt: skip

@@ -183,7 +183,7 @@ def ingest_records(
         clean = _check_training(ws, plan, report) if plan.train else []
         if plan.rejects:
             target = ws.rejects_dir / f"ingest-{batch}.jsonl"
-            write_jsonl(target, plan.rejects)
+            write_jsonl(target, plan.rejects, sealed=True)
             report.rejects_file = str(target)
         report.dropped.update(":".join(filter(None, (r["stage"], r.get("block"), r["reason"])))
                               for r in plan.rejects)  # fmt: skip

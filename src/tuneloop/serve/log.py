@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop.encryption import db as encrypted_db
+from tuneloop.encryption import files as sealed_files
 from tuneloop.erasure import compact
 
 APPEND_ONLY = "the serving log is append-only"
@@ -134,8 +136,8 @@ class FeedbackRow:
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    db.row_factory = sqlite3.Row
+    db = encrypted_db.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    db.row_factory = encrypted_db.row_factory(db)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     return db
@@ -376,10 +378,11 @@ class LogWriter:
             try:
                 self.log.append(batch)
                 return
-            except sqlite3.Error:
+            except encrypted_db.errors():
                 self.errors += 1
                 time.sleep(0.2 * 2**attempt)
         with self.fallback.open("a", encoding="utf-8") as fh:
             for row in batch:
                 kind = "response" if isinstance(row, ResponseRow) else "feedback"
-                fh.write(json.dumps({"kind": kind, **asdict(row)}, ensure_ascii=False) + "\n")
+                line = json.dumps({"kind": kind, **asdict(row)}, ensure_ascii=False)
+                fh.write(sealed_files.seal_line(self.fallback, line) + "\n")

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import orjson
 
+from tuneloop.encryption import files as sealed_files
 from tuneloop.erasure import Subject
 from tuneloop.errors import ConfigError
 from tuneloop.jsonl import atomic_writer
@@ -134,7 +135,7 @@ class ReplayBuffer:
         version = version or self.current()
         if version is None:
             return BufferState(self.capacity, self.strategy, self.seed)
-        raw = json.loads((self.root / "versions" / version / "buffer.json").read_text())
+        raw = json.loads(sealed_files.read_bytes(self.root / "versions" / version / "buffer.json"))
         raw["entries"] = [Entry(**e) for e in raw["entries"]]
         return BufferState(**raw)
 
@@ -164,7 +165,8 @@ class ReplayBuffer:
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
             body = {**asdict(state), "entries": [asdict(e) for e in state.entries]}
-            (tmp / "buffer.json").write_text(json.dumps(body))
+            with atomic_writer(tmp / "buffer.json", "w", sealed=True) as fh:
+                fh.write(json.dumps(body))
             try:
                 tmp.rename(folder)
             except OSError:
@@ -187,12 +189,12 @@ class ReplayBuffer:
         removed: dict[str, int] = {}
         for version in self.versions():
             path = self.root / "versions" / version / "buffer.json"
-            raw = json.loads(path.read_text())
+            raw = json.loads(sealed_files.read_bytes(path))
             kept = [e for e in raw["entries"] if not subject.found_in(e["record"])]
             if len(kept) < len(raw["entries"]):
                 removed[version] = len(raw["entries"]) - len(kept)
                 raw["entries"] = kept
-                with atomic_writer(path, "w") as fh:
+                with atomic_writer(path, "w", sealed=True) as fh:
                     fh.write(json.dumps(raw))
         return removed
 
