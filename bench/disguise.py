@@ -7,9 +7,13 @@ of a clean real set (GSM8K train, MMLU dev) flagged against the same index, and 
 traffic (the demo's generated support conversations) checks that shared templates do not flag.
 
     .venv/bin/python -m bench.disguise [--data ../shared/data] [--latency-items 100000]
+                                       [--no-semantic] [--mmlu-sample 2000]
 
-"before" counts only the methods that existed before the ``contains`` check (exact, canary,
-minhash, 13-gram ``ngram``): the same run, so the two columns differ by that check alone.
+"lexical checks" counts the matches of every method but ``semantic`` (exact, canary, minhash,
+13-gram ``ngram``, ``contains``); "with the semantic check" adds it, its threshold calibrated
+for the suite from the suite's own nearest neighbours: the same run, so the two columns differ
+by that check alone. Clean sets are checked twice: whole records (question and answer) and the
+questions alone.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from tuneloop.contamination.check import Checker, Match, strongest
+from tuneloop.contamination.check import Checker, Embedder, Match, strongest
 from tuneloop.contamination.fields import ItemFields, fields_of
 from tuneloop.contamination.index import IndexSettings, build_index
+from tuneloop.contamination.semantic import MiniLMEmbedder
 from tuneloop.records import record_from_obj
 
-OLD_METHODS = {"exact", "canary", "minhash", "ngram"}
+from bench.reword import reword
 
 
 @dataclass(frozen=True)
@@ -165,14 +171,24 @@ def question_near_copy(item: Item, rng: random.Random) -> str:
     return "pls help: " + _replace_words(item.prompt, rng.randint(1, 2), rng)
 
 
-def reworded(item: Item, rng: random.Random) -> str:
-    """Sentences reordered and ~1 word in 5 replaced: a paraphrase lexical checks should miss."""
+def scrambled(item: Item, rng: random.Random) -> str:
+    """Sentences shuffled and ~1 word in 5 replaced by filler: garbled, lexical checks miss it."""
     sentences = re.split(r"(?<=[.?!])\s+", item.prompt)
     rng.shuffle(sentences)
     words = " ".join(sentences).split(" ")
     for i in rng.sample(range(len(words)), len(words) // 5):
         words[i] = rng.choice(FILLER)
     return " ".join(words)
+
+
+def reworded_question(item: Item, rng: random.Random) -> str:
+    """The prompt reworded (bench/reword.py): numbers and names kept, lexical checks miss it."""
+    return reword(item.prompt, rng)
+
+
+def reworded_with_answer(item: Item, rng: random.Random) -> str:
+    """The reworded prompt followed by the item's own reference answer."""
+    return f"{reword(item.prompt, rng)}\n{item.answer}"
 
 
 DISGUISES: list[tuple[str, Callable[[Item, random.Random], str], str]] = [
@@ -182,7 +198,9 @@ DISGUISES: list[tuple[str, Callable[[Item, random.Random], str], str]] = [
     ("question alone pasted into a longer message", question_alone, ">= 95%"),
     ("question alone, 1-2 words replaced, pasted", question_near_copy, "-"),
     ("answer alone pasted", answer_alone, "-"),
-    ("reworded question (lexical only; contract 2)", reworded, "-"),
+    ("question shuffled, 1 word in 5 replaced by filler", scrambled, "-"),
+    ("reworded question (numbers and names kept)", reworded_question, ">= 90%"),
+    ("reworded question followed by its answer", reworded_with_answer, "-"),
 ]
 
 
@@ -209,44 +227,38 @@ def mmlu(folder: Path, prefix: str) -> list[Item]:
     return items
 
 
-def checker_for(items: Sequence[Item], settings: IndexSettings) -> Checker:
+def checker_for(
+    items: Sequence[Item], settings: IndexSettings, embedder: Embedder | None = None
+) -> Checker:
+    """The items indexed as the workspace indexes a suite: fields, and (with ``embedder``) each
+    prompt's embedding, the suite's semantic threshold calibrated from them."""
     fields = [ItemFields(it.prompt, it.answer) for it in items]
     ids, texts = [it.id for it in items], [it.text for it in items]
-    return Checker(build_index(settings, ids, texts, "bench", fields=fields))
+    vectors = embedder.embed([it.prompt for it in items]) if embedder is not None else None
+    return Checker(build_index(settings, ids, texts, "bench", (), vectors, fields), embedder)
 
 
 # --- measuring ---------------------------------------------------------------------------------
 
 
-def _caught(matches: list[Match], eval_id: str, methods: set[str] | None) -> bool:
-    return any(m.eval_id == eval_id and (methods is None or m.method in methods) for m in matches)
+def _caught(matches: list[Match], eval_id: str, lexical: bool) -> bool:
+    return any(m.eval_id == eval_id and not (lexical and m.method == "semantic") for m in matches)
 
 
 def recall_rows(checker: Checker, items: Sequence[Item], seed: int) -> list[dict[str, object]]:
+    """Per disguise: the share caught by the lexical checks and by all checks (one run)."""
     rows = []
     for name, make, goal in DISGUISES:
         rng = random.Random(f"{seed}-{name}")
         texts = [make(it, rng) for it in items]
         found = checker.check_batch(texts)
-        now = sum(_caught(f, it.id, None) for f, it in zip(found, items, strict=True))
-        before = sum(_caught(f, it.id, OLD_METHODS) for f, it in zip(found, items, strict=True))
-        fields = Counter(strongest(f).field or strongest(f).method for f in found if f)  # type: ignore[union-attr]
-        rows.append({"disguise": name, "n": len(items), "before": before / len(items),
-                     "caught": now / len(items), "goal": goal, "how": dict(fields)})  # fmt: skip
+        pairs = list(zip(found, items, strict=True))
+        lexical = sum(_caught(f, it.id, True) for f, it in pairs)
+        caught = sum(_caught(f, it.id, False) for f, it in pairs)
+        how = Counter(m.field or m.method for f in found if (m := strongest(f)))
+        rows.append({"disguise": name, "n": len(items), "lexical": lexical / len(items),
+                     "caught": caught / len(items), "goal": goal, "how": dict(how)})  # fmt: skip
     return rows
-
-
-def misses(checker: Checker, items: Sequence[Item], make: Callable[[Item, random.Random], str],
-           k: int = 3) -> None:  # fmt: skip
-    """Print a few disguised copies that were not caught (for looking at, with --misses)."""
-    rng = random.Random(1)
-    for it in items:
-        text = make(it, rng)
-        if not _caught(checker.check(text), it.id, None):
-            print(f"    missed: {text[:300]!r}")
-            k -= 1
-            if k == 0:
-                return
 
 
 def false_positives(checker: Checker, clean: Sequence[str]) -> tuple[float, Counter[str], list]:
@@ -256,25 +268,31 @@ def false_positives(checker: Checker, clean: Sequence[str]) -> tuple[float, Coun
     return len(flagged) / max(len(clean), 1), by, flagged[:5]
 
 
-def templated(settings: IndexSettings, n: int = 4000, eval_share: float = 0.1) -> dict[str, object]:
-    """The demo's support traffic: a tenth as eval items, the rest checked against them."""
+def templated(
+    settings: IndexSettings, embedder: Embedder | None, n: int = 4000, eval_share: float = 0.1
+) -> dict[str, object]:
+    """The demo's support traffic: a tenth as eval items (one suite), the rest checked."""
     from tuneloop.demo.generate import clean_traffic
 
     rows = clean_traffic(11, n, datetime(2026, 1, 5))
     records = [record_from_obj({k: v for k, v in r.items() if k != "meta"}) for r in rows]
     cut = int(len(records) * eval_share)
     evals, train = records[:cut], records[cut:]
-    index = build_index(settings, [r.id for r in evals], [r.content_text for r in evals], "t",
-                        fields=[fields_of(r) for r in evals])  # fmt: skip
-    found = Checker(index).check_batch([r.content_text for r in train])
+    texts, fields = [r.content_text for r in evals], [fields_of(r) for r in evals]
+    vectors = embedder.embed([f.prompt or t for t, f in zip(texts, fields, strict=True)]) if (
+        embedder is not None) else None  # fmt: skip
+    index = build_index(settings, [r.id for r in evals], texts, "t", (), vectors, fields)
+    found = Checker(index, embedder).check_batch([r.content_text for r in train])
     by = Counter(
         m.method + (f":{m.field}" if m.field else "") for f in found if (m := strongest(f))
     )
-    return {"eval_items": len(evals), "checked": len(train), "flagged": dict(by)}
+    calibration = {k: c.to_dict() for k, c in index.calibration.items()}
+    return {"eval_items": len(evals), "checked": len(train), "flagged": dict(by),
+            "semantic": calibration}  # fmt: skip
 
 
 def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> dict[str, float]:
-    """p50/p99 of one-record checks against ``n_items`` synthetic items with fields."""
+    """p50/p99 of one-record lexical checks against ``n_items`` synthetic items with fields."""
     rng = random.Random(seed)
     vocab = [f"w{k}" for k in range(30_000)]
 
@@ -290,15 +308,39 @@ def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> d
               for k in range(queries)]  # fmt: skip
     for text in probes[:200]:
         checker.check(text)
-    times = []
-    for text in probes:
-        t0 = time.perf_counter()
-        checker.check(text)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
+    ms = _timed(checker.check, probes)
     return {"eval_items": n_items, "build_s": round(build, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 3),
             "p99_ms": round(float(np.percentile(ms, 99)), 3)}  # fmt: skip
+
+
+def semantic_latency(embedder: Embedder, texts: Sequence[str], n_items: int) -> dict[str, float]:
+    """What the semantic check adds per record on this machine: embedding one record alone
+    (the ingest latency path), per record in a batch of 256 (bulk ingest, curation), and the
+    dot products against ``n_items`` stored embeddings."""
+    embedder.embed(list(texts[:8]))
+    one = _timed(lambda t: embedder.embed([t]), texts[:200])
+    batch = list(texts[:256])
+    t0 = time.perf_counter()
+    embedder.embed(batch)
+    per_record = (time.perf_counter() - t0) * 1e3 / len(batch)
+    stored = np.random.default_rng(0).normal(size=(n_items, 384)).astype(np.float32)
+    query = embedder.embed(batch[:1])
+    dots = _timed(lambda _: query @ stored.T, range(50))
+    return {"embed_one_p50_ms": round(float(np.percentile(one, 50)), 2),
+            "embed_one_p99_ms": round(float(np.percentile(one, 99)), 2),
+            "embed_batched_ms_per_record": round(per_record, 2),
+            f"dot_products_{n_items}_items_p50_ms": round(float(np.percentile(dots, 50)), 2),
+            }  # fmt: skip
+
+
+def _timed(run: Callable[[Any], object], inputs: Sequence[Any] | range) -> np.ndarray:
+    times = []
+    for x in inputs:
+        t0 = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - t0)
+    return np.array(times) * 1e3
 
 
 # --- printing ----------------------------------------------------------------------------------
@@ -306,11 +348,11 @@ def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> d
 
 def print_table(title: str, rows: list[dict[str, object]]) -> None:
     print(f"\n{title}")
-    print("| disguise | n | before | caught | goal | strongest match (field or method) |")
+    print("| disguise | n | lexical checks | with the semantic check | goal | strongest match |")
     print("|---|---:|---:|---:|---:|---|")
     for r in rows:
-        before, caught = float(r["before"]), float(r["caught"])  # type: ignore[arg-type]
-        print(f"| {r['disguise']} | {r['n']} | {before:.1%} | {caught:.1%} | {r['goal']} "
+        lexical, caught = float(r["lexical"]), float(r["caught"])  # type: ignore[arg-type]
+        print(f"| {r['disguise']} | {r['n']} | {lexical:.1%} | {caught:.1%} | {r['goal']} "
               f"| {r['how']} |")  # fmt: skip
 
 
@@ -321,28 +363,41 @@ def print_fp(name: str, n: int, rate: float, by: Counter[str], examples: list) -
 
 
 def run_suite(name: str, evals: list[Item], clean: list[Item], settings: IndexSettings,
-              seed: int) -> None:  # fmt: skip
-    checker = checker_for(evals, settings)
-    print_table(f"{name}: {len(evals)} eval items", recall_rows(checker, evals, seed))
-    rate, by, examples = false_positives(checker, [it.text for it in clean])
-    print_fp(f"{name} clean set", len(clean), rate, by, examples)
+              embedder: Embedder | None, seed: int, sample: int) -> None:  # fmt: skip
+    start = time.perf_counter()
+    checker = checker_for(evals, settings, embedder)
+    print(f"\n{name}: {len(evals)} eval items indexed in {time.perf_counter() - start:.0f} s; "
+          f"calibration {checker.index.calibration}")  # fmt: skip
+    probes = random.Random(seed).sample(evals, min(sample, len(evals)))
+    print_table(f"{name}: {len(probes)} eval items leaked", recall_rows(checker, probes, seed))
+    for label, texts in (("records (question + answer)", [it.text for it in clean]),
+                         ("questions alone", [it.prompt for it in clean])):  # fmt: skip
+        rate, by, examples = false_positives(checker, texts)
+        print_fp(f"{name} clean {label}", len(texts), rate, by, examples)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).parents[1] / "../shared/data")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-gsm8k", action="store_true")
     ap.add_argument("--skip-mmlu", action="store_true")
+    ap.add_argument("--mmlu-sample", type=int, default=2000, help="MMLU items leaked (all indexed)")
+    ap.add_argument("--no-semantic", action="store_true", help="the lexical checks only")
     ap.add_argument("--latency-items", type=int, default=100_000)
     ap.add_argument("--latency-queries", type=int, default=5_000)
     ap.add_argument("--set", action="append", default=[], help="an IndexSettings field: k=v")
     args = ap.parse_args(argv)
     settings = IndexSettings(**{k: type(getattr(IndexSettings(), k))(v) for k, v in
                                 (kv.split("=", 1) for kv in args.set)})  # fmt: skip
+    embedder = None if args.no_semantic else MiniLMEmbedder()
     gsm = args.data / "gsm8k"
-    if (gsm / "test.jsonl").exists():
+    if args.skip_gsm8k:
+        pass
+    elif (gsm / "test.jsonl").exists():
         evals, clean = gsm8k(gsm / "test.jsonl", "test-"), gsm8k(gsm / "train.jsonl", "train-")
-        run_suite("GSM8K test (clean set: GSM8K train)", evals, clean, settings, args.seed)
+        run_suite("GSM8K test (clean set: GSM8K train)", evals, clean, settings, embedder,
+                  args.seed, len(evals))  # fmt: skip
     else:
         print(f"no GSM8K at {gsm}: pass --data DIR holding gsm8k/test.jsonl and train.jsonl")
     if not args.skip_mmlu and (args.data / "mmlu" / "test").is_dir():
@@ -350,11 +405,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             mmlu(args.data / "mmlu" / "test", "m-"),
             mmlu(args.data / "mmlu" / "dev", "d-"),
         )
-        run_suite("MMLU test (clean set: MMLU dev)", evals, clean, settings, args.seed)
-    print(f"\ntemplated support traffic: {templated(settings)}")
+        run_suite("MMLU test (clean set: MMLU dev)", evals, clean, settings, embedder,
+                  args.seed, args.mmlu_sample)  # fmt: skip
+    print(f"\ntemplated support traffic: {templated(settings, embedder)}")
     if args.latency_items:
         timing = latency(settings, args.latency_items, args.latency_queries, args.seed)
-        print(f"single-record check: {timing}")
+        print(f"single-record lexical check: {timing}")
+        if embedder is not None and (gsm / "train.jsonl").exists():
+            texts = [it.text for it in gsm8k(gsm / "train.jsonl", "train-")[:256]]
+            print(f"semantic check: {semantic_latency(embedder, texts, args.latency_items)}")
 
 
 if __name__ == "__main__":

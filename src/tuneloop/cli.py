@@ -113,6 +113,8 @@ def evalset_add(
         f"(found in training data), {len(report.already_present)} already present; "
         f"index version {report.index_version[:16]}"
     )
+    if report.semantic_line:
+        render.out.print(report.semantic_line)
     for row in report.refused:
         render.out.print(f"  refused {row['id']}: {row['method']} match with training record "
                          f"{row['training_id']} (score {row['score']})")  # fmt: skip
@@ -136,14 +138,17 @@ def evalset_verify(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> Non
 
 @evalset_app.command("list")
 def evalset_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
-    """Suites and their sizes."""
-    from tuneloop.flows.evalset import suites
+    """Suites, their sizes and the semantic check's threshold for each."""
+    from tuneloop.flows.evalset import semantic_lines, suites
 
-    found = suites(find_workspace(workspace))
+    ws = find_workspace(workspace)
+    found = suites(ws)
     if json:
         render.emit_json(found)
     else:
         render.counts_table("eval suites", found, "suite", "items")
+        for line in semantic_lines(ws):
+            render.out.print(line)
 
 
 @app.command()
@@ -426,7 +431,9 @@ def demo(
     workspace: WorkspaceOpt = None,
     records: Annotated[int, typer.Option(help="synthetic interactions to generate")] = 2000,
     seed: int = 0,
-    semantic: Annotated[bool, typer.Option(help="also run the embedding paraphrase check")] = False,
+    semantic: Annotated[
+        bool, typer.Option(help="turn the paraphrase check on (default: on where installed)")
+    ] = False,
     train: Annotated[bool, typer.Option(help="also train, evaluate, gate and register")] = True,
     json: JsonOpt = False,
 ) -> None:

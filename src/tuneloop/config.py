@@ -39,8 +39,15 @@ class ContaminationConfig(_Section):
     overlap_n: int = Field(13, ge=4, le=64)
     overlap_min_fraction: float = Field(0.8, gt=0.0, le=1.0)
     canaries: list[str] = Field(default_factory=list, description="extra canary strings")
-    semantic: bool = False
-    semantic_threshold: float = Field(0.9, gt=0.0, le=1.0)
+    semantic: bool | Literal["auto"] = Field(
+        "auto", description='paraphrase check: true, false or "auto" (on where installed)'
+    )
+    semantic_threshold: float = Field(
+        0.85, gt=0.0, le=1.0, description="the floor of each suite's calibrated threshold"
+    )
+    semantic_ceiling: float = Field(
+        0.95, gt=0.0, le=1.0, description="a suite whose threshold would pass it is too templated"
+    )
 
 
 class QualityConfig(_Section):
@@ -301,8 +308,11 @@ threshold = 0.8          # Jaccard similarity at which a record is a near-copy o
 overlap_n = 13           # n-gram size of the overlap check (lm-eval style)
 overlap_min_fraction = 0.8  # flag a record holding this share of an item's 13-grams
 canaries = []            # extra canary strings, besides those found in eval items
-semantic = false         # paraphrase check with all-MiniLM-L6-v2 (extra: tuneloop[semantic])
-semantic_threshold = 0.9
+semantic = "auto"        # paraphrase check with all-MiniLM-L6-v2: "auto" runs it where the
+                         # extra tuneloop[semantic] is installed; true | false
+semantic_threshold = 0.85  # lowest threshold a suite gets; each suite's is calibrated at
+                         # `evalset add` from its items' nearest neighbours
+semantic_ceiling = 0.95  # a suite that calibrates above it is too templated: check off for it
 
 [curate]
 pii_mode = "redact"      # redact | drop

@@ -7,7 +7,8 @@ appear in the record: catches an eval item pasted inside a longer text), ``conta
 record holds at least ``contain_min_fraction`` of the distinctive 8-grams of an item's prompt,
 its reference answer, or the whole item: catches a question pasted alone, without its answer,
 and survives number formatting; the match names the ``field``) and ``semantic`` (embedding
-cosine at or above its threshold: paraphrases).
+cosine at or above the threshold calibrated for the item's suite: paraphrases; items of a suite
+too templated for it are not compared, and where that is every suite, nothing is embedded).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ class Checker:
         self.index = index
         self.settings = index.settings
         self.hasher = index.settings.hasher()
-        self.embedder = embedder if index.embeddings is not None else None
+        self._cutoffs = index.semantic_cutoffs()
+        on = self._cutoffs is not None and bool(np.isfinite(self._cutoffs).any())
+        self.embedder = embedder if on else None
         self._band_keys = np.stack([b.keys for b in index.bands]) if index.bands else _EMPTY2
         self._band_items = np.stack([b.items for b in index.bands]) if index.bands else _EMPTY2I
         self._gram_dir = mk.radix_directory(index.grams.keys, mk.RADIX_BITS)
@@ -190,14 +193,20 @@ class Checker:
         return common
 
     def _semantic(self, texts: Sequence[str], out: list[list[Match]]) -> None:
-        assert self.embedder is not None and self.index.embeddings is not None
-        sims = self.embedder.embed(texts) @ self.index.embeddings.T
-        best = sims.argmax(axis=1)
-        for d, item in enumerate(best.tolist()):
-            if sims[d, item] >= self.settings.semantic_threshold:
-                self._add(out, d, item, "semantic", float(sims[d, item]))
+        """The nearest item at or above its suite's threshold, per text."""
+        if self.embedder is None or self.index.embeddings is None or self._cutoffs is None:
+            return
+        vectors = self.embedder.embed(texts)
+        for start in range(0, len(texts), SEMANTIC_CHUNK):
+            sims = vectors[start : start + SEMANTIC_CHUNK] @ self.index.embeddings.T
+            passing = np.where(sims >= self._cutoffs, sims, -np.inf)
+            best = passing.argmax(axis=1)
+            for d, item in enumerate(best.tolist()):
+                if np.isfinite(passing[d, item]):
+                    self._add(out, start + d, item, "semantic", float(sims[d, item]))
 
 
+SEMANTIC_CHUNK = 1024  # texts compared with every embedding at once
 _EMPTY2 = np.zeros((0, 0), dtype=np.uint64)
 _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
 _EMPTY2I = np.zeros((0, 0), dtype=np.int64)

@@ -10,7 +10,9 @@ What it holds, per eval item, is one-way only:
   part alone (a question pasted without its answer) is found; grams shared by more than
   ``common_items`` eval items are dropped (templates are no evidence of a leak);
 - ``canary``: hashes of canary strings found in (or registered for) the item;
-- ``semantic`` (optional): a normalized sentence embedding, for paraphrases.
+- ``semantic`` (optional): a normalized sentence embedding of the item's prompt (or of its text
+  when it has none), for paraphrases, and each item's suite: the check's threshold is calibrated
+  per suite (see :mod:`tuneloop.contamination.calibration`).
 
 The index is versioned by the eval store's head hash: the contamination certificate of a
 dataset names that version, and the gate refuses a dataset certified against an older one.
@@ -28,12 +30,20 @@ import numpy as np
 import numpy.typing as npt
 
 from tuneloop.contamination import kernels as ck
+from tuneloop.contamination.calibration import (
+    SemanticRule,
+    SuiteCalibration,
+    calibrate_all,
+    item_cutoffs,
+    update_neighbours,
+)
 from tuneloop.contamination.fields import FIELDS, ItemFields
 from tuneloop.contamination.hashing import Batch, canary_hash, containment_text, exact_hashes
 from tuneloop.minhash import kernels
 from tuneloop.minhash.signatures import I64Array, MinHasher, U64Array, pack, word_table
 
 F32Array = npt.NDArray[np.float32]
+DEFAULT_SUITE = "default"  # the suite of items added without one (an eval file checked alone)
 DEFAULT_CANARY_PATTERNS = (
     r"canary GUID [0-9a-fA-F-]{36}",
     r"TUNELOOP-CANARY-[0-9A-Fa-f]{6,}",
@@ -50,7 +60,11 @@ class IndexSettings:
     overlap_n: int = 13
     overlap_min_fraction: float = 0.8
     canary_patterns: tuple[str, ...] = DEFAULT_CANARY_PATTERNS
-    semantic_threshold: float = 0.9
+    semantic_threshold: float = 0.85  # the floor of every suite's calibrated threshold
+    semantic_quantile: float = 0.99
+    semantic_margin: float = 0.03
+    semantic_ceiling: float = 0.95  # a suite whose threshold would pass it is too templated
+    semantic_copy: float = 0.995  # items this close are copies, not neighbours (calibration)
     seed: int = 1
     contain_n: int = 8
     contain_min_fraction: float = 0.8
@@ -61,6 +75,15 @@ class IndexSettings:
     def hasher(self) -> MinHasher:
         return MinHasher(
             ngram=self.ngram, num_perm=self.num_perm, threshold=self.threshold, seed=self.seed
+        )
+
+    def semantic_rule(self) -> SemanticRule:
+        return SemanticRule(
+            floor=self.semantic_threshold,
+            quantile=self.semantic_quantile,
+            margin=self.semantic_margin,
+            ceiling=self.semantic_ceiling,
+            copy=self.semantic_copy,
         )
 
 
@@ -98,9 +121,20 @@ class ContaminationIndex:
     canaries: dict[int, SortedKeys] = field(default_factory=dict)
     embeddings: F32Array | None = None
     units: Units = field(default_factory=lambda: Units())
+    suite_names: list[str] = field(default_factory=list)
+    item_suite: I64Array = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    neighbours: F32Array | None = None  # each item's nearest-neighbour cosine in its suite
+    calibration: dict[str, SuiteCalibration] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.item_ids)
+
+    def semantic_cutoffs(self) -> F32Array | None:
+        """Each item's semantic threshold (+inf where its suite is too templated), or None
+        when the index holds no embeddings."""
+        if self.embeddings is None:
+            return None
+        return item_cutoffs(self.item_suite, self.suite_names, self.calibration)
 
     def extend(
         self,
@@ -110,12 +144,16 @@ class ContaminationIndex:
         extra_canaries: Sequence[tuple[int, str]] = (),
         embeddings: F32Array | None = None,
         fields: Sequence[ItemFields] | None = None,
+        suites: Sequence[str] | None = None,
     ) -> None:
         """Add items (hashing only the new ones) and move the index to ``version``.
 
         ``extra_canaries`` are (position in ``texts``, canary string) registered by hand;
-        ``fields`` the prompt and answer of each item, indexed as units of their own.
+        ``fields`` the prompt and answer of each item, indexed as units of their own;
+        ``suites`` each item's suite (default: all in one suite, ``DEFAULT_SUITE``), whose
+        semantic threshold is recalibrated when it grows.
         """
+        first = len(self)
         part = _build_part(self.settings, len(self), texts, extra_canaries)
         self.units.extend(self.settings, len(self), texts, fields)
         self.item_ids.extend(item_ids)
@@ -131,8 +169,32 @@ class ContaminationIndex:
         self.gram_counts = np.concatenate([self.gram_counts, part.gram_counts])
         for n, keys in part.canaries.items():
             self.canaries[n] = self.canaries[n].merged(keys) if n in self.canaries else keys
+        self._extend_suites(suites or [DEFAULT_SUITE] * len(texts))
         self.embeddings = _extend_embeddings(self.embeddings, embeddings, len(self))
+        self._recalibrate(first)
         self.version = version
+
+    def _extend_suites(self, suites: Sequence[str]) -> None:
+        numbers = {name: k for k, name in enumerate(self.suite_names)}
+        for name in suites:
+            if name not in numbers:
+                numbers[name] = len(self.suite_names)
+                self.suite_names.append(name)
+        new = np.array([numbers[name] for name in suites], dtype=np.int64)
+        self.item_suite = np.concatenate([self.item_suite, new])
+
+    def _recalibrate(self, first: int) -> None:
+        """Nearest neighbours of the new items (and of their suites' old ones) and the
+        thresholds of every suite; nothing without embeddings."""
+        if self.embeddings is None:
+            self.neighbours, self.calibration = None, {}
+            return
+        start = first if self.neighbours is not None else 0
+        rule = self.settings.semantic_rule()
+        self.neighbours = update_neighbours(
+            self.embeddings, self.item_suite, self.neighbours, start, rule.copy
+        )
+        self.calibration = calibrate_all(self.neighbours, self.item_suite, self.suite_names, rule)
 
 
 @dataclass
@@ -247,9 +309,11 @@ def _common_keys(keys: U64Array, items: I64Array, limit: int) -> U64Array:
 
 
 def _extend_embeddings(old: F32Array | None, new: F32Array | None, total: int) -> F32Array | None:
+    """The embeddings of all ``total`` items, or None unless every item has one."""
     if new is None:
         return None if old is None or old.shape[0] != total else old
-    return new if old is None else np.concatenate([old, new])
+    whole = new if old is None else np.concatenate([old, new])
+    return whole if whole.shape[0] == total else None
 
 
 @dataclass
@@ -329,8 +393,9 @@ def build_index(
     extra_canaries: Sequence[tuple[int, str]] = (),
     embeddings: F32Array | None = None,
     fields: Sequence[ItemFields] | None = None,
+    suites: Sequence[str] | None = None,
 ) -> ContaminationIndex:
     """A new index over ``texts`` (the eval side calls this; it keeps no text)."""
     index = ContaminationIndex(settings=settings)
-    index.extend(item_ids, texts, version, extra_canaries, embeddings, fields)
+    index.extend(item_ids, texts, version, extra_canaries, embeddings, fields, suites)
     return index

@@ -4,7 +4,7 @@ A version folder is written under a temporary name and renamed into place, and C
 replaced atomically after it, so a reader sees either the old index or the new one, never a mix.
 Arrays are stored in ``.npy`` form inside an ``.npz`` (no pickle).
 
-``FORMAT`` names what a version folder holds; format 2 added the containment units. A folder
+``FORMAT`` names what a version folder holds (``ADDED`` says what each format added). A folder
 of another format is refused with :class:`StaleIndexError`, and the eval side rebuilds the
 index from the eval store (it holds the text; the index only its hashes).
 """
@@ -20,10 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from tuneloop.contamination.calibration import SuiteCalibration
 from tuneloop.contamination.index import ContaminationIndex, IndexSettings, SortedKeys, Units
 from tuneloop.errors import WorkspaceError
 
-FORMAT = 2
+FORMAT = 3
+ADDED = {
+    2: "the prompt/answer containment units",
+    3: "each item's suite and the semantic check's per-suite thresholds",
+}
 
 
 class StaleIndexError(WorkspaceError):
@@ -46,6 +51,9 @@ def _arrays(index: ContaminationIndex) -> dict[str, np.ndarray[Any, Any]]:
         arrays[f"canary{n}_keys"], arrays[f"canary{n}_items"] = keys.keys, keys.items
     if index.embeddings is not None:
         arrays["embeddings"] = index.embeddings
+    if index.neighbours is not None:
+        arrays["neighbours"] = index.neighbours
+    arrays["item_suite"] = index.item_suite
     units = index.units
     arrays.update(
         unit_gram_keys=units.grams.keys,
@@ -77,7 +85,10 @@ def _units(arrays: dict[str, Any], settings: IndexSettings, n_items: int) -> Uni
 def save_index(index: ContaminationIndex, root: Path) -> Path:
     """Write ``index`` as the current version under ``root``; return its folder."""
     folder = root / "versions" / index.version[:16]
-    if not folder.exists():
+    # The same version built otherwise (older format, other settings, embeddings added or
+    # dropped) is replaced: else every load would find it stale and rebuild it again.
+    stale = folder.exists() and _built(folder) != _built_as(index)
+    if not folder.exists() or stale:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
         try:
@@ -90,8 +101,14 @@ def save_index(index: ContaminationIndex, root: Path) -> Path:
                 "bands": len(index.bands),
                 "canary_lengths": sorted(index.canaries),
                 "item_ids": index.item_ids,
+                "suites": index.suite_names,
+                "semantic_calibration": {k: c.to_dict() for k, c in index.calibration.items()},
+                "embeddings": index.embeddings is not None,
             }
             (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            if stale:
+                old = folder.rename(folder.with_name(f".stale-{folder.name}"))
+                shutil.rmtree(old)
             tmp.rename(folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -128,13 +145,7 @@ def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
             f"{root}: no contamination index yet; add eval items with `tuneloop evalset add`"
         )
     folder = root / "versions" / version[:16]
-    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    if meta.get("format") != FORMAT:
-        raise StaleIndexError(
-            f"{folder}: contamination index format {meta.get('format')} is not the current "
-            f"format {FORMAT} (it lacks the prompt/answer containment units); it is rebuilt "
-            "from the eval store by the next `tuneloop evalset add` or `tuneloop ingest`"
-        )
+    meta = _meta(folder)
     raw = dict(meta["settings"])
     settings = IndexSettings(**{**raw, "canary_patterns": tuple(raw["canary_patterns"])})
     with np.load(folder / "index.npz", allow_pickle=False) as z:
@@ -158,4 +169,50 @@ def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
         },
         embeddings=arrays.get("embeddings"),
         units=_units(arrays, settings, len(meta["item_ids"])),
+        suite_names=list(meta["suites"]),
+        item_suite=arrays["item_suite"],
+        neighbours=arrays.get("neighbours"),
+        calibration={k: SuiteCalibration(**c) for k, c in meta["semantic_calibration"].items()},
     )
+
+
+def _built_as(index: ContaminationIndex) -> tuple[object, ...]:
+    """What, beside the version, tells two builds apart."""
+    settings = json.loads(json.dumps(dataclasses.asdict(index.settings)))  # as meta.json has it
+    return (FORMAT, settings, index.embeddings is not None)
+
+
+def _built(folder: Path) -> tuple[object, ...] | None:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return (meta.get("format"), meta.get("settings"), meta.get("embeddings"))
+
+
+def _meta(folder: Path) -> dict[str, Any]:
+    """A version folder's meta.json, refused with :class:`StaleIndexError` if of another format."""
+    meta: dict[str, Any] = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    found = meta.get("format")
+    if found != FORMAT:
+        lacks = [ADDED[k] for k in sorted(ADDED) if not isinstance(found, int) or found < k]
+        raise StaleIndexError(
+            f"{folder}: contamination index format {found} is not the current format {FORMAT}"
+            f"{' (it lacks ' + ' and '.join(lacks) + ')' if lacks else ''}; it is rebuilt "
+            "from the eval store by the next `tuneloop evalset add` or `tuneloop ingest`"
+        )
+    return meta
+
+
+def read_calibration(root: Path) -> dict[str, SuiteCalibration] | None:
+    """The current index's per-suite semantic calibration (from its meta.json alone), or None
+    when there is no index, it holds no embeddings, or it is of another format."""
+    version = current_version(root)
+    if version is None:
+        return None
+    try:
+        meta = _meta(root / "versions" / version[:16])
+    except StaleIndexError:
+        return None
+    found = meta["semantic_calibration"]
+    return {k: SuiteCalibration(**c) for k, c in found.items()} if found else None

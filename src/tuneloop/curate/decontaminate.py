@@ -38,6 +38,9 @@ class ContaminationBlock:
             "common_items": s.common_items,
             "common_records": s.common_records,
             "semantic": self.checker.embedder is not None,
+            "semantic_thresholds": {  # per suite; None: too templated, the check is off for it
+                suite: c.threshold for suite, c in sorted(self.checker.index.calibration.items())
+            },
         }
 
     def run(self, records: Iterable[Record], log: DropLog) -> Iterator[Record]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuneloop.contamination.persist import read_calibration
 from tuneloop.datasets import DatasetStore
 from tuneloop.demo.generate import GeneratedData
 from tuneloop.evalside.store import EvalStore
@@ -30,9 +31,11 @@ EXPECTED: dict[str, str | tuple[str, ...]] = {
 
 
 def expected_stage(kind: str, semantic: bool = True) -> tuple[str, ...]:
-    """Where a planted problem should end up (paraphrases pass when the semantic check is off)."""
-    if kind == "eval_paraphrase" and not semantic:
-        return ("kept",)
+    """Where a planted problem should end up. Paraphrases pass when the semantic check is off,
+    and may pass when it is on: a reworded support request scores 0.61-0.72 with its source,
+    under any threshold calibrated on templated chats (README, "Contamination index")."""
+    if kind == "eval_paraphrase":
+        return ("contamination:semantic", "kept") if semantic else ("kept",)
     found = EXPECTED.get(kind, "kept")
     return found if isinstance(found, tuple) else (found,)
 
@@ -107,7 +110,8 @@ def collect_outcomes(
     store: DatasetStore,
     version: str,
 ) -> Outcomes:
-    semantic = ws.config.contamination.semantic
+    calibration = read_calibration(ws.index_dir) or {}
+    semantic = any(c.on for c in calibration.values())  # off for suites too templated for it
     out = Outcomes(truth=data.truth, total=len(data.interactions), semantic=semantic)
     if ingest_rejects:
         for row in _read_jsonl(Path(ingest_rejects)):

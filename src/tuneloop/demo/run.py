@@ -44,7 +44,7 @@ def _fresh_workspace(root: Path, semantic: bool) -> Workspace:
     cfg = ws.config_path.read_text().replace("pii_allow = []", 'pii_allow = ["Northwind"]')
     ws.config_path.write_text(cfg)
     if semantic:
-        cfg = ws.config_path.read_text().replace("semantic = false", "semantic = true")
+        cfg = ws.config_path.read_text().replace('semantic = "auto"', "semantic = true")
         ws.config_path.write_text(cfg)
     return Workspace(ws.root)
 
@@ -68,8 +68,8 @@ def run_demo(
     emit: bool = True,
 ) -> dict[str, Any]:
     """The data plane on generated traffic; with ``train``, two cycles of the loop with a
-    server, a canary each and simulated users (see ``demo/loop.py``). ``semantic`` also
-    turns on the embedding paraphrase check."""
+    server, a canary each and simulated users (see ``demo/loop.py``). ``semantic`` turns the
+    embedding paraphrase check on (else it is "auto": on where its extra is installed)."""
     semantic = semantic and _semantic_available()
     ws = _fresh_workspace(root, semantic)
     data = generate(seed, max(20, records // 7), records, datetime(2026, 10, 1, tzinfo=UTC), 42)
@@ -83,7 +83,7 @@ def run_demo(
         f"items → {files['interactions'].parent}")  # fmt: skip
     added = add_file(ws, files["eval"], "task")
     say(f"[bold]2. evalset add[/] {len(added.accepted)} items in suite 'task'; index "
-        f"{added.index_version[:12]} (semantic check: {'on' if semantic else 'off'})")  # fmt: skip
+        f"{added.index_version[:12]}; {added.semantic_line or 'semantic check: off'}")  # fmt: skip
     if train:
         summary = run_loop(ws, data, files, say, as_json)
     else:

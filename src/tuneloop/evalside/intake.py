@@ -3,7 +3,8 @@
 Contamination runs both ways. A new eval item that already appears in the training store (as
 an exact copy, a near copy, an n-gram overlap or a canary) would measure memorization, not
 skill, so it is refused and reported. Accepted items are appended to the eval store, and the
-contamination index is extended with their hashes and moved to the store's new head.
+contamination index is extended with their hashes and moved to the store's new head; the
+semantic check's threshold of the suite that grew is calibrated again (the report carries it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from tuneloop.config import ContaminationConfig
+from tuneloop.contamination.calibration import SuiteCalibration
 from tuneloop.contamination.check import Checker, Embedder
 from tuneloop.contamination.fields import fields_of
 from tuneloop.contamination.index import ContaminationIndex, IndexSettings, build_index
@@ -22,7 +24,7 @@ from tuneloop.contamination.persist import (
     load_index,
     save_index,
 )
-from tuneloop.contamination.semantic import embedder_for
+from tuneloop.contamination.semantic import embedder_for, enabled, item_texts
 from tuneloop.evalside.store import EvalStore
 from tuneloop.records import Record
 from tuneloop.workspace import Workspace
@@ -38,6 +40,7 @@ def index_settings(cfg: ContaminationConfig) -> IndexSettings:
         overlap_n=cfg.overlap_n,
         overlap_min_fraction=cfg.overlap_min_fraction,
         semantic_threshold=cfg.semantic_threshold,
+        semantic_ceiling=cfg.semantic_ceiling,
     )
 
 
@@ -48,6 +51,8 @@ class AddReport:
     refused: list[dict[str, object]] = field(default_factory=list)
     already_present: list[str] = field(default_factory=list)
     index_version: str = ""
+    semantic: SuiteCalibration | None = None  # the suite's calibration; None: no embeddings
+    semantic_line: str = ""  # the same, said in one line
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -56,6 +61,7 @@ class AddReport:
             "refused": self.refused,
             "already_present": len(self.already_present),
             "index_version": self.index_version,
+            "semantic": self.semantic.to_dict() if self.semantic is not None else None,
         }
 
 
@@ -100,7 +106,7 @@ def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
         except StaleIndexError as exc:
             print(f"tuneloop: {exc}; rebuilding it now", file=sys.stderr)
             return rebuild_index(ws, store, settings, embedder_for(cfg))
-        semantic_ok = (index.embeddings is not None) == cfg.semantic or len(index) == 0
+        semantic_ok = (index.embeddings is not None) == enabled(cfg) or len(index) == 0
         if index.settings == settings and index.version == store.version() and semantic_ok:
             return index
     return rebuild_index(ws, store, settings, embedder_for(cfg))
@@ -111,10 +117,11 @@ def rebuild_index(
 ) -> ContaminationIndex:
     items = list(store.iter_items())
     texts = [it.record.content_text for it in items]
-    embeddings = embedder.embed(texts) if embedder is not None and texts else None
     ids = [it.item_id for it in items]
     fields = [fields_of(it.record) for it in items]
-    index = build_index(settings, ids, texts, store.version(), (), embeddings, fields)
+    embeddings = embedder.embed(item_texts(texts, fields)) if embedder and texts else None
+    suites = [it.suite for it in items]
+    index = build_index(settings, ids, texts, store.version(), (), embeddings, fields, suites)
     save_index(index, ws.index_dir)
     return index
 
@@ -140,15 +147,19 @@ def add_eval_items(
         if accepted:
             store.append([(suite, r, w) for r, w in accepted])
             texts = [r.content_text for r, _ in accepted]
-            embedder = embedder_for(cfg)
-            embeddings = embedder.embed(texts) if embedder is not None else None
-            canaries = [(i, c) for i, (r, _) in enumerate(accepted) for c in _registered(cfg, r)]
             fields = [fields_of(r) for r, _ in accepted]
+            embedder = embedder_for(cfg)
+            embeddings = embedder.embed(item_texts(texts, fields)) if embedder else None
+            canaries = [(i, c) for i, (r, _) in enumerate(accepted) for c in _registered(cfg, r)]
             ids = [r.id for r, _ in accepted]
-            index.extend(ids, texts, store.version(), canaries, embeddings, fields)
+            suites = [suite] * len(accepted)
+            index.extend(ids, texts, store.version(), canaries, embeddings, fields, suites)
             save_index(index, ws.index_dir)
         report.accepted = [r.id for r, _ in accepted]
         report.index_version = index.version
+        report.semantic = index.calibration.get(suite)
+        if report.semantic is not None:
+            report.semantic_line = report.semantic.describe(suite, settings.semantic_rule())
     return report
 
 

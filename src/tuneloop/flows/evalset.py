@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneloop.evalside.intake import AddReport, add_eval_items
+from tuneloop.contamination.persist import read_calibration
+from tuneloop.evalside.intake import AddReport, add_eval_items, index_settings
 from tuneloop.evalside.store import EvalStore, VerifyResult
 from tuneloop.gateway import time_window
 from tuneloop.records import read_records
@@ -28,3 +29,13 @@ def verify(ws: Workspace) -> VerifyResult:
 def suites(ws: Workspace) -> dict[str, int]:
     with EvalStore(ws.eval_store_path) as store:
         return store.suites()
+
+
+def semantic_lines(ws: Workspace) -> list[str]:
+    """One line per suite: its semantic threshold, or that the check is off for it (and why);
+    a single line when the index holds no embeddings."""
+    found = read_calibration(ws.index_dir)
+    if found is None:
+        return ["semantic check: off (no embeddings in the index; see `semantic` in tuneloop.toml)"]
+    rule = index_settings(ws.config.contamination).semantic_rule()
+    return [c.describe(suite, rule) for suite, c in sorted(found.items())]

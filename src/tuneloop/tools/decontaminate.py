@@ -12,6 +12,7 @@ from typing import Any
 from tuneloop.contamination.check import Checker, Embedder, strongest
 from tuneloop.contamination.fields import ItemFields, fields_of_obj
 from tuneloop.contamination.index import IndexSettings, build_index
+from tuneloop.contamination.semantic import item_texts
 from tuneloop.errors import InputError
 from tuneloop.jsonl import (
     DEFAULT_MAX_LINE_BYTES,
@@ -33,7 +34,7 @@ class DecontaminateSummary:
     eval_items: int = 0
     threshold: float = 0.8
     ngram: int = 5
-    semantic: bool = False
+    semantic: bool = False  # whether it ran: not for an eval file too templated for it
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def load_eval(
             originals[key] = i
     if not ids:
         raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
-    embeddings = embedder.embed(texts) if embedder is not None else None
+    embeddings = embedder.embed(item_texts(texts, fields)) if embedder is not None else None
     index = build_index(settings, ids, texts, path.name, (), embeddings, fields)
     return Checker(index, embedder), originals
 
@@ -89,7 +90,10 @@ def decontaminate_file(
     settings = IndexSettings(ngram=ngram, threshold=threshold)
     checker, original_ids = load_eval(against, settings, text_field, embedder)
     summary = DecontaminateSummary(
-        eval_items=len(checker.index), threshold=threshold, ngram=ngram, semantic=bool(embedder)
+        eval_items=len(checker.index),
+        threshold=threshold,
+        ngram=ngram,
+        semantic=checker.embedder is not None,
     )
     methods: Counter[str] = Counter()
     with atomic_writer(out_path) as out, atomic_writer(report_path) as report:
