@@ -167,3 +167,11 @@ def test_missing_model_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> N
     finally:
         monkeypatch.delitem(sys.modules, "spacy")
         persons._pipeline.cache_clear()
+
+
+def test_a_full_sentence_cache_still_finds_every_name() -> None:
+    small = PersonDetector(cache_size=2)
+    texts = ["Thanks Xavier, that fixed it!", "Dear Ms. Okafor, your claim was approved."]
+    assert [[f.text for f in fs] for fs in small.find_many(texts)] == [["Xavier"], ["Okafor"]]
+    again = small.find_many([*texts, "Hello, I'm Liwia. I was charged twice."])
+    assert [[f.text for f in fs] for fs in again] == [["Xavier"], ["Okafor"], ["Liwia"]]

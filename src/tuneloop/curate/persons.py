@@ -351,16 +351,23 @@ class PersonDetector:
             for offset, sentence in _sentences(text)
             if self._may_name(sentence)
         ]
-        self._read({sentence for _, _, sentence in pieces if sentence not in self._cache})
+        needed = {sentence for _, _, sentence in pieces}
+        spans = {s: self._cache[s] for s in needed if s in self._cache}
+        spans.update(self._read(needed - spans.keys()))
+        taken = [self._taken(text, found) for text, found in zip(texts, out, strict=True)]
         for i, offset, sentence in pieces:
-            taken = [(f.start, f.end) for f in out[i] if f.kind == "STREET_ADDRESS"]
-            if self._allowed is not None:
-                taken += [(m.start(), m.end()) for m in self._allowed.finditer(texts[i])]
-            for a, b in self._cache[sentence]:
+            for a, b in spans[sentence]:
                 start, end = offset + a, offset + b
-                if not any(s < end and start < e for s, e in taken):
+                if not any(s < end and start < e for s, e in taken[i]):
                     out[i].append(Finding(KIND, start, end, texts[i][start:end]))
         return out
+
+    def _taken(self, text: str, addresses: list[Finding]) -> list[tuple[int, int]]:
+        """Spans no name may overlap: the text's street addresses and allowed words."""
+        taken = [(f.start, f.end) for f in addresses]
+        if self._allowed is not None:
+            taken += [(m.start(), m.end()) for m in self._allowed.finditer(text)]
+        return taken
 
     def _may_name(self, sentence: str) -> bool:
         """A capitalised word after the first, or a first word that is a first name."""
@@ -370,15 +377,19 @@ class PersonDetector:
         first = sentence.lstrip()[: len(words[0])] == words[0]
         return len(words) > 1 or not first or words[0].lower() in self._names
 
-    def _read(self, sentences: set[str]) -> None:
+    def _read(self, sentences: set[str]) -> dict[str, list[tuple[int, int]]]:
+        """Name spans of sentences not seen before, through the model; remembered."""
         if len(self._cache) + len(sentences) > self.cache_size:
             self._cache.clear()
         ordered = sorted(sentences)
+        read = {}
         for sentence, doc in zip(
             ordered, self._nlp.pipe(ordered, batch_size=self.batch_size), strict=True
         ):
             spans = (_trim(sentence, a, b) for a, b in _merged(_spans(doc, self._names)))
-            self._cache[sentence] = [(a, b) for a, b in spans if b > a]
+            read[sentence] = [(a, b) for a, b in spans if b > a]
+        self._cache.update(read)
+        return read
 
 
 _CAPITALISED = re.compile(r"\b[A-ZÀ-ÞĀ-Ž][\w'’-]+")
