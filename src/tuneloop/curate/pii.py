@@ -717,26 +717,27 @@ class PIIRedactBlock(MapBlock):
         if not self.batch_detectors:
             return {}
         per_record = [_texts(r) for r in records]
-        flat = [t for texts in per_record for t in texts]
-        merged: list[list[Finding]] = [[] for _ in flat]
-        for d in self.batch_detectors:
-            for acc, found in zip(merged, d.find_many(flat), strict=True):
-                acc.extend(found)
+        merged = self._find_many([t for texts in per_record for t in texts])
         out, pos = {}, 0
         for r, texts in zip(records, per_record, strict=True):
             out[id(r)] = merged[pos : pos + len(texts)]
             pos += len(texts)
         return out
 
+    def _find_many(self, texts: Sequence[str]) -> list[list[Finding]]:
+        """Every batch detector's findings per text."""
+        merged: list[list[Finding]] = [[] for _ in texts]
+        for d in self.batch_detectors:
+            for acc, found in zip(merged, d.find_many(texts), strict=True):
+                acc.extend(found)
+        return merged
+
     def find(self, record: Record) -> list[list[Finding]]:
         """Findings per text field of ``record``, in :func:`_texts` order."""
         texts = _texts(record)
         before = self._prefetched.pop(id(record), None)
         if before is None:
-            before = [[] for _ in texts]
-            for d in self.batch_detectors:
-                for acc, found in zip(before, d.find_many(texts), strict=True):
-                    acc.extend(found)
+            before = self._find_many(texts)
         return [
             detect(t, self.detectors, self.kinds, prior)
             for t, prior in zip(texts, before, strict=True)
