@@ -124,11 +124,19 @@ def find_bytes(root: Path, wanted: list[bytes]) -> dict[str, int]:
         return {}
     if shutil.which("grep"):
         return _grep(root, wanted)
+    return _scan_in_child(root, wanted, plain=False)
+
+
+def _scan_in_child(root: Path, wanted: list[bytes], plain: bool) -> dict[str, int]:
+    """:func:`_scan` run by ``python -m tuneloop.erasure`` (see :func:`find_bytes` for why)."""
     done = subprocess.run(
-        [sys.executable, "-m", "tuneloop.erasure", str(root)],
+        [sys.executable, "-m", "tuneloop.erasure", *(["--plain"] if plain else []), str(root)],
         input=orjson.dumps([w.decode("latin-1") for w in wanted]),
-        capture_output=True, check=True,
+        capture_output=True, check=not plain,
     )  # fmt: skip
+    if done.returncode != 0:
+        last = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+        raise EncryptionError(f"{root}: the erasure check could not decrypt: {''.join(last)}")
     found: dict[str, int] = orjson.loads(done.stdout)
     return found
 
@@ -150,16 +158,26 @@ def _grep(root: Path, wanted: list[bytes]) -> dict[str, int]:
     return {str(Path(p).relative_to(root)): len(m) for p, m in found.items()}
 
 
-def _scan(root: Path, wanted: list[bytes]) -> dict[str, int]:
+def _scan(root: Path, wanted: list[bytes], plain: bool = False) -> dict[str, int]:
+    """{file: wanted strings in it}: in its bytes, or (``plain``) in what it decrypts to."""
     hits: dict[str, int] = {}
     for path in files_under(root):
         if path.stat().st_size == 0:
             continue
-        with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            count = sum(1 for w in wanted if data.find(w) != -1)
+        count = _count_plain(path, wanted) if plain else _count_raw(path, wanted)
         if count:
             hits[str(path.relative_to(root))] = count
     return hits
+
+
+def _count_raw(path: Path, wanted: list[bytes]) -> int:
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return sum(1 for w in wanted if data.find(w) != -1)
+
+
+def _count_plain(path: Path, wanted: list[bytes]) -> int:
+    data = _plain_contents(path)
+    return 0 if data is None else sum(1 for w in wanted if data.find(w) != -1)
 
 
 def find_plain(root: Path, wanted: list[bytes]) -> dict[str, int]:
@@ -171,23 +189,14 @@ def find_plain(root: Path, wanted: list[bytes]) -> dict[str, int]:
     """
     if not wanted:
         return {}
-    done = subprocess.run(
-        [sys.executable, "-m", "tuneloop.erasure", "--plain", str(root)],
-        input=orjson.dumps([w.decode("latin-1") for w in wanted]),
-        capture_output=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        last = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
-        raise EncryptionError(f"{root}: the erasure check could not decrypt: {''.join(last)}")
-    found: dict[str, int] = orjson.loads(done.stdout)
-    return found
+    return _scan_in_child(root, wanted, plain=True)
 
 
 def _plain_contents(path: Path) -> bytes | None:
     """The decrypted bytes of a sealed file, or the SQL dump of an encrypted store."""
     if sealed_files.sealed(path):
         return sealed_files.read_bytes(path)
-    if path.suffix in (".sqlite", ".db") and not _plain_sqlite(path):
+    if path.suffix in (".sqlite", ".db") and not encrypted_db.is_plain_sqlite(path):
         with contextlib.closing(encrypted_db.connect(path)) as conn:
             return _dump(conn)
     return None
@@ -207,28 +216,7 @@ def _dump(conn: sqlite3.Connection) -> bytes:
     return b"\n".join(parts)
 
 
-def _plain_sqlite(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(16) == b"SQLite format 3\x00"
-
-
-def _scan_plain(root: Path, wanted: list[bytes]) -> dict[str, int]:
-    hits: dict[str, int] = {}
-    for path in files_under(root):
-        if path.stat().st_size == 0:
-            continue
-        data = _plain_contents(path)
-        if data is None:
-            continue
-        count = sum(1 for w in wanted if data.find(w) != -1)
-        if count:
-            hits[str(path.relative_to(root))] = count
-    return hits
-
-
 if __name__ == "__main__":
     _wanted = [w.encode("latin-1") for w in orjson.loads(sys.stdin.buffer.read())]
-    if sys.argv[1] == "--plain":
-        sys.stdout.buffer.write(orjson.dumps(_scan_plain(Path(sys.argv[2]), _wanted)))
-    else:
-        sys.stdout.buffer.write(orjson.dumps(_scan(Path(sys.argv[1]), _wanted)))
+    _plain = sys.argv[1] == "--plain"
+    sys.stdout.buffer.write(orjson.dumps(_scan(Path(sys.argv[-1]), _wanted, plain=_plain)))

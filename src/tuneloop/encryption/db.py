@@ -29,7 +29,8 @@ def _sqlcipher() -> Any:
     return dbapi2
 
 
-def _plain_file(path: Path) -> bool:
+def is_plain_sqlite(path: Path) -> bool:
+    """Whether ``path`` starts with SQLite's own header (an unencrypted database)."""
     try:
         with path.open("rb") as fh:
             head = fh.read(len(_PLAIN_HEADER))
@@ -43,14 +44,14 @@ def connect(path: Path | str, **kwargs: Any) -> sqlite3.Connection:
     path = Path(path)
     keys = key_for(path)
     if keys is None:
-        if path.exists() and path.stat().st_size > 0 and not _plain_file(path):
+        if path.exists() and path.stat().st_size > 0 and not is_plain_sqlite(path):
             raise EncryptionError(
                 f"{path}: is not a plain SQLite database (encrypted?); set [security] "
                 "encryption = true and its key in tuneloop.toml"
             )
         plain: sqlite3.Connection = sqlite3.connect(path, **kwargs)
         return plain
-    if path.exists() and _plain_file(path):
+    if path.exists() and is_plain_sqlite(path):
         raise EncryptionError(
             f"{path}: is a plain SQLite database in an encrypted workspace; export it with "
             "`sqlcipher` (sqlcipher_export) or turn encryption off"
