@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean vllm chromium
+.PHONY: demo test lint typecheck unit bench clean vllm chromium postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) $(VLLM_STAMP) chromium
+unit: $(STAMP) $(VLLM_STAMP) chromium postgres
 	$(BIN)/pytest
+
+# A PostgreSQL server for the store tests: Debian's postgresql (installed when missing, as root
+# with apt), a throwaway cluster in /tmp/tuneloop-pgtest on a Unix socket. Where none can be
+# had, the reason is written there (UNAVAILABLE) and the Postgres variants of the tests skip.
+postgres:
+	@bash tests/postgres_server.sh
 
 # Headless Chromium for the report's page test (Debian's package; needs root and apt). Where it
 # cannot be installed the test says so when it skips.

@@ -19,6 +19,7 @@ NEEDS = {
     "dedup": ["gsm8k/train.jsonl", "mmlu/test", "bbh/boolean_expressions.json", ALPACA, T0],
     "quality": ["gsm8k/train.jsonl", "mmlu/test", "bbh/boolean_expressions.json", ALPACA, T0],
     "pii": ["gsm8k/train.jsonl", "mmlu/test"],
+    "stores": ["gsm8k/train.jsonl"],
     "train": [ALPACA],
     "serve": [ALPACA],
 }

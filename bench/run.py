@@ -4,7 +4,8 @@ Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes 
 TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once), and
 TUNELOOP_BENCH_SKIP_SERVE=1 to skip the serving benchmarks (about ten minutes on two cores);
 TUNELOOP_BENCH_ONLY=serve runs only those, TUNELOOP_BENCH_ONLY=quality only the quality table,
-TUNELOOP_BENCH_ONLY=pii only the names and addresses table.
+TUNELOOP_BENCH_ONLY=pii only the names and addresses table, TUNELOOP_BENCH_ONLY=stores only the
+stores on SQLite and PostgreSQL.
 The public data sets are read from ``--data DIR`` (default ../shared/data); when one is missing
 the run stops at once with one line saying which and how to point at them (exit code 2).
 """
@@ -23,6 +24,7 @@ from bench import (
     pii_names_bench,
     quality_bench,
     serve_bench,
+    store_bench,
     stream_bench,
     train_bench,
 )
@@ -115,6 +117,16 @@ def names_table() -> bool:
     for name, flag in checks.items():
         print(f"- {name}: {_ok(flag)}")
     return all(checks.values())
+
+
+def stores_table() -> bool:
+    rows = store_bench.measure()
+    print(
+        f"\n## The stores on SQLite and PostgreSQL ({store_bench.N_EVAL:,} eval items, "
+        f"{store_bench.N_TRAIN:,} training records, {store_bench.N_SERVE:,} responses)\n"
+    )
+    print("\n".join(store_bench.table(rows)))
+    return True  # a comparison, no target
 
 
 def latency_table() -> bool:
@@ -268,7 +280,7 @@ def _chosen() -> list[str]:
     if only:
         return [only]
     skip = {k for k in ("train", "serve") if os.environ.get(f"TUNELOOP_BENCH_SKIP_{k.upper()}")}
-    return ["dedup", "quality", "pii", *(k for k in ("train", "serve") if k not in skip)]
+    return ["dedup", "quality", "pii", "stores", *(k for k in ("train", "serve") if k not in skip)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if quality_table() else 1
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "pii":
         return 0 if names_table() else 1
-    results = [dedup_table(), quality_table(), names_table(), latency_table()]
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "stores":
+        return 0 if stores_table() else 1
+    results = [dedup_table(), quality_table(), names_table(), latency_table(), stores_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
         results.append(train_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_SERVE"):

@@ -9,6 +9,8 @@ from hypothesis import HealthCheck, settings
 
 from tuneloop.workspace import Workspace, init_workspace
 
+pytest_plugins = ["pgserver"]  # the pg_database fixture: a fresh PostgreSQL database per test
+
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneloop import cli_cycle, cli_serve, render
+from tuneloop import cli_cycle, cli_db, cli_serve, render
 from tuneloop.cli_options import JsonOpt, MaxBytesOpt, TextFieldOpt, WorkspaceOpt
 from tuneloop.errors import TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
@@ -33,6 +33,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(cli_serve.canary_app, name="canary")
 app.add_typer(cli_serve.keys_app, name="keys")
 app.add_typer(cli_cycle.cycle_app, name="cycle")
+app.add_typer(cli_db.db_app, name="db")
 app.command()(cli_cycle.watch)
 app.command()(cli_cycle.forget)
 app.command()(cli_cycle.report)

@@ -100,7 +100,7 @@ def canary_status(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
     state = read_state(ws.serve_dir)
     if state is None:
         raise WorkspaceError("no canary has run in this workspace; `tuneloop canary start V`")
-    log = ServingLog(ws.serving_log_path)
+    log = ServingLog(ws.store("serving", "serve"))
     try:
         judgment = judge_now(state, log, ws.config.serve.canary)
     finally:

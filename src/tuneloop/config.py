@@ -277,6 +277,23 @@ class SecurityConfig(_Section):
     )
 
 
+class StorageConfig(_Section):
+    """Where the stores live (see README, "PostgreSQL")."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    postgres: str = Field(
+        "",
+        description="libpq conninfo of the server and database, without user or password",
+    )
+    role_prefix: str = Field("tuneloop_", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+
+    @model_validator(mode="after")
+    def _server_named(self) -> StorageConfig:
+        if self.backend == "postgres" and not self.postgres.strip():
+            raise ValueError("backend = 'postgres' needs postgres = '<conninfo>'")
+        return self
+
+
 class TuneloopConfig(_Section):
     name: str = "tuneloop"
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
@@ -288,6 +305,7 @@ class TuneloopConfig(_Section):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     cycle: CycleConfig = Field(default_factory=CycleConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
 
 DEFAULT_TOML = """\
@@ -466,6 +484,12 @@ interval_s = 300         # `tuneloop watch`: seconds between checks
 [security]
 encryption = false       # SQLCipher for the stores, AES-256-GCM for files that hold user text
 key = "env:TUNELOOP_KEY" # where the key is: env:VAR | file:PATH | kms:MODULE:NAME; never the key
+
+[storage]
+backend = "sqlite"       # sqlite: files under this workspace | postgres: schemas on a server
+postgres = ""            # e.g. "host=db.internal dbname=tuneloop": no user, no password; each
+                         # stage connects as its own role (`tuneloop db init` makes them)
+role_prefix = "tuneloop_"
 """
 
 

@@ -47,3 +47,7 @@ class PrivacyBudgetError(TuneloopError):
 
 class TrainingGuardError(TuneloopError):
     """A private run whose first step left the adapter unchanged or touched the base model."""
+
+
+class StorageError(TuneloopError):
+    """A store's server cannot be reached, or its role may not do what was asked."""

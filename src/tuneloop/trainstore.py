@@ -1,6 +1,6 @@
 """The training store: every interaction the gateway sent to training, append-only intake.
 
-One SQLite file on the training side (Postgres in production) with:
+One SQLite file on the training side, or the ``train`` schema on a PostgreSQL server, with:
 - ``records``: the raw training records as they arrived (after the contamination check);
 - ``routes``: which side each user / conversation was sent to, so routing stays sticky;
 - ``feedback``: thumbs, ratings and corrections that arrived after their record was stored
@@ -20,10 +20,11 @@ from typing import Any
 
 import orjson
 
-from tuneloop.encryption import db
+from tuneloop import storage
 from tuneloop.erasure import compact
 from tuneloop.gateway import Side
 from tuneloop.records import Record, record_from_obj
+from tuneloop.storage import PgTarget
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -77,12 +78,16 @@ def _now() -> str:
 class TrainStore:
     """Append records and routing decisions; read them back in arrival order."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = db.connect(path, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+    def __init__(self, target: Path | PgTarget) -> None:
+        """``target``: the SQLite file, or the ``train`` schema on a server (made by
+        ``tuneloop db init``, so nothing is created here)."""
+        self.path = target.local if isinstance(target, PgTarget) else target
+        if not isinstance(target, PgTarget):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = storage.connect(target, isolation_level=None, timeout=30)
+        if not storage.is_postgres(self._db):
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -174,11 +179,11 @@ class TrainStore:
                 "SELECT DISTINCT conversation_id FROM records WHERE user_id = ?", (user_id,)
             )
             conversations |= {r[0] for r in found if r[0]}
-        marks = ",".join("?" * len(conversations))
+        marks = ",".join("?" * len(conversations)) or "NULL"
         rows = self._db.execute(
-            f"SELECT seq, id, record_json FROM records WHERE (user_id = ? AND ? IS NOT NULL) "
+            f"SELECT seq, id, record_json FROM records WHERE user_id = ? "  # = NULL: never
             f"OR conversation_id IN ({marks}) ORDER BY seq",
-            (user_id, user_id, *sorted(conversations)),
+            (user_id, *sorted(conversations)),
         ).fetchall()
         return [record_from_obj(orjson.loads(raw), self.path, seq) for seq, _, raw in rows]
 
@@ -203,7 +208,8 @@ class TrainStore:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-        compact(self._db)
+        if not storage.is_postgres(self._db):
+            compact(self._db)  # on a server: VACUUM by the owner (see README, "PostgreSQL")
         return removed
 
     def newest(self, n: int) -> list[Record]:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from tuneloop.config import DEFAULT_TOML, TuneloopConfig, load_config
 from tuneloop.errors import WorkspaceError
+from tuneloop.storage import PgTarget, Role, Store, pg_target
 
 CONFIG_NAME = "tuneloop.toml"
 ENV_VAR = "TUNELOOP_WORKSPACE"
@@ -71,6 +72,20 @@ class Workspace:
     @property
     def serving_log_path(self) -> Path:
         return self.serve_dir / "log.sqlite"
+
+    def has_serving_log(self) -> bool:
+        """Whether a server has logged anything yet (on a server: the schema is always there)."""
+        return self.config.storage.backend == "postgres" or self.serving_log_path.is_file()
+
+    def store(self, name: Store, role: Role) -> Path | PgTarget:
+        """Where ``name`` is, opened by ``role``: the SQLite file, or the store's schema on
+        the server as that role (``[storage] backend = "postgres"``)."""
+        local = {"train": self.train_store_path, "eval": self.eval_store_path,
+                 "serving": self.serving_log_path}[name]  # fmt: skip
+        cfg = self.config.storage
+        if cfg.backend == "sqlite":
+            return local
+        return pg_target(cfg.postgres, cfg.role_prefix, name, role, local)
 
 
 def init_workspace(root: Path, name: str | None = None) -> Workspace:

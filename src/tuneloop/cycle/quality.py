@@ -25,7 +25,7 @@ def production_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
     from tuneloop.serve.log import ServingLog
 
     version = _production(ws)
-    log = ServingLog(ws.serving_log_path)
+    log = ServingLog(ws.store("serving", "train"))
     try:
         rows = [dict(r) for r in log.production_rows(version, now)]
     finally:

@@ -66,7 +66,7 @@ def _take(src: Path, folder: Path) -> Path:
 
 def uncurated_records(ws: Workspace) -> int:
     """Training-store records that no dataset version has seen yet."""
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "gateway")) as store:
         total = store.count()
     store_ds = DatasetStore(ws.datasets_dir)
     latest = store_ds.latest()
@@ -76,16 +76,16 @@ def uncurated_records(ws: Workspace) -> int:
 
 def serving_log_pending(ws: Workspace) -> tuple[int, int]:
     """(responses, feedback rows) the next serving-log ingest would read."""
-    if not (ws.config.cycle.serving_log and ws.serving_log_path.is_file()):
+    if not (ws.config.cycle.serving_log and ws.has_serving_log()):
         return 0, 0
     import time
 
     from tuneloop.flows.serving import FEEDBACK, RESPONSES
     from tuneloop.serve.log import ServingLog
 
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "gateway")) as store:
         seen_r, seen_f = store.cursor(RESPONSES), store.cursor(FEEDBACK)
-    log = ServingLog(ws.serving_log_path)
+    log = ServingLog(ws.store("serving", "gateway"))
     try:
         cutoff = time.time() - ws.config.serve.feedback_window_s
         return log.pending(seen_r, cutoff, seen_f)
@@ -151,7 +151,7 @@ def _ingest_files(ws: Workspace, cycle: Cycle, files: list[dict[str, Any]]) -> l
     for f in files:
         key = FILE_CURSOR + f["sha256"]
         report_path = cycle.ingest_dir / f"file-{f['sha256'][:16]}.json"
-        with TrainStore(ws.train_store_path) as store:
+        with TrainStore(ws.store("train", "gateway")) as store:
             done = store.cursor(key) > 0
         if done and report_path.is_file():
             reports.append(read_json(report_path))
@@ -169,7 +169,7 @@ def _ingest_files(ws: Workspace, cycle: Cycle, files: list[dict[str, Any]]) -> l
 def _ingest_serving(ws: Workspace, cycle: Cycle) -> list[dict[str, Any]]:
     """Every serving-log batch this cycle committed: one per attempt that got past its commit
     (an attempt killed before its commit is redone under the same name)."""
-    if not (ws.config.cycle.serving_log and ws.serving_log_path.is_file()):
+    if not (ws.config.cycle.serving_log and ws.has_serving_log()):
         return []
     from tuneloop.flows.serving import ingest_serving_log
 

@@ -94,15 +94,15 @@ def inbox_records(ws: Workspace) -> list[Record]:
 
 def serving_prompts(ws: Workspace, limit: int) -> list[str]:
     """Prompts of the responses the next serving-log ingest would read (at most ``limit``)."""
-    if not (ws.config.cycle.serving_log and ws.serving_log_path.is_file()):
+    if not (ws.config.cycle.serving_log and ws.has_serving_log()):
         return []
     from tuneloop.flows.serving import RESPONSES
     from tuneloop.serve.log import ServingLog
     from tuneloop.trainstore import TrainStore
 
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "train")) as store:
         seen = store.cursor(RESPONSES)
-    log = ServingLog(ws.serving_log_path)
+    log = ServingLog(ws.store("serving", "train"))
     try:
         rows = log.responses_after(seen, time.time(), limit)
     finally:
@@ -115,7 +115,7 @@ def new_records(ws: Workspace) -> list[Record]:
     """Records in the training store that no dataset version has seen yet (newest last)."""
     from tuneloop.trainstore import TrainStore
 
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "train")) as store:
         return store.newest(stages.uncurated_records(ws))
 
 
@@ -150,7 +150,7 @@ def check_drift(cfg: TriggerConfig, reference: list[str], current: list[str]) ->
 def check_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
     if not cfg.quality:
         return Check("quality", False, "off")
-    if not ws.serving_log_path.is_file():
+    if not ws.has_serving_log():
         return Check("quality", False, "not judged: no serving log yet")
     from tuneloop.cycle.quality import production_quality
 

@@ -166,12 +166,12 @@ def leak_fates(ws: Workspace, cycle_id: str, prefix: str = "leak-") -> dict[str,
             if str(row.get("id", "")).startswith(prefix):
                 key = f"dropped: {row.get('method') or row['reason']}"
                 fates[key] = fates.get(key, 0) + 1
-    with EvalStore(ws.eval_store_path) as estore:
+    with EvalStore(ws.store("eval", "eval")) as estore:
         fates["routed to the eval bucket"] = sum(
             1 for item in estore.iter_items(ws.config.gateway.eval_suite)
             if item.item_id.startswith(prefix)
         )  # fmt: skip
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "train")) as store:
         fates["reached the training store"] = len(store.existing_ids(
             f"{prefix}{k:04d}" for k in range(10_000)))  # fmt: skip
     return fates

@@ -118,7 +118,7 @@ def collect_outcomes(
             label = row.get("method") or row["reason"]
             # Eval-bound records dropped by a curation block count as caught by that block.
             out.outcome[row["id"]] = f"{row.get('block') or row['stage']}:{label}"
-    with EvalStore(ws.eval_store_path) as estore:
+    with EvalStore(ws.store("eval", "eval")) as estore:
         for item in estore.iter_items(suite=ws.config.gateway.eval_suite):
             out.outcome[item.item_id] = "eval_bucket"
     for row in _read_jsonl(store.path(version) / "rejects.jsonl"):

@@ -27,6 +27,7 @@ from tuneloop.contamination.persist import (
 from tuneloop.contamination.semantic import embedder_for, enabled, item_texts
 from tuneloop.evalside.store import EvalStore
 from tuneloop.records import Record
+from tuneloop.storage import Role
 from tuneloop.workspace import Workspace
 
 CHECK_BATCH = 4096
@@ -131,12 +132,16 @@ def add_eval_items(
     items: Sequence[tuple[Record, str | None]],
     suite: str,
     training: Iterable[Record],
+    role: Role = "eval",
 ) -> AddReport:
-    """Check ``items`` against ``training``, append the clean ones, extend the index."""
+    """Check ``items`` against ``training``, append the clean ones, extend the index.
+
+    ``role``: who appends: the evaluator (``evalset add``) or the gateway routing traffic to
+    the eval bucket, which may write eval items but, on a server, never read them back."""
     cfg = ws.config.contamination
     settings = index_settings(cfg)
     report = AddReport(suite=suite)
-    with EvalStore(ws.eval_store_path) as store:
+    with EvalStore(ws.store("eval", role)) as store:
         index = load_or_rebuild(ws, store)
         present = set(index.item_ids)
         fresh = [(r, w) for r, w in items if r.id not in present]

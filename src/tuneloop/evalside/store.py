@@ -43,9 +43,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn
 
+from tuneloop import storage
 from tuneloop.encryption import db as encrypted_db
 from tuneloop.errors import EvalStoreError, InputError
 from tuneloop.records import Record, record_from_obj
+from tuneloop.storage import PgTarget
 
 SCHEMA_VERSION = 2
 ZERO_HASH = "0" * 64
@@ -107,8 +109,9 @@ _SCHEMA = (
     _append_only_trigger("erasures", "DELETE", "erasures is append-only"),
 )
 _ITEM_TRIGGERS = ("items_no_update", "items_no_delete")
-_COLUMNS = (
-    "seq, item_id, suite, record_json, salt, content_hash, window, created_at, prev_hash, row_hash"
+_COLUMNS = (  # "window" is quoted: a reserved word in PostgreSQL
+    'seq, item_id, suite, record_json, salt, content_hash, "window", created_at, prev_hash, '
+    "row_hash"
 )
 
 
@@ -249,16 +252,29 @@ def _item(row: sqlite3.Row) -> EvalItem:
 class EvalStore:
     """The append-only, hash-chained store of evaluation items (evaluator side only)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, target: Path | str | PgTarget) -> None:
+        """``target``: the SQLite file, or the ``evalstore`` schema on a server as one role.
+
+        On a server the schema, triggers and grants are ``tuneloop db init``'s (the roles
+        may not create anything); the roles other than the evaluator's see the chain and the
+        ids, not the text, and a read of the text fails with a one-line StorageError.
+        """
+        self.path = target.local if isinstance(target, PgTarget) else Path(target)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves; sqlite3's implicit
         # transactions would take the write lock too late (after reading the previous hash).
-        self._conn = encrypted_db.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        self._conn.row_factory = encrypted_db.row_factory(self._conn)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed (erasure)
+        if isinstance(target, PgTarget):
+            self._conn = storage.connect(target)
+            self._pg = True
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = storage.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            self._conn.row_factory = encrypted_db.row_factory(self._conn)
+            self._pg = False
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA secure_delete=ON")  # freed pages are zeroed (erasure)
+        # SQLite's tables have rowid; the server's have a seq column for the same order.
+        self._order = "seq" if self._pg else "rowid"
         self._init_schema()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -290,6 +306,11 @@ class EvalStore:
 
     def _init_schema(self) -> None:
         """Create the tables and triggers (idempotent, so reopening re-arms dropped triggers)."""
+        if self._pg:
+            query = "SELECT value FROM schema_meta WHERE key = 'schema_version'"
+            row = self._conn.execute(query).fetchone()
+            self._check_version(row["value"] if row else "(none: run `tuneloop db init`)")
+            return
         with self._write() as conn:
             conn.execute(_SCHEMA[0])
             before = conn.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'")
@@ -304,6 +325,9 @@ class EvalStore:
             found = conn.execute(
                 "SELECT value FROM schema_meta WHERE key = 'schema_version'"
             ).fetchone()["value"]
+        self._check_version(found)
+
+    def _check_version(self, found: str) -> None:
         if found != str(SCHEMA_VERSION):
             raise EvalStoreError(
                 f"{self.path}: eval store schema version {found}, this tuneloop reads "
@@ -347,7 +371,7 @@ class EvalStore:
                    prev, digest)  # fmt: skip
             try:
                 conn.execute(f"INSERT INTO items({_COLUMNS}) VALUES ({', '.join('?' * 10)})", row)
-            except encrypted_db.integrity_errors() as exc:
+            except storage.integrity_errors() as exc:
                 if "item_id" not in str(exc):
                     raise
                 where = "twice in this batch" if p.item_id in seen else "already in the store"
@@ -427,7 +451,8 @@ class EvalStore:
         The contamination index and dataset certificates are keyed by it, so an index that
         still holds an erased item's hashes is seen to be stale and rebuilt.
         """
-        erased = [r[0] for r in self._conn.execute("SELECT item_id FROM erasures ORDER BY rowid")]
+        query = f"SELECT item_id FROM erasures ORDER BY {self._order}"
+        erased = [r[0] for r in self._conn.execute(query)]
         head = self.head()
         if not erased:
             return head
@@ -438,7 +463,10 @@ class EvalStore:
         where, args = [], []
         for field_name, value in (("user_id", user_id), ("conversation_id", conversation_id)):
             if value is not None:
-                where.append(f"json_extract(record_json, '$.{field_name}') = ?")
+                where.append(
+                    f"(record_json::jsonb ->> '{field_name}') = ?" if self._pg
+                    else f"json_extract(record_json, '$.{field_name}') = ?"
+                )  # fmt: skip
                 args.append(value)
         if not where:
             return []
@@ -478,11 +506,17 @@ class EvalStore:
 
     def erased(self) -> list[tuple[str, str, str]]:
         """(item id, when, request id) of every erasure, oldest first."""
-        rows = self._conn.execute("SELECT item_id, erased_at, request_id FROM erasures")
+        rows = self._conn.execute(
+            f"SELECT item_id, erased_at, request_id FROM erasures ORDER BY {self._order}"
+        )
         return [tuple(r) for r in rows]
 
     def compact(self) -> None:
-        """Rewrite the file and empty the write-ahead log: no freed page keeps old text."""
+        """Rewrite the file and empty the write-ahead log: no freed page keeps old text.
+
+        On a server this is the owner's ``VACUUM FULL`` (see README, "PostgreSQL")."""
+        if self._pg:
+            return
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._conn.execute("VACUUM")
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -495,7 +529,7 @@ class EvalStore:
     def audit(self) -> list[RefusedWrite]:
         """Every write refused through this API, oldest first."""
         rows = self._conn.execute(
-            "SELECT at, operation, detail FROM refused_writes ORDER BY rowid"
+            f"SELECT at, operation, detail FROM refused_writes ORDER BY {self._order}"
         ).fetchall()
         return [RefusedWrite(row["at"], row["operation"], row["detail"]) for row in rows]
 
@@ -528,7 +562,13 @@ class EvalStore:
         return VerifyResult(True, rows)
 
     def _has_trigger(self, name: str) -> bool:
-        query = "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?"
+        query = (
+            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'evalstore' "
+            "AND c.relname = 'items' AND t.tgenabled <> 'D' AND t.tgname = ?"
+            if self._pg
+            else "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?"
+        )
         return self._conn.execute(query, (name,)).fetchone() is not None
 
 

@@ -37,11 +37,11 @@ def curate(ws: Workspace) -> CurateReport:
     """Build a dataset version from everything in the training store."""
     start = time.perf_counter()
     cfg = ws.config  # a bad tuneloop.toml is reported before any store is opened
-    with EvalStore(ws.eval_store_path) as estore:
+    with EvalStore(ws.store("eval", "train")) as estore:
         index = load_or_rebuild(ws, estore)
     embedder = embedder_for(cfg.contamination)
     blocks = build_pipeline(cfg.curate, Checker(index, embedder))
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "train")) as store:
         records = list(store.iter_records())
     result = run_pipeline(blocks, records)
     decon = next(b for b in blocks if isinstance(b, ContaminationBlock))

@@ -17,17 +17,17 @@ def add_file(ws: Workspace, path: Path, suite: str) -> AddReport:
     """Add the items of a JSONL file to ``suite``, refusing those found in training data."""
     size = ws.config.gateway.window
     items = [(rec, time_window(rec.created_at, size)) for _, rec in read_records(path)]
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "eval")) as store:
         return add_eval_items(ws, items, suite, store.iter_records())
 
 
 def verify(ws: Workspace) -> VerifyResult:
-    with EvalStore(ws.eval_store_path) as store:
+    with EvalStore(ws.store("eval", "eval")) as store:
         return store.verify()
 
 
 def suites(ws: Workspace) -> dict[str, int]:
-    with EvalStore(ws.eval_store_path) as store:
+    with EvalStore(ws.store("eval", "eval")) as store:
         return store.suites()
 
 

@@ -83,7 +83,7 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
     evaluator = Evaluator(model, tokenizer, name, ws.eval_dir / "cache", cfg.max_new_tokens,
                           cfg.batch_size, fingerprint, prompt)  # fmt: skip
     try:
-        with EvalStore(ws.eval_store_path) as store:
+        with EvalStore(ws.store("eval", "eval")) as store:
             index_version = store.version()
             suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite)
         for suite in _suites(cfg):

@@ -71,21 +71,21 @@ def _eval_items(store: EvalStore, user: str | None, conversations: set[str]) -> 
 
 
 def find(ws: Workspace, user: str | None, conversation: str | None) -> Found:
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "erasure")) as store:
         train = store.subject_records(user, conversation)
     conversations = {conversation} if conversation else set()
     conversations |= {r.conversation_id for r in train if r.conversation_id}
-    with EvalStore(ws.eval_store_path) as estore:
+    with EvalStore(ws.store("eval", "erasure")) as estore:
         items = _eval_items(estore, user, conversations)
     conversations |= {r.conversation_id for r in items.values() if r.conversation_id}
     texts = [t for r in (*train, *items.values()) for t in _texts(r)]
     subject = Subject(frozenset({user} if user else ()), frozenset(conversations),
                       frozenset(r.id for r in train))  # fmt: skip
     shared = _others_texts(ws, subject, set(items))
-    if ws.serving_log_path.is_file():
+    if ws.has_serving_log():
         from tuneloop.serve.log import ServingLog
 
-        log = ServingLog(ws.serving_log_path)
+        log = ServingLog(ws.store("serving", "erasure"))
         try:
             texts += log.texts_of([user] if user else [], sorted(conversations))
             shared |= log.texts_except([user] if user else [], sorted(conversations))
@@ -99,10 +99,10 @@ def _others_texts(ws: Workspace, subject: Subject, eval_ids: set[str]) -> set[st
     records and eval items (a templated message many users sent), and the workspace's own
     configuration (a system prompt every client sends)."""
     shared: set[str] = set()
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "erasure")) as store:
         shared.update(t for r in store.iter_records() if not subject.owns(r.to_dict())
                       for t in _texts(r))  # fmt: skip
-    with EvalStore(ws.eval_store_path) as estore:
+    with EvalStore(ws.store("eval", "erasure")) as estore:
         shared.update(t for i in estore.iter_items() if i.item_id not in eval_ids
                       for t in _texts(i.record))  # fmt: skip
     return shared
@@ -137,16 +137,16 @@ def _remove(ws: Workspace, found: Found, request_id: str) -> dict[str, Any]:
     subject, removed = found.subject, dict[str, Any]()
     keys = [f"user:{u}" for u in subject.users]
     keys += [f"conversation:{c}" for c in subject.conversations]
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "erasure")) as store:
         removed["train_store"] = store.erase(found.train_ids, keys)
-    with EvalStore(ws.eval_store_path) as estore:
+    with EvalStore(ws.store("eval", "erasure")) as estore:
         removed["eval_store"] = {"items": estore.erase(found.eval_ids, request_id)}
         load_or_rebuild(ws, estore)  # the index without the erased items
     removed["index_versions_deleted"] = prune_versions(ws.index_dir)
-    if ws.serving_log_path.is_file():
+    if ws.has_serving_log():
         from tuneloop.serve.log import ServingLog
 
-        log = ServingLog(ws.serving_log_path)
+        log = ServingLog(ws.store("serving", "erasure"))
         try:
             removed["serving_log"] = log.erase(sorted(subject.users), sorted(subject.conversations))
         finally:

@@ -30,7 +30,7 @@ def policy_from(ws: Workspace) -> GatePolicy:
 
 def reverify_dataset(ws: Workspace, dataset: str) -> int:
     """How many of the dataset's records match the *current* eval set."""
-    with EvalStore(ws.eval_store_path) as store:
+    with EvalStore(ws.store("eval", "eval")) as store:
         index = load_or_rebuild(ws, store)
     records = DatasetStore(ws.datasets_dir).load(dataset)
     found = Checker(index).check_batch([r.content_text for r in records])
@@ -60,7 +60,7 @@ def run_gate(ws: Workspace, candidate: str, promote: bool = False) -> GateRun:
         base_report, _ = evaluate(ws, "base")  # answers cached per item: new items only
     dataset = cand.lineage.dataset_version
     certificate = DatasetStore(ws.datasets_dir).show(dataset).get("contamination_certificate")
-    with EvalStore(ws.eval_store_path) as store:
+    with EvalStore(ws.store("eval", "eval")) as store:
         current = store.version()
     decision: GateDecision = decide(
         cand_report, inc_report, policy, certificate, current,

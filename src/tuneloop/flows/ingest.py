@@ -110,7 +110,7 @@ def _curate_eval(ws: Workspace, plan: _Plan) -> None:
 
 
 def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Record]:
-    with EvalStore(ws.eval_store_path) as estore:
+    with EvalStore(ws.store("eval", "gateway")) as estore:
         index = load_index_for(ws, estore)
     report.index_version = index.version
     embedder = embedder_for(ws.config.contamination)
@@ -164,14 +164,14 @@ def ingest_records(
     batch = extras.batch or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     ws.config  # noqa: B018 - a bad tuneloop.toml is reported before any store is opened
     report = IngestReport(file=source, batch=batch, records=len(records))
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "gateway")) as store:
         plan = _route_all(ws, records, store)
         plan.rejects += extras.rejects
         report.routed.update(train=len(plan.train), eval=len(plan.eval))
         _curate_eval(ws, plan)
         if plan.eval:
             added = add_eval_items(
-                ws, plan.eval, ws.config.gateway.eval_suite, store.iter_records()
+                ws, plan.eval, ws.config.gateway.eval_suite, store.iter_records(), "gateway"
             )
             by_id = {r.id: r for r, _ in plan.eval}
             for hit in added.refused:

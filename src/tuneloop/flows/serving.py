@@ -88,12 +88,12 @@ def ingest_serving_log(
     rerun after a crash before the commit starts from the same cursors and rewrites the same
     rejects file and report (in ``report_dir``), a later run gets names of its own.
     """
-    if not ws.serving_log_path.is_file():
+    if not ws.has_serving_log():
         raise WorkspaceError(f"{ws.serving_log_path}: no serving log yet; run `tuneloop serve`")
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "gateway")) as store:
         seen_r, seen_f = store.cursor(RESPONSES), store.cursor(FEEDBACK)
     cutoff = (time.time() if now is None else now) - ws.config.serve.feedback_window_s
-    log = ServingLog(ws.serving_log_path)
+    log = ServingLog(ws.store("serving", "gateway"))
     try:
         new_feedback = _all(log.feedback_after, seen_f)  # first: later rows wait for next time
         top_f = max((int(f["seq"]) for f in new_feedback), default=seen_f)
@@ -125,7 +125,7 @@ def _late(
     ws: Workspace, late: list[dict[str, Any]]
 ) -> tuple[list[LateFeedback], list[dict[str, Any]]]:
     """Late feedback for records in the training store is applied; the rest is refused, with why."""
-    with TrainStore(ws.train_store_path) as store:
+    with TrainStore(ws.store("train", "gateway")) as store:
         present = store.existing_ids(f["response_id"] for f in late)
     apply, refuse = [], []
     for f in late:

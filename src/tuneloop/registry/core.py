@@ -39,6 +39,7 @@ from tuneloop.registry.manifest import (
     combined_sha256,
     verify_manifest,
 )
+from tuneloop.storage import registry_uri
 
 PRODUCTION, PREVIOUS, CANARY = "production", "previous", "canary"
 ARTIFACT_DIR = "adapter"
@@ -90,9 +91,20 @@ class Registry:
 
     @classmethod
     def for_workspace(cls, root: Path) -> Registry:
-        root = root.resolve()
+        """The workspace's registry: ``mlflow.db`` beside it, or MLflow's tables on the
+        stores' PostgreSQL server (schema ``mlflow``, as the registry role)."""
+        from tuneloop.workspace import Workspace
+
+        ws = Workspace(root.resolve())
+        root = ws.root
+        cfg = ws.config.storage if ws.config_path.is_file() else None
+        uri = (
+            registry_uri(cfg.postgres, cfg.role_prefix)
+            if cfg is not None and cfg.backend == "postgres"
+            else f"sqlite:///{root}/mlflow.db"
+        )
         return cls(
-            f"sqlite:///{root}/mlflow.db",
+            uri,
             artifact_root=root / "artifacts",
             audit_path=root / "registry-audit.jsonl",
         )

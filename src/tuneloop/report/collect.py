@@ -149,11 +149,11 @@ def _canaries(ws: Workspace, audit: list[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def _canary_rows(ws: Workspace, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
-    if not ws.serving_log_path.is_file():
+    if not ws.has_serving_log():
         return {}
     from tuneloop.serve.log import ServingLog
 
-    log = ServingLog(ws.serving_log_path)
+    log = ServingLog(ws.store("serving", "eval"))
     try:
         return {cid: [dict(r) for r in log.canary_rows(cid)] for cid in ids}
     finally:

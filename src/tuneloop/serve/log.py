@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop import storage
 from tuneloop.encryption import db as encrypted_db
 from tuneloop.encryption import files as sealed_files
 from tuneloop.erasure import compact
+from tuneloop.storage import PgTarget
 
 APPEND_ONLY = "the serving log is append-only"
 SCHEMA = (
@@ -134,9 +136,11 @@ class FeedbackRow:
     received_at: str = field(default_factory=now_iso)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = encrypted_db.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+def _connect(target: Path | PgTarget) -> sqlite3.Connection:
+    if isinstance(target, PgTarget):
+        return storage.connect(target)  # thread-safe: psycopg serializes its connection
+    target.parent.mkdir(parents=True, exist_ok=True)
+    db = storage.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
     db.row_factory = encrypted_db.row_factory(db)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
@@ -159,16 +163,23 @@ def _response_values(row: ResponseRow) -> dict[str, Any]:
 class ServingLog:
     """Reads and writes; ``writer()`` starts the background thread the server appends through."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db = _connect(path)
+    def __init__(self, target: Path | PgTarget) -> None:
+        """``target``: the SQLite file, or the ``serving`` schema on a server (whose tables,
+        triggers and grants ``tuneloop db init`` made)."""
+        self.path = target.local if isinstance(target, PgTarget) else target
+        self._db = _connect(target)
+        self._pg = storage.is_postgres(self._db)
+        if not self._pg:
+            self._create()
+        self._lock = threading.Lock()
+
+    def _create(self) -> None:
         for statement in SCHEMA:
             self._db.execute(statement)
         for table in ERASED:  # logs written before erasure existed get the column
             if "erased_at" not in {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN erased_at TEXT")
             _erasure_only_trigger(self._db, table)
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._db.close()
@@ -319,7 +330,8 @@ class ServingLog:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-            compact(self._db)
+            if not self._pg:
+                compact(self._db)  # on a server: VACUUM by the owner (README, "PostgreSQL")
         return counts
 
     def writer(self) -> LogWriter:
@@ -378,9 +390,10 @@ class LogWriter:
             try:
                 self.log.append(batch)
                 return
-            except encrypted_db.errors():
+            except storage.db_errors():
                 self.errors += 1
                 time.sleep(0.2 * 2**attempt)
+        self.fallback.parent.mkdir(parents=True, exist_ok=True)
         with self.fallback.open("a", encoding="utf-8") as fh:
             for row in batch:
                 kind = "response" if isinstance(row, ResponseRow) else "feedback"

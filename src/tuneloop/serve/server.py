@@ -86,4 +86,5 @@ def services_for(ws: Workspace, backend: Backend, base_sha256: str | None) -> Se
         base_sha256,
         watch=(ws.root / "registry-audit.jsonl",),
         report_root=ws.root,
+        log_target=ws.store("serving", "serve"),
     )

@@ -17,6 +17,7 @@ from tuneloop.serve.generation import Backend
 from tuneloop.serve.log import LogWriter, ServingLog
 from tuneloop.serve.metrics import Metrics
 from tuneloop.serve.router import Router
+from tuneloop.storage import PgTarget
 
 
 class RecentResponses:
@@ -66,8 +67,9 @@ def build_services(
     base_sha256: str | None,
     watch: tuple[Path, ...] = (),
     report_root: Path | None = None,
+    log_target: Path | PgTarget | None = None,
 ) -> Services:
-    log = ServingLog(serve_dir / "log.sqlite")
+    log = ServingLog(log_target or serve_dir / "log.sqlite")
     return Services(
         cfg=cfg,
         backend=backend,

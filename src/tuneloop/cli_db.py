@@ -1,0 +1,40 @@
+"""``tuneloop db``: set up the PostgreSQL production store (roles, schemas, grants)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tuneloop import render
+from tuneloop.cli_options import WorkspaceOpt
+from tuneloop.errors import ConfigError
+from tuneloop.workspace import find_workspace
+
+db_app = typer.Typer(help="The PostgreSQL store: roles, schemas and grants.")
+
+
+@db_app.command("init")
+def init(
+    admin: Annotated[
+        str,
+        typer.Option(
+            "--admin",
+            help="libpq conninfo of an administrator (CREATEROLE, owner of the database); "
+            "the password from ~/.pgpass or PGPASSWORD",
+        ),
+    ],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Create the stage roles, the stores' schemas, their triggers and grants (idempotent)."""
+    from tuneloop.storage.setup import init_database
+
+    ws = find_workspace(workspace)
+    cfg = ws.config.storage
+    if cfg.backend != "postgres":
+        raise ConfigError(
+            f"{ws.config_path}: [storage] backend is {cfg.backend!r}; set backend = "
+            "'postgres' and postgres = '<conninfo>' first"
+        )
+    roles = init_database(admin, cfg.role_prefix)
+    render.out.print(f"roles {', '.join(roles)}: schemas train, evalstore, serving, mlflow ready")
