@@ -22,6 +22,7 @@ NEEDS = {
     "stores": ["gsm8k/train.jsonl"],
     "train": [ALPACA],
     "serve": [ALPACA],
+    "privacy": [ALPACA],
 }
 
 

@@ -5,7 +5,9 @@ TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 
 TUNELOOP_BENCH_SKIP_SERVE=1 to skip the serving benchmarks (about ten minutes on two cores);
 TUNELOOP_BENCH_ONLY=serve runs only those, TUNELOOP_BENCH_ONLY=quality only the quality table,
 TUNELOOP_BENCH_ONLY=pii only the names and addresses table, TUNELOOP_BENCH_ONLY=stores only the
-stores on SQLite and PostgreSQL.
+stores on SQLite and PostgreSQL, TUNELOOP_BENCH_ONLY=privacy only DP training (ε = 8 vs non-private,
+canary exposure) and federated vs centralized training (about 30 minutes together;
+TUNELOOP_BENCH_SKIP_PRIVACY=1 leaves them out of the full run).
 The public data sets are read from ``--data DIR`` (default ../shared/data); when one is missing
 the run stops at once with one line saying which and how to point at them (exit code 2).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -127,6 +130,25 @@ def stores_table() -> bool:
     )
     print("\n".join(store_bench.table(rows)))
     return True  # a comparison, no target
+
+
+# The privacy benchmarks train SmolLM2 several times each; they print their own tables.
+PRIVACY_RUNS = (
+    ("Differentially private training (SmolLM2, Alpaca, one user per record)",
+     ["bench.dp_bench"]),
+    ("Federated vs centralized LoRA (SmolLM2, Alpaca split among three sites)",
+     ["bench.federated_bench", "--rounds", "2", "--local-steps", "2", "--records", "120",
+      "--val", "32"]),
+)  # fmt: skip
+
+
+def privacy_tables() -> bool:
+    ok = True
+    for title, module in PRIVACY_RUNS:
+        print(f"\n## {title}\n", flush=True)
+        done = subprocess.run([sys.executable, "-m", *module], check=False)
+        ok = ok and done.returncode == 0
+    return ok
 
 
 def latency_table() -> bool:
@@ -279,8 +301,9 @@ def _chosen() -> list[str]:
     only = os.environ.get("TUNELOOP_BENCH_ONLY")
     if only:
         return [only]
-    skip = {k for k in ("train", "serve") if os.environ.get(f"TUNELOOP_BENCH_SKIP_{k.upper()}")}
-    return ["dedup", "quality", "pii", "stores", *(k for k in ("train", "serve") if k not in skip)]
+    optional = ("train", "serve", "privacy")
+    skip = {k for k in optional if os.environ.get(f"TUNELOOP_BENCH_SKIP_{k.upper()}")}
+    return ["dedup", "quality", "pii", "stores", *(k for k in optional if k not in skip)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,11 +323,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if names_table() else 1
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "stores":
         return 0 if stores_table() else 1
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "privacy":
+        return 0 if privacy_tables() else 1
     results = [dedup_table(), quality_table(), names_table(), latency_table(), stores_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
         results.append(train_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_SERVE"):
         results += [throughput_table(), promotion_table(), canary_table()]
+    if not os.environ.get("TUNELOOP_BENCH_SKIP_PRIVACY"):
+        results.append(privacy_tables())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_STREAM"):
         results.append(stream_table())
     return 0 if all(results) else 1

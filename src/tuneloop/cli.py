@@ -460,6 +460,33 @@ def experiment_leak(
     run_leak(root, records=records, as_json=json, max_train=max_train, epochs=epochs)
 
 
+@app.command()
+def federated(
+    site: Annotated[list[Path], typer.Option("--site", help="a site's workspace (repeat)")],
+    rounds: Annotated[int, typer.Option(min=1, help="federated rounds")] = 3,
+    local_steps: Annotated[int, typer.Option("--local-steps", min=1)] = 10,
+    aggregation: Annotated[str, typer.Option(help="ffa (exact) or naive (A, B averaged)")] = "ffa",
+    clip: Annotated[float | None, typer.Option(help="clip each site's update to this L2")] = None,
+    noise: Annotated[float, typer.Option(help="Gaussian noise multiplier (× clip)")] = 0.0,
+    workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Train one adapter across site workspaces; gate every round; register those that pass."""
+    from tuneloop.federated.privacy import UpdatePrivacy
+    from tuneloop.flows.federated import federated as run
+
+    ws, privacy = find_workspace(workspace), UpdatePrivacy(clip, noise)
+    with render.working(f"federated training over {len(site)} sites", json):
+        report = run(ws, site, rounds, local_steps, aggregation, privacy)
+    if json:
+        render.emit_json(report.to_dict())
+        return
+    for r in report.rounds:
+        where = f"registered as version {r['version']}" if r["version"] else "not registered"
+        render.out.print(f"round {r['round']}: gate {r['decision']}, {where} "
+                         f"(sites' validation loss {r['site_val_loss']:.3f})")  # fmt: skip
+
+
 app.command()(cli_serve.serve)
 
 
