@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.datasets import INDEX_VERSION_KEY
-from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
 from tuneloop.evalside.report import EvalReport
 from tuneloop.evalside.store import EvalStore
-from tuneloop.evalside.suites import budget
 from tuneloop.federated.wire import SiteReport
-from tuneloop.flows.evaluate import _probe, _suites, evaluate, report_path
+from tuneloop.flows.evaluate import evaluate, evaluate_model
 from tuneloop.flows.gate import policy_from
 from tuneloop.flows.register import production_version, registry_for
 from tuneloop.gate import decide
@@ -47,39 +45,7 @@ def evaluate_folder(
     ws: Workspace, name: str, adapter: Path, cutoff: str | None
 ) -> tuple[EvalReport, Path]:
     """Score an unregistered adapter folder the way ``tuneloop evaluate`` scores a version."""
-    cfg = ws.config.evaluate
-    model, tokenizer, fingerprint = load_model_for_eval(base_folder(ws.config.train.base), adapter)
-    prompt = (
-        ws.config.curate.system_prompt
-        if cfg.task_system_prompt is None
-        else (cfg.task_system_prompt or None)
-    )
-    evaluator = Evaluator(
-        model,
-        tokenizer,
-        name,
-        ws.eval_dir / "cache",
-        cfg.max_new_tokens,
-        cfg.batch_size,
-        fingerprint,
-        prompt,
-    )
-    try:
-        with EvalStore(ws.eval_store_path) as store:
-            index_version = store.version()
-            suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite)
-        for suite in _suites(cfg):
-            limit = None if suite.kind == "forgetting" else cfg.max_items_per_suite
-            suites[suite.name] = evaluator.score_items(
-                suite.name, suite.kind, budget(suite.items, limit)
-            )
-        report = evaluator.build_report(name, suites, index_version, _probe(suites, cutoff))
-    finally:
-        evaluator.close()
-    path = report_path(ws, name, index_version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    report.save(path)
-    return report, path
+    return evaluate_model(ws, name, base_folder(ws.config.train.base), adapter, cutoff)
 
 
 def certificate_of(reports: Sequence[SiteReport], checked: str) -> dict[str, Any]:
@@ -111,7 +77,7 @@ def gate_round(
     base_report = None
     if policy.forgetting_reference == "base" and incumbent != "base":
         base_report, _ = evaluate(ws, "base")
-    with EvalStore(ws.eval_store_path) as store:
+    with EvalStore(ws.store("eval", "eval")) as store:
         current = store.version()
     matches = sum(r.contaminated for r in reports)
     decision = decide(

@@ -75,8 +75,19 @@ def report_path(ws: Workspace, name: str, index_version: str) -> Path:
 
 def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
     """Score one model on the store's task suites, forgetting and safety; save the report."""
-    cfg = ws.config.evaluate
     name, base, adapter, dataset = _resolve_model(ws, ref)
+    report, path = evaluate_model(ws, name, base, adapter, cutoff_window(ws, dataset))
+    if adapter is not None:
+        registry_for(ws).attach_eval_report(name.removeprefix("v"), path)
+    return report, path
+
+
+def evaluate_model(
+    ws: Workspace, name: str, base: str, adapter: Path | None, cutoff: str | None
+) -> tuple[EvalReport, Path]:
+    """Score a base model (with an adapter folder, registered or not) as the evaluator role;
+    ``cutoff``: the training data's newest window, for the memorization probe."""
+    cfg = ws.config.evaluate
     model, tokenizer, fingerprint = load_model_for_eval(base, adapter)
     prompt = ws.config.curate.system_prompt if cfg.task_system_prompt is None else (
         cfg.task_system_prompt or None)  # fmt: skip
@@ -91,15 +102,12 @@ def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
             limit = None if suite.kind == "forgetting" else cfg.max_items_per_suite
             items = budget(suite.items, limit)
             suites[suite.name] = evaluator.score_items(suite.name, suite.kind, items)
-        memorization = _probe(suites, cutoff_window(ws, dataset))
-        report = evaluator.build_report(name, suites, index_version, memorization)
+        report = evaluator.build_report(name, suites, index_version, _probe(suites, cutoff))
     finally:
         evaluator.close()
     path = report_path(ws, name, index_version)
     path.parent.mkdir(parents=True, exist_ok=True)
     report.save(path)
-    if adapter is not None:
-        registry_for(ws).attach_eval_report(name.removeprefix("v"), path)
     return report, path
 
 

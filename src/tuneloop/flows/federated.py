@@ -108,7 +108,7 @@ def run_id_for(
 
 def eval_index(ws: Workspace) -> str:
     """Make sure the aggregator's current eval index is on disk (the sites check against it)."""
-    with EvalStore(ws.eval_store_path) as store:
+    with EvalStore(ws.store("eval", "eval")) as store:
         load_or_rebuild(ws, store)
         return store.version()
 
