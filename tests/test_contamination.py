@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tuneloop.contamination.check import Checker, Match, strongest
+from tuneloop.contamination.check import Checker, Match, kept_gram_counts, strongest
 from tuneloop.contamination.index import IndexSettings, build_index
 from tuneloop.contamination.persist import current_version, load_index, save_index
 
@@ -158,3 +158,31 @@ def test_real_embedder_catches_a_reworded_benchmark_question() -> None:
     assert [(m.eval_id, m.method) for m in found[0]] == [("q1", "semantic")]
     assert found[0][0].score >= 0.9
     assert found[1] == []
+
+
+@pytest.mark.parametrize(
+    ("keys", "items", "common", "expected"),
+    [
+        ([1, 1, 1, 2, 3], [0, 1, 2, 0, 1], 2, [1, 1, 0]),  # gram 1 is in 3 items: a template
+        ([1, 1, 1, 2, 3], [0, 1, 2, 0, 1], 3, [2, 2, 1]),
+        ([], [], 10, [0, 0]),
+    ],
+)
+def test_kept_gram_counts_leave_templates_out(
+    keys: list[int], items: list[int], common: int, expected: list[int]
+) -> None:
+    got = kept_gram_counts(np.array(keys, dtype=np.uint64), np.array(items, dtype=np.int64),
+                           len(expected), common)  # fmt: skip
+    assert got.tolist() == expected
+
+
+def test_a_template_shared_by_many_items_is_no_evidence() -> None:
+    """Twelve eval items open with the same 40-word notice: a record holding only the notice
+    covers 85% of each item's 13-grams, yet it leaks none of them; a real copy still matches."""
+    notice = sentence(40)
+    evals = {f"t{i}": f"{notice} {sentence(5)}" for i in range(12)}
+    checker = Checker(build_index(IndexSettings(), list(evals), list(evals.values()), "v"))
+    assert checker.common_gram_items < len(evals)
+    assert not [m for m in checker.check(f"{sentence(20)} {notice}") if m.method == "ngram"]
+    pasted = f"{sentence(200)} {evals['t3']} {sentence(200)}"
+    assert {(m.eval_id, m.method) for m in checker.check(pasted)} >= {("t3", "ngram")}

@@ -49,12 +49,21 @@ def _band_candidates(
 
 @njit(cache=True, nogil=True)
 def _gram_hits(
-    grams: np.ndarray, gram_keys: np.ndarray, gram_dir: np.ndarray, gram_items: np.ndarray
+    grams: np.ndarray,
+    gram_keys: np.ndarray,
+    gram_dir: np.ndarray,
+    gram_items: np.ndarray,
+    max_items: int,
 ) -> np.ndarray:
+    """The item of every (gram, item) posting of these grams, sorted; a gram posted for more
+    than ``max_items`` items is skipped (its run in the sorted keys is longer than that)."""
     hits = []
+    n = gram_keys.shape[0]
     for g in range(grams.shape[0]):
         p = radix_find(gram_keys, gram_dir, RADIX_BITS, grams[g])
-        while p >= 0 and p < gram_keys.shape[0] and gram_keys[p] == grams[g]:
+        if p < 0 or (p + max_items < n and gram_keys[p + max_items] == grams[g]):
+            continue
+        while p < n and gram_keys[p] == grams[g]:
             hits.append(gram_items[p])
             p += 1
     out = np.empty(len(hits), dtype=np.int64)
@@ -83,6 +92,7 @@ def check_one(
     gram_dir: np.ndarray,
     gram_items: np.ndarray,
     gram_counts: np.ndarray,
+    common_items: int,
     min_fraction: float,
     out_item: np.ndarray,
     out_method: np.ndarray,
@@ -106,13 +116,15 @@ def check_one(
                     k += 1
     count = shingles_of(buf, start, end, overlap_n, table, scratch)
     if count > 0 and gram_keys.shape[0] > 0:
-        hits = _gram_hits(distinct_sorted(scratch[:count]), gram_keys, gram_dir, gram_items)
+        grams = distinct_sorted(scratch[:count])
+        hits = _gram_hits(grams, gram_keys, gram_dir, gram_items, common_items)
         s = 0
         while s < hits.shape[0]:
             e = s
             while e < hits.shape[0] and hits[e] == hits[s]:
                 e += 1
-            cover = (e - s) / gram_counts[hits[s]]
+            kept = gram_counts[hits[s]]  # the item's grams that are not templates
+            cover = (e - s) / kept if kept > 0 else 0.0
             if cover >= min_fraction and k < cap:
                 out_item[k], out_method[k], out_score[k] = hits[s], NGRAM, cover
                 k += 1
@@ -139,6 +151,7 @@ def check_many(
     gram_dir: np.ndarray,
     gram_items: np.ndarray,
     gram_counts: np.ndarray,
+    common_items: int,
     min_fraction: float,
     cap: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -152,7 +165,7 @@ def check_many(
         counts[d] = check_one(
             buf, offsets[d], offsets[d + 1], table, ngram, a, b, rows, band_keys, band_items,
             set_values, set_offsets, threshold, overlap_n, gram_keys, gram_dir, gram_items,
-            gram_counts, min_fraction, items[d], methods[d], scores[d],
+            gram_counts, common_items, min_fraction, items[d], methods[d], scores[d],
         )  # fmt: skip
     return counts, items, methods, scores
 
@@ -315,7 +328,7 @@ def contains_one(
     if count == 0 or gram_keys.shape[0] == 0:
         return 0
     mine = distinct_sorted(scratch[:count])
-    hits = _gram_hits(mine, gram_keys, gram_dir, gram_units)
+    hits = _gram_hits(mine, gram_keys, gram_dir, gram_units, gram_keys.shape[0])
     k = 0
     e = 0
     while e < hits.shape[0] and k < cap:
