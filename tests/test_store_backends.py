@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -372,3 +373,19 @@ def test_db_init_on_a_sqlite_workspace_says_what_to_set(tmp_path: Path) -> None:
     done = tuneloop_cli("db", "init", "--admin", "dbname=postgres", cwd=ws.root)
     assert done.returncode == 2 and "backend = 'postgres'" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_only_the_evaluator_rebuilds_a_stale_index_on_postgres(
+    pg_database: str, tmp_path: Path
+) -> None:
+    ws = _on_postgres(tmp_path / "ws", pg_database)
+    evals = [{"id": f"e{i}", "text": _question(2000 + i)} for i in range(3)]
+    add_file(ws, _jsonl(tmp_path / "eval.jsonl", evals), "task")
+    rows = [{"id": f"t{i}", "user_id": f"u{i}", "text": _question(i)} for i in range(6)]
+    ingest_file(ws, _jsonl(tmp_path / "in.jsonl", rows))
+    shutil.rmtree(ws.index_dir)  # lost: the training side cannot rebuild it from hashes
+    with pytest.raises(StorageError, match=r"tuneloop_train.*only the evaluator may rebuild"):
+        curate(ws)
+    listed = tuneloop_cli("evalset", "list", cwd=ws.root)
+    assert listed.returncode == 0, listed.stderr
+    assert curate(ws).records_in > 0

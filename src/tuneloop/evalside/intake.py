@@ -25,6 +25,7 @@ from tuneloop.contamination.persist import (
     save_index,
 )
 from tuneloop.contamination.semantic import embedder_for, enabled, item_texts
+from tuneloop.errors import StorageError
 from tuneloop.evalside.store import EvalStore
 from tuneloop.records import Record
 from tuneloop.storage import Role
@@ -116,7 +117,13 @@ def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
 def rebuild_index(
     ws: Workspace, store: EvalStore, settings: IndexSettings, embedder: Embedder | None = None
 ) -> ContaminationIndex:
-    items = list(store.iter_items())
+    try:
+        items = list(store.iter_items())
+    except StorageError as exc:  # a server role that may not read eval text
+        raise StorageError(
+            f"{exc}: the contamination index is out of date (the eval set changed) and only "
+            "the evaluator may rebuild it: run `tuneloop evalset list` with its role"
+        ) from None
     texts = [it.record.content_text for it in items]
     ids = [it.item_id for it in items]
     fields = [fields_of(it.record) for it in items]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tuneloop.contamination.persist import read_calibration
-from tuneloop.evalside.intake import AddReport, add_eval_items, index_settings
+from tuneloop.evalside.intake import AddReport, add_eval_items, index_settings, load_or_rebuild
 from tuneloop.evalside.store import EvalStore, VerifyResult
 from tuneloop.gateway import time_window
 from tuneloop.records import read_records
@@ -33,7 +33,9 @@ def suites(ws: Workspace) -> dict[str, int]:
 
 def semantic_lines(ws: Workspace) -> list[str]:
     """One line per suite: its semantic threshold, or that the check is off for it (and why);
-    a single line when the index holds no embeddings."""
+    a single line when the index holds no embeddings. Brings the index up to date first."""
+    with EvalStore(ws.store("eval", "eval")) as store:
+        load_or_rebuild(ws, store)  # as the evaluator: the one role that may rebuild it
     found = read_calibration(ws.index_dir)
     if found is None:
         return ["semantic check: off (no embeddings in the index; see `semantic` in tuneloop.toml)"]
