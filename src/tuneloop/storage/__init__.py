@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote, urlencode
 
-from tuneloop.storage.pg import PgConnection, PgTarget, is_postgres
+from tuneloop.storage.target import PgTarget
 
 Store = Literal["train", "eval", "serving"]
 Role = Literal["gateway", "train", "eval", "serve", "erasure"]
@@ -25,7 +25,6 @@ SCHEMAS: dict[str, str] = {"train": "train", "eval": "evalstore", "serving": "se
 __all__ = [
     "ROLES",
     "SCHEMAS",
-    "PgConnection",
     "PgTarget",
     "Role",
     "Store",
@@ -63,11 +62,18 @@ def registry_uri(base: str, prefix: str) -> str:
     return f"postgresql+psycopg://{user}@/{quote(dbname)}?{urlencode(params)}"
 
 
+def is_postgres(conn: object) -> bool:
+    """Whether a store's connection is a server connection (not embedded SQLite)."""
+    return bool(getattr(conn, "server_side", False))
+
+
 def connect(target: Path | PgTarget, **sqlite_kwargs: Any) -> sqlite3.Connection:
     """Open a store: a SQLite file (through SQLCipher where the workspace is encrypted) or,
     for a :class:`PgTarget`, a server connection that implements the part of
     ``sqlite3.Connection`` the stores use (see ``pg.py``)."""
     if isinstance(target, PgTarget):
+        from tuneloop.storage.pg import PgConnection
+
         return cast(sqlite3.Connection, PgConnection(target))
     from tuneloop.encryption import db
 

@@ -20,9 +20,7 @@ import re
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -30,17 +28,7 @@ import psycopg.errors
 from psycopg.rows import RowMaker
 
 from tuneloop.errors import StorageError
-
-
-@dataclass(frozen=True, slots=True)
-class PgTarget:
-    """Where a store lives on a server: conninfo (with the role), its schema, and the local
-    path the embedded store would have (for names in messages and for fallback files)."""
-
-    conninfo: str
-    schema: str
-    role: str
-    local: Path
+from tuneloop.storage.target import PgTarget
 
 
 class Row(tuple[Any, ...]):
@@ -136,6 +124,8 @@ class PgCursor:
 class PgConnection:
     """One autocommit connection as a store's role, with ``search_path`` set to its schema."""
 
+    server_side = True  # what storage.is_postgres looks for (without importing psycopg)
+
     def __init__(self, target: PgTarget) -> None:
         self.target = target
         self.lock_key = zlib.crc32(f"tuneloop.{target.schema}".encode()) - 2**31
@@ -177,8 +167,3 @@ class PgConnection:
 
     def close(self) -> None:
         self.raw.close()
-
-
-def is_postgres(conn: object) -> bool:
-    """Whether a store's connection is a server connection (not embedded SQLite)."""
-    return isinstance(conn, PgConnection)
