@@ -38,11 +38,14 @@ def _ensure_template() -> None:
     from tuneloop.storage.setup import init_database
 
     with psycopg.connect(admin_conninfo(), autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (_TEMPLATE,))
-        if found.fetchone() is not None:
-            return
-        conn.execute(f"CREATE DATABASE {_TEMPLATE}")
-    init_database(admin_conninfo(_TEMPLATE), PREFIX)
+        conn.execute("SELECT pg_advisory_lock(7321)")  # test processes running side by side
+        try:
+            found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (_TEMPLATE,))
+            if found.fetchone() is None:
+                conn.execute(f"CREATE DATABASE {_TEMPLATE}")
+                init_database(admin_conninfo(_TEMPLATE), PREFIX)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(7321)")
 
 
 def fresh_database() -> str:

