@@ -31,9 +31,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Two workers, a test file each: most tests wait on subprocesses, servers and databases, so two
-# halve the wall time on two cores (the files share nothing but the PostgreSQL server).
+# halve the wall time on two cores (the files share nothing but the PostgreSQL server). Tests
+# marked `alone` judge live latency (the canary) and run afterwards, by themselves.
 unit: $(STAMP) $(VLLM_STAMP) chromium postgres
-	$(BIN)/pytest -n 2 --dist loadfile
+	$(BIN)/pytest -n 2 --dist loadfile -m "not alone"
+	$(BIN)/pytest -m alone
 
 # A PostgreSQL server for the store tests: Debian's postgresql (installed when missing, as root
 # with apt), a throwaway cluster in /tmp/tuneloop-pgtest on a Unix socket. Where none can be

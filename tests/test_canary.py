@@ -23,6 +23,9 @@ from tuneloop.serve.router import BASE_TARGET, CanaryRoute, Router, ServingState
 from liveserver import live_server, register_adapter, serve_workspace, tiny_adapter, wait_for
 from tiny import build_tiny_model
 
+# The live canaries compare the arms' latency: another test's load would skew it.
+pytestmark = pytest.mark.alone
+
 CFG = CanaryConfig(min_requests=30, min_feedback=20, require_feedback=True)
 
 
