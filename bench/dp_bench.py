@@ -147,14 +147,18 @@ def train_one(
     return trainer.model, info
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    if args.tiny:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from tiny import build_tiny_model
+def base_model(tiny: bool, out: Path) -> Path:
+    """SmolLM2 (the offline default), or with ``tiny`` a tiny random Llama for a smoke test."""
+    if not tiny:
+        return Path(fetch_default())
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from tiny import build_tiny_model
 
-        base = build_tiny_model(OUT / "tiny-model")
-    else:
-        base = fetch_default()
+    return Path(build_tiny_model(out / "tiny-model"))
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    base = base_model(args.tiny, OUT)
     _, tok, _ = load_base(str(base))
     planted = canaries(args.canaries, args.repeats)
     records = alpaca(args.records) + [r for _, _, recs in planted for r in recs]

@@ -22,7 +22,6 @@ import itertools
 import json
 import random
 import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -38,13 +37,12 @@ from tuneloop.federated.factors import (
 from tuneloop.federated.server import fresh_adapter
 from tuneloop.federated.site import local_round
 from tuneloop.model.base import load_base
-from tuneloop.model.fetch import fetch_default
 from tuneloop.records import Record
 from tuneloop.train.data import Row, single_rows, tokenize
 from tuneloop.train.loop import TrainSettings
 from tuneloop.train.lora import LoraSettings
 
-from bench.dp_bench import alpaca, eval_loss
+from bench.dp_bench import alpaca, base_model, eval_loss
 
 OUT = Path("bench/out/federated")
 
@@ -114,13 +112,7 @@ def loss_of(model: Any, pad: int, val: list[Row], arrays: Arrays) -> float:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    if args.tiny:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from tiny import build_tiny_model
-
-        base = build_tiny_model(OUT / "tiny-model")
-    else:
-        base = fetch_default()
+    base = base_model(args.tiny, OUT)
     shutil.rmtree(OUT / "ffa", ignore_errors=True)
     shutil.rmtree(OUT / "naive", ignore_errors=True)
     model, tok, _ = load_base(str(base))
