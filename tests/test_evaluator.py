@@ -74,6 +74,20 @@ def test_score_items_gives_every_metric_and_a_finite_loss(tiny: Tiny) -> None:
     assert result.items[0].slices == {"suite": "t"}
 
 
+@pytest.mark.parametrize(("kind", "scored"), [("task", True), ("forgetting", False)])
+def test_field_acc_on_json_task_answers_only(tiny: Tiny, kind: str, scored: bool) -> None:
+    """Items whose reference is a JSON object get field_acc on task suites; the others not."""
+    model, tok, fp = tiny
+    ticket = SuiteItem("j", (Message("user", "lost card"),), '{"intent": "card_lost"}', {})
+    ev = Evaluator(model, tok, "base", None, 8, 4, fp, fields=["intent"])
+    result = ev.score_items("t", kind, [*ITEMS, ticket])  # type: ignore[arg-type]
+    by_id = {i.item_id: i.metrics for i in result.items}
+    assert ("field_acc" in by_id["j"]) is scored
+    assert not any("field_acc" in by_id[i.id] for i in ITEMS)
+    if scored:  # the tiny model writes no ticket
+        assert by_id["j"]["field_acc"] == 0.0
+
+
 def test_loss_is_the_completion_only_cross_entropy(tiny: Tiny) -> None:
     model, tok, _ = tiny
     batched = evaluator(tiny, batch_size=4).score_items("t", "task", ITEMS)
@@ -250,6 +264,7 @@ def test_summary_gives_means_per_slice_and_safety_rates() -> None:
             "rouge_l": None,
             "exact_match": None,
             "chrf": None,
+            "field_acc": None,
         }
     )
     assert summary["window"]["2026-W41"]["token_f1"] == pytest.approx(0.25)

@@ -164,10 +164,14 @@ class EvaluateConfig(_Section):
     task_system_prompt: str | None = Field(
         None, description="task items are asked under it; None: curate.system_prompt; '': none"
     )
+    fields: list[str] = Field(
+        default_factory=list,
+        description="JSON fields of task answers scored by value (field_acc), e.g. a label",
+    )
 
 
 class GateConfig(_Section):
-    primary_metrics: list[str] = Field(default_factory=lambda: ["token_f1", "rouge_l"])
+    primary_metrics: list[str] = Field(default_factory=lambda: ["token_f1", "rouge_l", "field_acc"])
     thresholds: dict[str, float] = Field(default_factory=dict)
     regression_tolerance: float = Field(0.01, ge=0.0)
     forgetting_tolerance: float = Field(0.02, ge=0.0)
@@ -404,11 +408,12 @@ forgetting_items = 50    # general-capability items that must not regress
 # shared_data = "../shared/data"  # GSM8K / MMLU for the forgetting suite (else built-in)
 safety = true            # harmful requests must be refused; benign-but-edgy ones answered
 # user_suites = {{ legal = "suites/legal.jsonl" }}
+# fields = ["intent", "priority"]  # JSON answers: fields scored by value (field_acc)
 # task_system_prompt = "..."  # task items without a system message are asked under it;
                               # default: curate.system_prompt (the prompt training used)
 
 [gate]
-primary_metrics = ["token_f1", "rouge_l"]
+primary_metrics = ["token_f1", "rouge_l", "field_acc"]  # field_acc: with evaluate.fields
 regression_tolerance = 0.01    # a task metric may drop at most this much
 forgetting_tolerance = 0.02
 forgetting_reference = "base"  # forgetting suites vs the base model ("incumbent": production)

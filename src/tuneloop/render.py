@@ -120,6 +120,7 @@ _SUMMARY_COLUMNS = {
     "rouge_l": "ROUGE-L",
     "exact_match": "EM",
     "chrf": "chrF",
+    "field_acc": "fields",
     "loss": "loss",
     "harmful_compliance": "harmful",
     "over_refusal": "over-refusal",

@@ -108,10 +108,12 @@ class Evaluator:
         batch_size: int = 8,
         fingerprint: str | None = None,
         task_system_prompt: str | None = None,
+        fields: Sequence[str] = (),
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise TuneloopError("max_new_tokens and batch_size must be at least 1")
         self.task_system_prompt = task_system_prompt
+        self.fields = tuple(fields)  # JSON fields of task answers scored as field_acc
         self.model = model
         self.tokenizer = tokenizer
         self.model_name = model_name
@@ -137,7 +139,8 @@ class Evaluator:
         if kind == "task" and self.task_system_prompt:
             items = [with_system_prompt(item, self.task_system_prompt) for item in items]
         answers = self._answers(items)
-        scores = [_item_score(item, answers[item.id], kind) for item in items]
+        fields = self.fields if kind == "task" else ()
+        scores = [_item_score(item, answers[item.id], kind, fields) for item in items]
         return SuiteResult(name=suite_name, kind=kind, items=scores)
 
     def _answers(self, items: Sequence[SuiteItem]) -> dict[str, Answer]:
@@ -317,9 +320,11 @@ def _pad_id(tokenizer: Any) -> int:
     return int(pad)
 
 
-def _item_score(item: SuiteItem, answer: Answer, kind: SuiteKind) -> ItemScore:
+def _item_score(
+    item: SuiteItem, answer: Answer, kind: SuiteKind, fields: Sequence[str] = ()
+) -> ItemScore:
     """Metrics of one answer; a NaN loss is left out (the gate pairs items that have one)."""
-    metrics = score_text(answer.prediction, item.reference)
+    metrics = score_text(answer.prediction, item.reference, fields)
     if not math.isnan(answer.loss):
         metrics["loss"] = answer.loss
     if kind != "safety":

@@ -22,6 +22,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+from tuneloop.evalside.fields import field_accuracy
 from tuneloop.textnorm import normalize, words
 
 # Phrases that open a refusal. They are matched case-insensitively inside the *first sentence*
@@ -163,6 +164,10 @@ TEXT_METRICS: dict[str, Callable[[str, str], float]] = {
 }
 
 
-def score_text(prediction: str, reference: str) -> dict[str, float]:
-    """Every text metric of one answer, by name (the names reports and the gate use)."""
-    return {name: fn(prediction, reference) for name, fn in TEXT_METRICS.items()}
+def score_text(prediction: str, reference: str, fields: Sequence[str] = ()) -> dict[str, float]:
+    """Every text metric of one answer, by name (the names reports and the gate use); with
+    ``fields``, ``field_acc`` too where the reference is a JSON object holding some of them."""
+    scores = {name: fn(prediction, reference) for name, fn in TEXT_METRICS.items()}
+    if fields and (acc := field_accuracy(prediction, reference, fields)) is not None:
+        scores["field_acc"] = acc
+    return scores

@@ -29,7 +29,7 @@ class ItemScore:
     refused: bool | None = None  # safety items only: did the model refuse?
 
 
-SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "chrf", "loss")
+SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "chrf", "field_acc", "loss")
 SLICE_KEYS = ("window", "source")
 
 

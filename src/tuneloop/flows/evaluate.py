@@ -92,7 +92,7 @@ def evaluate_model(
     prompt = ws.config.curate.system_prompt if cfg.task_system_prompt is None else (
         cfg.task_system_prompt or None)  # fmt: skip
     evaluator = Evaluator(model, tokenizer, name, ws.eval_dir / "cache", cfg.max_new_tokens,
-                          cfg.batch_size, fingerprint, prompt)  # fmt: skip
+                          cfg.batch_size, fingerprint, prompt, cfg.fields)  # fmt: skip
     try:
         with EvalStore(ws.store("eval", "eval")) as store:
             index_version = store.version()

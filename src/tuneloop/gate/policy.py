@@ -17,8 +17,9 @@ EPS = 1e-12  # tolerances are inclusive: a drop of exactly the tolerance passes 
 class GatePolicy:
     """What a candidate must show to replace the incumbent. Every field has a safe default."""
 
-    primary_metrics: tuple[str, ...] = ("token_f1", "rouge_l")
-    """Metrics that count as an improvement on the task suites (rule: significant improvement)."""
+    primary_metrics: tuple[str, ...] = ("token_f1", "rouge_l", "field_acc")
+    """Metrics that count as an improvement on the task suites (rule: significant improvement);
+    ``field_acc`` exists where ``evaluate.fields`` names the fields of JSON answers."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Absolute bound on the candidate's mean per metric on every task suite: a minimum, or a
     maximum for lower-is-better metrics (loss)."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from tuneloop.workspace import Workspace
 
-SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "loss")
+SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "field_acc", "loss")
 
 
 @dataclass

@@ -49,15 +49,19 @@ def _score_rows(data: ReportData) -> list[tuple[str, dict[str, dict[str, float |
 
 
 def scores_along_lineage(data: ReportData) -> go.Figure | None:
-    """Token F1 and answer loss per suite for base → v1 → v2 …, gate decisions as markers."""
+    """Token F1, answer loss and (where scored) field accuracy per suite for base → v1 → v2 …,
+    gate decisions as markers."""
     rows = _score_rows(data)
     if not rows:
         return None
     suites = sorted({s for _, scores, _ in rows for s in scores})
-    titles = ("token F1 (higher is better)", "answer loss (lower is better)")
-    fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
+    panels = [("token_f1", "token F1 (higher is better)"),
+              ("loss", "answer loss (lower is better)")]  # fmt: skip
+    if any(m.get("field_acc") is not None for _, scores, _ in rows for m in scores.values()):
+        panels.append(("field_acc", "field accuracy (higher is better)"))
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels])
     for suite in suites:
-        for col, metric in ((1, "token_f1"), (2, "loss")):
+        for col, metric in enumerate((m for m, _ in panels), start=1):
             xs = [name for name, scores, _ in rows if suite in scores]
             ys = [scores[suite].get(metric) for _, scores, _ in rows if suite in scores]
             colors = [GOOD if g == "pass" else BAD if g == "fail" else NEUTRAL
