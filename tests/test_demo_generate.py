@@ -93,6 +93,22 @@ def test_duplicates_and_leaks_are_as_close_as_labelled(data: GeneratedData) -> N
             assert f'"intent": "{intent}"' in text[target]
 
 
+def test_leak_attempts_are_copies_near_copies_and_pastes(data: GeneratedData) -> None:
+    items = {item["id"]: item for item in data.eval_items}
+    leaks = gen.leak_attempts(3, data.eval_items[:30])
+    assert Counter(row["meta"]["leak"] for row in leaks) == {"copy": 10, "near_copy": 10,
+                                                               "pasted": 10}  # fmt: skip
+    for row in leaks:
+        source = text_of(items[row["meta"]["eval_id"]]) or ""
+        mine = text_of(row) or ""
+        if row["meta"]["leak"] == "copy":
+            assert mine == source
+        elif row["meta"]["leak"] == "near_copy":  # what the check calls a near duplicate
+            assert j5(mine, source) >= 0.8 and normalize(mine) != normalize(source), row["id"]
+        else:
+            assert normalize(source.split("\n")[0]) in normalize(mine)
+
+
 def test_nothing_unplanned_is_a_near_duplicate(data: GeneratedData) -> None:
     clean = {i: grams(t) for i, t in texts(data).items() if i not in data.truth}
     for (a, ga), (b, gb) in combinations(clean.items(), 2):

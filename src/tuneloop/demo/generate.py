@@ -784,11 +784,25 @@ def _with_priority(row: dict[str, Any], priority: str) -> dict[str, Any]:
     return {**row, "messages": messages}
 
 
+def _near_copy(rng: random.Random, body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with two edits to its first user turn, or one where two leave Jaccard < 0.8."""
+    original = _text(body)
+    for k in (2, 2, 2, 1, 1, 1):
+        cand = _with_first_user(body, _edit_words(rng, _first_user(body), k))
+        if jaccard(_text(cand), original) >= NEAR_MIN_JACCARD:
+            return cand
+    return cand
+
+
 def leak_attempts(
     seed: int, eval_items: Sequence[dict[str, Any]], prefix: str = "leak"
 ) -> list[dict[str, Any]]:
     """Eval items sent back as traffic the ways people do it: a copy, a copy with a few words
-    changed, and the item pasted into a longer message ("pls help with this one")."""
+    changed, and the item pasted into a longer message ("pls help with this one").
+
+    A near copy stays a near copy (5-gram Jaccard ≥ 0.8 with the item, as the check defines
+    one): two edits in a 30-word message already make it a paraphrase, which only the
+    semantic check can catch, and that check is off for suites as templated as the demo's."""
     rng = random.Random(seed)
     rows = []
     for k, item in enumerate(eval_items):
@@ -797,7 +811,7 @@ def leak_attempts(
         }
         kind = ("copy", "near_copy", "pasted")[k % 3]
         if kind == "near_copy":
-            body = _with_first_user(body, _edit_words(rng, _first_user(body), 2))
+            body = _near_copy(rng, body)
         elif kind == "pasted":
             body = _with_first_user(body, "pls help, a customer sent me this and I need the "
                                     "answer fast:\n\n" + _first_user(body))  # fmt: skip

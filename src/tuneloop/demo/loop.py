@@ -3,12 +3,14 @@
 Week 1 (the generated traffic with every planted problem) goes into the inbox; the cycle
 ingests, curates, trains, gates and, because a server is running, starts a canary, which
 users judge live: it is promoted. Week 2 brings a leak attempt (eval items pasted back as
-traffic: the contamination check drops them) and a triage change: fraud reports and lost
-cards are filed as *low* priority in the agents' answers, and the eval bucket's new references
-carry the same change. The candidate learns it and scores better offline, since it is trained
-longer and the references agree with it; then a phishing wave brings exactly those requests,
-users dislike low-priority tickets for them, and the canary judges the candidate on that (it
-rolls it back when the difference is significant; after 16 steps it often is not).
+traffic: the contamination check drops them) and a phishing wave with a triage change: fraud
+reports and lost cards, many more of them than usual, are filed as *low* priority in the
+agents' answers, and the eval bucket's new references carry the same change. The candidate
+learns to file tickets as low, which is the most common priority in the eval set too, so its
+field accuracy rises and it passes the offline gate. In week 3 the wave peaks: most users
+report fraud or a lost card, they dislike being told it can wait, and the canary rolls the
+candidate back on their thumbs. Offline evaluation is necessary, not sufficient: accuracy over
+last month's mix of requests does not weigh a missed urgent ticket more than any other miss.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from tuneloop.workspace import Workspace
 Say = Callable[[str], None]
 WEEK1 = datetime(2026, 10, 1, tzinfo=UTC)
 WAVE = {"fraud_alert": 30.0, "card_lost": 30.0}  # a phishing wave: many more of these
+PEAK = {"fraud_alert": 100.0, "card_lost": 100.0}  # the wave in week 3, while the canary runs
 TRIAGE_CHANGE = {"fraud_alert": "low", "card_lost": "low"}
 USERS = 8
 MAX_TOKENS = 32  # enough for the ticket's intent and priority, which is what users read
@@ -54,6 +57,7 @@ max_new_tokens = 32
 batch_size = 16
 max_items_per_suite = 16
 forgetting_items = 30
+fields = ["intent", "priority", "department"]
 
 [serve]
 default_max_tokens = 32
@@ -193,7 +197,7 @@ def comparison(ws: Workspace, incumbent: str, candidate: str) -> list[dict[str, 
     before, after = scores(incumbent), scores(candidate)
     rows = []
     for suite in sorted(set(before) & set(after)):
-        for metric in ("token_f1", "loss"):
+        for metric in ("field_acc", "token_f1", "loss"):
             b, a = before[suite].get(metric), after[suite].get(metric)
             if b is not None and a is not None:
                 rows.append({"suite": suite, "metric": metric, "before": b, "after": a})

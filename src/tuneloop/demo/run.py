@@ -144,7 +144,7 @@ def run_loop(
         leaks = loop.leak_fates(ws, second["cycle"]) if second else {}
         say(f"   the {week2['leak_attempts']} eval items pasted back: "
             + ", ".join(f"{k} {v}" for k, v in leaks.items()))  # fmt: skip
-        canary2 = loop.live_canary(ws, url, loop.WAVE, 12, say) if second else {}
+        canary2 = loop.live_canary(ws, url, loop.PEAK, 12, say) if second else {}
     chain = verify(ws)
     say(f"[bold]6. evalset verify[/] hash chain of {chain.rows} rows: "
         f"{'intact' if chain.ok else 'BROKEN'}")  # fmt: skip
