@@ -3,14 +3,14 @@
 Week 1 (the generated traffic with every planted problem) goes into the inbox; the cycle
 ingests, curates, trains, gates and, because a server is running, starts a canary, which
 users judge live: it is promoted. Week 2 brings a leak attempt (eval items pasted back as
-traffic: the contamination check drops them) and a phishing wave with a triage change: fraud
-reports and lost cards, many more of them than usual, are filed as *low* priority in the
-agents' answers, and the eval bucket's new references carry the same change. The candidate
-learns to file tickets as low, which is the most common priority in the eval set too, so its
-field accuracy rises and it passes the offline gate. In week 3 the wave peaks: most users
-report fraud or a lost card, they dislike being told it can wait, and the canary rolls the
-candidate back on their thumbs. Offline evaluation is necessary, not sufficient: accuracy over
-last month's mix of requests does not weigh a missed urgent ticket more than any other miss.
+traffic: the contamination check drops them) and a fault in the agents' triage tool: every
+ticket of the week is filed as *low* priority, in the answers the model learns from and in the
+eval bucket's new references alike. The candidate learns to file tickets as low. Offline that
+costs it nothing: low is the most common priority in the eval set, and the new references
+agree, so it passes the gate. In week 3 a phishing wave brings mostly fraud reports and lost
+cards; those users are told their problem can wait, they give a thumbs-down, and the canary
+rolls the candidate back. Offline evaluation is necessary, not sufficient: accuracy over last
+month's mix of requests weighs a missed urgent ticket like any other miss.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ from tuneloop.workspace import Workspace
 
 Say = Callable[[str], None]
 WEEK1 = datetime(2026, 10, 1, tzinfo=UTC)
-WAVE = {"fraud_alert": 30.0, "card_lost": 30.0}  # a phishing wave: many more of these
-PEAK = {"fraud_alert": 100.0, "card_lost": 100.0}  # the wave in week 3, while the canary runs
-TRIAGE_CHANGE = {"fraud_alert": "low", "card_lost": "low"}
+PEAK = {"fraud_alert": 100.0, "card_lost": 100.0}  # week 3's phishing wave, while the canary runs
+TRIAGE_FAULT = {intent.name: "low" for intent in tpl.INTENTS}  # week 2: every ticket low
 USERS = 8
 MAX_TOKENS = 32  # enough for the ticket's intent and priority, which is what users read
 
@@ -111,9 +110,10 @@ def server(ws: Workspace) -> Iterator[str]:
 
 
 def week_two(ws: Workspace, eval_items: list[dict[str, Any]], n: int) -> dict[str, Any]:
-    """Week 2's traffic: the wave with the triage change, plus eval items pasted back."""
+    """Week 2's traffic: the usual mix filed by the faulty triage tool, plus eval items pasted
+    back."""
     start = WEEK1 + timedelta(days=14)
-    rows = clean_traffic(7, n, start, prefix="w2", weights=WAVE, priorities=TRIAGE_CHANGE)
+    rows = clean_traffic(7, n, start, prefix="w2", priorities=TRIAGE_FAULT)
     leaks = leak_attempts(7, eval_items[:24])
     for leak in leaks:
         leak["created_at"] = (start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
