@@ -22,3 +22,17 @@ def test_demo_refuses_to_wipe_a_folder_it_did_not_create(tmp_path: Path) -> None
     (tmp_path / "precious").mkdir()
     with pytest.raises(WorkspaceError, match="not a demo workspace"):
         run_demo(tmp_path / "precious", records=100, as_json=True)
+
+
+@pytest.mark.parametrize(("steps", "items"), [(16, 16), (48, 32), (1, 1)])
+def test_loop_settings_scale_training_and_the_gate(tmp_path: Path, steps: int, items: int) -> None:
+    from tuneloop.demo import loop
+    from tuneloop.workspace import init_workspace
+
+    ws = loop.configure(init_workspace(tmp_path / "ws", "demo"), steps, items)
+    train, evaluate = ws.config.train, ws.config.evaluate
+    saves = max(1, steps // 2)
+    assert (train.max_steps, train.eval_every, train.save_every) == (steps, steps, saves)
+    assert evaluate.max_items_per_suite == items
+    assert evaluate.fields == ["intent", "priority", "department"]
+    assert ws.config.curate.system_prompt == loop.SYSTEM_PROMPT

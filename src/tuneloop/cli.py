@@ -436,13 +436,16 @@ def demo(
         bool, typer.Option(help="turn the paraphrase check on (default: on where installed)")
     ] = False,
     train: Annotated[bool, typer.Option(help="also train, evaluate, gate and register")] = True,
+    steps: Annotated[int, typer.Option(min=1, help="LoRA steps per cycle")] = 16,
+    items: Annotated[int, typer.Option(min=1, help="eval items per task suite")] = 16,
     json: JsonOpt = False,
 ) -> None:
     """Run the pipeline end to end on generated data: every record's fate, then the model."""
     from tuneloop.demo.run import run_demo
 
     root = workspace or Path("demo-workspace")
-    run_demo(root, records=records, seed=seed, as_json=json, semantic=semantic, train=train)
+    run_demo(root, records=records, seed=seed, as_json=json, semantic=semantic, train=train,
+             steps=steps, items=items)  # fmt: skip
 
 
 @experiment_app.command("leak")

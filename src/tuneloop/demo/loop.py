@@ -87,8 +87,17 @@ min_new_examples = 300
 SYSTEM_PROMPT = tpl.SYSTEM_PROMPTS["chat_widget"]
 
 
-def configure(ws: Workspace) -> Workspace:
-    text = ws.config_path.read_text(encoding="utf-8").split("[train]")[0] + DEMO_TOML
+STEPS = 16  # LoRA steps per cycle: the fastest run that still shows the loop
+ITEMS = 16  # eval items per task suite: the gate's resolution (see README, "The demo")
+
+
+def configure(ws: Workspace, steps: int = STEPS, items: int = ITEMS) -> Workspace:
+    """The demo's settings; ``steps`` and ``items`` trade minutes for a firmer model and gate."""
+    settings = (DEMO_TOML.replace("max_steps = 16", f"max_steps = {steps}")
+                .replace("eval_every = 16", f"eval_every = {steps}")
+                .replace("save_every = 8", f"save_every = {max(1, steps // 2)}")
+                .replace("max_items_per_suite = 16", f"max_items_per_suite = {items}"))  # fmt: skip
+    text = ws.config_path.read_text(encoding="utf-8").split("[train]")[0] + settings
     default = '# system_prompt = "..."  # prepended to chats without a system message'
     text = text.replace(default, f"system_prompt = {json.dumps(SYSTEM_PROMPT)}")
     ws.config_path.write_text(text, encoding="utf-8")

@@ -66,6 +66,8 @@ def run_demo(
     semantic: bool = False,
     train: bool = False,
     emit: bool = True,
+    steps: int = loop.STEPS,
+    items: int = loop.ITEMS,
 ) -> dict[str, Any]:
     """The data plane on generated traffic; with ``train``, two cycles of the loop with a
     server, a canary each and simulated users (see ``demo/loop.py``). ``semantic`` turns the
@@ -85,7 +87,7 @@ def run_demo(
     say(f"[bold]2. evalset add[/] {len(added.accepted)} items in suite 'task'; index "
         f"{added.index_version[:12]}; {added.semantic_line or 'semantic check: off'}")  # fmt: skip
     if train:
-        summary = run_loop(ws, data, files, say, as_json)
+        summary = run_loop(ws, data, files, say, as_json, steps, items)
     else:
         summary = _data_plane(ws, data, files, say, as_json)
     if as_json and emit:
@@ -117,14 +119,20 @@ def _data_plane(
 
 
 def run_loop(
-    ws: Workspace, data: GeneratedData, files: dict[str, Path], say: Say, as_json: bool
+    ws: Workspace,
+    data: GeneratedData,
+    files: dict[str, Path],
+    say: Say,
+    as_json: bool,
+    steps: int = loop.STEPS,
+    items: int = loop.ITEMS,
 ) -> dict[str, Any]:
     """Two weekly cycles with a live server, canaries and simulated users; then the report."""
     from tuneloop.cycle.run import run_cycle
     from tuneloop.cycle.triggers import run_if_due
     from tuneloop.report.page import write_report
 
-    ws = loop.configure(ws)
+    ws = loop.configure(ws, steps, items)
     start = time.perf_counter()
     with loop.server(ws) as url:
         say(f"[bold]3. serving[/] {ws.config.train.base} at {url}/v1 (production: the base model)")
