@@ -88,7 +88,7 @@ SYSTEM_PROMPT = tpl.SYSTEM_PROMPTS["chat_widget"]
 
 
 STEPS = 16  # LoRA steps per cycle: the fastest run that still shows the loop
-ITEMS = 16  # eval items per task suite: the gate's resolution (see README, "The demo")
+ITEMS = 16  # eval items per task suite: the gate's resolution (README, "Benchmarks")
 
 
 def configure(ws: Workspace, steps: int = STEPS, items: int = ITEMS) -> Workspace:
