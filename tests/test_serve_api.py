@@ -237,8 +237,11 @@ def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path) -> None:
             )
             for _ in range(2)
         ]
-        for t in hold:
-            t.start()
+        # One runs, then one waits: started together, the second can find the first still
+        # queued (the queue holds one) and be refused itself before anything is running.
+        hold[0].start()
+        wait_for(lambda: services.backend.stats().running >= 1, timeout=30)
+        hold[1].start()
         wait_for(lambda: services.backend.stats().waiting >= 1, timeout=30)
         with pytest.raises(openai.RateLimitError):
             client.chat.completions.create(model="base", messages=HELLO, max_tokens=5)
