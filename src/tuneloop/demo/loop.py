@@ -5,12 +5,13 @@ ingests, curates, trains, gates and, because a server is running, starts a canar
 users judge live: it is promoted. Week 2 brings a leak attempt (eval items pasted back as
 traffic: the contamination check drops them) and a fault in the agents' triage tool: every
 ticket of the week is filed as *low* priority, in the answers the model learns from and in the
-eval bucket's new references alike. The candidate learns to file tickets as low. Offline that
-costs it nothing: low is the most common priority in the eval set, and the new references
-agree, so it passes the gate. In week 3 a phishing wave brings mostly fraud reports and lost
-cards; those users are told their problem can wait, they give a thumbs-down, and the canary
-rolls the candidate back. Offline evaluation is necessary, not sufficient: accuracy over last
-month's mix of requests weighs a missed urgent ticket like any other miss.
+eval bucket's new references alike. The candidate learns to file tickets as low. The week is
+built so that this costs it nothing offline (low is the most common priority in the eval set,
+and the new references agree) while in week 3 a phishing wave brings mostly fraud reports and
+lost cards, whose users are told their problem can wait and give a thumbs-down, for the canary
+to roll the candidate back: offline evaluation is necessary, not sufficient. How far a run gets
+depends on the training steps and the eval items (README, "Benchmarks": at 16 and 16 the gate
+refuses the candidate on noise; at 48 and 48, for forgetting).
 """
 
 from __future__ import annotations
