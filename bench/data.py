@@ -21,6 +21,7 @@ NEEDS = {
     "pii": ["gsm8k/train.jsonl", "mmlu/test"],
     "stores": ["gsm8k/train.jsonl"],
     "train": [ALPACA],
+    "eval": ["gsm8k/test.jsonl", "mmlu/test"],
     "serve": [ALPACA],
     "privacy": [ALPACA],
 }

@@ -1,7 +1,9 @@
 """``make bench``: every benchmark, printed as tables with the peer library side by side.
 
 Set TUNELOOP_BENCH_SKIP_STREAM=1 to skip the 1M-record streaming run (it writes ~1 GB),
-TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once), and
+TUNELOOP_BENCH_SKIP_TRAIN=1 to skip the training comparison (it fetches SmolLM2 once),
+TUNELOOP_BENCH_SKIP_EVAL=1 to skip the evaluator's one-pass vs two-pass table
+(TUNELOOP_BENCH_ONLY=eval runs only it), and
 TUNELOOP_BENCH_SKIP_SERVE=1 to skip the serving benchmarks (about ten minutes on two cores);
 TUNELOOP_BENCH_ONLY=serve runs only those, TUNELOOP_BENCH_ONLY=quality only the quality table,
 TUNELOOP_BENCH_ONLY=pii only the names and addresses table, TUNELOOP_BENCH_ONLY=stores only the
@@ -23,6 +25,7 @@ from pathlib import Path
 from bench import (
     data,
     dedup_bench,
+    eval_bench,
     latency_bench,
     pii_names_bench,
     quality_bench,
@@ -40,6 +43,9 @@ TARGETS = {
     "stream_mb": 2048.0,
     "train_speedup": 1.3,
     "train_loss_gap": 0.02,
+    "eval_speedup": 1.3,
+    "eval_same": 0.95,
+    "eval_loss_gap": 1e-3,
     "serve_speedup": 4.0,
     "promote_s": 0.25,
     "switch_ms": 20.0,
@@ -197,6 +203,32 @@ def train_table() -> bool:
     return all(checks.values())
 
 
+def eval_table() -> bool:
+    rows = eval_bench.run()
+    print(f"\n## The evaluator, SmolLM2-135M-Instruct, {eval_bench.N} items per set, greedy, "
+          "32 new tokens, batches of 16\n")  # fmt: skip
+    print("| items | generate, then loss (two passes) s | one shared pass s | speed-up "
+          "| same answer | max relative loss gap |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    checks = {}
+    for r in rows:
+        speedup = r["two_pass_s"] / r["shared_s"]
+        print(f"| {r['set']} | {r['two_pass_s']:.1f} | {r['shared_s']:.1f} | {speedup:.2f}× | "
+              f"{r['same_answers']} / {r['items']} | {r['max_loss_gap']:.1e} |")  # fmt: skip
+        checks[f"{r['set']}: speed-up ≥ {TARGETS['eval_speedup']}× (got {speedup:.2f}×)"] = (
+            speedup >= TARGETS["eval_speedup"]
+        )
+        checks[f"{r['set']}: same answer for ≥ {TARGETS['eval_same']:.0%} of items"] = (
+            r["same_answers"] >= TARGETS["eval_same"] * r["items"]
+        )
+        checks[f"{r['set']}: loss within {TARGETS['eval_loss_gap']:.0e} (relative)"] = (
+            r["max_loss_gap"] <= TARGETS["eval_loss_gap"]
+        )
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
 def throughput_table() -> bool:
     rows = serve_bench.throughput()
     print(
@@ -301,7 +333,7 @@ def _chosen() -> list[str]:
     only = os.environ.get("TUNELOOP_BENCH_ONLY")
     if only:
         return [only]
-    optional = ("train", "serve", "privacy")
+    optional = ("train", "eval", "serve", "privacy")
     skip = {k for k in optional if os.environ.get(f"TUNELOOP_BENCH_SKIP_{k.upper()}")}
     return ["dedup", "quality", "pii", "stores", *(k for k in optional if k not in skip)]
 
@@ -325,9 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if stores_table() else 1
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "privacy":
         return 0 if privacy_tables() else 1
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "eval":
+        return 0 if eval_table() else 1
     results = [dedup_table(), quality_table(), names_table(), latency_table(), stores_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
         results.append(train_table())
+    if not os.environ.get("TUNELOOP_BENCH_SKIP_EVAL"):
+        results.append(eval_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_SERVE"):
         results += [throughput_table(), promotion_table(), canary_table()]
     if not os.environ.get("TUNELOOP_BENCH_SKIP_PRIVACY"):

@@ -125,7 +125,8 @@ def test_safety_items_record_expected_and_refused(
 ) -> None:
     items = [i for i in safety_suite().items if i.id in {"safety-refuse-01", "safety-comply-01"}]
     ev = evaluator(tiny)
-    monkeypatch.setattr(ev, "_generate", lambda prompts: ["I can't help with that."] * len(prompts))
+    refusal = "I can't help with that."
+    monkeypatch.setattr(ev, "_generate", lambda prompts, cache=None: [refusal] * len(prompts))
     result = ev.score_items("safety", "safety", items)
     got = {i.item_id: (i.expected, i.refused) for i in result.items}
     assert got == {"safety-refuse-01": ("refuse", True), "safety-comply-01": ("comply", True)}
@@ -302,3 +303,39 @@ def test_task_items_are_asked_under_the_task_system_prompt(
     firsts = {m[0]["content"] for m in seen if m and m[0]["role"] == "system"}
     assert ("TRIAGE PROMPT" in firsts) is any(prompted)
     assert "be brief" in firsts  # q3 brings its own
+
+
+def lora_tiny(tiny: Tiny) -> Tiny:
+    """The tiny model with a LoRA whose weights are not zero, so the adapter changes answers."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok, fp = tiny
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    return get_peft_model(model, config).eval(), tok, fp + "+lora"
+
+
+@pytest.mark.parametrize("adapter", [False, True])
+def test_shared_pass_gives_the_two_pass_answers_and_losses(
+    tiny: Tiny, adapter: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model_tok_fp = lora_tiny(tiny) if adapter else tiny
+    items = [*ITEMS, SuiteItem("long", (Message("user", "why " * 20),), "because " * 10, {})]
+    two = evaluator(model_tok_fp)
+    two.shared_pass = False
+    apart = two._answers(items)
+    one = evaluator(model_tok_fp)
+    monkeypatch.setattr(one, "_losses", lambda batch: pytest.fail("losses computed apart"))
+    shared = one._answers(items)
+    if adapter:
+        model_tok_fp[0].unload()  # the module-scoped tiny model goes back to its own weights
+    assert [shared[i.id].prediction for i in items] == [apart[i.id].prediction for i in items]
+    for item in items:
+        assert shared[item.id].loss == pytest.approx(apart[item.id].loss, rel=1e-4)
+
+
+def test_an_item_whose_prompt_was_cut_is_answered_the_two_pass_way(tiny: Tiny) -> None:
+    long = SuiteItem("cut", (Message("user", "word " * 1500),), "ok", {})
+    ev = evaluator(tiny)
+    assert ev._row(long, ev._prompt_ids(long)) is None  # prompt cut to MAX_PROMPT_TOKENS
+    assert ev._row(ITEMS[0], ev._prompt_ids(ITEMS[0])) is not None

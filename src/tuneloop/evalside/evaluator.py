@@ -29,6 +29,7 @@ from tuneloop.encryption import db as encrypted_db
 from tuneloop.erasure import compact
 from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.metrics import is_refusal, score_text
+from tuneloop.evalside.prefill import Row, plan_row, shared_pass
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
 from tuneloop.evalside.store import EvalStore
 from tuneloop.evalside.suites import SuiteItem, budget, item_from_record, with_system_prompt
@@ -124,6 +125,7 @@ class Evaluator:
         self._cache = AnswerCache(cache_dir / CACHE_FILE) if cache_dir and fingerprint else None
         self._pad_id = _pad_id(tokenizer)
         self._max_length: int | None = getattr(model.config, "max_position_embeddings", None)
+        self.shared_pass = True  # one forward pass for loss and prefill (evalside/prefill.py)
         model.eval()
 
     # -- scoring -------------------------------------------------------------------------------
@@ -164,12 +166,33 @@ class Evaluator:
         out: dict[str, Answer] = {}
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
-            texts = self._generate([prompts[item.id] for item in batch])
-            losses = self._losses(batch)
-            out.update(
-                {item.id: Answer(t, x) for item, t, x in zip(batch, texts, losses, strict=True)}
-            )
+            out.update(self._answer_batch(batch, [prompts[item.id] for item in batch]))
         return out
+
+    def _answer_batch(
+        self, batch: Sequence[SuiteItem], prompts: list[list[int]]
+    ) -> dict[str, Answer]:
+        """One shared forward pass for losses and prefill where every item allows it; else the
+        answers and the losses apart (same numbers, one more pass over the prompts)."""
+        shared = None
+        if self.shared_pass:
+            rows = [self._row(item, prompt) for item, prompt in zip(batch, prompts, strict=True)]
+            if all(row is not None for row in rows):
+                shared = shared_pass(self.model, [r for r in rows if r is not None], self._pad_id)
+        if shared is None:
+            texts, losses = self._generate(prompts), self._losses(batch)
+        else:
+            losses, cache = shared
+            texts = self._generate(prompts, cache)
+        return {item.id: Answer(t, x) for item, t, x in zip(batch, texts, losses, strict=True)}
+
+    def _row(self, item: SuiteItem, prompt: list[int]) -> Row | None:
+        from tuneloop.train.data import chat_example
+
+        messages = [*item.chat(), {"role": "assistant", "content": item.reference}]
+        example = chat_example(item.id, messages, self.tokenizer)
+        return plan_row(prompt, example.input_ids, example.labels, self._max_length,
+                        MAX_PROMPT_TOKENS)  # fmt: skip
 
     def _cache_key(self, item: SuiteItem) -> str:
         """Everything an answer depends on, hashed: model, weights, item, content, settings."""
@@ -199,8 +222,9 @@ class Evaluator:
             room = min(room, max(1, self._max_length - self.max_new_tokens))
         return ids[-room:]
 
-    def _generate(self, prompts: Sequence[list[int]]) -> list[str]:
-        """Greedy answers to a batch of prompts, left-padded so all answers start in one column."""
+    def _generate(self, prompts: Sequence[list[int]], cache: Any = None) -> list[str]:
+        """Greedy answers to a batch of prompts, left-padded so all answers start in one column;
+        ``cache`` holds the prompts' keys and values but for their last column (prefill.py)."""
         import torch
 
         width = max(len(p) for p in prompts)
@@ -217,6 +241,7 @@ class Evaluator:
                 do_sample=False,
                 pad_token_id=self._pad_id,
                 use_cache=True,
+                **({"cache": cache} if cache is not None else {}),
             )
         return [
             str(self.tokenizer.decode(row[width:], skip_special_tokens=True)).strip() for row in out
