@@ -11,7 +11,8 @@ and the new references agree) while in week 3 a phishing wave brings mostly frau
 lost cards, whose users are told their problem can wait and give a thumbs-down, for the canary
 to roll the candidate back: offline evaluation is necessary, not sufficient. How far a run gets
 depends on the training steps and the eval items (README, "Benchmarks": at 16 and 16 the gate
-refuses the candidate on noise; at 48 and 48, for forgetting).
+refuses the candidate on noise; at 48 and 48 it passes the gate, users like it less, and the
+canary's samples are too small to show it, so it is promoted).
 """
 
 from __future__ import annotations
