@@ -36,3 +36,5 @@ def test_loop_settings_scale_training_and_the_gate(tmp_path: Path, steps: int, i
     assert evaluate.max_items_per_suite == items
     assert evaluate.fields == ["intent", "priority", "department"]
     assert ws.config.curate.system_prompt == loop.SYSTEM_PROMPT
+    long = steps >= loop.REHEARSAL_FROM
+    assert (train.rehearsal, train.rehearsal_ratio) == (("sft", 0.1) if long else ("off", 0.2))
