@@ -44,9 +44,8 @@ MAX_TOKENS = 32  # enough for the ticket's intent and priority, which is what us
 # general questions (without it the 48-step run's second candidate lost 0.021 chrF there, past
 # the gate's 0.02). At 16 steps the system prompt alone keeps both cycles within tolerance and
 # rehearsal did not help: its first candidate lost 0.0212 chrF and was refused (30 items: a
-# change of 0.02 is within their noise). The canary's minimum
-# samples are small: enough for a 0% vs 100% thumbs-down difference, not for a 20-point one
-# (README, "Benchmarks").
+# change of 0.02 is within their noise). The canary's minimum samples are small: enough for a
+# 0% vs 100% thumbs-down difference, not for a 20-point one (README, "Benchmarks").
 DEMO_TOML = """
 [train]
 max_steps = 16

@@ -29,10 +29,11 @@ from tuneloop.encryption import db as encrypted_db
 from tuneloop.erasure import compact
 from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.metrics import is_refusal, score_text
-from tuneloop.evalside.prefill import Row, plan_row, shared_pass
+from tuneloop.evalside.prefill import Row, first_scored, layout, plan_row, shared_pass
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
 from tuneloop.evalside.store import EvalStore
 from tuneloop.evalside.suites import SuiteItem, budget, item_from_record, with_system_prompt
+from tuneloop.train.data import Example
 
 CACHE_VERSION = 1  # bump when prompts or decoding change in a way the settings do not capture
 CACHE_FILE = "eval_cache.sqlite"
@@ -187,12 +188,16 @@ class Evaluator:
         return {item.id: Answer(t, x) for item, t, x in zip(batch, texts, losses, strict=True)}
 
     def _row(self, item: SuiteItem, prompt: list[int]) -> Row | None:
+        example = self._reference_example(item)
+        return plan_row(prompt, example.input_ids, example.labels, self._max_length,
+                        MAX_PROMPT_TOKENS)  # fmt: skip
+
+    def _reference_example(self, item: SuiteItem) -> Example:
+        """The item's chat with its reference as the answer, labelled as training labels it."""
         from tuneloop.train.data import chat_example
 
         messages = [*item.chat(), {"role": "assistant", "content": item.reference}]
-        example = chat_example(item.id, messages, self.tokenizer)
-        return plan_row(prompt, example.input_ids, example.labels, self._max_length,
-                        MAX_PROMPT_TOKENS)  # fmt: skip
+        return chat_example(item.id, messages, self.tokenizer)
 
     def _cache_key(self, item: SuiteItem) -> str:
         """Everything an answer depends on, hashed: model, weights, item, content, settings."""
@@ -227,12 +232,7 @@ class Evaluator:
         ``cache`` holds the prompts' keys and values but for their last column (prefill.py)."""
         import torch
 
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, prompt in enumerate(prompts):
-            ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt) :] = 1
+        ids, mask, _, width = layout([Row(list(p), [], []) for p in prompts], self._pad_id)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=ids,
@@ -258,12 +258,11 @@ class Evaluator:
     def _loss(self, item: SuiteItem) -> float:
         import torch
 
-        from tuneloop.train.data import IGNORE, chat_example
+        from tuneloop.train.data import IGNORE
 
-        messages = [*item.chat(), {"role": "assistant", "content": item.reference}]
-        example = chat_example(item.id, messages, self.tokenizer)
+        example = self._reference_example(item)
         labels = list(example.labels)
-        first = next((k for k, x in enumerate(labels) if x != IGNORE), None)
+        first = first_scored(labels)
         if first is None or first == 0:
             return math.nan
         end = min(len(labels), first + MAX_PROMPT_TOKENS)  # a very long reference is cut too
