@@ -176,6 +176,8 @@ def test_quality_settings() -> None:
 
 # --- feedback ------------------------------------------------------------------------------------
 
+CUT = {"finish_reason": "length"}  # the server stopped at the request's max_tokens
+
 
 @pytest.mark.parametrize(
     ("block", "record", "expected"),
@@ -187,6 +189,12 @@ def test_quality_settings() -> None:
         (FeedbackBlock(min_rating=3), chat(*QA, rating=3.0), None),
         (FeedbackBlock(), chat(*QA, rating=0.0, thumbs="up"), None),
         (FeedbackBlock(min_rating=3), chat(*QA, rating=1.0, correction="Paris."), None),
+        (FeedbackBlock(), chat(*QA, thumbs="up", meta=CUT), "cut_at_max_tokens"),
+        (FeedbackBlock(), chat(*QA, meta=CUT), "cut_at_max_tokens"),
+        (FeedbackBlock(), chat(*QA, thumbs="down", meta=CUT), "thumbs_down"),
+        (FeedbackBlock(), chat(*QA, meta=CUT, correction="Paris."), None),  # a whole answer now
+        (FeedbackBlock(), chat(*QA, thumbs="up", meta={"finish_reason": "stop"}), None),
+        (FeedbackBlock(keep_cut=True), chat(*QA, thumbs="up", meta=CUT), None),
     ],
 )
 def test_feedback_verdicts(block: FeedbackBlock, record: Record, expected: str | None) -> None:

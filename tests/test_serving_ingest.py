@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,24 @@ def test_the_cli_reads_the_serving_log(ws: Workspace, tmp_path: Path) -> None:
     assert '"late_feedback_applied": 0' in done.stdout
     both = run("ingest", "x.jsonl", "--serving-log", "-w", ws.root, cwd=tmp_path)
     assert both.returncode == 2 and "one of the two" in both.stderr
+
+
+def test_answers_cut_at_max_tokens_are_not_learned(ws: Workspace) -> None:
+    """A thumbs-up on an answer the token limit cut judged what the user read; the answer
+    itself stops mid-sentence and must not become a training target."""
+    from tuneloop.datasets import DatasetStore
+    from tuneloop.flows.curate import curate
+
+    cut = replace(response(1, "u1", answer='{"intent": "card_lost", "priority": "high", "rep'),
+                  finish_reason="length")  # fmt: skip
+    fixed = replace(response(2, "u2"), finish_reason="length")
+    liked = FeedbackRow("fb-1", "chatcmpl-1", "local", thumbs="up")
+    corrected = FeedbackRow("fb-2", "chatcmpl-2", "local", correction="Use the reset link.")
+    log_rows(ws, cut, response(3, "u3"), fixed, liked, corrected)
+    out = ingest_serving_log(ws)
+    assert set(stored(ws)) == {"chatcmpl-1", "chatcmpl-2", "chatcmpl-3"}  # all training-side
+    report = curate(ws)
+    feedback = next(b for b in report.blocks if b["name"] == "feedback")
+    kept = {r.id for r in DatasetStore(ws.datasets_dir).load(report.version)}
+    assert out.ingest.records == 3 and feedback["dropped"] == {"cut_at_max_tokens": 1}
+    assert kept == {"chatcmpl-2", "chatcmpl-3"}  # the corrected one is a whole answer

@@ -159,3 +159,25 @@ def test_training_lowers_the_eval_loss(tiny: Path, uninterrupted: tuple[Path, Re
         if "eval_loss" in x
     ]
     assert evals[-1] < evals[0]
+
+
+@pytest.mark.parametrize(("max_steps", "eval_every", "passes"), [(8, 4, 2), (6, 4, 2), (3, 1, 3)])
+def test_final_eval_loss_reuses_the_last_steps_eval(
+    tiny: Path, tmp_path: Path, max_steps: int, eval_every: int, passes: int
+) -> None:
+    """One validation pass per eval: the last step is always evaluated, and its loss is the
+    final one (a second pass over the same weights would only cost time)."""
+    import json
+
+    settings = TrainSettings(**{**SETTINGS.to_dict(), "lora": SETTINGS.lora,
+                                "max_steps": max_steps, "eval_every": eval_every})  # fmt: skip
+    trainer = make_trainer(tiny, tmp_path, settings)
+    calls = []
+    real = trainer.eval_loss
+    trainer.eval_loss = lambda: calls.append(1) or real()  # type: ignore[method-assign]
+    result = trainer.run()
+    logged = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last = [x for x in logged if "eval_loss" in x][-1]
+    assert len(calls) == passes
+    assert (last["step"], last["eval_loss"]) == (max_steps, result.final_eval_loss)
+    assert result.final_eval_loss == pytest.approx(real())  # it is the adapter's loss now

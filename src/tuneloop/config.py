@@ -64,6 +64,9 @@ class CurateConfig(_Section):
     """The curation blocks' settings."""
 
     min_rating: float | None = None
+    keep_cut_answers: bool = Field(
+        False, description="keep served answers the token limit cut (finish_reason length)"
+    )
     pii_mode: Literal["redact", "drop"] = "redact"
     presidio: bool = False
     pii_names: bool = Field(True, description="people's names and street addresses too")
@@ -345,6 +348,7 @@ dedup_threshold = 0.8
 dedup_ngram = 5
 validation_fraction = 0.05
 # min_rating = 3         # drop rated records below this
+keep_cut_answers = false # served answers cut at max_tokens end mid-sentence: not learned
 # system_prompt = "..."  # prepended to chats without a system message
 
 [curate.quality]

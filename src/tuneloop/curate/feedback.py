@@ -4,6 +4,11 @@ A correction is the best signal there is — the answer the model should have gi
 replaces the model's answer and supersedes the thumbs and rating, which judged the replaced
 answer. Without a correction, a thumbs-down answer must not be learned, and an optional
 ``min_rating`` drops low-rated ones. Records without any feedback are kept.
+
+An answer the server cut at the request's token limit (``meta.finish_reason == "length"``) is
+dropped too, whatever its thumbs: its text stops mid-sentence (or mid-JSON), and the chat
+template closes the turn after it, so learning it teaches the model to end its answers there.
+A user's thumbs-up judged what they read, not a finished answer. ``keep_cut`` keeps them.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class FeedbackBlock(MapBlock):
 
     name: ClassVar[str] = "feedback"
     min_rating: float | None = None
+    keep_cut: bool = False
 
     def params(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +60,8 @@ class FeedbackBlock(MapBlock):
             return apply_correction(record, record.correction)
         if record.thumbs == "down":
             return Drop("thumbs_down")
+        if record.meta.get("finish_reason") == "length" and not self.keep_cut:
+            return Drop("cut_at_max_tokens", {"finish_reason": "length"})
         if _below(record.rating, self.min_rating):
             return Drop("low_rating", {"rating": record.rating, "min_rating": self.min_rating})
         return record

@@ -39,7 +39,7 @@ def record_blocks(cfg: CurateConfig) -> list[Block]:
             max_top_ngram_frac=q.max_top_ngram_frac,
             min_alpha_frac=q.min_alpha_frac,
         ),
-        FeedbackBlock(min_rating=cfg.min_rating),
+        FeedbackBlock(min_rating=cfg.min_rating, keep_cut=cfg.keep_cut_answers),
         PIIRedactBlock(
             mode=cfg.pii_mode, presidio=cfg.presidio, names=cfg.pii_names, allow=cfg.pii_allow
         ),

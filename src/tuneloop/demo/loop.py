@@ -33,19 +33,23 @@ from tuneloop.workspace import Workspace
 
 Say = Callable[[str], None]
 WEEK1 = datetime(2026, 10, 1, tzinfo=UTC)
-PEAK = {"fraud_alert": 100.0, "card_lost": 100.0}  # week 3's phishing wave, while the canary runs
+# Week 3's phishing wave, while the canary runs: nine questions in ten are fraud reports and
+# lost cards, the problems that cannot wait (at 100 each, 71%, and the canary saw too few of
+# them to tell the arms apart at p < 0.01).
+PEAK = {"fraud_alert": 400.0, "card_lost": 400.0}
 TRIAGE_FAULT = {intent.name: "low" for intent in tpl.INTENTS}  # week 2: every ticket low
 USERS = 8
-MAX_TOKENS = 32  # enough for the ticket's intent and priority, which is what users read
+MAX_TOKENS = 24  # the ticket's intent and priority (at most 18 tokens), which is what users read
 
 # Small enough for minutes on two CPU cores, big enough to move the metrics. Longer runs add
-# rehearsal (REHEARSAL_FROM): 10% of the mix is general prompts with the base model's own
+# rehearsal (LONG_FROM): 10% of the mix is general prompts with the base model's own
 # answers, which keeps a second cycle, going on from the first one's adapter, from drifting on
 # general questions (without it the 48-step run's second candidate lost 0.021 chrF there, past
 # the gate's 0.02). At 16 steps the system prompt alone keeps both cycles within tolerance and
 # rehearsal did not help: its first candidate lost 0.0212 chrF and was refused (30 items: a
-# change of 0.02 is within their noise). The canary's minimum samples are small: enough for a
-# 0% vs 100% thumbs-down difference, not for a 20-point one (README, "Benchmarks").
+# change of 0.02 is within their noise). The canary's minimums (16 requests, 12 thumbs per arm)
+# are enough for cycle 1's 0% vs 100% thumbs-down difference; the long run's second canary has
+# a 30-to-40-point one to see at p < 0.01 and waits for LONG_CANARY of each.
 DEMO_TOML = """
 [train]
 max_steps = 16
@@ -97,7 +101,8 @@ min_new_examples = 300
 SYSTEM_PROMPT = tpl.SYSTEM_PROMPTS["chat_widget"]
 
 
-REHEARSAL_FROM = 32  # LoRA steps per cycle from which the demo trains with rehearsal
+LONG_FROM = 32  # LoRA steps per cycle from which the demo trains with rehearsal
+LONG_CANARY = 40  # the long run's canary minimums (requests, thumbs) per arm
 STEPS = 16  # LoRA steps per cycle: the fastest run that still shows the loop
 ITEMS = 16  # eval items per task suite: the gate's resolution (README, "Benchmarks")
 
@@ -108,8 +113,11 @@ def configure(ws: Workspace, steps: int = STEPS, items: int = ITEMS) -> Workspac
                 .replace("eval_every = 16", f"eval_every = {steps}")
                 .replace("save_every = 8", f"save_every = {max(1, steps // 2)}")
                 .replace("max_items_per_suite = 16", f"max_items_per_suite = {items}"))  # fmt: skip
-    if steps >= REHEARSAL_FROM:
-        settings = settings.replace('rehearsal = "off"', 'rehearsal = "sft"\nrehearsal_ratio = 0.1')
+    if steps >= LONG_FROM:
+        rehearsal = 'rehearsal = "sft"\nrehearsal_ratio = 0.1'
+        settings = (settings.replace('rehearsal = "off"', rehearsal)
+                    .replace("min_requests = 16", f"min_requests = {LONG_CANARY}")
+                    .replace("min_feedback = 12", f"min_feedback = {LONG_CANARY}"))  # fmt: skip
     text = ws.config_path.read_text(encoding="utf-8").split("[train]")[0] + settings
     default = '# system_prompt = "..."  # prepended to chats without a system message'
     text = text.replace(default, f"system_prompt = {json.dumps(SYSTEM_PROMPT)}")
@@ -148,7 +156,7 @@ def week_two(ws: Workspace, eval_items: list[dict[str, Any]], n: int) -> dict[st
 
 
 def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed: int,
-                say: Say, timeout: float = 240.0) -> dict[str, Any]:  # fmt: skip
+                say: Say, timeout: float = 480.0) -> dict[str, Any]:  # fmt: skip
     """Users talk to the server until the canary is promoted or rolled back."""
     from tuneloop.serve.canary.state import read_state
 

@@ -179,6 +179,7 @@ class Trainer:
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(settings))
         self.state = TrainerState()
+        self._evaluated: tuple[int, float | None] = (-1, None)  # the last eval: step, loss
         self.checkpoints = out_dir / "checkpoints"
         self.rank, self.world = rank_and_world()
         self.is_main = self.rank == 0
@@ -365,6 +366,7 @@ class Trainer:
     def _evaluate(self, log: Any) -> bool:
         """Eval loss, best-adapter bookkeeping; True when early stopping says stop."""
         loss = self.eval_loss()
+        self._evaluated = (self.state.step, loss)
         if loss is None:
             return False
         s = self.state
@@ -405,7 +407,9 @@ class Trainer:
                 ):
                     self._checkpoint(self.hook_fail_after(step))
                     faults.point("train:after_checkpoint")
-        final = self.eval_loss()
+        # the last step was just evaluated (eval_every or max_steps): no second pass over it
+        at, loss = self._evaluated
+        final = loss if at == self.state.step else self.eval_loss()
         if self.state.best_step is None:
             self._save_best()
         return TrainResult(
