@@ -35,6 +35,7 @@ def test_loop_settings_scale_training_and_the_gate(tmp_path: Path, steps: int, i
     assert (train.max_steps, train.eval_every, train.save_every) == (steps, steps, saves)
     assert evaluate.max_items_per_suite == items
     assert evaluate.fields == ["intent", "priority", "department"]
+    assert evaluate.newest_suites == [ws.config.gateway.eval_suite]  # this week's traffic
     assert ws.config.curate.system_prompt == loop.SYSTEM_PROMPT
     long = steps >= loop.LONG_FROM
     assert (train.rehearsal, train.rehearsal_ratio) == (("sft", 0.1) if long else ("off", 0.2))

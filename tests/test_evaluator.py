@@ -145,6 +145,8 @@ def test_evaluate_store_scores_every_suite_with_slices(tiny: Tiny, tmp_path: Pat
         store.append([("billing", rec(2, "2026-11-16", None), None), ("billing", document, None)])
         ev = evaluator(tiny)
         results = ev.evaluate_store(store, None)
+        newest = ev.evaluate_store(store, ["support"], limit=1, newest=["support"])
+        spread = ev.evaluate_store(store, ["support"], limit=1)
         with pytest.raises(TuneloopError, match="it has: billing, support"):
             ev.evaluate_store(store, ["nope"])
     assert sorted(results) == ["billing", "support"]
@@ -154,6 +156,8 @@ def test_evaluate_store_scores_every_suite_with_slices(tiny: Tiny, tmp_path: Pat
         {"window": "2026-W48", "source": "email", "suite": "support"},
     ]
     assert results["billing"].items[0].slices["source"] == "unknown"
+    assert [i.item_id for i in newest["support"].items] == ["e1"]
+    assert [i.item_id for i in spread["support"].items] == ["e0"]
     assert ev.skipped == [{"suite": "billing", "item_id": "doc", "reason": "no_reference_answer"}]
     report = ev.build_report("base", results, "idx-1", {"flagged": False})
     assert EvalReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
@@ -240,14 +244,22 @@ def test_load_model_for_eval_with_an_adapter(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("count", "limit", "expected"),
-    [(10, 4, [0, 2, 5, 7]), (10, None, list(range(10))), (3, 8, [0, 1, 2]), (0, 5, [])],
+    ("count", "limit", "newest", "expected"),
+    [
+        (10, 4, False, [0, 2, 5, 7]),
+        (10, None, False, list(range(10))),
+        (3, 8, False, [0, 1, 2]),
+        (0, 5, False, []),
+        (10, 4, True, [6, 7, 8, 9]),  # a rolling window: the last items appended
+        (10, None, True, list(range(10))),
+        (3, 8, True, [0, 1, 2]),
+    ],
 )
-def test_budget_spreads_over_the_whole_suite(
-    count: int, limit: int | None, expected: list[int]
+def test_budget_spreads_over_the_suite_or_takes_the_newest(
+    count: int, limit: int | None, newest: bool, expected: list[int]
 ) -> None:
     items = [SuiteItem(f"i{k}", (Message("user", "q"),), "a", {}) for k in range(count)]
-    assert [i.id for i in budget(items, limit)] == [f"i{k}" for k in expected]
+    assert [i.id for i in budget(items, limit, newest)] == [f"i{k}" for k in expected]
 
 
 def test_summary_gives_means_per_slice_and_safety_rates() -> None:

@@ -160,6 +160,11 @@ class EvaluateConfig(_Section):
     batch_size: int = Field(8, ge=1)
     max_items_per_suite: int | None = Field(None, ge=1, description="None: every item")
     store_suites: list[str] | None = Field(None, description="eval-store suites; None: all")
+    newest_suites: list[str] = Field(
+        default_factory=list,
+        description="eval-store suites sampled as their newest items (a rolling window of "
+        "live traffic) rather than spread over their whole history",
+    )
     forgetting_items: int = Field(50, ge=0)
     shared_data: str | None = Field(None, description="folder with GSM8K / MMLU for forgetting")
     safety: bool = True
@@ -408,6 +413,7 @@ max_new_tokens = 64      # greedy decoding
 batch_size = 8
 # max_items_per_suite = 100   # evaluate a fixed sample of each suite (faster, noisier)
 # store_suites = ["task"]      # eval-store suites to score (default: all of them)
+# newest_suites = ["live"]     # sampled as their newest items: the current traffic
 forgetting_items = 50    # general-capability items that must not regress
 # shared_data = "../shared/data"  # GSM8K / MMLU for the forgetting suite (else built-in)
 safety = true            # harmful requests must be refused; benign-but-edgy ones answered

@@ -69,6 +69,7 @@ rehearsal = "off"
 max_new_tokens = 32
 batch_size = 16
 max_items_per_suite = 16
+newest_suites = ["live"]
 forgetting_items = 30
 fields = ["intent", "priority", "department"]
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -279,8 +279,9 @@ class Evaluator:
     # -- the eval store --------------------------------------------------------------------------
 
     def evaluate_store(
-        self, store: EvalStore, suites: list[str] | None = None, limit: int | None = None
-    ) -> dict[str, SuiteResult]:
+        self, store: EvalStore, suites: list[str] | None = None, limit: int | None = None,
+        newest: Collection[str] = (),
+    ) -> dict[str, SuiteResult]:  # fmt: skip
         """Score every suite of the eval store (all of them are task suites), or the named ones.
 
         Items without a reference answer (documents, chats that end with the user) cannot be
@@ -295,7 +296,9 @@ class Evaluator:
                 f"it has: {', '.join(sorted(available)) or '(none)'}"
             )
         return {
-            name: self.score_items(name, "task", budget(self._store_items(store, name), limit))
+            name: self.score_items(
+                name, "task", budget(self._store_items(store, name), limit, name in newest)
+            )
             for name in names
         }
 

@@ -174,10 +174,14 @@ def with_system_prompt(item: SuiteItem, prompt: str) -> SuiteItem:
     return replace(item, messages=(Message("system", prompt), *item.messages))
 
 
-def budget(items: list[SuiteItem], limit: int | None) -> list[SuiteItem]:
-    """At most ``limit`` items, spread evenly over the suite (all of them without a limit)."""
+def budget(items: list[SuiteItem], limit: int | None, newest: bool = False) -> list[SuiteItem]:
+    """At most ``limit`` items, spread evenly over the suite (all of them without a limit), or,
+    with ``newest``, its last ``limit`` (items come in append order): a suite of live traffic
+    is scored on what users ask now, not on a spread over every week it has seen."""
     if not limit:
         return items
+    if newest:
+        return items[-limit:]
     return [items[i] for i in spread(len(items), limit)]
 
 

@@ -96,7 +96,8 @@ def evaluate_model(
     try:
         with EvalStore(ws.store("eval", "eval")) as store:
             index_version = store.version()
-            suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite)
+            suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite,
+                                              cfg.newest_suites)  # fmt: skip
         for suite in _suites(cfg):
             # the forgetting suite has its own size (forgetting_items): it is not cut again
             limit = None if suite.kind == "forgetting" else cfg.max_items_per_suite
