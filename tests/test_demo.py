@@ -39,6 +39,7 @@ def test_loop_settings_scale_training_and_the_gate(tmp_path: Path, steps: int, i
     assert ws.config.curate.system_prompt == loop.SYSTEM_PROMPT
     long = steps >= loop.LONG_FROM
     assert (train.rehearsal, train.rehearsal_ratio) == (("sft", 0.1) if long else ("off", 0.2))
+    assert train.rounds == ("new" if long else "all")
     canary = ws.config.serve.canary
     minimums = (loop.LONG_CANARY,) * 2 if long else (16, 12)
     assert (canary.min_requests, canary.min_feedback) == minimums

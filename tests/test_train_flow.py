@@ -125,3 +125,38 @@ def test_a_round_continues_from_productions_adapter(ws: Workspace, tmp_path: Pat
     saved = adapter_weights(Path(first.adapter_dir))
     assert saved.keys() == loaded.keys()
     assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+
+
+@pytest.mark.parametrize("rounds", ["all", "new"])
+def test_rounds_new_trains_on_what_the_adapter_has_not_seen(
+    ws: Workspace, tmp_path: Path, rounds: str
+) -> None:
+    """With rounds = "new", a round continuing production's adapter takes the records that
+    adapter was not trained on; earlier ones come back only as replay (replay_ratio 0.5)."""
+    from tuneloop.datasets import DatasetStore
+    from tuneloop.errors import WorkspaceError
+    from tuneloop.flows.register import registry_for
+
+    text = ws.config_path.read_text()
+    rounds_line = f"replay_ratio = 0.5\nrounds = '{rounds}'"
+    ws.config_path.write_text(text.replace("replay_ratio = 0.5", rounds_line))
+    ws = Workspace(ws.root)
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    first_version = curate(ws).version
+    first = train(ws)
+    registry_for(ws).promote(str(first.version))
+    ingest(ws, tmp_path, chats("b", 12), "b.jsonl")
+    second_version = curate(ws).version
+    second = train(ws)
+    store = DatasetStore(ws.datasets_dir)
+    old = {r.id for r in store.load(first_version, split="train")}
+    new = [r for r in store.load(second_version, split="train") if r.id not in old]
+    everything = len(store.load(second_version, split="train"))
+    records = second.lineage["records"]
+    assert second.lineage["rounds"] == rounds and first.lineage["records"]["round"] == len(old)
+    assert records["round"] == (len(new) if rounds == "new" else everything)
+    if rounds == "new":
+        assert records["train"] == 2 * len(new)  # replay makes half of the mix
+        registry_for(ws).promote(str(second.version))
+        with pytest.raises(WorkspaceError, match="has not seen"):
+            train(ws)  # production was trained on this very version: nothing is new

@@ -141,6 +141,11 @@ class TrainConfig(_Section):
     init_from: Literal["production", "base"] = Field(
         "production", description="continue from production's adapter when it fits"
     )
+    rounds: Literal["all", "new"] = Field(
+        "all",
+        description="train on the whole dataset version, or (new) on the records the "
+        "adapter it continues from was not trained on, earlier ones coming back as replay",
+    )
     privacy: PrivacyConfig | None = Field(None, description="differentially private training")
 
     @model_validator(mode="after")
@@ -397,6 +402,10 @@ autocast = "off"         # bfloat16: forward passes in bf16 autocast (weights an
                          # ~24x slower on a CPU without (emulated) | auto: only where it is native
 init_from = "production" # continue from production's adapter (same base and LoRA shape, not
                          # tainted by an erasure) | base: a fresh adapter every round
+rounds = "all"           # all: the whole dataset version | new: only the records the adapter
+                         # it continues from has not seen; earlier ones come back through the
+                         # replay buffer at replay_ratio (a week's new data is not diluted by
+                         # every week before it)
 
 # [train.privacy]        # differentially private training (README, "Private training"): DP-SGD
                          # with Opacus on the LoRA weights; the privacy unit is the user

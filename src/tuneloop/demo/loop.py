@@ -115,7 +115,7 @@ def configure(ws: Workspace, steps: int = STEPS, items: int = ITEMS) -> Workspac
                 .replace("save_every = 8", f"save_every = {max(1, steps // 2)}")
                 .replace("max_items_per_suite = 16", f"max_items_per_suite = {items}"))  # fmt: skip
     if steps >= LONG_FROM:
-        rehearsal = 'rehearsal = "sft"\nrehearsal_ratio = 0.1'
+        rehearsal = 'rehearsal = "sft"\nrehearsal_ratio = 0.1\nrounds = "new"'
         settings = (settings.replace('rehearsal = "off"', rehearsal)
                     .replace("min_requests = 16", f"min_requests = {LONG_CANARY}")
                     .replace("min_feedback = 12", f"min_feedback = {LONG_CANARY}"))  # fmt: skip

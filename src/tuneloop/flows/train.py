@@ -139,12 +139,38 @@ def run_id_for(
     settings: TrainSettings,
     init_sha256: str | None = None,
     rehearsal_sha256: str | None = None,
+    rounds: str = "all",
 ) -> str:
     parts: list[Any] = [dataset, replay, base.weights_sha256, settings.to_dict()]
     if init_sha256 or rehearsal_sha256:
         parts += [init_sha256, rehearsal_sha256]
+    if rounds != "all":  # other rows of the same version: a run of its own
+        parts.append(rounds)
     body = json.dumps(parts, sort_keys=True)
     return "run-" + hashlib.sha256(body.encode()).hexdigest()[:12]
+
+
+def _round_records(
+    store: DatasetStore, version: str, cfg: TrainConfig, warm: WarmStart
+) -> list[Record]:
+    """The round's records: the whole version, or (``rounds = "new"``, continuing an adapter)
+    those the adapter was not trained on; the replay buffer brings earlier ones back."""
+    records = store.load(version, split="train")
+    if not records:
+        raise WorkspaceError(
+            f"dataset {version} has no training records (everything was dropped or held out; "
+            f"see `tuneloop datasets show {version}`); ingest more data and curate again"
+        )
+    if cfg.rounds == "all" or warm.dataset is None:
+        return records
+    seen = {r.id for r in store.load(warm.dataset, split="train")}
+    new = [r for r in records if r.id not in seen]
+    if not new:
+        raise WorkspaceError(
+            f"dataset {version} has no training records that v{warm.version} (trained on "
+            f'{warm.dataset}) has not seen; ingest more data, or set train.rounds = "all"'
+        )
+    return new
 
 
 def _rehearse(
@@ -235,20 +261,15 @@ def train(
     base_ref = base or cfg.base
     model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
     settings = settings_from(cfg, max_steps)
-    round_records = store.load(version, split="train")
-    if not round_records:
-        raise WorkspaceError(
-            f"dataset {version} has no training records (everything was dropped or held out; "
-            f"see `tuneloop datasets show {version}`); ingest more data and curate again"
-        )
+    warm = _warm(ws, cfg, info, model, settings)
+    round_records = _round_records(store, version, cfg, warm)
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
     rehearsed, rehearsal = _rehearse(cfg, model, tokenizer, info, len(round_records))
     if cfg.rehearsal == "sft":
         train_records = train_records + rehearsed
     val_records = store.load(version, split="validation")
-    warm = _warm(ws, cfg, info, model, settings)
     run_id = run_id_for(version, replay_version, info, settings, warm.adapter_sha256,
-                        rehearsal.sha256 if rehearsal else None)  # fmt: skip
+                        rehearsal.sha256 if rehearsal else None, cfg.rounds)  # fmt: skip
     run_dir = ws.root / "runs" / run_id
     torch.manual_seed(settings.seed)
     model = with_lora(model, settings.lora)
@@ -282,7 +303,9 @@ def train(
         "run_id": run_id,
         "init_from": warm.lineage(),
         "rehearsal": rehearsal.lineage(len(rehearsed)) if rehearsal else None,
+        "rounds": cfg.rounds,
         "records": {
+            "round": len(round_records),
             "train": len(train_records),
             "validation": len(val_records),
             "train_rows": len(rows),

@@ -25,6 +25,7 @@ class WarmStart:
     adapter_sha256: str | None
     folder: Path | None
     note: str
+    dataset: str | None = None  # the dataset version the adapter was trained on
 
     def lineage(self) -> dict[str, Any]:
         return {"version": self.version, "adapter_sha256": self.adapter_sha256, "note": self.note}
@@ -67,7 +68,8 @@ def warm_start(
     why = _fits(folder, settings, model_type)
     if why:
         return WarmStart(None, None, None, f"fresh: v{production}'s {why}")
-    return WarmStart(production, mv.adapter_sha256, folder, f"continued from v{production}")
+    return WarmStart(production, mv.adapter_sha256, folder, f"continued from v{production}",
+                     mv.lineage.dataset_version)  # fmt: skip
 
 
 def load_into(model: Any, folder: Path) -> None:
