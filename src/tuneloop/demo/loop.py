@@ -9,10 +9,9 @@ eval bucket's new references alike. The candidate learns to file tickets as low.
 built so that this costs it nothing offline (low is the most common priority in the eval set,
 and the new references agree) while in week 3 a phishing wave brings mostly fraud reports and
 lost cards, whose users are told their problem can wait and give a thumbs-down, for the canary
-to roll the candidate back: offline evaluation is necessary, not sufficient. How far a run gets
-depends on the training steps and the eval items (README, "Benchmarks": at 16 and 16 the gate
-refuses the candidate on noise; at 48 and 48 it passes the gate, users like it less, and the
-canary's samples are too small to show it, so it is promoted).
+to roll the candidate back: offline evaluation is necessary, not sufficient. At 16 steps and
+16 items (``make demo``) that is what happens (README: 89% vs 14% thumbs-down, rolled back after
+41 s); how the longer run fares is in the README, "Benchmarks".
 """
 
 from __future__ import annotations
