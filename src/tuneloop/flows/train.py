@@ -151,16 +151,13 @@ def run_id_for(
 
 
 def _round_records(
-    store: DatasetStore, version: str, cfg: TrainConfig, warm: WarmStart
+    store: DatasetStore, version: str, records: list[Record], cfg: TrainConfig, warm: WarmStart
 ) -> list[Record]:
-    """The round's records: the whole version, or (``rounds = "new"``, continuing an adapter)
-    those the adapter was not trained on; the replay buffer brings earlier ones back."""
-    records = store.load(version, split="train")
-    if not records:
-        raise WorkspaceError(
-            f"dataset {version} has no training records (everything was dropped or held out; "
-            f"see `tuneloop datasets show {version}`); ingest more data and curate again"
-        )
+    """The round's records: the version's (``records``), or (``rounds = "new"``, continuing an
+    adapter) those the adapter was not trained on; the replay buffer brings earlier ones back.
+
+    The adapter's version is read by its train split, not by ``store.ids``: a group the split
+    moved from validation to train since then was never trained on, so it is new here."""
     if cfg.rounds == "all" or warm.dataset is None:
         return records
     seen = {r.id for r in store.load(warm.dataset, split="train")}
@@ -261,8 +258,14 @@ def train(
     base_ref = base or cfg.base
     model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
     settings = settings_from(cfg, max_steps)
+    records = store.load(version, split="train")
+    if not records:  # before the warm start fetches an adapter for nothing
+        raise WorkspaceError(
+            f"dataset {version} has no training records (everything was dropped or held out; "
+            f"see `tuneloop datasets show {version}`); ingest more data and curate again"
+        )
     warm = _warm(ws, cfg, info, model, settings)
-    round_records = _round_records(store, version, cfg, warm)
+    round_records = _round_records(store, version, records, cfg, warm)
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
     rehearsed, rehearsal = _rehearse(cfg, model, tokenizer, info, len(round_records))
     if cfg.rehearsal == "sft":
