@@ -92,8 +92,26 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
      "invalid_request"),
     ("temperature too high", "/v1/chat/completions", {"messages": HELLO, "temperature": 5}, 400,
      "invalid_request"),
-    ("several choices", "/v1/chat/completions", {"messages": HELLO, "n": 2}, 400,
+    ("too many choices", "/v1/chat/completions", {"messages": HELLO, "n": 17}, 400,
      "invalid_request"),
+    ("a seed past 64 bits", "/v1/chat/completions", {"messages": HELLO, "seed": 2**70}, 400,
+     "invalid_request"),
+    ("a penalty past OpenAI's range", "/v1/chat/completions",
+     {"messages": HELLO, "presence_penalty": 50}, 400, "invalid_request"),
+    ("a bias past OpenAI's range", "/v1/chat/completions",
+     {"messages": HELLO, "logit_bias": {"5": 101}}, 400, "invalid_request"),
+    ("a bias for a token the model lacks", "/v1/chat/completions",
+     {"messages": HELLO, "logit_bias": {"9999999": 1}}, 400, "invalid_request"),
+    ("a bias keyed by a word", "/v1/chat/completions",
+     {"messages": HELLO, "logit_bias": {"hello": 1}}, 400, "invalid_request"),
+    ("top_logprobs without logprobs", "/v1/chat/completions",
+     {"messages": HELLO, "top_logprobs": 3}, 400, "invalid_request"),
+    ("too many top_logprobs", "/v1/chat/completions",
+     {"messages": HELLO, "logprobs": True, "top_logprobs": 21}, 400, "invalid_request"),
+    ("an unknown field", "/v1/chat/completions", {"messages": HELLO, "temprature": 0}, 400,
+     "invalid_request"),
+    ("a field not honoured", "/v1/chat/completions",
+     {"messages": HELLO, "functions": [{"name": "f"}]}, 400, "invalid_request"),
     ("tools", "/v1/chat/completions",
      {"messages": HELLO, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400,
      "invalid_request"),
@@ -130,6 +148,42 @@ def test_bad_input_gets_a_4xx_in_the_openai_shape(
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code and len(error["message"]) > 10
     assert httpx.get(f"{server[0]}/healthz").status_code == 200  # and it keeps serving
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("seed", 2**70, "9223372036854775807"),
+        ("temperature", 2.5, "2"),
+        ("top_p", 1.5, "1"),
+        ("presence_penalty", 50, "2"),
+        ("frequency_penalty", -3, "-2"),
+        ("n", 0, "1"),
+        ("max_tokens", 0, "1"),
+        ("top_logprobs", 21, "20"),
+    ],
+)
+def test_a_bad_parameter_is_named_with_its_range(
+    server: tuple[str, Services], field: str, value: Any, says: str
+) -> None:
+    body = {"messages": HELLO, field: value, "logprobs": True}
+    r = httpx.post(f"{server[0]}/v1/chat/completions", json=body)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["param"] == field and says in error["message"], error
+
+
+def test_explicit_nulls_mean_the_defaults(
+    client: openai.OpenAI, server: tuple[str, Services]
+) -> None:
+    nulls = dict.fromkeys(
+        ["temperature", "top_p", "n", "stream", "seed", "stop", "presence_penalty",
+         "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "tools",
+         "tool_choice", "response_format", "stream_options", "max_tokens"]
+    )  # fmt: skip
+    r = httpx.post(f"{server[0]}/v1/chat/completions", json={"messages": HELLO, **nulls})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["choices"]) == 1
 
 
 def test_client_error_classes(client: openai.OpenAI) -> None:
@@ -247,3 +301,98 @@ def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path) -> None:
             client.chat.completions.create(model="base", messages=HELLO, max_tokens=5)
         for t in hold:
             t.join()
+
+
+def test_logprobs_are_the_models_and_greedy_picks_the_likeliest(
+    client: openai.OpenAI,
+) -> None:
+    r = client.chat.completions.create(
+        model="base", messages=HELLO, max_tokens=6, temperature=0, logprobs=True, top_logprobs=3
+    )
+    choice = r.choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content is not None
+    content = choice.logprobs.content
+    assert r.usage is not None and len(content) == r.usage.completion_tokens
+    for token in content:
+        assert len(token.top_logprobs) == 3 and token.logprob <= 0
+        assert token.top_logprobs[0].token == token.token  # greedy: the likeliest token
+        assert token.top_logprobs[0].logprob == pytest.approx(token.logprob)
+        ranked = [t.logprob for t in token.top_logprobs]
+        assert ranked == sorted(ranked, reverse=True)
+    raw = b"".join(bytes(t.bytes or []) for t in content)
+    assert raw.decode("utf-8", errors="replace") == choice.message.content
+    chunks = client.chat.completions.create(
+        model="base", messages=HELLO, max_tokens=6, temperature=0, logprobs=True, stream=True
+    )
+    streamed = [t for c in chunks if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content or []]  # fmt: skip
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
+
+
+def test_logit_bias_forces_and_forbids_tokens(
+    client: openai.OpenAI, server: tuple[str, Services]
+) -> None:
+    plain = client.chat.completions.create(
+        model="base", messages=HELLO, max_tokens=4, temperature=0, logprobs=True
+    )
+    assert plain.choices[0].logprobs and plain.choices[0].logprobs.content
+    first = plain.choices[0].logprobs.content[0]
+    tokenizer = server[1].backend.tokenizer  # type: ignore[attr-defined]
+    vocab = tokenizer.get_vocab()  # GPT-2's printable spelling of each byte, as in the test's BPE
+    spell = {b: c for c, b in _byte_level_spelling().items()}
+    first_id = vocab["".join(spell[b] for b in first.bytes or [])]
+    forbidden = client.chat.completions.create(
+        model="base", messages=HELLO, max_tokens=4, temperature=0, logprobs=True,
+        logit_bias={str(first_id): -100},
+    )  # fmt: skip
+    assert forbidden.choices[0].logprobs and forbidden.choices[0].logprobs.content
+    assert forbidden.choices[0].logprobs.content[0].bytes != first.bytes
+    forced_id = tokenizer.convert_tokens_to_ids(tokenizer.tokenize("card"))[0]
+    bias = {first_id: -100.0, forced_id: 60.0}
+    forced = client.chat.completions.create(
+        model="base", messages=HELLO, max_tokens=8, temperature=0, logprobs=True,
+        top_logprobs=20, logit_bias={str(k): v for k, v in bias.items()},
+    )  # fmt: skip
+    assert forced.choices[0].logprobs and forced.choices[0].logprobs.content
+    ids = {bytes(t.bytes or []): i for i, t in _spelled(tokenizer).items()}
+
+    def biased(t: Any) -> float:  # logprobs are the model's own: the bias is added to them
+        return float(t.logprob) + bias.get(ids[bytes(t.bytes or [])], 0.0)
+
+    for step in forced.choices[0].logprobs.content:
+        assert biased(step) >= max(biased(t) for t in step.top_logprobs)
+
+
+def _spelled(tokenizer: Any) -> dict[int, Any]:
+    from tuneloop.serve.embedded.tokens import TokenText
+
+    names = TokenText(tokenizer)
+    return {i: names.logprob(i, 0.0, []) for i in range(len(tokenizer))}
+
+
+def test_several_choices_each_seeded_in_turn(client: openai.OpenAI) -> None:
+    def ask(n: int, seed: int) -> list[str]:
+        r = client.chat.completions.create(
+            model="base", messages=HELLO, max_tokens=8, temperature=1.0, seed=seed, n=n
+        )
+        assert [c.index for c in r.choices] == list(range(n))
+        return [c.message.content or "" for c in r.choices]
+
+    three = ask(3, 11)
+    assert three == ask(3, 11)  # seeded: the same three again
+    assert three == [ask(1, 11)[0], ask(1, 12)[0], ask(1, 13)[0]]
+    assert len(set(three)) > 1
+    chunks = client.chat.completions.create(
+        model="base", messages=HELLO, max_tokens=8, temperature=1.0, seed=11, n=3, stream=True
+    )
+    texts = ["", "", ""]
+    for chunk in chunks:
+        for c in chunk.choices:
+            texts[c.index] += c.delta.content or ""
+    assert texts == three
+
+
+def _byte_level_spelling() -> dict[str, int]:
+    from tuneloop.serve.embedded.tokens import _byte_decoder
+
+    return _byte_decoder()

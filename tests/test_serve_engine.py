@@ -221,3 +221,19 @@ def test_a_vanishing_temperature_decodes_greedily(
 
     greedy, got = asyncio.run(main())
     assert got == greedy
+
+
+def test_penalties_and_bias_change_the_logits_as_openai_defines_them() -> None:
+    from tuneloop.serve.embedded.sampling import RowSampler
+
+    logits = torch.tensor([5.0, 4.5, 0.0, -1.0])
+    params = SamplingParams(8, frequency_penalty=1.0)
+    row = RowSampler(params, vocab=4)
+    assert row.choose(logits, 0) == 0
+    assert row.choose(logits, 0) == 1  # token 0 now 5 - 1 = 4 < 4.5
+    assert row.choose(logits, 0) == 0  # 4 vs 4.5 - 1 = 3.5
+    presence = RowSampler(SamplingParams(8, presence_penalty=2.0), vocab=4)
+    assert [presence.choose(logits, 0) for _ in range(3)] == [0, 1, 0]  # -2 once, not per use
+    assert presence.processed(logits).tolist() == [3.0, 2.5, 0.0, -1.0]
+    biased = RowSampler(SamplingParams(8, logit_bias=((3, 10.0),)), vocab=4)
+    assert biased.choose(logits, 0) == 3

@@ -107,7 +107,13 @@ def create_app(services: Services) -> FastAPI:
         s.follower.start()
         s.follower.kick()
         s.controller = CanaryController(
-            s.serve_dir, s.new_registry(), s.log, s.cfg.canary, s.writer.flush, s.follower.kick
+            s.serve_dir,
+            s.new_registry(),
+            s.log,
+            s.cfg.canary,
+            s.writer.flush,
+            s.follower.kick,
+            s.metrics.background_failures.labels(thread="canary").inc,
         )
         s.controller.start()
         server_file.announce(s.serve_dir)

@@ -2,15 +2,19 @@
 
 Every request ends in exactly one serving-log row and one ``tuneloop_requests`` count, whether
 it finished, failed, or its client went away, and releases its adapter: the ``finally`` of
-:meth:`ChatHandler._run` is the one place that happens.
+:meth:`ChatHandler._complete` and :meth:`ChatHandler._sse` is the one place that happens. A
+request for ``n`` choices is ``n`` rows of the batch (seeded ``seed``, ``seed + 1`` …); the
+serving log keeps its first choice, the one feedback on the response id is about.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi import Request
@@ -20,13 +24,16 @@ from tuneloop.curate.quality import alpha_frac, top_ngram_frac
 from tuneloop.serve.errors import APIError
 from tuneloop.serve.generation import (
     Delta,
+    Event,
     EventStream,
     Failed,
     Finished,
     GenerationRequest,
+    InvalidRequestError,
     PromptTooLongError,
     QueueFullError,
     SamplingParams,
+    TokenLogprob,
 )
 from tuneloop.serve.log import ResponseRow
 from tuneloop.serve.protocol import (
@@ -40,6 +47,8 @@ from tuneloop.serve.router import Routed
 from tuneloop.serve.services import Services
 
 USER_HEADER, CONVERSATION_HEADER = "x-tuneloop-user", "x-tuneloop-conversation"
+ROUTING_HEADER = "x-tuneloop-routing"
+log = logging.getLogger("tuneloop.serve.chat")
 
 
 def degenerate(text: str) -> bool:
@@ -54,7 +63,7 @@ def degenerate(text: str) -> bool:
 
 @dataclass
 class _Outcome:
-    """What happened to one request, filled in as its events arrive."""
+    """What happened to one choice, filled in as its events arrive."""
 
     started: float
     text: str = ""
@@ -62,6 +71,41 @@ class _Outcome:
     finish: Finished | None = None
     error: str | None = None
     parts: list[str] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+
+    def apply(self, event: Event) -> None:
+        if isinstance(event, Delta):
+            if self.ttft is None:
+                self.ttft = time.perf_counter() - self.started
+            self.parts.append(event.text)
+            self.logprobs.extend(event.logprobs)
+        elif isinstance(event, Finished):
+            self.finish = event
+            self.text = "".join(self.parts)
+            if self.ttft is None:
+                self.ttft = time.perf_counter() - self.started
+        elif isinstance(event, Failed):
+            self.error = event.message
+
+    @property
+    def ended(self) -> bool:
+        return self.finish is not None or self.error is not None
+
+
+def routing_key(tenant: str, user: str | None, conversation: str | None) -> tuple[str, str]:
+    """What keeps a request on its canary arm: its user, else its conversation, else nothing
+    (a random arm per request), and which of the three it was."""
+    if user:
+        return f"{tenant}:{user}", "user"
+    if conversation:
+        return f"{tenant}:conversation:{conversation}", "conversation"
+    return new_id("random"), "random"
+
+
+def _logprobs_body(items: list[TokenLogprob], k: int | None) -> dict[str, Any] | None:
+    if k is None:
+        return None
+    return {"content": [t.to_dict() for t in items], "refusal": None}
 
 
 class ChatHandler:
@@ -75,14 +119,71 @@ class ChatHandler:
         conversation = request.headers.get(CONVERSATION_HEADER) or (body.metadata or {}).get(
             "conversation_id"
         )
-        routed = self.s.router.route(body.model, f"{tenant}:{user}" if user else rid)
+        key, routing = routing_key(tenant, user, conversation)
+        routed = self.s.router.route(body.model, key)
         t = time.perf_counter()
-        gen = self._prepare(body, rid, routed)
+        gens = self._prepare(body, rid, routed)
         tokenizing = time.perf_counter() - t  # the backend's work, not the router's
-        self.s.router.acquire(routed.target)
+        streams = self._submit(gens, routed)
+        self.s.metrics.router.observe(time.perf_counter() - started - tokenizing)
+        context = _Context(rid, tenant, user, conversation, routed, gens, streams, body, started)
+        headers = {
+            "x-tuneloop-arm": routed.arm,
+            "x-tuneloop-model-version": routed.target.model_id,
+            ROUTING_HEADER: routing,
+            "x-request-id": rid,
+        }
+        if body.stream:
+            return StreamingResponse(
+                self._sse(context), media_type="text/event-stream", headers=headers
+            )
+        return await self._complete(context, request, headers)
+
+    def _params(self, body: ChatCompletionRequest) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=body.limit(self.s.cfg.default_max_tokens),
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=body.stop_list(),
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            logit_bias=body.bias(),
+            logprobs=body.top_logprobs if body.logprobs else None,
+        )
+
+    def _prepare(
+        self, body: ChatCompletionRequest, rid: str, routed: Routed
+    ) -> list[GenerationRequest]:
+        params = self._params(body)
+        context = self.s.backend.context_length
+        if params.max_tokens >= context:
+            raise APIError(
+                400,
+                f"max_tokens {params.max_tokens} is not below this model's context of "
+                f"{context} tokens; ask for fewer",
+                "invalid_max_tokens",
+                "max_tokens",
+            )
+        messages = tuple({"role": m.role, "content": m.text()} for m in body.messages)
+        request = GenerationRequest(rid, messages, routed.target.adapter, params)
         try:
-            stream = self.s.backend.submit(gen)
+            first = self.s.backend.prepare(request)
+        except PromptTooLongError as exc:
+            raise APIError(400, str(exc), "context_length_exceeded", "messages") from None
+        except InvalidRequestError as exc:
+            raise APIError(400, str(exc), "invalid_request", exc.param) from None
+        return [first] + [_nth(first, i) for i in range(1, body.n)]
+
+    def _submit(self, gens: list[GenerationRequest], routed: Routed) -> list[EventStream]:
+        self.s.router.acquire(routed.target)
+        streams: list[EventStream] = []
+        try:
+            for gen in gens:
+                streams.append(self.s.backend.submit(gen))
         except QueueFullError as exc:
+            for stream in streams:
+                stream.cancel()
             self.s.router.release(routed.target)
             self.s.metrics.rejected.labels(code="queue_full").inc()
             raise APIError(
@@ -92,130 +193,104 @@ class ChatHandler:
                 "queue_full",
                 headers={"Retry-After": f"{exc.retry_after:.0f}"},
             ) from None
-        self.s.metrics.router.observe(time.perf_counter() - started - tokenizing)
-        context = _Context(rid, tenant, user, conversation, routed, gen, stream, body, started)
-        headers = {
-            "x-tuneloop-arm": routed.arm,
-            "x-tuneloop-model-version": routed.target.model_id,
-            "x-request-id": rid,
-        }
-        if body.stream:
-            return StreamingResponse(
-                self._sse(context), media_type="text/event-stream", headers=headers
-            )
-        return await self._complete(context, request, headers)
-
-    def _prepare(self, body: ChatCompletionRequest, rid: str, routed: Routed) -> GenerationRequest:
-        limit = body.limit(self.s.cfg.default_max_tokens)
-        context = self.s.backend.context_length
-        if limit >= context:
-            raise APIError(
-                400,
-                f"max_tokens {limit} is not below this model's context of "
-                f"{context} tokens; ask for fewer",
-                "invalid_max_tokens",
-                "max_tokens",
-            )
-        params = SamplingParams(limit, body.temperature, body.top_p, body.seed, body.stop_list())
-        messages = tuple({"role": m.role, "content": m.text()} for m in body.messages)
-        request = GenerationRequest(rid, messages, routed.target.adapter, params)
-        try:
-            return self.s.backend.prepare(request)
-        except PromptTooLongError as exc:
-            raise APIError(400, str(exc), "context_length_exceeded", "messages") from None
+        return streams
 
     async def _complete(self, c: _Context, request: Request, headers: dict[str, str]) -> Any:
-        outcome = _Outcome(c.started)
-        try:
-            async for event in c.stream:
-                self._apply(outcome, event)
+        outcomes = [_Outcome(c.started) for _ in c.streams]
+
+        async def collect(stream: EventStream, outcome: _Outcome) -> None:
+            async for event in stream:
+                outcome.apply(event)
                 if await request.is_disconnected():
-                    c.stream.cancel()
+                    stream.cancel()
+
+        try:
+            await asyncio.gather(*(collect(s, o) for s, o in zip(c.streams, outcomes, strict=True)))
         finally:
-            self._record(c, outcome)
-        if outcome.error is not None:
-            raise APIError(500, outcome.error, "generation_failed")
-        f = outcome.finish
-        assert f is not None
+            self._record(c, outcomes)
+        failed = next((o.error for o in outcomes if o.error is not None), None)
+        if failed is not None:
+            raise APIError(500, failed, "generation_failed")
+        k = c.gens[0].params.logprobs
+        choices = []
+        for i, o in enumerate(outcomes):
+            assert o.finish is not None
+            choices.append({
+                "index": i,
+                "message": {"role": "assistant", "content": o.text},
+                "logprobs": _logprobs_body(o.logprobs, k),
+                "finish_reason": o.finish.reason,
+            })  # fmt: skip
         body = completion_body(
-            c.rid,
-            c.routed.target.model_id,
-            outcome.text,
-            f.reason,
-            usage_of(f.prompt_tokens, f.completion_tokens),
-            c.routed.target.fingerprint,
+            c.rid, c.routed.target.model_id, choices, _usage(outcomes), c.routed.target.fingerprint
         )
         return JSONResponse(body, headers=headers)
 
     async def _sse(self, c: _Context) -> AsyncIterator[str]:
-        outcome = _Outcome(c.started)
+        outcomes = [_Outcome(c.started) for _ in c.streams]
         model, fp = c.routed.target.model_id, c.routed.target.fingerprint
         include_usage = bool(c.body.stream_options and c.body.stream_options.include_usage)
+        k = c.gens[0].params.logprobs
         try:
-            yield _data(chunk_body(c.rid, model, fp, {"role": "assistant", "content": ""}))
-            async for event in c.stream:
-                self._apply(outcome, event)
-                if isinstance(event, Delta) and event.text:
-                    yield _data(chunk_body(c.rid, model, fp, {"content": event.text}))
-            if outcome.error is not None:
-                yield _data(
-                    {"error": APIError(500, outcome.error, "generation_failed").body()["error"]}
-                )
-            elif outcome.finish is not None:
-                f = outcome.finish
-                yield _data(chunk_body(c.rid, model, fp, {}, f.reason))
-                if include_usage:
-                    usage = usage_of(f.prompt_tokens, f.completion_tokens)
-                    yield _data(chunk_body(c.rid, model, fp, None, usage=usage))
+            role = {"role": "assistant", "content": ""}
+            for i in range(len(outcomes)):
+                yield _data(chunk_body(c.rid, model, fp, role, index=i))
+            async for i, event in _merged(c.streams):
+                outcomes[i].apply(event)
+                if isinstance(event, Delta) and (event.text or event.logprobs):
+                    lp = _logprobs_body(list(event.logprobs), k)
+                    yield _data(chunk_body(c.rid, model, fp, {"content": event.text}, index=i,
+                                           logprobs=lp))  # fmt: skip
+                elif isinstance(event, Finished):
+                    yield _data(chunk_body(c.rid, model, fp, {}, event.reason, index=i))
+                elif isinstance(event, Failed):
+                    break
+            failed = next((o.error for o in outcomes if o.error is not None), None)
+            if failed is not None:
+                yield _data({"error": APIError(500, failed, "generation_failed").body()["error"]})
+            elif include_usage:
+                yield _data(chunk_body(c.rid, model, fp, None, usage=_usage(outcomes)))
             yield "data: [DONE]\n\n"
         finally:  # also when the client disconnects: Starlette cancels this generator
-            if outcome.finish is None and outcome.error is None:
-                c.stream.cancel()
-            self._record(c, outcome)
+            for stream, outcome in zip(c.streams, outcomes, strict=True):
+                if not outcome.ended:
+                    stream.cancel()
+            self._record(c, outcomes)
 
-    @staticmethod
-    def _apply(outcome: _Outcome, event: object) -> None:
-        if isinstance(event, Delta):
-            if outcome.ttft is None:
-                outcome.ttft = time.perf_counter() - outcome.started
-            outcome.parts.append(event.text)
-        elif isinstance(event, Finished):
-            outcome.finish = event
-            outcome.text = "".join(outcome.parts)
-            if outcome.ttft is None:
-                outcome.ttft = time.perf_counter() - outcome.started
-        elif isinstance(event, Failed):
-            outcome.error = event.message
-
-    def _record(self, c: _Context, o: _Outcome) -> None:
+    def _record(self, c: _Context, outcomes: list[_Outcome]) -> None:
         """One log row and one count per request, and the adapter released."""
         self.s.router.release(c.routed.target)
         latency = time.perf_counter() - c.started
         arm, version = c.routed.arm, c.routed.target.model_id
-        cancelled = (o.finish is not None and o.finish.reason == "cancelled") or (
-            o.finish is None and o.error is None
+        o = outcomes[0]
+        error = next((x.error for x in outcomes if x.error is not None), None)
+        cancelled = any(
+            (x.finish is not None and x.finish.reason == "cancelled") or not x.ended
+            for x in outcomes
         )
-        status = "error" if o.error is not None else "cancelled" if cancelled else "ok"
+        status = "error" if error is not None else "cancelled" if cancelled else "ok"
         m = self.s.metrics
         m.requests.labels(arm, version, status).inc()
         if status == "error":
             m.errors.labels(arm, version, "generation_failed").inc()
+            log.error("request %s (tenant %s, %s) failed: %s", c.rid, c.tenant, version, error)
         if status == "ok" and o.finish is not None:
             m.latency.labels(arm, version).observe(latency)
             if o.ttft is not None:
                 m.ttft.labels(arm, version).observe(o.ttft)
             m.tokens.labels(arm, version, "prompt").inc(o.finish.prompt_tokens)
-            m.tokens.labels(arm, version, "completion").inc(o.finish.completion_tokens)
+            completion = sum(x.finish.completion_tokens for x in outcomes if x.finish)
+            m.tokens.labels(arm, version, "completion").inc(completion)
         f = o.finish
         row = ResponseRow(
             response_id=c.rid,
             tenant=c.tenant,
-            messages=list(c.gen.messages),
+            messages=list(c.gens[0].messages),
             arm=arm,
             model_version=c.routed.target.version,
             status=status,
             answer=o.text if status == "ok" else None,
-            error=o.error,
+            error=error,
             finish_reason=f.reason if f else None,
             user_id=c.user,
             conversation_id=c.conversation,
@@ -223,7 +298,7 @@ class ChatHandler:
             canary_id=c.routed.canary_id,
             latency_s=latency,
             ttft_s=o.ttft,
-            prompt_tokens=len(c.gen.prompt_ids) or None,
+            prompt_tokens=len(c.gens[0].prompt_ids) or None,
             completion_tokens=f.completion_tokens if f else None,
             degenerate=status == "ok" and degenerate(o.text),
         )
@@ -238,10 +313,52 @@ class _Context:
     user: str | None
     conversation: str | None
     routed: Routed
-    gen: GenerationRequest
-    stream: EventStream
+    gens: list[GenerationRequest]
+    streams: list[EventStream]
     body: ChatCompletionRequest
     started: float
+
+
+def _nth(first: GenerationRequest, i: int) -> GenerationRequest:
+    """Choice ``i`` of a request for several: its own row, seeded ``seed + i`` when seeded."""
+    p = first.params
+    seed = None if p.seed is None else p.seed + i
+    return replace(first, request_id=f"{first.request_id}/{i}", params=replace(p, seed=seed))
+
+
+def _usage(outcomes: list[_Outcome]) -> dict[str, int]:
+    prompt = next((o.finish.prompt_tokens for o in outcomes if o.finish), 0)
+    completion = sum(o.finish.completion_tokens for o in outcomes if o.finish)
+    return usage_of(prompt, completion)
+
+
+async def _merged(streams: list[EventStream]) -> AsyncIterator[tuple[int, Event]]:
+    """The events of several streams as they come, each with its stream's index."""
+    if len(streams) == 1:
+        async for event in streams[0]:
+            yield 0, event
+        return
+    queue: asyncio.Queue[tuple[int, Event] | None] = asyncio.Queue()
+
+    async def pump(i: int, stream: EventStream) -> None:
+        try:
+            async for event in stream:
+                await queue.put((i, event))
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(i, s)) for i, s in enumerate(streams)]
+    try:
+        running = len(tasks)
+        while running:
+            item = await queue.get()
+            if item is None:
+                running -= 1
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 def _data(obj: dict[str, Any]) -> str:

@@ -7,6 +7,7 @@ change, and every failure, including a validation error found by FastAPI, leaves
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -89,7 +90,20 @@ async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     return APIError(exc.status_code, hint, None).response()
 
 
-async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+log = logging.getLogger("tuneloop.serve")
+
+
+async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "%s %s failed with %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+    metrics = getattr(getattr(request.app.state, "services", None), "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels("none", "none", "internal_error").inc()
     message = f"internal error ({type(exc).__name__}); the server logged it and keeps serving"
     return APIError(500, message, "internal_error").response()
 

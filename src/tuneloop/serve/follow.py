@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
+import logging
 import threading
 import time
 from collections.abc import Coroutine
@@ -31,6 +31,7 @@ from tuneloop.serve.metrics import Metrics
 from tuneloop.serve.router import BASE_TARGET, CanaryRoute, Router, ServingState, Target
 
 FULL_POLL_S = 2.0
+log = logging.getLogger("tuneloop.serve.follow")
 
 
 def adapter_name(version: str, sha256: str) -> str:
@@ -99,8 +100,9 @@ class AliasFollower:
                 seen, last_full = now_sig, time.monotonic()
                 try:
                     self.sync()
-                except Exception as exc:  # the registry may be briefly unreachable: retry
-                    print(f"tuneloop serve: could not read the registry: {exc}", file=sys.stderr)
+                except Exception:  # the registry may be briefly unreachable: retry
+                    log.exception("could not follow the registry; retrying")
+                    self.metrics.background_failures.labels(thread="follow").inc()
 
     # -- one synchronisation ----------------------------------------------------------------------
 
@@ -212,7 +214,7 @@ class AliasFollower:
     def _refuse(self, version: str, sha256: str, why: str) -> None:
         self._refused[version] = (sha256, why)
         self.metrics.refused_adapters.labels(version=f"v{version}").inc()
-        print(f"tuneloop serve: REFUSED adapter of v{version}: {why}", file=sys.stderr)
+        log.error("refused the adapter of v%s: %s", version, why)
         self.registry.record_event(
             "adapter_refused", version=version, adapter_sha256=sha256, reason=why
         )

@@ -17,6 +17,30 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias), sorted
+    logprobs: int | None = None  # None: no logprobs; k: the chosen token's and k alternatives
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log-probability under the model, as OpenAI's ``logprobs`` has it."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    top: tuple[TokenLogprob, ...] = ()
+
+    def to_dict(self, alternatives: bool = True) -> dict[str, object]:
+        out: dict[str, object] = {
+            "token": self.token,
+            "logprob": self.logprob,
+            "bytes": list(self.bytes),
+        }
+        if alternatives:
+            out["top_logprobs"] = [t.to_dict(False) for t in self.top]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +54,12 @@ class GenerationRequest:
 
 @dataclass(slots=True)
 class Delta:
-    """Text that became final since the last delta (may be empty at the first token)."""
+    """Text that became final since the last delta (may be empty at the first token), and the
+    log-probabilities of the tokens generated since the last delta, when they were asked for."""
 
     text: str
     first: bool = False
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(slots=True)
@@ -67,6 +93,14 @@ class QueueFullError(Exception):
         self.retry_after = retry_after
 
 
+class InvalidRequestError(Exception):
+    """A parameter the model cannot take (a token id past its vocabulary …): a 400 for ``param``."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class PromptTooLongError(Exception):
     """The prompt plus max_tokens does not fit the model's context."""
 
@@ -94,7 +128,8 @@ class Backend(Protocol):
     context_length: int
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
-        """Tokenize and check the request; raise PromptTooLongError before anything is queued."""
+        """Tokenize and check the request; raise PromptTooLongError or InvalidRequestError
+        before anything is queued."""
         ...
 
     def submit(self, request: GenerationRequest) -> EventStream:

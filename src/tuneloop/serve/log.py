@@ -11,11 +11,12 @@ thread that commits in small batches, so a request never waits on the disk.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from tuneloop.encryption import db as encrypted_db
 from tuneloop.encryption import files as sealed_files
 from tuneloop.erasure import compact
 from tuneloop.storage import PgTarget
+
+logger = logging.getLogger("tuneloop.serve.log")
 
 APPEND_ONLY = "the serving log is append-only"
 SCHEMA = (
@@ -334,8 +337,8 @@ class ServingLog:
                 compact(self._db)  # on a server: VACUUM by the owner (README, "PostgreSQL")
         return counts
 
-    def writer(self) -> LogWriter:
-        return LogWriter(self)
+    def writer(self, on_failure: Callable[[], None] = lambda: None) -> LogWriter:
+        return LogWriter(self, on_failure)
 
 
 class LogWriter:
@@ -345,8 +348,9 @@ class LogWriter:
     ``log-unwritten.jsonl`` beside the log, so that no response is lost without a trace.
     """
 
-    def __init__(self, log: ServingLog) -> None:
+    def __init__(self, log: ServingLog, on_failure: Callable[[], None] = lambda: None) -> None:
         self.log = log
+        self._failed = on_failure
         self.fallback = log.path.with_name("log-unwritten.jsonl")
         self._queue: queue.Queue[ResponseRow | FeedbackRow | None] = queue.Queue()
         self._idle = threading.Event()
@@ -379,7 +383,11 @@ class LogWriter:
                 if item is not None:
                     batch.append(item)
             if batch:
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except Exception:  # the thread must outlive any one batch
+                    logger.exception("could not write %d serving-log rows anywhere", len(batch))
+                    self._failed()
             if self._queue.empty():
                 self._idle.set()
                 if self._stopping:
@@ -392,7 +400,10 @@ class LogWriter:
                 return
             except storage.db_errors():
                 self.errors += 1
+                logger.warning("serving log write failed (attempt %d of 3)", attempt + 1)
+                self._failed()
                 time.sleep(0.2 * 2**attempt)
+        logger.error("the serving log refused %d rows: kept in %s", len(batch), self.fallback)
         self.fallback.parent.mkdir(parents=True, exist_ok=True)
         with self.fallback.open("a", encoding="utf-8") as fh:
             for row in batch:

@@ -73,6 +73,12 @@ class Metrics:
             ["version"],
             registry=r,
         )
+        self.background_failures = Counter(
+            "tuneloop_background_failures",
+            "failures of the server's background threads (follower, canary, log writer)",
+            ["thread"],
+            registry=r,
+        )
         self.canary_weight = Gauge(
             "tuneloop_canary_weight_percent", "share of users on the canary", registry=r
         )

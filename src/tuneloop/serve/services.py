@@ -70,14 +70,15 @@ def build_services(
     log_target: Path | PgTarget | None = None,
 ) -> Services:
     log = ServingLog(log_target or serve_dir / "log.sqlite")
+    metrics = Metrics(backend.stats)
     return Services(
         cfg=cfg,
         backend=backend,
         router=Router(cfg.canary.salt, backend.base_name),
         keys=KeyRing.load(cfg.api_keys),
         log=log,
-        writer=log.writer(),
-        metrics=Metrics(backend.stats),
+        writer=log.writer(metrics.background_failures.labels(thread="serving-log").inc),
+        metrics=metrics,
         recent=RecentResponses(),
         serve_dir=serve_dir,
         registry=new_registry(),

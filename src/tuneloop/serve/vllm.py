@@ -30,6 +30,7 @@ from tuneloop.serve.generation import (
     GenerationRequest,
     PromptTooLongError,
     QueueFullError,
+    TokenLogprob,
 )
 
 
@@ -112,6 +113,14 @@ class VLLMBackend:
             body["seed"] = p.seed
         if p.stop:
             body["stop"] = list(p.stop)
+        if p.presence_penalty:
+            body["presence_penalty"] = p.presence_penalty
+        if p.frequency_penalty:
+            body["frequency_penalty"] = p.frequency_penalty
+        if p.logit_bias:
+            body["logit_bias"] = {str(t): b for t, b in p.logit_bias}
+        if p.logprobs is not None:
+            body["logprobs"], body["top_logprobs"] = True, p.logprobs
         return body
 
     async def load_adapter(self, name: str, path: Path) -> None:
@@ -175,9 +184,10 @@ class UpstreamStream:
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices", []):
                         piece = (choice.get("delta") or {}).get("content") or ""
-                        if piece or first:
+                        logprobs = _logprobs(choice.get("logprobs"))
+                        if piece or first or logprobs:
                             text.append(piece)
-                            yield Delta(piece, first=first)
+                            yield Delta(piece, first=first, logprobs=logprobs)
                             first = False
                         finish = choice.get("finish_reason") or finish
         except httpx.HTTPError as exc:
@@ -190,3 +200,20 @@ class UpstreamStream:
         yield Finished(
             "length" if finish == "length" else "stop", prompt, completion, "".join(text)
         )
+
+
+def _logprob(entry: dict[str, Any], top: bool = True) -> TokenLogprob:
+    alternatives = tuple(_logprob(t, False) for t in entry.get("top_logprobs") or ()) if top else ()
+    raw = entry.get("bytes")
+    text = str(entry.get("token", ""))
+    return TokenLogprob(
+        text,
+        float(entry.get("logprob", 0.0)),
+        tuple(raw) if raw is not None else tuple(text.encode("utf-8")),
+        alternatives,
+    )
+
+
+def _logprobs(found: dict[str, Any] | None) -> tuple[TokenLogprob, ...]:
+    """The engine's ``logprobs.content`` of one chunk, as events carry them."""
+    return tuple(_logprob(e) for e in (found or {}).get("content") or ())

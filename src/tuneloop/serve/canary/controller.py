@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +14,8 @@ from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.judge import ArmSample, Verdict, judge
 from tuneloop.serve.canary.state import CanaryState, read_state
 from tuneloop.serve.log import ServingLog
+
+logger = logging.getLogger("tuneloop.serve.canary")
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,10 @@ class CanaryController:
         cfg: CanaryConfig,
         before_judging: Callable[[], None],
         after_acting: Callable[[], None],
+        on_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.serve_dir, self.registry, self.log, self.cfg = serve_dir, registry, log, cfg
-        self._before, self._after = before_judging, after_acting
+        self._before, self._after, self._failed = before_judging, after_acting, on_failure
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tuneloop-canary", daemon=True)
 
@@ -75,5 +78,6 @@ class CanaryController:
         while not self._stop.wait(self.cfg.interval_s):
             try:
                 self.run_once()
-            except Exception as exc:  # a failed judgment is retried next interval
-                print(f"tuneloop serve: canary judgment failed: {exc}", file=sys.stderr)
+            except Exception:  # a failed judgment is retried next interval
+                logger.exception("the canary judgment failed; retrying next interval")
+                self._failed()

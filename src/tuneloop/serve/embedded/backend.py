@@ -16,6 +16,7 @@ from tuneloop.serve.generation import (
     Failed,
     Finished,
     GenerationRequest,
+    InvalidRequestError,
     PromptTooLongError,
 )
 
@@ -62,6 +63,14 @@ class EmbeddedBackend:
         return backend
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        vocab = self.scheduler.vocab
+        for token, _ in request.params.logit_bias:
+            if token >= vocab:
+                raise InvalidRequestError(
+                    f"logit_bias: token id {token} is not in this model's vocabulary "
+                    f"(0..{vocab - 1})",
+                    "logit_bias",
+                )
         ids = self.tokenizer.apply_chat_template(
             list(request.messages), tokenize=True, add_generation_prompt=True, return_dict=False
         )

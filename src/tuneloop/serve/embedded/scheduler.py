@@ -4,55 +4,35 @@ One thread does all model work, so peft's adapter bookkeeping is never changed u
 forward pass: adapter loads and unloads are queued as commands and run between two steps.
 Each loop: run pending commands; admit waiting requests (one prefill for all of them, up to a
 token budget so a long prompt cannot stall the others for long); run one decode step for every
-running row; retire rows that finished, hit their limit, or whose client went away.
+running row; retire rows that finished, hit their limit, failed, or whose client went away.
+
+Failures stay as small as they can: what belongs to one row (its sampler, its stop strings, its
+text, its events) fails that row alone; a failed prefill fails the requests it was admitting;
+a failed decode step (out of memory) fails the rows of that step. Each is logged with the
+request ids, and the thread goes on serving new requests.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from tuneloop.serve.embedded.detok import IncrementalText
 from tuneloop.serve.embedded.kv import KVBatch, left_padded, positions_of
-from tuneloop.serve.embedded.sampling import generator_for, next_tokens
-from tuneloop.serve.generation import (
-    BackendStats,
-    Delta,
-    Event,
-    Failed,
-    Finished,
-    FinishReason,
-    GenerationRequest,
-    QueueFullError,
-)
+from tuneloop.serve.embedded.rows import Job, Row
+from tuneloop.serve.embedded.tokens import TokenText
+from tuneloop.serve.generation import BackendStats, Failed, Finished, QueueFullError
 
 BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in adapter_names
-
-
-@dataclass(eq=False)
-class Job:
-    request: GenerationRequest
-    sink: Callable[[Event], None]  # must be safe to call from the worker thread
-    cancelled: bool = False  # set by the request's side when its client goes away
-    queued_at: float = field(default_factory=time.perf_counter)
-
-
-@dataclass(eq=False)
-class _Row:
-    job: Job
-    text: IncrementalText
-    generator: torch.Generator | None
-    last: int = 0
-    produced: int = 0
-    finish: FinishReason | None = None
+log = logging.getLogger("tuneloop.serve.generate")
+__all__ = ["BASE_ADAPTER", "Job", "Scheduler"]
 
 
 def _cache_keyword(model: Any) -> str:
@@ -69,6 +49,10 @@ def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     return frozenset(int(i) for i in ids)
+
+
+def _ids(jobs: list[Job]) -> str:
+    return ", ".join(j.request.request_id for j in jobs)
 
 
 class Scheduler:
@@ -92,7 +76,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._waiting: deque[Job] = deque()
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self._rows: list[_Row] = []
+        self._rows: list[Row] = []
         self._batch: KVBatch | None = None
         self._stopped = False
         self._seconds_per_job = 2.0  # running mean, for Retry-After
@@ -111,6 +95,8 @@ class Scheduler:
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._eos = eos_ids(model, tokenizer)
         self._cache_kw = _cache_keyword(model)
+        self._names = TokenText(tokenizer)
+        self.vocab = int(model.get_output_embeddings().weight.shape[0])
 
     # -- the request side (any thread) -----------------------------------------------------------
 
@@ -167,14 +153,11 @@ class Scheduler:
                 admitted = self._take_waiting()
             for fn, future in commands:
                 _run_command(fn, future)
-            try:
-                if admitted:
-                    self._admit(admitted)
-                if self._rows:
-                    self._step()
-            except Exception as exc:  # a failed forward pass fails its requests, not the server
-                self._fail_all(admitted, f"generation failed: {type(exc).__name__}: {exc}")
-        self._fail_all([], "the server is shutting down")
+            if admitted:
+                self._admit(admitted)
+            if self._rows:
+                self._step()
+        self._end_rows(self._rows, "the server is shutting down")
         for job in self._waiting:
             job.sink(Failed("the server is shutting down"))
 
@@ -186,9 +169,9 @@ class Scheduler:
             job = self._waiting[0]
             if job.cancelled:
                 self._waiting.popleft()
-                job.sink(Finished("cancelled", len(job.request.prompt_ids), 0))
+                job.sink(Finished("cancelled", job.prompt_tokens, 0))
                 continue
-            cost = len(job.request.prompt_ids)
+            cost = job.prompt_tokens
             if taken and cost > budget:
                 break
             budget -= cost
@@ -214,88 +197,89 @@ class Scheduler:
         if self.model.active_adapter != name:
             self.model.set_adapter(name, inference_mode=True)
 
+    def _start_rows(self, jobs: list[Job]) -> list[Row]:
+        """A row per job; a job whose row cannot start (its sampler refused) fails alone."""
+        rows = []
+        for job in jobs:
+            try:
+                rows.append(Row.start(job, self.tokenizer, self.vocab))
+            except Exception as exc:
+                log.exception("request %s could not start", job.request.request_id)
+                job.sink(Failed(f"generation failed: {type(exc).__name__}: {exc}"))
+        return rows
+
     def _admit(self, jobs: list[Job]) -> None:
+        """Prefill the admitted jobs together and join them to the running batch."""
         from transformers import DynamicCache
 
-        ids, mask = left_padded([list(j.request.prompt_ids) for j in jobs], self._pad)
-        cache = DynamicCache(config=self.model.config)
-        logits = self._forward(
-            jobs,
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions_of(mask),
-            **{self._cache_kw: cache},
-        )
+        rows = self._start_rows(jobs)
+        if not rows:
+            return
+        try:
+            ids, mask = left_padded([list(r.job.request.prompt_ids) for r in rows], self._pad)
+            cache = DynamicCache(config=self.model.config)
+            logits = self._forward(
+                [r.job for r in rows],
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions_of(mask),
+                **{self._cache_kw: cache},
+            )
+        except Exception as exc:  # the running rows' cache is untouched: they go on
+            log.exception("prefill failed for %s", _ids([r.job for r in rows]))
+            self._end_rows(rows, f"generation failed: {type(exc).__name__}: {exc}")
+            return
         joined = KVBatch(cache, mask, mask.sum(dim=1))
         if self._batch is None:
             self._batch = joined
         else:
             self._batch.extend(joined)
-        rows = [
-            _Row(
-                j,
-                IncrementalText(self.tokenizer, j.request.params.stop),
-                generator_for(j.request.params),
-            )
-            for j in jobs
-        ]
         self._rows.extend(rows)
         self._take(rows, logits)
 
     def _step(self) -> None:
         batch = self._batch
         assert batch is not None
-        step_mask, positions = batch.step_inputs()
-        ids = torch.tensor([[row.last] for row in self._rows], dtype=torch.long)
-        logits = self._forward(
-            [row.job for row in self._rows],
-            input_ids=ids,
-            attention_mask=step_mask,
-            position_ids=positions,
-            **{self._cache_kw: batch.cache},
-        )
+        try:
+            step_mask, positions = batch.step_inputs()
+            ids = torch.tensor([[row.last] for row in self._rows], dtype=torch.long)
+            logits = self._forward(
+                [row.job for row in self._rows],
+                input_ids=ids,
+                attention_mask=step_mask,
+                position_ids=positions,
+                **{self._cache_kw: batch.cache},
+            )
+        except Exception as exc:  # out of memory, say: this step's rows fail, the server goes on
+            log.exception("decode step failed for %s", _ids([r.job for r in self._rows]))
+            self._end_rows(self._rows, f"generation failed: {type(exc).__name__}: {exc}")
+            return
         batch.advance(step_mask)
         self.steps += 1
         self._take(self._rows, logits)
 
-    def _take(self, rows: list[_Row], logits: torch.Tensor) -> None:
-        """Give each row its next token, then retire the rows that are done."""
-        params = [r.job.request.params for r in rows]
-        tokens = next_tokens(logits, params, [r.generator for r in rows])
-        for row, token in zip(rows, tokens, strict=True):
-            self._push(row, token)
+    def _take(self, rows: list[Row], logits: torch.Tensor) -> None:
+        """Give each row its next token, each in its own ``try``; then retire the rows done."""
+        greedy = logits.argmax(dim=-1).tolist()
+        for i, row in enumerate(rows):
+            try:
+                row.advance(logits[i], int(greedy[i]), self._eos, self._names)
+            except Exception as exc:
+                log.exception("request %s failed", row.job.request.request_id)
+                row.fail(f"generation failed: {type(exc).__name__}: {exc}")
         self._retire()
-
-    def _push(self, row: _Row, token: int) -> None:
-        row.produced += 1
-        if token in self._eos:
-            row.finish = "stop"
-            return
-        row.last = token
-        text = row.text.push(token)
-        if row.text.stopped:
-            row.finish = "stop"
-        elif row.produced >= row.job.request.params.max_tokens:
-            row.finish = "length"
-        if text or row.produced == 1:
-            row.job.sink(Delta(text, first=row.produced == 1))
 
     def _retire(self) -> None:
         keep: list[int] = []
         for i, row in enumerate(self._rows):
-            if row.job.cancelled and row.finish is None:
+            if row.job.cancelled and not row.done:
                 row.finish = "cancelled"
-            if row.finish is None:
+            if not row.done:
                 keep.append(i)
                 continue
-            if row.finish != "cancelled" and (rest := row.text.flush()):
-                row.job.sink(Delta(rest))
             done = time.perf_counter() - row.job.queued_at
             self._seconds_per_job = 0.9 * self._seconds_per_job + 0.1 * done
-            completion = row.produced - (1 if row.finish == "stop" and not row.text.stopped else 0)
-            row.job.sink(
-                Finished(row.finish, len(row.job.request.prompt_ids), completion, row.text.text)
-            )
+            _close(row)
         if len(keep) == len(self._rows):
             return
         self._rows = [self._rows[i] for i in keep]
@@ -304,11 +288,20 @@ class Scheduler:
         elif self._batch is not None:
             self._batch.keep(keep)
 
-    def _fail_all(self, admitted: list[Job], message: str) -> None:
-        jobs = {id(r.job): r.job for r in self._rows} | {id(j): j for j in admitted}
-        for job in jobs.values():
-            job.sink(Failed(message))
-        self._rows, self._batch = [], None
+    def _end_rows(self, rows: list[Row], message: str) -> None:
+        """Fail ``rows`` and take them out of the batch (the running ones: all of them)."""
+        for row in rows:
+            row.fail(message)
+            _close(row)
+        if rows is self._rows:
+            self._rows, self._batch = [], None
+
+
+def _close(row: Row) -> None:
+    try:
+        row.close()
+    except Exception:  # its client's loop has gone: nobody is left to tell
+        log.exception("could not send the end of request %s", row.job.request.request_id)
 
 
 def _run_command(fn: Callable[[], Any], future: Future[Any]) -> None:
