@@ -90,8 +90,13 @@ def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4, scale: float = 1
     return dest
 
 
-def register_adapter(ws: Workspace, adapter: Path, base_sha256: str, base: str) -> ModelVersion:
+def register_adapter(
+    ws: Workspace, adapter: Path, base_sha256: str, base: str, gated: bool = True
+) -> ModelVersion:
+    """Register ``adapter``; ``gated``: with a passing gate decision on the current eval index,
+    as ``tuneloop gate`` leaves one, so that the version may be released."""
     from tuneloop.flows.register import registry_for
+    from tuneloop.registry.release import current_index_version
 
     lineage = Lineage(
         base_ref=base,
@@ -102,7 +107,13 @@ def register_adapter(ws: Workspace, adapter: Path, base_sha256: str, base: str) 
         hyperparameters={},
         code_version="test",
     )
-    return registry_for(ws).register(adapter, lineage)
+    registry = registry_for(ws)
+    version = registry.register(adapter, lineage)
+    if gated:
+        index = current_index_version(ws.index_dir) or ""
+        decision = {"decision": "pass", "reasons": ["passed"], "eval_index_version": index}
+        registry.set_gate_decision(version.version, decision)
+    return registry.get(version.version)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ from tuneloop.model.base import weights_sha256
 from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.judge import ArmSample, judge
 from tuneloop.serve.canary.state import read_state
+from tuneloop.serve.chat import routing_key
 from tuneloop.serve.router import BASE_TARGET, CanaryRoute, Router, ServingState, Target
 
 from liveserver import live_server, register_adapter, serve_workspace, tiny_adapter, wait_for
@@ -58,6 +59,10 @@ CASES = [
     ("no feedback yet", arm(down=0, up=0, ratings=()), arm(down=0, up=0, ratings=()),
      "inconclusive", None),
     ("no traffic at all", ArmSample(), ArmSample(), "inconclusive", None),
+    ("every user dislikes it, production has no thumbs yet", arm(down=29, up=0),
+     arm(down=0, up=0, ratings=()), "fail", "thumbs_down_ceiling"),
+    ("disliked, but not decisively above the ceiling", arm(down=12, up=8),
+     arm(down=0, up=0, ratings=()), "inconclusive", None),
 ]  # fmt: skip
 
 
@@ -93,7 +98,7 @@ def test_a_canary_no_different_from_production_rarely_fails() -> None:
     for seed in range(200):
         rng = random.Random(seed)
         fails += judge(sample(rng, 2 * seed), sample(rng, 2 * seed + 1), CFG).decision == "fail"
-    assert fails <= 10  # alpha = 5%, shared by the five metrics
+    assert fails <= 10  # alpha = 5%, shared by the six metrics
 
 
 def test_users_stay_on_their_arm_and_the_split_follows_the_weight() -> None:
@@ -108,6 +113,41 @@ def test_users_stay_on_their_arm_and_the_split_follows_the_weight() -> None:
     router.state = ServingState(BASE_TARGET, CanaryRoute(target, 60.0, "c1"))
     moved = {u: router.route("production", u).arm for u in users}
     assert all(moved[u] == "canary" for u in users if first[u] == "canary")  # nobody goes back
+
+
+def test_routing_keys_user_then_conversation_then_random() -> None:
+    assert routing_key("t", "u1", "c1") == ("t:u1", "user")  # the user's arm, as before
+    assert routing_key("t", None, "c1") == ("t:conversation:c1", "conversation")
+    key, how = routing_key("t", None, None)
+    assert how == "random" and key != routing_key("t", None, None)[0]
+
+
+def test_a_conversation_stays_on_one_arm(tmp_path: Path) -> None:
+    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
+    ws = serve_workspace(tmp_path / "ws", base, min_requests=10_000, min_feedback=10_000)
+    sha = weights_sha256(base)
+    v1, v2 = (register_adapter(ws, tiny_adapter(base, tmp_path / f"a{i}", seed=i), sha,
+                               str(base)).version for i in (1, 2))  # fmt: skip
+    registry_for(ws).promote(v1)
+    actions.start(ws.serve_dir, registry_for(ws), v2, 50, 10, 50, index_version=None)
+    with live_server(ws, base) as (url, services):
+        wait_for(lambda: services.router.state.canary is not None)
+
+        def arms(how: dict[str, Any]) -> list[tuple[str, str]]:
+            out = []
+            for i in range(8):
+                r = httpx.post(f"{url}/v1/chat/completions", headers=how.get("headers", {}),
+                               json={"messages": [{"role": "user", "content": f"hi {i}"}],
+                                     "max_tokens": 1, **how.get("body", {})})  # fmt: skip
+                out.append((r.headers["x-tuneloop-arm"], r.headers["x-tuneloop-routing"]))
+            return out
+
+        for n in range(6):  # with a 50% canary, six conversations on one arm each
+            header = arms({"headers": {"X-Tuneloop-Conversation": f"conv-{n}"}})
+            body = arms({"body": {"metadata": {"conversation_id": f"conv-{n}"}}})
+            assert len(set(header)) == 1 and header == body
+            assert header[0][1] == "conversation"
+        assert {how for _, how in arms({})} == {"random"}
 
 
 def test_router_overhead_is_microseconds() -> None:
@@ -156,7 +196,15 @@ def test_a_canary_users_dislike_is_rolled_back_by_itself(tmp_path: Path) -> None
     ws, base, (v1, v2) = canary_server(tmp_path)
     with live_server(ws, base) as (url, _):
         wait_for(lambda: httpx.get(f"{url}/readyz").json().get("production") == f"v{v1}")
-        actions.start(ws.serve_dir, registry_for(ws), v2, weight=50, step=25, max_weight=100)
+        actions.start(
+            ws.serve_dir,
+            registry_for(ws),
+            v2,
+            weight=50,
+            step=25,
+            max_weight=100,
+            index_version=None,
+        )
         done = lambda: (s := read_state(ws.serve_dir)) is not None and not s.running  # noqa: E731
         arms = traffic(url, ws, users=40, canary_feedback="down", until=done)
         state = read_state(ws.serve_dir)
@@ -178,7 +226,15 @@ def test_a_good_canary_steps_up_and_is_promoted(tmp_path: Path) -> None:
     ws, base, (v1, v2) = canary_server(tmp_path)
     with live_server(ws, base) as (url, _):
         wait_for(lambda: httpx.get(f"{url}/readyz").json().get("production") == f"v{v1}")
-        actions.start(ws.serve_dir, registry_for(ws), v2, weight=40, step=30, max_weight=100)
+        actions.start(
+            ws.serve_dir,
+            registry_for(ws),
+            v2,
+            weight=40,
+            step=30,
+            max_weight=100,
+            index_version=None,
+        )
         done = lambda: (s := read_state(ws.serve_dir)) is not None and not s.running  # noqa: E731
         traffic(url, ws, users=40, canary_feedback="up", until=done)
         state = read_state(ws.serve_dir)
@@ -195,7 +251,15 @@ def test_zero_traffic_never_promotes(tmp_path: Path) -> None:
     ws, base, (v1, v2) = canary_server(tmp_path)
     with live_server(ws, base) as (url, services):
         wait_for(lambda: httpx.get(f"{url}/readyz").json().get("production") == f"v{v1}")
-        actions.start(ws.serve_dir, registry_for(ws), v2, weight=50, step=50, max_weight=100)
+        actions.start(
+            ws.serve_dir,
+            registry_for(ws),
+            v2,
+            weight=50,
+            step=50,
+            max_weight=100,
+            index_version=None,
+        )
         wait_for(lambda: (read_state(ws.serve_dir) or Any).judgments >= 3, timeout=30)
         assert services.controller is not None
         judged = services.controller.run_once()
@@ -209,13 +273,19 @@ def test_a_newer_candidate_restarts_the_analysis(tmp_path: Path) -> None:
     v3 = register_adapter(ws, tiny_adapter(base, tmp_path / "a3", seed=3), weights_sha256(base),
                           str(base)).version  # fmt: skip
     registry = registry_for(ws)
-    first = actions.start(ws.serve_dir, registry, v2, weight=10, step=10, max_weight=50)
-    second = actions.start(ws.serve_dir, registry, v3, weight=10, step=10, max_weight=50)
+    first = actions.start(
+        ws.serve_dir, registry, v2, weight=10, step=10, max_weight=50, index_version=None
+    )
+    second = actions.start(
+        ws.serve_dir, registry, v3, weight=10, step=10, max_weight=50, index_version=None
+    )
     assert second.canary_id != first.canary_id and second.version == v3
     assert registry.aliases()["canary"] == v3
     assert "canary_replaced" in [e["action"] for e in registry.audit()]
     with pytest.raises(Exception, match="production already"):
-        actions.start(ws.serve_dir, registry, v1, weight=10, step=10, max_weight=50)
+        actions.start(
+            ws.serve_dir, registry, v1, weight=10, step=10, max_weight=50, index_version=None
+        )
 
 
 def test_the_canary_commands(tmp_path: Path) -> None:

@@ -20,6 +20,11 @@ from safetensors.numpy import save_file
 
 from tuneloop.errors import WorkspaceError
 from tuneloop.registry import AdapterIntegrityError, Lineage, Registry, with_retry
+from tuneloop.registry.core import ProductionMovedError, os_actor
+from tuneloop.registry.location import RegistryMovedError
+from tuneloop.workspace import init_workspace
+
+from clirun import run
 
 LINEAGE = Lineage(
     base_ref="tiny-base",
@@ -127,11 +132,14 @@ def test_promote_rollback_and_audit(registry: Registry, tmp_path: Path) -> None:
     registry.promote(2)
     registry.promote(3)
     assert [registry.resolve(a).version for a in ("production", "previous")] == ["3", "2"]
-    registry.rollback()
-    assert registry.resolve("production").version == "2"
-    assert registry.resolve("previous").aliases == ["previous"]
-    registry.rollback()  # undoes the first rollback
-    assert [registry.resolve(a).version for a in ("production", "previous")] == ["3", "2"]
+    assert registry.rollback() == "2"
+    assert "previous" not in registry.aliases()  # the version rolled back from is no way back
+    with pytest.raises(ProductionMovedError, match="nothing to roll back"):
+        registry.rollback()  # a retried rollback changes nothing
+    with pytest.raises(ProductionMovedError, match="production is v2, not v3: it moved"):
+        registry.rollback(to=1, expected=3)
+    assert registry.rollback(to=1, expected=2) == "1"
+    assert registry.rollback(to=1) == "1"  # already there: nothing moves
     moves = [(e["action"], e["alias"], e["from"], e["to"]) for e in registry.audit()]
     assert moves == [
         ("promote", "production", None, "1"),
@@ -140,12 +148,16 @@ def test_promote_rollback_and_audit(registry: Registry, tmp_path: Path) -> None:
         ("promote", "previous", "1", "2"),
         ("promote", "production", "2", "3"),
         ("rollback", "production", "3", "2"),
-        ("rollback", "previous", "2", "3"),
-        ("rollback", "production", "2", "3"),
-        ("rollback", "previous", "3", "2"),
+        ("rollback", "previous", "2", None),
+        ("rollback", "production", "2", "1"),
     ]
     lines = (tmp_path / "registry-audit.jsonl").read_text().splitlines()
-    assert len(lines) == 9 and {"time", "user"} <= json.loads(lines[0]).keys()
+    assert len(lines) == 8
+    assert all(json.loads(line)["user"] == os_actor() for line in lines)
+    assert os_actor().startswith("os:") and os_actor() != "os:unknown"
+    as_key = registry.acting_as("key:ops")
+    as_key.promote(3)
+    assert registry.audit()[-1]["user"] == "key:ops"
 
 
 def test_canary_alias_and_resolve(registry: Registry, tmp_path: Path) -> None:
@@ -248,3 +260,19 @@ def test_twenty_processes_register_concurrently(tmp_path: Path, template_db: Pat
     for seed, version in got.items():
         assert registry.get(version).lineage.dataset_version == f"ds-{seed}"
     registry.download(got[7], tmp_path / "dl")
+
+
+def test_a_copied_workspace_never_reads_the_originals_adapters(tmp_path: Path) -> None:
+    original = init_workspace(tmp_path / "original").root
+    version = register(Registry.for_workspace(original), tmp_path, 0)
+    copy = Path(shutil.copytree(original, tmp_path / "copy"))
+    with pytest.raises(RegistryMovedError, match=str(original / "artifacts")):
+        Registry.for_workspace(copy)
+    listed = run("registry", "list", cwd=copy)
+    assert listed.returncode == 2 and str(original / "artifacts") in listed.stderr
+    assert run("registry", "relocate", cwd=copy).returncode == 0
+    shutil.rmtree(original)  # the copy now stands alone
+    registry = Registry.for_workspace(copy)
+    fetched = registry.download(version, tmp_path / "fetched")
+    assert (fetched / "adapter_model.safetensors").is_file()
+    assert str(copy) in registry.get(version).source

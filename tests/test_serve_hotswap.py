@@ -149,4 +149,4 @@ def test_admin_promote_and_rollback_answer_with_what_is_served(setup: dict[str, 
     assert moved["serving"]["production"] == f"v{v2}" and moved["aliases"]["production"] == v2
     back = httpx.post(f"{url}/admin/rollback", timeout=60).json()
     assert back["serving"]["production"] != f"v{v2}"
-    assert httpx.post(f"{url}/admin/promote", json={"version": "77"}).status_code == 409
+    assert httpx.post(f"{url}/admin/promote", json={"version": "77"}).status_code == 404

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tuneloop.cycle.triggers import check_tainted
 from tuneloop.errors import EvalStoreError, StorageError
 from tuneloop.evalside.store import EvalStore
 from tuneloop.flows.curate import curate
@@ -26,7 +27,9 @@ from tuneloop.flows.forget import forget
 from tuneloop.flows.ingest import ingest_file
 from tuneloop.gateway import group_side
 from tuneloop.records import record_from_obj
-from tuneloop.registry import Lineage, Registry
+from tuneloop.registry import Lineage, Registry, release
+from tuneloop.registry.release import ReleaseRefusedError, current_index_version
+from tuneloop.report.collect import collect as collect_report
 from tuneloop.serve.log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.storage import PgTarget, Role, Store, pg_target
 from tuneloop.trainstore import LateFeedback, TrainStore
@@ -358,6 +361,13 @@ def test_a_workspace_on_postgres_ingests_curates_registers_and_forgets(
     receipt = forget(ws, user=trained)
     assert receipt["check"]["clean"] and receipt["found"]["training_records"] == 1
     assert receipt["tainted_models"] == [version] and receipt["production_tainted"]
+    assert not (ws.root / "mlflow.db").exists()  # the registry is on the server too, and read so:
+    assert check_tainted(ws).fired  # the erasure trigger sees the tainted production
+    listed = collect_report(ws)
+    assert [v["version"] for v in listed.versions] == [version]
+    assert any("erased" in p for p in listed.versions[0]["problems"])
+    with pytest.raises(ReleaseRefusedError, match="has not been through the gate"):
+        release.promote(registry, version, current_index_version(ws.index_dir))
     receipt = forget(ws, user=held)
     assert receipt["check"]["clean"] and receipt["found"]["eval_items"] == 1
     with TrainStore(ws.store("train", "train")) as store:

@@ -298,17 +298,26 @@ def gate(
 def registry_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Every model version with its aliases and dataset."""
     from tuneloop.flows.register import registry_for
+    from tuneloop.registry.release import current_index_version, eligibility
 
-    versions = registry_for(find_workspace(workspace)).list()
+    ws = find_workspace(workspace)
+    versions = registry_for(ws).list()
+    index = current_index_version(ws.index_dir)
     if json:
-        render.emit_json([_version_dict(v) for v in versions])
+        render.emit_json(
+            [{**_version_dict(v), "eligibility": eligibility(v, index).to_dict()} for v in versions]
+        )
         return
     for v in versions:
         aliases = ", ".join(v.aliases) or "-"
         parent = v.lineage.parent_version or "-"
+        found = eligibility(v, index)
+        problems = "" if found.ok else f"  PROBLEM: {'; '.join(p.detail for p in found.problems)}"
         render.out.print(
             f"v{v.version}  [{aliases}]  dataset {v.lineage.dataset_version}  "
-            f"adapter {v.adapter_sha256[:12]}  parent {parent}"
+            f"adapter {v.adapter_sha256[:12]}  parent {parent}{problems}",
+            markup=False,
+            highlight=False,
         )
 
 
@@ -344,24 +353,59 @@ def registry_lineage(version: str, workspace: WorkspaceOpt = None, json: JsonOpt
         )
 
 
-@registry_app.command("promote")
-def registry_promote(version: str, workspace: WorkspaceOpt = None) -> None:
-    """Move production to VERSION (the old production becomes previous)."""
-    from tuneloop.flows.register import registry_for
+ForceOpt = Annotated[
+    str | None,
+    typer.Option("--force", help="do it although the version may not serve; say why (audited)"),
+]
 
-    registry = registry_for(find_workspace(workspace))
-    registry.promote(registry.resolve(version).version)
-    render.out.print(f"production → v{registry.resolve('production').version}")
+
+@registry_app.command("promote")
+def registry_promote(version: str, force: ForceOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Move production to VERSION (the old production becomes previous), if it may serve."""
+    from tuneloop.flows.register import registry_for
+    from tuneloop.registry.release import current_index_version, promote
+
+    ws = find_workspace(workspace)
+    registry = registry_for(ws)
+    promote(registry, version, current_index_version(ws.index_dir), force)
+    render.out.print(f"production → v{registry.resolve('production').version}", highlight=False)
+
+
+@registry_app.command("relocate")
+def registry_relocate(workspace: WorkspaceOpt = None) -> None:
+    """Point a copied or moved workspace's registry at its own artifacts folder."""
+    from tuneloop.errors import ConfigError
+    from tuneloop.registry.location import relocate
+
+    ws = find_workspace(workspace)
+    db = ws.root / "mlflow.db"
+    if ws.config.storage.backend == "postgres" or not db.is_file():
+        raise ConfigError(
+            f"{ws.root}: no local mlflow.db to relocate (a registry on a server is shared by "
+            "every copy of the workspace: serve from the folder it names)"
+        )
+    old, new = relocate(db, ws.root / "artifacts", "tuneloop")
+    render.out.print(f"registry artifacts: {old} → {new}", highlight=False, markup=False)
 
 
 @registry_app.command("rollback")
-def registry_rollback(workspace: WorkspaceOpt = None) -> None:
-    """Move production back to previous, atomically."""
+def registry_rollback(
+    to: Annotated[str | None, typer.Option("--to", help="the version to go back to")] = None,
+    expect: Annotated[
+        str | None,
+        typer.Option("--expect", help="the production version you saw: refuse if it moved"),
+    ] = None,
+    force: ForceOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Move production back to previous (or --to VERSION); previous is cleared, so running it
+    again changes nothing."""
     from tuneloop.flows.register import registry_for
+    from tuneloop.registry.release import rollback
 
     registry = registry_for(find_workspace(workspace))
-    registry.rollback()
-    render.out.print(f"production → v{registry.resolve('production').version}")
+    now = rollback(registry, to, expect, force)
+    render.out.print(f"production → v{now}", highlight=False)
 
 
 @app.command()

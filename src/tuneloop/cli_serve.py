@@ -65,15 +65,23 @@ def canary_start(
     max_weight: Annotated[
         float, typer.Option("--max-weight", help="promote after passing here", min=0.1, max=100)
     ] = 50.0,
+    force: Annotated[
+        str | None,
+        typer.Option("--force", help="start it although the version may not serve; say why"),
+    ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Send WEIGHT% of users to VERSION; a running server judges it and promotes or rolls back."""
     from tuneloop.flows.register import registry_for
+    from tuneloop.registry.release import current_index_version
     from tuneloop.serve.canary import actions
 
     ws = find_workspace(workspace)
-    state = actions.start(ws.serve_dir, registry_for(ws), version, weight, step, max_weight)
+    index = current_index_version(ws.index_dir)
+    state = actions.start(
+        ws.serve_dir, registry_for(ws), version, weight, step, max_weight, index, force
+    )
     if json:
         render.emit_json(asdict(state))
         return

@@ -220,6 +220,13 @@ class CanaryConfig(_Section):
     max_error_rate_increase: float = Field(0.01, ge=0.0)
     max_latency_increase: float = Field(0.25, ge=0.0, description="relative, on the median")
     max_thumbs_down_increase: float = Field(0.05, ge=0.0)
+    max_thumbs_down_rate: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="a canary whose own thumbs-down rate is decisively above this is rolled "
+        "back without waiting for production's sample",
+    )
     max_rating_decrease: float = Field(0.25, ge=0.0)
     max_degenerate_increase: float = Field(0.05, ge=0.0)
     require_feedback: bool = Field(True, description="promotion needs thumbs or ratings judged")
@@ -473,6 +480,7 @@ alpha = 0.05             # one-sided significance of "the canary is worse"
 max_error_rate_increase = 0.01
 max_latency_increase = 0.25     # relative, on the median
 max_thumbs_down_increase = 0.05
+max_thumbs_down_rate = 0.5      # the canary alone, decisively above it (min_feedback thumbs): fail
 max_rating_decrease = 0.25
 max_degenerate_increase = 0.05  # empty or repetitive answers
 require_feedback = true  # promote only once thumbs or ratings were judged too

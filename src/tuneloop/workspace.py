@@ -73,6 +73,10 @@ class Workspace:
     def serving_log_path(self) -> Path:
         return self.serve_dir / "log.sqlite"
 
+    def has_registry(self) -> bool:
+        """Whether a model registry may hold versions (on a server: its schema is always there)."""
+        return self.config.storage.backend == "postgres" or (self.root / "mlflow.db").is_file()
+
     def has_serving_log(self) -> bool:
         """Whether a server has logged anything yet (on a server: the schema is always there)."""
         return self.config.storage.backend == "postgres" or self.serving_log_path.is_file()

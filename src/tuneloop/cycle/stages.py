@@ -109,7 +109,9 @@ def handle_tainted(ws: Workspace) -> dict[str, Any]:
         return {}
     if ws.config.cycle.on_tainted == "retrain":
         return {"tainted_production": tainted, "action": "retrain"}
-    clean = [v.version for v in registry.list() if v.tainted is None and v.version != tainted]
+    from tuneloop.registry.release import eligibility
+
+    clean = [v.version for v in registry.list() if v.version != tainted and eligibility(v, None).ok]
     target = clean[-1] if clean else None
     registry.retire_production(target, f"v{tainted} was trained on erased data")
     return {"tainted_production": tainted, "action": "rollback", "to": target or "base"}
@@ -269,10 +271,12 @@ def gate(ws: Workspace, cycle: Cycle) -> StageResult:
 
 def release(ws: Workspace, cycle: Cycle) -> StageResult:
     from tuneloop.flows.register import registry_for
+    from tuneloop.registry.release import current_index_version, promote
     from tuneloop.serve.canary import actions
     from tuneloop.serve.canary.state import read_state
 
     cfg = ws.config.cycle
+    index = current_index_version(ws.index_dir)
     version = str(cycle.outputs("train")["version"])
     running = server_running(ws.serve_dir)
     mode = cfg.release if cfg.release != "auto" else ("canary" if running else "promote")
@@ -281,13 +285,13 @@ def release(ws: Workspace, cycle: Cycle) -> StageResult:
         return StageResult("done", f"v{version} stays a registered candidate (release = none)",
                            {"outcome": "candidate", "version": version})  # fmt: skip
     if mode == "promote":
-        registry.promote(version)
+        promote(registry, version, index)
         return StageResult("done", f"v{version} promoted to production",
                            {"outcome": "promoted", "version": version})  # fmt: skip
     state = read_state(ws.serve_dir)
     if not (state and state.running and state.version == version):
         state = actions.start(ws.serve_dir, registry, version, cfg.canary_weight,
-                              cfg.canary_step, cfg.canary_max_weight)  # fmt: skip
+                              cfg.canary_step, cfg.canary_max_weight, index)  # fmt: skip
     where = "the server judges it" if running else "no server is running yet to judge it"
     return StageResult("done", f"v{version} is the canary at {state.weight:g}% of users ({where})",
                        {"outcome": "canary", "version": version,

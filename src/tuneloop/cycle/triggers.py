@@ -158,7 +158,7 @@ def check_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
 
 
 def check_tainted(ws: Workspace) -> Check:
-    if not (ws.root / "mlflow.db").is_file():
+    if not ws.has_registry():
         return Check("erasure", False, "no model registered yet")
     from tuneloop.flows.register import registry_for
 

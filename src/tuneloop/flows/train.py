@@ -188,7 +188,7 @@ def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
           settings: TrainSettings) -> WarmStart:  # fmt: skip
     if cfg.init_from == "base":
         return WarmStart(None, None, None, "fresh: train.init_from = base")
-    if not (ws.root / "mlflow.db").is_file():
+    if not ws.has_registry():
         return WarmStart(None, None, None, "fresh: nothing registered yet")
     from tuneloop.flows.register import registry_for
 

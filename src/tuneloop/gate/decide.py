@@ -35,6 +35,7 @@ class GateDecision:
     candidate: str = ""
     incumbent: str = ""
     memorization: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eval_index_version: str = ""  # the eval set the decision holds for (release eligibility)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class GateDecision:
             "candidate": self.candidate,
             "incumbent": self.incumbent,
             "memorization": self.memorization,
+            "eval_index_version": self.eval_index_version,
         }
 
 
@@ -105,4 +107,5 @@ def decide(
         candidate=candidate.model,
         incumbent=inc,
         memorization=widening,
+        eval_index_version=current_index_version,
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import copy
 import json
 import os
+import pwd
 import shutil
 import sqlite3
 import tempfile
@@ -24,6 +26,7 @@ from mlflow.exceptions import MlflowException
 from tuneloop.errors import WorkspaceError
 from tuneloop.registry.audit import MAX_TAG_CHARS, AuditLog, JsonlAudit, TagAudit
 from tuneloop.registry.lineage import Lineage, ModelVersion
+from tuneloop.registry.location import check_location
 from tuneloop.registry.locks import (
     flock,
     lock_path_for,
@@ -39,6 +42,7 @@ from tuneloop.registry.manifest import (
     combined_sha256,
     verify_manifest,
 )
+from tuneloop.registry.release import WAIVER_TAG
 from tuneloop.storage import registry_uri
 
 PRODUCTION, PREVIOUS, CANARY = "production", "previous", "canary"
@@ -53,15 +57,31 @@ def is_number(text: str) -> bool:
 MAX_VERSION = 2**63 - 1  # MLflow stores versions as 64-bit integers
 
 
+class UnknownVersionError(WorkspaceError):
+    """No such version or alias: the message lists what there is."""
+
+
+class ProductionMovedError(WorkspaceError):
+    """A move that expected another production version: nothing was changed."""
+
+
 def _version_str(ref: str | int) -> str:
     text = str(ref).strip().removeprefix("v")
     if not is_number(text) or int(text) > MAX_VERSION:
-        raise WorkspaceError(f"{ref!r} is not a version number; pass e.g. 3")
+        raise UnknownVersionError(f"{ref!r} is not a version number; pass e.g. 3")
     return str(int(text))
 
 
 def _alias_text(aliases: Mapping[str, str]) -> str:
     return "aliases: " + (", ".join(f"{a}={v}" for a, v in sorted(aliases.items())) or "none")
+
+
+def os_actor() -> str:
+    """Who moves aliases from the command line: the OS account (``$USER`` is often unset)."""
+    try:
+        return f"os:{pwd.getpwuid(os.getuid()).pw_name}"
+    except KeyError:
+        return f"os:uid-{os.getuid()}"
 
 
 def _summary(versions: builtins.list[str], aliases: Mapping[str, str]) -> str:
@@ -80,6 +100,7 @@ class Registry:
         audit_path: Path | None = None,
     ) -> None:
         self.name = name
+        self.actor = os_actor()  # who the audit log names for moves made through this object
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self.lock_path = lock_path_for(tracking_uri, artifact_root)
@@ -119,13 +140,18 @@ class Registry:
         if self._schema_exists():
             found = with_retry(lambda: self.client.get_experiment_by_name(self.name))
             if found is not None and self._model_exists():
+                if artifact_root is not None:
+                    check_location(found.artifact_location, artifact_root, self.name)
                 return str(found.experiment_id)
         with flock(self.lock_path):
             self._prepare_sqlite()
             experiment_id = self._ensure_experiment(artifact_root)
             if not self._model_exists():
                 with_retry(lambda: self.client.create_registered_model(self.name))
-            return experiment_id
+        if artifact_root is not None:
+            found = with_retry(lambda: self.client.get_experiment(experiment_id))
+            check_location(found.artifact_location, artifact_root, self.name)
+        return experiment_id
 
     def _schema_exists(self) -> bool:
         db = sqlite_path(self.tracking_uri)
@@ -229,6 +255,17 @@ class Registry:
         self._set_tag(version, "tainted", json.dumps(erasure, sort_keys=True))
         self.record_event("tainted", version=self.get(version).version, **erasure)
 
+    def set_waiver(self, version: str | int, waiver: Mapping[str, Any]) -> None:
+        """Record a forced release on the version (its reasons, who, why) and in the audit log."""
+        self._set_tag(version, WAIVER_TAG, json.dumps(waiver, sort_keys=True))
+        self.record_event("release_forced", version=self.get(version).version, **waiver)
+
+    def acting_as(self, actor: str) -> Registry:
+        """This registry, with moves audited as ``actor`` (an API key's name, say)."""
+        other = copy.copy(self)
+        other.actor = actor
+        return other
+
     def attach_eval_report(self, version: str | int, report: Path | Mapping[str, Any]) -> None:
         """A path is stored as given (resolved); a dict is stored inline as JSON."""
         if isinstance(report, Path):
@@ -264,6 +301,7 @@ class Registry:
             run_id=str(mv.run_id),
             source=str(mv.source),
             tainted=json.loads(tags["tainted"]) if "tainted" in tags else None,
+            waiver=json.loads(tags[WAIVER_TAG]) if WAIVER_TAG in tags else None,
         )
 
     def _raw_versions(self) -> builtins.list[MlflowModelVersion]:
@@ -282,10 +320,10 @@ class Registry:
         aliases = self._aliases()
         return [self._convert(mv, aliases) for mv in self._raw_versions()]
 
-    def _unknown(self, ref: str | int) -> WorkspaceError:
+    def _unknown(self, ref: str | int) -> UnknownVersionError:
         versions = [str(mv.version) for mv in self._raw_versions()]
         summary = _summary(versions, self._aliases())
-        return WorkspaceError(
+        return UnknownVersionError(
             f"unknown model version or alias {str(ref)!r} in {self.name}; {summary}"
         )
 
@@ -399,21 +437,33 @@ class Registry:
             moves = [(PREVIOUS, old)] if old is not None else []
             self._move("promote", [*moves, (PRODUCTION, target)])
 
-    def rollback(self) -> None:
-        """Swap production and previous, so a second rollback undoes the first.
-
-        production moves first: getting a bad version out of serving is the urgent half.
+    def rollback(self, to: str | int | None = None, expected: str | int | None = None) -> str:
+        """Move production back, to ``to`` or else to ``previous``; return the version now in
+        production. ``expected`` is the production version the caller saw: if production has
+        moved since, nothing changes (:class:`ProductionMovedError`), so a retried rollback
+        never undoes the first. ``previous`` is cleared: the version rolled back from is no
+        way back, and a second plain rollback finds nothing to roll back to.
         """
+        target = None if to is None else self.get(to).version
         with flock(self.lock_path):
             aliases = self._aliases()
-            if PREVIOUS not in aliases:
-                raise WorkspaceError(
-                    f"{self.name}: nothing to roll back to (no '{PREVIOUS}' alias); "
-                    f"promote a version first ({_alias_text(aliases)})"
+            current = aliases.get(PRODUCTION)
+            if expected is not None and _version_str(expected) != current:
+                now = f"v{current}" if current else "the base model"
+                raise ProductionMovedError(
+                    f"{self.name}: production is {now}, not v{_version_str(expected)}: it moved "
+                    "since; nothing was changed (look again with `tuneloop registry list`)"
                 )
-            self._move(
-                "rollback", [(PRODUCTION, aliases[PREVIOUS]), (PREVIOUS, aliases.get(PRODUCTION))]
-            )
+            if target is None:
+                if PREVIOUS not in aliases:
+                    raise ProductionMovedError(
+                        f"{self.name}: nothing to roll back to (no '{PREVIOUS}' alias; "
+                        f"{_alias_text(aliases)}); name a version: rollback --to V"
+                    )
+                target = aliases[PREVIOUS]
+            if target != current:
+                self._move("rollback", [(PRODUCTION, target), (PREVIOUS, None)])
+            return target
 
     def retire_production(self, target: str | None, reason: str) -> None:
         """Move production to ``target`` (None: no version, the base model serves), with the
@@ -434,8 +484,7 @@ class Registry:
     def record_event(self, action: str, **details: Any) -> None:
         """An audit event: an alias move, a canary step or verdict, a refused adapter."""
         self.audit_log.append({
-            "time": datetime.now(UTC).isoformat(), "action": action,
-            "user": os.environ.get("USER", "unknown"), **details,
+            "time": datetime.now(UTC).isoformat(), "action": action, "user": self.actor, **details,
         })  # fmt: skip
 
     def audit(self) -> builtins.list[dict[str, Any]]:

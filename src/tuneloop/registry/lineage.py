@@ -52,3 +52,4 @@ class ModelVersion:
     run_id: str
     source: str
     tainted: dict[str, Any] | None = None  # set when data it was trained on was erased
+    waiver: dict[str, Any] | None = None  # set when a release was forced past the check

@@ -67,6 +67,9 @@ def _base_scores(ws: Workspace) -> dict[str, dict[str, float | None]]:
 
 
 def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
+    from tuneloop.registry.release import current_index_version, eligibility
+
+    index = current_index_version(ws.index_dir)
     out = []
     for mv in registry.list():
         lin = mv.lineage
@@ -83,6 +86,8 @@ def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
             "canary": None if canary is None else {"outcome": canary.get("outcome"),
                                                    "reasons": canary.get("reasons", [])},
             "tainted": mv.tainted, "scores": suite_means(lin.eval_report),
+            "problems": list(eligibility(mv, index).to_dict()["problems"]),
+            "waiver": mv.waiver,
         })  # fmt: skip
     return out
 
@@ -198,7 +203,7 @@ def _datasets(ws: Workspace) -> dict[str, dict[str, Any]]:
 
 def collect(ws: Workspace) -> ReportData:
     data = ReportData(ws.config.name, datetime.now(UTC).isoformat(timespec="seconds"))
-    if (ws.root / "mlflow.db").is_file():
+    if ws.has_registry():
         from tuneloop.registry import Registry
 
         registry = Registry.for_workspace(ws.root)

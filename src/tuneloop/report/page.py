@@ -46,8 +46,11 @@ def facts(data: ReportData) -> str:
     outcomes = Counter((c["end"] or {}).get("outcome", "unfinished") for c in data.cycles)
     verdicts = Counter((v["canary"] or {}).get("outcome") for v in data.versions if v["canary"])
     tainted = sum(1 for v in data.versions if v["tainted"])
+    current = next((v for v in data.versions if v["version"] == production), None)
+    problem = " — may not serve" if current and current.get("problems") else ""
     parts = [
-        _fact("serving in production", f"v{production}" if production else "base model"),
+        _fact("serving in production", (f"v{production}" if production else "base model")
+              + problem),
         _fact("cycles", ", ".join(f"{n} {k}" for k, n in outcomes.items()) or "none yet"),
         _fact("model versions", f"{len(data.versions)} ({tainted} tainted)"),
         _fact("canaries", ", ".join(f"{n} {k}" for k, n in verdicts.items()) or "none"),
@@ -82,14 +85,19 @@ def models_table(data: ReportData) -> str:
         canary = v["canary"] or {}
         reasons = "<br>".join(_e(r) for r in gate["reasons"][:4])
         taint = "tainted: " + _e(v["tainted"]["request_id"]) if v["tainted"] else ""
+        serve = "<br>".join(_e(p) for p in v.get("problems", [])) or "may serve"
+        css = "refused" if v.get("problems") else "pass"
+        if v.get("waiver"):
+            serve += f"<br>forced by {_e(v['waiver']['by'])}: {_e(v['waiver']['reason'])}"
         rows.append(f'<tr><td>v{_e(v["version"])} {_e(", ".join(v["aliases"]))}</td>'
                     f'<td>{_e(v["dataset"])}</td><td class="{_e(gate["decision"])}">'
                     f'{_e(gate["decision"])}</td><td>{reasons}</td>'
                     f'<td class="{_e(canary.get("outcome", ""))}">'
                     f'{_e(canary.get("outcome", ""))}</td>'
-                    f'<td class="tainted">{taint}</td></tr>')  # fmt: skip
+                    f'<td class="tainted">{taint}</td>'
+                    f'<td class="{css}">{serve}</td></tr>')  # fmt: skip
     head = ("<tr><th>version</th><th>dataset</th><th>gate</th><th>why</th><th>canary</th>"
-            "<th>erasure</th></tr>")  # fmt: skip
+            "<th>erasure</th><th>release check</th></tr>")  # fmt: skip
     return f"<table>{head}{''.join(rows)}</table>" if rows else "<p>No model version yet.</p>"
 
 

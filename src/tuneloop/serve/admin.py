@@ -15,14 +15,26 @@ from typing import Any
 from fastapi import FastAPI
 
 from tuneloop.errors import TuneloopError
+from tuneloop.registry import Registry, release
+from tuneloop.registry.core import ProductionMovedError, UnknownVersionError
+from tuneloop.registry.release import ReleaseRefusedError, require
+from tuneloop.serve.auth import Principal
 from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.controller import judge_now
 from tuneloop.serve.canary.state import read_state
-from tuneloop.serve.deps import Admin
+from tuneloop.serve.deps import Admin, AdminUser
 from tuneloop.serve.errors import APIError
-from tuneloop.serve.protocol import CanaryStartRequest, VersionRequest
+from tuneloop.serve.protocol import CanaryStartRequest, RollbackRequest, VersionRequest
 from tuneloop.serve.router import BASE
 from tuneloop.serve.services import Services
+
+# A registry refusal, as the status and code the admin API answers with.
+REFUSALS: tuple[tuple[type[TuneloopError], int, str], ...] = (
+    (UnknownVersionError, 404, "version_not_found"),
+    (ReleaseRefusedError, 409, "release_refused"),
+    (ProductionMovedError, 409, "production_moved"),
+    (TuneloopError, 409, "registry_refused"),
+)
 
 
 def models_body(s: Services) -> dict[str, Any]:
@@ -70,6 +82,11 @@ def _state_body(s: Services) -> dict[str, Any]:
     }
 
 
+def _as(s: Services, who: Principal) -> Registry:
+    """The registry, with moves audited as the API key that made them (never its secret)."""
+    return s.registry.acting_as(f"key:{who.tenant}" if s.keys.enabled else "local-caller")
+
+
 async def _run(s: Services, fn: Callable[[], Any]) -> dict[str, Any]:
     """Do a registry move off the event loop, follow it at once, and say what is served now."""
 
@@ -77,7 +94,8 @@ async def _run(s: Services, fn: Callable[[], Any]) -> dict[str, Any]:
         try:
             fn()
         except TuneloopError as exc:
-            raise APIError(409, str(exc), "registry_refused") from None
+            status, code = next((st, c) for kind, st, c in REFUSALS if isinstance(exc, kind))
+            raise APIError(status, str(exc), code) from None
         if s.follower is not None:
             s.follower.sync()
         return _state_body(s)
@@ -92,14 +110,16 @@ def add_routes(app: FastAPI, s: Services) -> None:
     async def get_state() -> dict[str, Any]:
         return await asyncio.to_thread(_state_body, s)
 
-    @app.post("/admin/canary", dependencies=guard, summary="Start a canary for a version")
-    async def start_canary(body: CanaryStartRequest) -> dict[str, Any]:
+    @app.post("/admin/canary", summary="Start a canary for a version")
+    async def start_canary(body: CanaryStartRequest, who: AdminUser) -> dict[str, Any]:
+        registry, index = _as(s, who), s.index_version()
         return await _run(
             s,
             lambda: actions.start(
-                s.serve_dir, s.registry, body.version, body.weight, body.step, body.max_weight
+                s.serve_dir, registry, body.version, body.weight, body.step, body.max_weight,
+                index, body.force,
             ),
-        )
+        )  # fmt: skip
 
     @app.delete("/admin/canary", dependencies=guard, summary="Stop the canary")
     async def stop_canary() -> dict[str, Any]:
@@ -118,17 +138,30 @@ def add_routes(app: FastAPI, s: Services) -> None:
         verdict = await asyncio.to_thread(judged)
         return {"running": True, "canary": asdict(state), "verdict": verdict}
 
-    @app.post("/admin/promote", dependencies=guard, summary="Move production to a version")
-    async def promote(body: VersionRequest) -> dict[str, Any]:
-        return await _run(s, lambda: s.registry.promote(s.registry.resolve(body.version).version))
+    @app.post("/admin/promote", summary="Move production to a version, if it may serve")
+    async def promote(body: VersionRequest, who: AdminUser) -> dict[str, Any]:
+        registry, index = _as(s, who), s.index_version()
+        return await _run(s, lambda: release.promote(registry, body.version, index, body.force))
 
-    @app.post("/admin/rollback", dependencies=guard, summary="Swap production and previous")
-    async def rollback() -> dict[str, Any]:
-        return await _run(s, s.registry.rollback)
+    @app.post(
+        "/admin/rollback",
+        summary="Move production back to previous (or to a version); not a toggle",
+    )
+    async def rollback(who: AdminUser, body: RollbackRequest | None = None) -> dict[str, Any]:
+        b, registry = body or RollbackRequest(), _as(s, who)
+        return await _run(
+            s, lambda: release.rollback(registry, b.to, b.expected_production, b.force)
+        )
 
-    @app.post("/admin/adapters", dependencies=guard, summary="Load a version to serve by name")
-    async def load(body: VersionRequest) -> dict[str, Any]:
+    @app.post("/admin/adapters", summary="Load a version to serve by name, if it may serve")
+    async def load(body: VersionRequest, who: AdminUser) -> dict[str, Any]:
         if s.follower is None:
             raise APIError(503, "the server is still starting; retry", "not_ready")
-        follower = s.follower
-        return await _run(s, lambda: follower.pin(body.version))
+        follower, registry = s.follower, _as(s, who)
+
+        def pin() -> None:
+            mv = require(registry, body.version, None, f"loading {body.version}", body.force,
+                         fresh=False)  # fmt: skip
+            follower.pin(mv.version)
+
+        return await _run(s, pin)

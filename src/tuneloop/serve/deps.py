@@ -30,3 +30,4 @@ def admin(who: Annotated[Principal, Depends(principal)]) -> Principal:
 
 User = Annotated[Principal, Depends(inference)]
 Admin = [Depends(admin)]
+AdminUser = Annotated[Principal, Depends(admin)]

@@ -19,11 +19,13 @@ import logging
 import threading
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import TuneloopError
 from tuneloop.registry import CANARY, PREVIOUS, PRODUCTION, AdapterIntegrityError, Registry
+from tuneloop.registry.release import eligibility
 from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.state import read_state, state_path
 from tuneloop.serve.generation import Backend
@@ -112,14 +114,18 @@ class AliasFollower:
             started = time.perf_counter()
             aliases = self.registry.aliases()
             old = self.router.state
+            blocked = self._blocked(aliases)
             problems: list[str] = []
+            if aliases.get(PRODUCTION) in blocked:  # still served: the loop or a person acts
+                problems.append(f"production: {blocked[aliases[PRODUCTION]]}")
             production = self._production(aliases.get(PRODUCTION), old, problems)
-            canary = self._canary(aliases.get(CANARY), problems)
+            canary = self._canary(aliases.get(CANARY), problems, blocked)
             if aliases.get(PREVIOUS):
                 self._ensure(aliases[PREVIOUS], problems)  # so that a rollback is instant
             for version in sorted(self._pinned):
                 self._ensure(version, problems)
-            new = ServingState(production, canary, self._routable(aliases), tuple(problems))
+            new = ServingState(production, canary, self._routable(aliases), tuple(problems),
+                               aliases.get(PREVIOUS), blocked)  # fmt: skip
             if new != old:
                 self.router.state = new
                 self._count_switches(old, new, time.perf_counter() - started)
@@ -156,13 +162,26 @@ class AliasFollower:
         target = self._ensure(version, problems)
         return target if target is not None else old.production  # keep serving the last good one
 
-    def _canary(self, version: str | None, problems: list[str]) -> CanaryRoute | None:
+    def _blocked(self, aliases: dict[str, str]) -> dict[str, str]:
+        """Why each version an alias or an admin names may not serve (the release check)."""
+        out = {}
+        for version in sorted(set(aliases.values()) | self._pinned):
+            found = eligibility(self.registry.get(version), None)
+            if not found.ok:
+                out[version] = found.sentence()
+        return out
+
+    def _canary(
+        self, version: str | None, problems: list[str], blocked: dict[str, str]
+    ) -> CanaryRoute | None:
         state = read_state(self.serve_dir)
         if version is None or state is None or not state.running or state.version != version:
             return None
-        target = self._ensure(version, problems)
+        target = None if version in blocked else self._ensure(version, problems)
         if target is None:
-            reason = f"adapter of v{version} refused: {self._refused.get(version, ('', ''))[1]}"
+            reason = blocked.get(version) or (
+                f"adapter of v{version} refused: {self._refused.get(version, ('', ''))[1]}"
+            )
             with contextlib.suppress(TuneloopError):  # stopped meanwhile
                 actions.stop(self.serve_dir, self.registry, reason)
             return None
@@ -230,10 +249,7 @@ class AliasFollower:
             return
         for version, _ in stale:
             del self._loaded[version]
-        s = self.router.state
-        self.router.state = ServingState(
-            s.production, s.canary, self._routable(aliases), s.problems
-        )
+        self.router.state = replace(self.router.state, loaded=self._routable(aliases))
         for _, target in stale:
             if target.adapter:
                 self._await(self.backend.unload_adapter(target.adapter))

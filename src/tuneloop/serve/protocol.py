@@ -176,6 +176,14 @@ class FeedbackResponse(BaseModel):
     created: int
 
 
+Force = Field(
+    None,
+    min_length=1,
+    max_length=1000,
+    description="do it although the version may not serve, and say why (kept in the audit log)",
+)
+
+
 class CanaryStartRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -183,12 +191,26 @@ class CanaryStartRequest(BaseModel):
     weight: float = Field(10.0, gt=0.0, le=100.0)
     step: float = Field(10.0, gt=0.0, le=100.0)
     max_weight: float = Field(50.0, gt=0.0, le=100.0)
+    force: Text | None = Force
 
 
 class VersionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     version: Text = Field(min_length=1)
+    force: Text | None = Force
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: Text | None = Field(None, min_length=1, description="the version; default: previous")
+    expected_production: Text | None = Field(
+        None,
+        min_length=1,
+        description="the production version the caller saw: 409 if production moved since",
+    )
+    force: Text | None = Force
 
 
 def new_id(prefix: str) -> str:

@@ -56,6 +56,8 @@ class ServingState:
     canary: CanaryRoute | None = None
     loaded: Mapping[str, Target] = field(default_factory=dict)  # by version
     problems: tuple[str, ...] = ()  # adapters refused, shown by /readyz and the admin API
+    previous: str | None = None  # the version the ``previous`` alias names
+    blocked: Mapping[str, str] = field(default_factory=dict)  # version -> why it may not serve
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Router:
     def route(self, model: str, user_key: str) -> Routed:
         state = self.state  # one snapshot for the whole decision
         name = model.strip()
-        if name in ("", "production", "default", "tuneloop", self.base_name):
+        if name in ("", "production", "default", "tuneloop"):
             canary = state.canary
             if canary and hash_fraction(self.salt, user_key) * 100 < canary.weight:
                 return Routed("canary", canary.target, canary.canary_id)
@@ -104,9 +106,12 @@ class Router:
                     "model",
                 )
             return Routed("canary", state.canary.target, state.canary.canary_id)
-        if name == BASE:
+        if name in (BASE, self.base_name):
             return Routed("base", BASE_TARGET)
-        version = _version_ref(name)
+        version = state.previous if name == "previous" else _version_ref(name)
+        if version is not None and version in state.blocked:
+            raise APIError(403, f"model {name!r}: {state.blocked[version]}", "model_not_eligible",
+                           "model")  # fmt: skip
         if version is not None and version in state.loaded:
             return Routed("pinned", state.loaded[version])
         raise APIError(404, self._unknown(name, state), "model_not_found", "model")
@@ -122,7 +127,8 @@ class Router:
 
     def model_ids(self, state: ServingState | None = None) -> list[str]:
         state = state or self.state
-        ids = ["production", *(["canary"] if state.canary else []), BASE]
+        ids = ["production", *(["canary"] if state.canary else []),
+               *(["previous"] if state.previous in state.loaded else []), BASE]  # fmt: skip
         return ids + sorted((t.model_id for t in state.loaded.values()), key=lambda m: int(m[1:]))
 
     # -- adapters in use ---------------------------------------------------------------------------

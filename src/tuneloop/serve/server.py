@@ -87,4 +87,5 @@ def services_for(ws: Workspace, backend: Backend, base_sha256: str | None) -> Se
         watch=(ws.root / "registry-audit.jsonl",),
         report_root=ws.root,
         log_target=ws.store("serving", "serve"),
+        index_dir=ws.index_dir,
     )

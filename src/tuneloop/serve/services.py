@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tuneloop.config import ServeConfig
 from tuneloop.registry import Registry
+from tuneloop.registry.release import current_index_version
 from tuneloop.serve.auth import KeyRing
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.follow import AliasFollower
@@ -57,6 +58,10 @@ class Services:
     follower: AliasFollower | None = None
     controller: CanaryController | None = None
     report_root: Path | None = None  # the workspace whose report `/` shows
+    index_dir: Path | None = None  # the contamination index: which eval set is current
+
+    def index_version(self) -> str | None:
+        return None if self.index_dir is None else current_index_version(self.index_dir)
 
 
 def build_services(
@@ -68,6 +73,7 @@ def build_services(
     watch: tuple[Path, ...] = (),
     report_root: Path | None = None,
     log_target: Path | PgTarget | None = None,
+    index_dir: Path | None = None,
 ) -> Services:
     log = ServingLog(log_target or serve_dir / "log.sqlite")
     metrics = Metrics(backend.stats)
@@ -86,4 +92,5 @@ def build_services(
         base_sha256=base_sha256,
         watch=watch,
         report_root=report_root,
+        index_dir=index_dir,
     )

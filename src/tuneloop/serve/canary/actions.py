@@ -15,6 +15,7 @@ from pathlib import Path
 from tuneloop.config import CanaryConfig
 from tuneloop.errors import WorkspaceError
 from tuneloop.registry import PRODUCTION, Registry
+from tuneloop.registry.release import eligibility, require
 from tuneloop.serve.canary import state as st
 from tuneloop.serve.canary.judge import Verdict
 
@@ -30,9 +31,14 @@ def start(
     weight: float,
     step: float,
     max_weight: float,
+    index_version: str | None,
+    force: str | None = None,
 ) -> st.CanaryState:
-    """Begin (or restart, for a newer candidate) an analysis of ``version`` against production."""
-    target = registry.resolve(version).version
+    """Begin (or restart, for a newer candidate) an analysis of ``version`` against production.
+
+    The version must be eligible as a new release (gated on ``index_version``, the current
+    eval index, and not tainted) unless ``force`` gives the reason to start it anyway."""
+    target = require(registry, version, index_version, f"a canary of {version}", force).version
     baseline = production_of(registry)
     if target == baseline:
         raise WorkspaceError(f"v{target} is production already; pick a candidate version")
@@ -78,6 +84,11 @@ def act(
     serve_dir: Path, registry: Registry, canary_id: str, verdict: Verdict, cfg: CanaryConfig
 ) -> st.CanaryState | None:
     """Record one judgment of the analysis ``canary_id`` and do what it calls for."""
+    current = st.read_state(serve_dir)
+    if current is not None and current.running and current.canary_id == canary_id:
+        found = eligibility(registry.get(current.version), None)
+        if not found.ok:  # tainted during the analysis: it is never promoted
+            return stop(serve_dir, registry, found.sentence())
     now = time.time()
     outcome: dict[str, str] = {}
 

@@ -10,12 +10,18 @@ Mann–Whitney judge:
 | degenerate answers | successful requests (empty or repetitive answers) | two-proportion |
 | thumbs-down rate | responses with thumbs | two-proportion |
 | mean rating | responses with a rating | bootstrap of the difference of means |
+| thumbs-down ceiling | the canary's thumbs alone | one-sample binomial test |
 
 A metric *fails* when the canary is significantly worse *and* worse by more than its tolerance:
 a difference that is real but immaterial is not a reason to roll back, and one that is large
-but could be chance is not yet. Significance is Bonferroni-corrected over the five metrics
-(p < alpha / 5), so a canary no different from production fails about alpha of the time, not
-five times that. A metric with fewer than its minimum sample on either arm is *inconclusive*.
+but could be chance is not yet. Significance is Bonferroni-corrected over the six metrics
+(p < alpha / 6), so a canary no different from production fails about alpha of the time, not
+six times that. A metric with fewer than its minimum sample on either arm is *inconclusive*.
+
+The ceiling needs no production sample: a canary that users rate down decisively more often
+than ``max_thumbs_down_rate`` (its own ``min_feedback`` thumbs, a one-sided binomial test) fails
+while production's traffic is still too thin to compare with — when every user dislikes it,
+waiting for production's thumbs only keeps half of them on it longer.
 
 The verdict: any failure fails; passing needs the request metrics judged and, when
 ``require_feedback``, at least one feedback metric judged; else inconclusive, which holds the
@@ -36,7 +42,8 @@ from tuneloop.config import CanaryConfig
 Status = Literal["pass", "fail", "inconclusive"]
 REQUEST_METRICS = ("error_rate", "latency", "degenerate_rate")
 FEEDBACK_METRICS = ("thumbs_down_rate", "mean_rating")
-METRICS = len(REQUEST_METRICS) + len(FEEDBACK_METRICS)
+CEILING = "thumbs_down_ceiling"
+METRICS = len(REQUEST_METRICS) + len(FEEDBACK_METRICS) + 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,25 @@ def latency_worse(canary: Sequence[float], production: Sequence[float]) -> float
     from scipy.stats import mannwhitneyu
 
     return float(mannwhitneyu(canary, production, alternative="greater").pvalue)
+
+
+def above_ceiling(bad: int, n: int, ceiling: float) -> float:
+    """One-sided binomial p-value that the canary's own rate exceeds ``ceiling``."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(bad, n, ceiling, alternative="greater").pvalue)
+
+
+def _ceiling(c: ArmSample, cfg: CanaryConfig) -> MetricResult:
+    n, bad = c.thumbs_up + c.thumbs_down, c.thumbs_down
+    rate = bad / n if n else None
+    if n < cfg.min_feedback:
+        return MetricResult(CEILING, "inconclusive", None, rate, 0, n,
+                            detail=f"needs {cfg.min_feedback} thumbs on the canary")  # fmt: skip
+    p = above_ceiling(bad, n, cfg.max_thumbs_down_rate)
+    status: Status = "fail" if p < cfg.alpha else "pass"
+    detail = f"canary {bad}/{n} thumbs down (ceiling {cfg.max_thumbs_down_rate:.0%})"
+    return MetricResult(CEILING, status, None, rate, 0, n, p, detail)
 
 
 def rating_worse(canary: Sequence[float], production: Sequence[float], seed: int = 0) -> float:
@@ -213,6 +239,7 @@ def judge(canary: ArmSample, production: ArmSample, cfg: CanaryConfig) -> Verdic
             cfg.alpha,
         ),
         _rating(c, p, cfg),
+        _ceiling(c, cfg),
     ]
     return _decide(metrics, cfg)
 
