@@ -131,6 +131,20 @@ def live_server(
         yield url, services
 
 
+@contextmanager
+def tiny_server(root: Path, context: int = 256, **settings: Any) -> Iterator[tuple[str, Services]]:
+    """A ready server over the tiny Llama of ``tiny.py`` (varied tokens: ``scale=20``)."""
+    import httpx
+
+    from tiny import build_tiny_model
+
+    base = build_tiny_model(root / "tiny", scale=20.0, context=context)
+    ws = serve_workspace(root / "ws", base, **settings)
+    with live_server(ws, base) as (url, services):
+        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+        yield url, services
+
+
 def wait_for(predicate: Any, timeout: float = 20.0, every: float = 0.02) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,20 +13,15 @@ import pytest
 
 from tuneloop.serve.services import Services
 
-from liveserver import live_server, serve_workspace, wait_for
-from tiny import build_tiny_model
+from liveserver import tiny_server, wait_for
 
 HELLO = [{"role": "user", "content": "please reset my password"}]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
-    root = tmp_path_factory.mktemp("api")
-    base = build_tiny_model(root / "tiny", scale=20.0)
-    ws = serve_workspace(root / "ws", base)
-    with live_server(ws, base) as (url, services):
-        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
-        yield url, services
+    with tiny_server(tmp_path_factory.mktemp("api")) as served:
+        yield served
 
 
 @pytest.fixture
@@ -112,8 +107,10 @@ CASES: list[tuple[str, str, Any, int, str | None]] = [
      "invalid_request"),
     ("a field not honoured", "/v1/chat/completions",
      {"messages": HELLO, "functions": [{"name": "f"}]}, 400, "invalid_request"),
-    ("tools", "/v1/chat/completions",
-     {"messages": HELLO, "tools": [{"type": "function", "function": {"name": "f"}}]}, 400,
+    ("a tool of another kind", "/v1/chat/completions",
+     {"messages": HELLO, "tools": [{"type": "retrieval"}]}, 400, "invalid_request"),
+    ("a tool with a bad name", "/v1/chat/completions",
+     {"messages": HELLO, "tools": [{"type": "function", "function": {"name": "a b"}}]}, 400,
      "invalid_request"),
     ("no messages", "/v1/chat/completions", {"messages": []}, 400, "invalid_request"),
     ("a bad role", "/v1/chat/completions", {"messages": [{"role": "bot", "content": "x"}]}, 400,
@@ -255,10 +252,7 @@ def test_health_and_readiness(server: tuple[str, Services]) -> None:
 def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     import asyncio
 
-    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
-    ws = serve_workspace(tmp_path / "ws", base, max_batch=1, max_queue=1)
-    with live_server(ws, base) as (url, _):
-        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, _):
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=120) as c:
@@ -278,10 +272,7 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
 def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path) -> None:
     import threading
 
-    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
-    ws = serve_workspace(tmp_path / "ws", base, max_batch=1, max_queue=1)
-    with live_server(ws, base) as (url, services):
-        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
+    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, services):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         hold = [
             threading.Thread(
@@ -396,3 +387,37 @@ def _byte_level_spelling() -> dict[str, int]:
     from tuneloop.serve.embedded.tokens import _byte_decoder
 
     return _byte_decoder()
+
+
+def test_text_completions_continue_a_raw_prompt(
+    client: openai.OpenAI, server: tuple[str, Services]
+) -> None:
+    r = client.completions.create(
+        model="base", prompt="the card was", max_tokens=6, temperature=0, logprobs=2
+    )
+    choice = r.choices[0]
+    assert r.object == "text_completion" and r.id.startswith("cmpl-")
+    assert choice.finish_reason in ("stop", "length") and choice.logprobs is not None
+    assert "".join(choice.logprobs.tokens or []) == choice.text
+    assert all(1 <= len(top) <= 2 for top in choice.logprobs.top_logprobs or [])  # by text
+    tokenizer = server[1].backend.tokenizer  # type: ignore[attr-defined]
+    assert r.usage is not None and r.usage.prompt_tokens == len(tokenizer("the card was").input_ids)
+    streamed = client.completions.create(
+        model="base", prompt="the card was", max_tokens=6, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == choice.text
+    default = client.completions.create(model="base", prompt="the card was", temperature=0)
+    assert default.usage is not None and default.usage.completion_tokens <= 16
+    for bad in ({"echo": True}, {"suffix": "x"}, {"best_of": 3}, {"prompt": ["a", "b"]}):
+        body = {"model": "base", "prompt": "the card", **bad}
+        assert httpx.post(f"{server[0]}/v1/completions", json=body).status_code == 400
+
+
+def test_one_model_and_the_responses_api(
+    client: openai.OpenAI, server: tuple[str, Services]
+) -> None:
+    assert client.models.retrieve("base").id == "base"
+    with pytest.raises(openai.NotFoundError, match="choose one of"):
+        client.models.retrieve("gpt-4o")
+    with pytest.raises(openai.NotFoundError, match="chat/completions"):
+        client.responses.create(model="base", input="hi")

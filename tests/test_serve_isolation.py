@@ -19,8 +19,7 @@ import pytest
 from tuneloop.serve.embedded.sampling import RowSampler
 from tuneloop.serve.services import Services
 
-from liveserver import live_server, serve_workspace, wait_for
-from tiny import build_tiny_model
+from liveserver import tiny_server, wait_for
 
 PROMPTS = ["please reset my password", "the card was lost", "what is the fee", "thank you"]
 POISON_SEED = 4242
@@ -29,12 +28,8 @@ TOKENS = 120
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
-    root = tmp_path_factory.mktemp("isolation")
-    base = build_tiny_model(root / "tiny", scale=20.0)
-    ws = serve_workspace(root / "ws", base, max_batch=8)
-    with live_server(ws, base) as (url, services):
-        wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
-        yield url, services
+    with tiny_server(tmp_path_factory.mktemp("isolation"), max_batch=8) as served:
+        yield served
 
 
 def no_end(services: Services) -> dict[str, float]:
@@ -116,10 +111,10 @@ def test_a_poisoned_request_fails_alone(
     alone = [ask(client, services, p) for p in PROMPTS]
     choose = RowSampler.choose
 
-    def poisoned(self: RowSampler, logits: Any, greedy: int) -> int:
+    def poisoned(self: RowSampler, *args: Any) -> int:
         if self.params.seed == POISON_SEED:
             raise ValueError("a poisoned row")
-        return choose(self, logits, greedy)
+        return choose(self, *args)
 
     monkeypatch.setattr(RowSampler, "choose", poisoned)
     scheduler = services.backend.scheduler  # type: ignore[attr-defined]

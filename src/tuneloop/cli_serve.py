@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,6 +52,34 @@ def serve(
         f"http://{host}:{port}/v1 — model 'production' follows the registry"
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def vllm_template(
+    out: Annotated[
+        Path | None, typer.Option(help="where (default serve/vllm-template.jinja)")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write the chat template vLLM needs for tool calls, and print vLLM's tool flags."""
+    from transformers import AutoTokenizer
+
+    from tuneloop.jsonl import atomic_writer
+    from tuneloop.model.base import resolve
+    from tuneloop.serve.server import base_ref
+    from tuneloop.serve.tools import vllm_template as template_for
+
+    ws = find_workspace(workspace)
+    tokenizer = AutoTokenizer.from_pretrained(resolve(base_ref(ws)))
+    original = tokenizer.chat_template or ""
+    path = out or ws.serve_dir / "vllm-template.jinja"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path, "w") as fh:
+        fh.write(original if "tools" in original else template_for(original))
+    render.out.print(
+        f"--chat-template {path} --enable-auto-tool-choice --tool-call-parser hermes",
+        highlight=False,
+        markup=False,
+    )
 
 
 @canary_app.command("start")

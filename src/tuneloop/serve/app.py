@@ -22,8 +22,14 @@ from tuneloop.serve.chat import ChatHandler
 from tuneloop.serve.deps import User
 from tuneloop.serve.errors import HANDLERS, APIError
 from tuneloop.serve.follow import AliasFollower
-from tuneloop.serve.protocol import ChatCompletionRequest, FeedbackRequest, FeedbackResponse
+from tuneloop.serve.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    FeedbackRequest,
+    FeedbackResponse,
+)
 from tuneloop.serve.services import Services
+from tuneloop.serve.shapes import TextShape
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -141,9 +147,36 @@ def create_app(services: Services) -> FastAPI:
     async def chat_completions(body: ChatCompletionRequest, request: Request, who: User) -> Any:
         return await chat.handle(body, request, who.tenant)
 
+    @app.post("/v1/completions", summary="Create a text completion (OpenAI's legacy API)")
+    async def completions(body: CompletionRequest, request: Request, who: User) -> Any:
+        return await chat.handle(body, request, who.tenant, TextShape())
+
     @app.get("/v1/models", summary="Served models: aliases, the base, loaded versions")
     async def models(_: User) -> dict[str, Any]:
         return admin.models_body(s)
+
+    @app.get("/v1/models/{model_id}", summary="One served model")
+    async def model(model_id: str, _: User) -> dict[str, Any]:
+        listed: list[dict[str, Any]] = admin.models_body(s)["data"]
+        found = next((m for m in listed if m["id"] == model_id), None)
+        if found is None:
+            served = ", ".join(m["id"] for m in listed)
+            raise APIError(404, f"model {model_id!r} is not served here; choose one of: {served}",
+                           "model_not_found", "model")  # fmt: skip
+        return found
+
+    @app.api_route(
+        "/v1/responses",
+        methods=["GET", "POST"],
+        include_in_schema=False,
+    )
+    async def responses() -> None:
+        raise APIError(
+            404,
+            "this server speaks OpenAI's chat completions API, not the Responses API: send "
+            "POST /v1/chat/completions (openai-agents: set_default_openai_api('chat_completions'))",
+            "responses_api_not_supported",
+        )
 
     @app.post(
         "/v1/feedback",

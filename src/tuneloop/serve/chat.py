@@ -1,4 +1,5 @@
-"""``POST /v1/chat/completions``: route, queue, stream or collect, then log and count.
+"""``POST /v1/chat/completions`` and ``/v1/completions``: route, queue, stream or collect, then
+log and count (what differs between the two is in ``serve/shapes.py``).
 
 Every request ends in exactly one serving-log row and one ``tuneloop_requests`` count, whether
 it finished, failed, or its client went away, and releases its adapter: the ``finally`` of
@@ -32,19 +33,13 @@ from tuneloop.serve.generation import (
     InvalidRequestError,
     PromptTooLongError,
     QueueFullError,
-    SamplingParams,
     TokenLogprob,
 )
 from tuneloop.serve.log import ResponseRow
-from tuneloop.serve.protocol import (
-    ChatCompletionRequest,
-    chunk_body,
-    completion_body,
-    new_id,
-    usage_of,
-)
+from tuneloop.serve.protocol import SamplingRequest, new_id, usage_of
 from tuneloop.serve.router import Routed
 from tuneloop.serve.services import Services
+from tuneloop.serve.shapes import ChatShape, Shape, params_of
 
 USER_HEADER, CONVERSATION_HEADER = "x-tuneloop-user", "x-tuneloop-conversation"
 ROUTING_HEADER = "x-tuneloop-routing"
@@ -102,19 +97,18 @@ def routing_key(tenant: str, user: str | None, conversation: str | None) -> tupl
     return new_id("random"), "random"
 
 
-def _logprobs_body(items: list[TokenLogprob], k: int | None) -> dict[str, Any] | None:
-    if k is None:
-        return None
-    return {"content": [t.to_dict() for t in items], "refusal": None}
-
-
 class ChatHandler:
+    """Routes, queues, streams or collects, then logs and counts one request of either shape."""
+
     def __init__(self, services: Services) -> None:
         self.s = services
 
-    async def handle(self, body: ChatCompletionRequest, request: Request, tenant: str) -> Any:
+    async def handle(
+        self, body: SamplingRequest, request: Request, tenant: str, shape: Shape | None = None
+    ) -> Any:
+        shape = shape or ChatShape()
         started = time.perf_counter()
-        rid = new_id("chatcmpl")
+        rid = new_id(shape.id_prefix)
         user = body.user or request.headers.get(USER_HEADER)
         conversation = request.headers.get(CONVERSATION_HEADER) or (body.metadata or {}).get(
             "conversation_id"
@@ -122,11 +116,12 @@ class ChatHandler:
         key, routing = routing_key(tenant, user, conversation)
         routed = self.s.router.route(body.model, key)
         t = time.perf_counter()
-        gens = self._prepare(body, rid, routed)
+        gens = self._prepare(body, shape, rid, routed)
         tokenizing = time.perf_counter() - t  # the backend's work, not the router's
         streams = self._submit(gens, routed)
         self.s.metrics.router.observe(time.perf_counter() - started - tokenizing)
-        context = _Context(rid, tenant, user, conversation, routed, gens, streams, body, started)
+        context = _Context(rid, tenant, user, conversation, routed, gens, streams, body, started,
+                           shape)  # fmt: skip
         headers = {
             "x-tuneloop-arm": routed.arm,
             "x-tuneloop-model-version": routed.target.model_id,
@@ -139,23 +134,10 @@ class ChatHandler:
             )
         return await self._complete(context, request, headers)
 
-    def _params(self, body: ChatCompletionRequest) -> SamplingParams:
-        return SamplingParams(
-            max_tokens=body.limit(self.s.cfg.default_max_tokens),
-            temperature=body.temperature,
-            top_p=body.top_p,
-            seed=body.seed,
-            stop=body.stop_list(),
-            presence_penalty=body.presence_penalty,
-            frequency_penalty=body.frequency_penalty,
-            logit_bias=body.bias(),
-            logprobs=body.top_logprobs if body.logprobs else None,
-        )
-
     def _prepare(
-        self, body: ChatCompletionRequest, rid: str, routed: Routed
+        self, body: SamplingRequest, shape: Shape, rid: str, routed: Routed
     ) -> list[GenerationRequest]:
-        params = self._params(body)
+        params = params_of(body, self.s.cfg.default_max_tokens)
         context = self.s.backend.context_length
         if params.max_tokens >= context:
             raise APIError(
@@ -165,12 +147,12 @@ class ChatHandler:
                 "invalid_max_tokens",
                 "max_tokens",
             )
-        messages = tuple({"role": m.role, "content": m.text()} for m in body.messages)
-        request = GenerationRequest(rid, messages, routed.target.adapter, params)
+        request = shape.request(body, rid, routed.target.adapter, params)
+        where = "prompt" if request.prompt is not None else "messages"
         try:
             first = self.s.backend.prepare(request)
         except PromptTooLongError as exc:
-            raise APIError(400, str(exc), "context_length_exceeded", "messages") from None
+            raise APIError(400, str(exc), "context_length_exceeded", where) from None
         except InvalidRequestError as exc:
             raise APIError(400, str(exc), "invalid_request", exc.param) from None
         return [first] + [_nth(first, i) for i in range(1, body.n)]
@@ -211,19 +193,9 @@ class ChatHandler:
         failed = next((o.error for o in outcomes if o.error is not None), None)
         if failed is not None:
             raise APIError(500, failed, "generation_failed")
+        t = c.routed.target
         k = c.gens[0].params.logprobs
-        choices = []
-        for i, o in enumerate(outcomes):
-            assert o.finish is not None
-            choices.append({
-                "index": i,
-                "message": {"role": "assistant", "content": o.text},
-                "logprobs": _logprobs_body(o.logprobs, k),
-                "finish_reason": o.finish.reason,
-            })  # fmt: skip
-        body = completion_body(
-            c.rid, c.routed.target.model_id, choices, _usage(outcomes), c.routed.target.fingerprint
-        )
+        body = c.shape.body(c.rid, t.model_id, t.fingerprint, list(outcomes), k, _usage(outcomes))
         return JSONResponse(body, headers=headers)
 
     async def _sse(self, c: _Context) -> AsyncIterator[str]:
@@ -231,25 +203,25 @@ class ChatHandler:
         model, fp = c.routed.target.model_id, c.routed.target.fingerprint
         include_usage = bool(c.body.stream_options and c.body.stream_options.include_usage)
         k = c.gens[0].params.logprobs
+        shape, rid = c.shape, c.rid
         try:
-            role = {"role": "assistant", "content": ""}
             for i in range(len(outcomes)):
-                yield _data(chunk_body(c.rid, model, fp, role, index=i))
+                if (opening := shape.opening(rid, model, fp, i)) is not None:
+                    yield _data(opening)
             async for i, event in _merged(c.streams):
                 outcomes[i].apply(event)
                 if isinstance(event, Delta) and (event.text or event.logprobs):
-                    lp = _logprobs_body(list(event.logprobs), k)
-                    yield _data(chunk_body(c.rid, model, fp, {"content": event.text}, index=i,
-                                           logprobs=lp))  # fmt: skip
+                    yield _data(shape.delta(rid, model, fp, i, event, k))
                 elif isinstance(event, Finished):
-                    yield _data(chunk_body(c.rid, model, fp, {}, event.reason, index=i))
+                    for chunk in shape.finished(rid, model, fp, i, event):
+                        yield _data(chunk)
                 elif isinstance(event, Failed):
                     break
             failed = next((o.error for o in outcomes if o.error is not None), None)
             if failed is not None:
                 yield _data({"error": APIError(500, failed, "generation_failed").body()["error"]})
             elif include_usage:
-                yield _data(chunk_body(c.rid, model, fp, None, usage=_usage(outcomes)))
+                yield _data(shape.usage_chunk(rid, model, fp, _usage(outcomes)))
             yield "data: [DONE]\n\n"
         finally:  # also when the client disconnects: Starlette cancels this generator
             for stream, outcome in zip(c.streams, outcomes, strict=True):
@@ -282,14 +254,15 @@ class ChatHandler:
             completion = sum(x.finish.completion_tokens for x in outcomes if x.finish)
             m.tokens.labels(arm, version, "completion").inc(completion)
         f = o.finish
+        messages, answer = c.shape.logged(c.gens[0], o.text, f)
         row = ResponseRow(
             response_id=c.rid,
             tenant=c.tenant,
-            messages=list(c.gens[0].messages),
+            messages=messages,
             arm=arm,
             model_version=c.routed.target.version,
             status=status,
-            answer=o.text if status == "ok" else None,
+            answer=answer if status == "ok" else None,
             error=error,
             finish_reason=f.reason if f else None,
             user_id=c.user,
@@ -315,8 +288,9 @@ class _Context:
     routed: Routed
     gens: list[GenerationRequest]
     streams: list[EventStream]
-    body: ChatCompletionRequest
+    body: SamplingRequest
     started: float
+    shape: Shape
 
 
 def _nth(first: GenerationRequest, i: int) -> GenerationRequest:

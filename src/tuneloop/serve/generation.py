@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-FinishReason = Literal["stop", "length", "cancelled"]
+from tuneloop.serve.tools import ToolCall
+
+FinishReason = Literal["stop", "length", "cancelled", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +23,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias), sorted
     logprobs: int | None = None  # None: no logprobs; k: the chosen token's and k alternatives
+    grammar: str | None = None  # what the answer must follow (compiled by the backend)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,15 @@ class TokenLogprob:
 @dataclass(frozen=True, slots=True)
 class GenerationRequest:
     request_id: str
-    messages: tuple[dict[str, str], ...]
+    messages: tuple[dict[str, Any], ...]  # OpenAI's shape: content, tool_calls, tool_call_id
     adapter: str | None  # a loaded adapter's name; None: the base model
     params: SamplingParams
     prompt_ids: tuple[int, ...] = ()  # filled in by the backend's check, when it tokenizes
+    tools: tuple[dict[str, Any], ...] = ()  # the tools the model may call (OpenAI's shape)
+    tool_mode: str | None = None  # auto | required | function:NAME; None: no tool calls
+    parallel_tool_calls: bool = True
+    json_schema: dict[str, Any] | None = None  # the schema the answer must follow
+    prompt: str | None = None  # a raw prompt (/v1/completions): no chat template
 
 
 @dataclass(slots=True)
@@ -68,6 +76,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ naming it, never silently ignored; the few that cannot change an answer (``store
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -47,11 +48,41 @@ def _unicode(text: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(_unicode)]
+NonEmpty = Annotated[str, Field(min_length=1), AfterValidator(_unicode)]
 
 
 class TextPart(BaseModel):
     type: Literal["text"]
     text: Text
+
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class FunctionCallIn(BaseModel):
+    name: Text
+    arguments: Text = "{}"
+
+    @field_validator("arguments")
+    @classmethod
+    def _json(cls, value: str) -> str:
+        if not value.strip():
+            return "{}"
+        try:
+            json.loads(value)
+        except ValueError:
+            raise ValueError("not JSON: send the arguments as a JSON object in a string") from None
+        return value
+
+
+class ToolCallIn(BaseModel):
+    """A call an assistant message made earlier in the conversation."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Text = ""
+    type: Literal["function"] = "function"
+    function: FunctionCallIn
 
 
 class ChatMessage(BaseModel):
@@ -60,11 +91,76 @@ class ChatMessage(BaseModel):
     role: Role
     content: Text | list[TextPart] | None = None
     name: Text | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: Text | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "content": self.text()}
+        if self.tool_calls:
+            out["tool_calls"] = [c.model_dump() for c in self.tool_calls]
+        if self.tool_call_id:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    description: Text | None = None
+    parameters: dict[str, Any] | None = Field(None, description="a JSON schema")
+    strict: bool | None = None
+
+
+class ToolDef(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    name: Name
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: Name = "response"
+    description: Text | None = None
+    json_schema: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type json_schema needs json_schema: {name, schema}")
+        return self
+
+    def schema_of(self) -> dict[str, Any] | None:
+        """The JSON schema answers must follow (None: plain text)."""
+        if self.type == "json_object":
+            return {"type": "object"}
+        if self.type == "json_schema" and self.json_schema is not None:
+            return self.json_schema.json_schema or {"type": "object"}
+        return None
 
 
 class StreamOptions(BaseModel):
@@ -78,13 +174,13 @@ def _drop_nulls(data: Any) -> Any:
     return data
 
 
-class ChatCompletionRequest(BaseModel):
+class SamplingRequest(BaseModel):
+    """What chat completions and (legacy) completions share: the model and how to sample."""
+
     model_config = ConfigDict(extra="allow")
 
     model: Text = Field("production", description="production, canary, base, or a version (v3)")
-    messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = Field(None, ge=1, le=INT64_MAX)
-    max_completion_tokens: int | None = Field(None, ge=1, le=INT64_MAX)
     temperature: float = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
     top_p: float = Field(1.0, ge=0.0, le=1.0, allow_inf_nan=False,
                          description="0 keeps only the likeliest token")  # fmt: skip
@@ -98,8 +194,6 @@ class ChatCompletionRequest(BaseModel):
     logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100, allow_inf_nan=False)]] | None = (
         Field(None, max_length=300, description="token id (as a string) → bias, −100..100")
     )
-    logprobs: bool = False
-    top_logprobs: int = Field(0, ge=0, le=20, description="needs logprobs: true")
     user: Text | None = Field(None, max_length=256, description="end-user id (sticky canary arm)")
     metadata: dict[Text, Text] | None = None
 
@@ -124,21 +218,13 @@ class ChatCompletionRequest(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _unsupported(self) -> ChatCompletionRequest:
-        for name, value in (self.model_extra or {}).items():
+    def _unknown_fields(self) -> SamplingRequest:
+        for name in self.model_extra or {}:
             if name in IGNORED:
                 continue
             if name in REFUSED:
                 raise ValueError(f"{name} is not supported by this server ({REFUSED[name]})")
-            if name in ("tools", "tool_choice", "response_format", "parallel_tool_calls"):
-                if value in ([], "none", {"type": "text"}, True, False):
-                    continue
-                raise ValueError(f"{name} is not supported by this server; leave it out")
             raise ValueError(f"unknown field {name!r}; see GET /docs for the fields this takes")
-        if self.top_logprobs and not self.logprobs:
-            raise ValueError("top_logprobs needs logprobs: true")
-        if self.messages[-1].role == "assistant" and not self.messages[-1].text():
-            raise ValueError("the last message is an empty assistant message; end with the user")
         return self
 
     def stop_list(self) -> tuple[str, ...]:
@@ -147,10 +233,95 @@ class ChatCompletionRequest(BaseModel):
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
     def limit(self, default: int) -> int:
-        return self.max_completion_tokens or self.max_tokens or default
+        return self.max_tokens or default
 
     def bias(self) -> tuple[tuple[int, float], ...]:
         return tuple(sorted((int(k), float(v)) for k, v in (self.logit_bias or {}).items()))
+
+    def logprob_count(self) -> int | None:
+        """None: no log-probabilities; k: the chosen token's and its k likeliest rivals'."""
+        return None
+
+
+class ChatCompletionRequest(SamplingRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=INT64_MAX)
+    logprobs: bool = False
+    top_logprobs: int = Field(0, ge=0, le=20, description="needs logprobs: true")
+    tools: list[ToolDef] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormat | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        last = self.messages[-1]
+        if last.role == "assistant" and not last.text() and not last.tool_calls:
+            raise ValueError("the last message is an empty assistant message; end with the user")
+        self._check_tools()
+        return self
+
+    def limit(self, default: int) -> int:
+        return self.max_completion_tokens or self.max_tokens or default
+
+    def logprob_count(self) -> int | None:
+        return self.top_logprobs if self.logprobs else None
+
+    def _check_tools(self) -> None:
+        names = {t.function.name for t in self.tools or []}
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"tool_choice names {choice.function.name!r}, which is not in tools")
+        if choice == "required" and not names:
+            raise ValueError("tool_choice required needs tools")
+        if self.active_tools() and self.response_format and self.response_format.schema_of():
+            raise ValueError("response_format with tools is not supported; send one of them")
+
+    def active_tools(self) -> list[dict[str, Any]]:
+        """The tools the model may call (none when tool_choice is none)."""
+        if not self.tools or self.tool_choice == "none":
+            return []
+        return [t.model_dump(exclude_none=True) for t in self.tools]
+
+    def tool_mode(self) -> str | None:
+        """None (no tools), auto, required, or the name of the one function to call."""
+        if not self.active_tools():
+            return None
+        choice = self.tool_choice
+        if isinstance(choice, NamedToolChoice):
+            return f"function:{choice.function.name}"
+        return choice or "auto"
+
+
+class CompletionRequest(SamplingRequest):
+    """The legacy ``/v1/completions``: a raw prompt, continued without the chat template."""
+
+    prompt: NonEmpty | list[NonEmpty] = Field(description="one prompt (a list of one is accepted)")
+    logprobs: int | None = Field(None, ge=0, le=5, description="the top rivals per token")
+    echo: bool = Field(False, description="not supported: true is refused")
+    suffix: Text | None = Field(None, description="not supported")
+    best_of: int | None = Field(None, ge=1, le=1, description="not supported beyond 1")
+
+    @model_validator(mode="after")
+    def _supported(self) -> CompletionRequest:
+        if isinstance(self.prompt, list) and len(self.prompt) != 1:
+            raise ValueError("prompt: send one prompt per request (a string)")
+        if self.echo:
+            raise ValueError("echo is not supported by this server; leave it false")
+        if self.suffix is not None:
+            raise ValueError("suffix (insertion) is not supported by this server; leave it out")
+        return self
+
+    def prompt_text(self) -> str:
+        return self.prompt[0] if isinstance(self.prompt, list) else self.prompt
+
+    def limit(self, default: int) -> int:
+        return self.max_tokens or 16  # OpenAI's default for this route
+
+    def logprob_count(self) -> int | None:
+        return self.logprobs
 
 
 class FeedbackRequest(BaseModel):

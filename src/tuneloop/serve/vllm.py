@@ -27,11 +27,13 @@ from tuneloop.serve.generation import (
     Event,
     Failed,
     Finished,
+    FinishReason,
     GenerationRequest,
     PromptTooLongError,
     QueueFullError,
     TokenLogprob,
 )
+from tuneloop.serve.tools import ToolCall, hermes_messages
 
 
 class VLLMBackend:
@@ -86,9 +88,13 @@ class VLLMBackend:
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         if self.tokenizer is None:
             return request  # the engine checks the length itself
-        ids = self.tokenizer.apply_chat_template(
-            list(request.messages), tokenize=True, add_generation_prompt=True, return_dict=False
-        )
+        if request.prompt is not None:
+            ids = self.tokenizer(request.prompt)["input_ids"]
+        else:
+            messages = hermes_messages(list(request.messages), list(request.tools))
+            ids = self.tokenizer.apply_chat_template(
+                messages, tokenize=True, add_generation_prompt=True, return_dict=False
+            )
         if len(ids) + request.params.max_tokens > self.context_length:
             raise PromptTooLongError(len(ids), request.params.max_tokens, self.context_length)
         return replace(request, prompt_ids=tuple(int(i) for i in ids))
@@ -102,7 +108,7 @@ class VLLMBackend:
         p = request.params
         body: dict[str, Any] = {
             "model": request.adapter or self.upstream_model,
-            "messages": list(request.messages),
+            **_what(request),
             "max_tokens": p.max_tokens,
             "temperature": p.temperature,
             "top_p": p.top_p,
@@ -119,7 +125,9 @@ class VLLMBackend:
             body["frequency_penalty"] = p.frequency_penalty
         if p.logit_bias:
             body["logit_bias"] = {str(t): b for t, b in p.logit_bias}
-        if p.logprobs is not None:
+        if p.logprobs is not None and request.prompt is not None:
+            body["logprobs"] = p.logprobs
+        elif p.logprobs is not None:
             body["logprobs"], body["top_logprobs"] = True, p.logprobs
         return body
 
@@ -165,11 +173,11 @@ class UpstreamStream:
         b, req = self._backend, self._request
         text: list[str] = []
         usage: dict[str, Any] = {}
+        calls: dict[int, dict[str, str]] = {}
         finish, first = "stop", True
+        route = "/v1/completions" if req.prompt is not None else "/v1/chat/completions"
         try:
-            async with b._client.stream(
-                "POST", "/v1/chat/completions", json=b._payload(req)
-            ) as response:
+            async with b._client.stream("POST", route, json=b._payload(req)) as response:
                 if response.status_code >= 400:
                     detail = (await response.aread()).decode("utf-8", "replace")[:300]
                     yield Failed(f"the engine answered {response.status_code}: {detail}")
@@ -183,7 +191,9 @@ class UpstreamStream:
                         return
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices", []):
-                        piece = (choice.get("delta") or {}).get("content") or ""
+                        delta = choice.get("delta") or {}
+                        piece = delta.get("content") or choice.get("text") or ""
+                        _gather(calls, delta.get("tool_calls") or [])
                         logprobs = _logprobs(choice.get("logprobs"))
                         if piece or first or logprobs:
                             text.append(piece)
@@ -197,9 +207,43 @@ class UpstreamStream:
             self._release()
         prompt = int(usage.get("prompt_tokens", len(req.prompt_ids)))
         completion = int(usage.get("completion_tokens", 0))
-        yield Finished(
-            "length" if finish == "length" else "stop", prompt, completion, "".join(text)
+        found = tuple(ToolCall(c.get("id") or f"call_{i}", c["name"], c["arguments"] or "{}")
+                      for i, c in sorted(calls.items()))  # fmt: skip
+        reason: FinishReason = "tool_calls" if found else "length" if finish == "length" else "stop"
+        yield Finished(reason, prompt, completion, "".join(text), found)
+
+
+def _what(request: GenerationRequest) -> dict[str, Any]:
+    """The prompt, or the conversation with its tools and the answer's schema, as vLLM's
+    OpenAI server takes them (its tool parser reads the calls: see the README)."""
+    if request.prompt is not None:
+        return {"prompt": request.prompt}
+    out: dict[str, Any] = {"messages": list(request.messages)}
+    if request.tools:
+        mode = request.tool_mode or "auto"
+        out["tools"] = list(request.tools)
+        out["tool_choice"] = (
+            {"type": "function", "function": {"name": mode.split(":", 1)[1]}}
+            if mode.startswith("function:")
+            else mode
         )
+        out["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.json_schema is not None:
+        out["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "response", "schema": request.json_schema},
+        }
+    return out
+
+
+def _gather(calls: dict[int, dict[str, str]], fragments: list[dict[str, Any]]) -> None:
+    """Streamed tool-call pieces, joined by their index."""
+    for piece in fragments:
+        call = calls.setdefault(int(piece.get("index", 0)), {"id": "", "name": "", "arguments": ""})
+        call["id"] = piece.get("id") or call["id"]
+        function = piece.get("function") or {}
+        call["name"] += function.get("name") or ""
+        call["arguments"] += function.get("arguments") or ""
 
 
 def _logprob(entry: dict[str, Any], top: bool = True) -> TokenLogprob:
@@ -215,5 +259,15 @@ def _logprob(entry: dict[str, Any], top: bool = True) -> TokenLogprob:
 
 
 def _logprobs(found: dict[str, Any] | None) -> tuple[TokenLogprob, ...]:
-    """The engine's ``logprobs.content`` of one chunk, as events carry them."""
-    return tuple(_logprob(e) for e in (found or {}).get("content") or ())
+    """The engine's log-probabilities of one chunk (chat's ``content``, or the legacy
+    parallel lists of a text completion), as events carry them."""
+    found = found or {}
+    if "tokens" in found:
+        tops = found.get("top_logprobs") or [{} for _ in found["tokens"]]
+        return tuple(
+            TokenLogprob(t, float(lp or 0.0), tuple(t.encode("utf-8")),
+                         tuple(TokenLogprob(a, float(v), tuple(a.encode("utf-8")))
+                               for a, v in (top or {}).items()))
+            for t, lp, top in zip(found["tokens"], found["token_logprobs"], tops, strict=False)
+        )  # fmt: skip
+    return tuple(_logprob(e) for e in found.get("content") or ())

@@ -19,6 +19,7 @@ from tuneloop.serve.generation import (
     InvalidRequestError,
     PromptTooLongError,
 )
+from tuneloop.serve.tools import hermes_messages, template_messages
 
 
 class EmbeddedBackend:
@@ -71,12 +72,30 @@ class EmbeddedBackend:
                     f"(0..{vocab - 1})",
                     "logit_bias",
                 )
-        ids = self.tokenizer.apply_chat_template(
-            list(request.messages), tokenize=True, add_generation_prompt=True, return_dict=False
-        )
+        ids = self._prompt_ids(request)
+        if not ids:
+            raise InvalidRequestError("prompt: it holds no tokens; send some text", "prompt")
         if len(ids) + request.params.max_tokens > self.context_length:
             raise PromptTooLongError(len(ids), request.params.max_tokens, self.context_length)
-        return replace(request, prompt_ids=tuple(int(i) for i in ids))
+        grammar = self.scheduler.grammars.compile(request)
+        params = replace(request.params, grammar=grammar) if grammar else request.params
+        return replace(request, prompt_ids=tuple(int(i) for i in ids), params=params)
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        """The chat template's tokens: tools through the template when it knows them, else
+        through the Hermes system prompt (serve/tools.py); a raw prompt as it is."""
+        if request.prompt is not None:
+            return [int(i) for i in self.tokenizer(request.prompt)["input_ids"]]
+        messages: list[dict[str, Any]] = list(request.messages)
+        extra: dict[str, Any] = {}
+        if request.tools and "tools" in (self.tokenizer.chat_template or ""):
+            messages, extra["tools"] = template_messages(messages), list(request.tools)
+        else:
+            messages = list(hermes_messages(messages, list(request.tools)))
+        ids = self.tokenizer.apply_chat_template(
+            messages, tokenize=True, add_generation_prompt=True, return_dict=False, **extra
+        )
+        return [int(i) for i in ids]
 
     def submit(self, request: GenerationRequest) -> JobStream:
         if not request.prompt_ids:

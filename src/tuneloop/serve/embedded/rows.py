@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from tuneloop.serve.embedded.constrain import Grammars, Matcher
 from tuneloop.serve.embedded.detok import IncrementalText
 from tuneloop.serve.embedded.sampling import RowSampler, logprobs_of
 from tuneloop.serve.embedded.tokens import TokenText
@@ -27,6 +28,7 @@ from tuneloop.serve.generation import (
     GenerationRequest,
     TokenLogprob,
 )
+from tuneloop.serve.tools import HeldText, ToolCall, parse
 
 
 @dataclass(eq=False)
@@ -51,12 +53,22 @@ class Row:
     finish: FinishReason | None = None
     error: str | None = None
     pending: list[TokenLogprob] = field(default_factory=list)  # logprobs not yet sent
+    matcher: Matcher | None = None  # the grammar the answer must follow
+    held: HeldText | None = None  # tool calls, held back until the end
+    ended_by_eos: bool = False  # the end token is produced but not part of the answer
 
     @classmethod
-    def start(cls, job: Job, tokenizer: Any, vocab: int) -> Row:
+    def start(cls, job: Job, tokenizer: Any, vocab: int, grammars: Grammars) -> Row:
         """A row for ``job``; raises (a seed the generator refuses …) for that job alone."""
-        params = job.request.params
-        return cls(job, IncrementalText(tokenizer, params.stop), RowSampler(params, vocab))
+        request = job.request
+        params = request.params
+        return cls(
+            job,
+            IncrementalText(tokenizer, params.stop),
+            RowSampler(params, vocab),
+            matcher=grammars.matcher(params.grammar) if params.grammar else None,
+            held=HeldText() if request.tool_mode else None,
+        )
 
     @property
     def done(self) -> bool:
@@ -66,16 +78,21 @@ class Row:
         self, logits: torch.Tensor, greedy: int, eos: frozenset[int], names: TokenText
     ) -> None:
         """Choose this row's next token from its logits [vocab], and send what became text."""
-        token = self.sampler.choose(logits, greedy)
+        allowed = self.matcher.allowed() if self.matcher is not None else None
+        token = self.sampler.choose(logits, greedy, allowed)
         k = self.job.request.params.logprobs
         if k is not None and token not in eos:  # the end token is not part of the answer
             self.pending.append(names.logprob(token, *logprobs_of(logits, token, k)))
+        if self.matcher is not None and token not in eos:
+            self.matcher.consume(token)
         self._push(token, eos)
+        if self.matcher is not None and self.matcher.complete and self.finish is None:
+            self.finish = "stop"  # the grammar is complete: nothing may follow
 
     def _push(self, token: int, eos: frozenset[int]) -> None:
         self.produced += 1
         if token in eos:
-            self.finish = "stop"
+            self.finish, self.ended_by_eos = "stop", True
             return
         self.last = token
         text = self.text.push(token)
@@ -87,6 +104,8 @@ class Row:
             self._send(text, first=self.produced == 1)
 
     def _send(self, text: str, first: bool = False) -> None:
+        if self.held is not None:
+            text = self.held.push(text)
         logprobs, self.pending = tuple(self.pending), []
         self.job.sink(Delta(text, first=first, logprobs=logprobs))
 
@@ -102,5 +121,13 @@ class Row:
         rest = self.text.flush() if self.finish != "cancelled" else ""
         if rest or self.pending:
             self._send(rest)
-        completion = self.produced - (1 if self.finish == "stop" and not self.text.stopped else 0)
-        self.job.sink(Finished(self.finish, self.job.prompt_tokens, completion, self.text.text))
+        completion = self.produced - (1 if self.ended_by_eos else 0)
+        finish: FinishReason = self.finish
+        calls: tuple[ToolCall, ...] = ()
+        if self.held is not None and self.finish != "cancelled":
+            content, found = parse(self.held.rest())
+            if content:
+                self.job.sink(Delta(content))
+            if found:
+                finish, calls = "tool_calls", tuple(found)
+        self.job.sink(Finished(finish, self.job.prompt_tokens, completion, self.text.text, calls))

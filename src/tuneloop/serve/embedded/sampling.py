@@ -49,12 +49,15 @@ class RowSampler:
         """Greedy with no processor: the batch's one argmax gives this row's token."""
         return self.generator is None and self.counts is None and self.bias is None
 
-    def choose(self, logits: torch.Tensor, greedy: int) -> int:
-        """The next token from this row's logits [vocab]; ``greedy`` is their argmax."""
-        if self.plain:
+    def choose(self, logits: torch.Tensor, greedy: int, allowed: torch.Tensor | None = None) -> int:
+        """The next token from this row's logits [vocab]; ``greedy`` is their argmax;
+        ``allowed`` (a bool mask) the tokens a grammar permits."""
+        if self.plain and allowed is None:
             token = greedy
         else:
             x = self.processed(logits)
+            if allowed is not None:
+                x = x.masked_fill(~allowed, float("-inf"))
             if self.generator is None:
                 token = int(x.argmax())
             else:

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from tuneloop.serve.embedded.constrain import Grammars
 from tuneloop.serve.embedded.kv import KVBatch, left_padded, positions_of
 from tuneloop.serve.embedded.rows import Job, Row
 from tuneloop.serve.embedded.tokens import TokenText
@@ -97,6 +98,7 @@ class Scheduler:
         self._cache_kw = _cache_keyword(model)
         self._names = TokenText(tokenizer)
         self.vocab = int(model.get_output_embeddings().weight.shape[0])
+        self.grammars = Grammars(tokenizer, self.vocab)
 
     # -- the request side (any thread) -----------------------------------------------------------
 
@@ -202,7 +204,7 @@ class Scheduler:
         rows = []
         for job in jobs:
             try:
-                rows.append(Row.start(job, self.tokenizer, self.vocab))
+                rows.append(Row.start(job, self.tokenizer, self.vocab, self.grammars))
             except Exception as exc:
                 log.exception("request %s could not start", job.request.request_id)
                 job.sink(Failed(f"generation failed: {type(exc).__name__}: {exc}"))
