@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ max_queue = {max_queue}
 default_max_tokens = 8
 max_body_bytes = 65536
 feedback_window_s = 0
-
+{extra}
 [serve.canary]
 interval_s = {interval}
 failure_threshold = 2
@@ -44,8 +45,10 @@ def serve_workspace(
     min_requests: int = 20,
     min_feedback: int = 10,
     eval_fraction: float = 0.0,
+    **serve: Any,
 ) -> Workspace:
-    """A workspace whose base model is ``base``, with fast serving and canary settings."""
+    """A workspace whose base model is ``base``, with fast serving and canary settings;
+    ``serve``: more ``[serve]`` settings."""
     from tuneloop.workspace import init_workspace
 
     ws = init_workspace(root)
@@ -58,6 +61,7 @@ def serve_workspace(
         interval=interval,
         min_requests=min_requests,
         min_feedback=min_feedback,
+        extra="".join(f"{k} = {json.dumps(v)}\n" for k, v in serve.items()),
     )
     ws.config_path.write_text(text, encoding="utf-8")
     return Workspace(ws.root)

@@ -116,3 +116,75 @@ def test_cli_refuses_an_open_port_and_creates_keys(tmp_path: Path) -> None:
     assert cfg.api_keys["app"].sha256 == key_sha256(key)
     again = run("keys", "create", "app", "-w", ws.root, cwd=tmp_path)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_pages_metrics_and_the_schema_need_a_key_and_probes_do_not(keyed: dict[str, Any]) -> None:
+    url = keyed["url"]
+    for path in ("/", "/docs"):
+        r = httpx.get(f"{url}{path}")
+        assert r.status_code == 303 and r.headers["location"] == f"/login?next={path}"
+    assert httpx.get(f"{url}/openapi.json").status_code == 401
+    assert httpx.get(f"{url}/metrics").status_code == 401
+    assert httpx.get(f"{url}/healthz").status_code == 200  # serve.open_probes, the default
+    assert httpx.get(f"{url}/readyz").status_code == 200
+    bearer = {"Authorization": f"Bearer {keyed['keys']['ops']}"}
+    assert httpx.get(f"{url}/metrics", headers=bearer).status_code == 200
+    assert httpx.get(f"{url}/openapi.json", headers=bearer).json()["info"]["title"] == "tuneloop"
+
+
+def sign_in(url: str, key: str, csrf: str | None = None) -> httpx.Client:
+    browser = httpx.Client(base_url=url)
+    form = browser.get("/login?next=/docs")
+    token = csrf or form.text.split('name="csrf" value="')[1].split('"')[0]
+    browser.post("/login", data={"key": key, "csrf": token, "next": "/docs"})
+    return browser
+
+
+def test_a_browser_signs_in_with_a_key_for_a_session(keyed: dict[str, Any]) -> None:
+    url, keys = keyed["url"], keyed["keys"]
+    browser = sign_in(url, keys["bank"])
+    docs = browser.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower() and "http" not in docs.text.split("<body>")[1].lower()
+    assert browser.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    assert browser.get("/").status_code == 403  # the report needs the admin scope
+    cookie = browser.cookies["tuneloop_session"]
+    assert keys["bank"] not in cookie
+    forged = httpx.get(f"{url}/docs", cookies={"tuneloop_session": cookie[:-4] + "0000"})
+    assert forged.status_code == 303
+    assert sign_in(url, keys["ops"]).get("/").status_code == 200
+    refused = sign_in(url, keys["ops"], csrf="not-the-cookies-token")
+    assert refused.get("/docs").status_code == 303  # no session: the CSRF check failed
+    assert sign_in(url, "tl-wrong").get("/docs").status_code == 303
+
+
+def test_sessions_expire_and_cannot_be_forged() -> None:
+    from tuneloop.serve.auth import Principal
+    from tuneloop.serve.pages import SESSION_S, Sessions
+
+    sessions = Sessions(b"k" * 32)
+    token = sessions.issue(Principal("bank", frozenset({"inference"})), now=1000.0)
+    assert sessions.read(token, now=1000.0 + SESSION_S - 1) == Principal(
+        "bank", frozenset({"inference"})
+    )
+    assert sessions.read(token, now=1000.0 + SESSION_S + 1) is None
+    assert Sessions(b"x" * 32).read(token, now=1000.0) is None  # another server's secret
+
+
+def test_the_report_is_rendered_once_per_change(keyed: dict[str, Any]) -> None:
+    url, ws = keyed["url"], keyed["ws"]
+    bearer = {"Authorization": f"Bearer {keyed['keys']['ops']}"}
+    cache = keyed["services"].report_cache
+    before = cache.renders
+    pages = [httpx.get(f"{url}/", headers=bearer) for _ in range(20)]
+    assert {p.status_code for p in pages} == {200} and len({p.text for p in pages}) == 1
+    assert cache.renders - before <= 1  # one render for twenty pages (none if still cached)
+    renders = cache.renders
+    as_(keyed, "bank").chat.completions.create(model="base", messages=HELLO, max_tokens=2)
+    keyed["services"].writer.flush()  # the serving log changed: not a change of the report
+    httpx.get(f"{url}/", headers=bearer)
+    assert cache.renders == renders
+    with (ws.root / "registry-audit.jsonl").open("a") as fh:
+        fh.write('{"action": "note"}\n')
+    httpx.get(f"{url}/", headers=bearer)
+    assert cache.renders == renders + 1

@@ -30,6 +30,7 @@ def serve(
 
     from tuneloop.serve.app import create_app
     from tuneloop.serve.auth import KeyRing
+    from tuneloop.serve.http import server_options
     from tuneloop.serve.server import check_binding, embedded_backend, services_for, vllm_backend
 
     ws = find_workspace(workspace)
@@ -51,7 +52,8 @@ def serve(
         f"tuneloop serving {ws.config.train.base} ({kind}) at "
         f"http://{host}:{port}/v1 — model 'production' follows the registry"
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                **server_options(app))  # fmt: skip
 
 
 def vllm_template(

@@ -13,15 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from tuneloop.serve import admin, feedback, server_file
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.chat import ChatHandler
-from tuneloop.serve.deps import User
+from tuneloop.serve.deps import User, principal
 from tuneloop.serve.errors import HANDLERS, APIError
 from tuneloop.serve.follow import AliasFollower
+from tuneloop.serve.pages import add_pages
 from tuneloop.serve.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -136,6 +136,9 @@ def create_app(services: Services) -> FastAPI:
         title="tuneloop",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served by pages.py: behind a login, with local assets
+        redoc_url=None,
+        openapi_url=None,
         description="OpenAI-compatible chat completions over a base model and its "
         "LoRA adapters, with a canary, feedback and an interaction log.",
     )
@@ -186,23 +189,26 @@ def create_app(services: Services) -> FastAPI:
     async def post_feedback(body: FeedbackRequest, who: User) -> Any:
         return await feedback.accept(s, body, who.tenant)
 
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def metrics() -> Response:
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (text); a key unless serve.open_metrics",
+        response_class=PlainTextResponse,
+    )
+    async def metrics(request: Request) -> Response:
+        if s.keys.enabled and not s.cfg.open_metrics:
+            principal(request)
         return Response(s.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/", summary="The loop's report (HTML)", response_class=HTMLResponse)
-    async def report_page() -> HTMLResponse:
-        if s.report_root is None:
-            raise APIError(404, "this server has no workspace report", "not_found")
-        page = await run_in_threadpool(_report_html, s.report_root)
-        return HTMLResponse(page)
-
     @app.get("/healthz", summary="The process is up")
-    async def healthz() -> dict[str, str]:
+    async def healthz(request: Request) -> dict[str, str]:
+        if s.keys.enabled and not s.cfg.open_probes:
+            principal(request)
         return {"status": "ok"}
 
     @app.get("/readyz", summary="Ready once production is loaded")
-    async def readyz() -> JSONResponse:
+    async def readyz(request: Request) -> JSONResponse:
+        if s.keys.enabled and not s.cfg.open_probes:
+            principal(request)
         state = s.router.state
         body = {
             "ready": state.production is not None,
@@ -212,5 +218,6 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     admin.add_routes(app, s)
+    add_pages(app, s, _report_html)
     app.add_middleware(BodyLimit, limit=s.cfg.max_body_bytes)
     return app

@@ -21,8 +21,11 @@ def free_port() -> int:
 @contextmanager
 def serve_in_thread(app: Any, timeout: float = 60.0, **kwargs: Any) -> Iterator[str]:
     """Run ``app`` with uvicorn in a daemon thread; yield its base URL; stop it on exit."""
+    from tuneloop.serve.http import server_options
+
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **kwargs)
+    options = {**server_options(app), **kwargs}
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="tuneloop-serve", daemon=True)
     thread.start()

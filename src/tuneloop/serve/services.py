@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tuneloop.config import ServeConfig
 from tuneloop.registry import Registry
@@ -59,6 +60,7 @@ class Services:
     controller: CanaryController | None = None
     report_root: Path | None = None  # the workspace whose report `/` shows
     index_dir: Path | None = None  # the contamination index: which eval set is current
+    report_cache: Any = None  # the report page, rendered once per change (serve/pages.py)
 
     def index_version(self) -> str | None:
         return None if self.index_dir is None else current_index_version(self.index_dir)
