@@ -207,6 +207,11 @@ class ApiKeyConfig(_Section):
 
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["inference"]))
+    # Limits of this key, per server process (none: unlimited).
+    max_concurrent: int | None = Field(None, ge=1, description="requests at once")
+    tokens_per_minute: int | None = Field(None, ge=1, description="prompt + completion tokens")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="tokens of one prompt")
+    max_tokens: int | None = Field(None, ge=1, description="new tokens one request may ask for")
 
 
 class CanaryConfig(_Section):
@@ -471,10 +476,20 @@ default_max_tokens = 256
 rating_range = [1, 5]
 feedback_window_s = 3600 # `ingest --serving-log` takes responses at least this old (feedback
                          # arriving later still reaches them, once)
-# API keys, stored hashed: `tuneloop keys create NAME [--admin]` prints a key and its entry
+header_timeout_s = 10    # a request's headers must arrive within this (then 408, closed)
+body_timeout_s = 10      # ... and each chunk of its body
+body_total_timeout_s = 60
+open_probes = true       # /healthz and /readyz need no key (load balancers)
+open_metrics = false     # /metrics needs a key when keys are on
+# API keys, stored hashed: `tuneloop keys create NAME [--admin]` prints a key and its entry;
+# its limits (optional, per server process) are set here
 # [serve.api_keys.app]
 # sha256 = "…"
 # scopes = ["inference"]
+# max_concurrent = 4       # requests at once (429 beyond)
+# tokens_per_minute = 20000  # prompt + completion tokens over 60 s (429 beyond)
+# max_prompt_tokens = 4000   # one prompt (400 beyond)
+# max_tokens = 512           # new tokens one request may ask for (400 beyond)
 
 [serve.canary]
 interval_s = 60          # seconds between judgments

@@ -148,11 +148,11 @@ def create_app(services: Services) -> FastAPI:
 
     @app.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
     async def chat_completions(body: ChatCompletionRequest, request: Request, who: User) -> Any:
-        return await chat.handle(body, request, who.tenant)
+        return await chat.handle(body, request, who)
 
     @app.post("/v1/completions", summary="Create a text completion (OpenAI's legacy API)")
     async def completions(body: CompletionRequest, request: Request, who: User) -> Any:
-        return await chat.handle(body, request, who.tenant, TextShape())
+        return await chat.handle(body, request, who, TextShape())
 
     @app.get("/v1/models", summary="Served models: aliases, the base, loaded versions")
     async def models(_: User) -> dict[str, Any]:

@@ -19,11 +19,12 @@ import hmac
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tuneloop.config import ApiKeyConfig
 from tuneloop.errors import ConfigError
 from tuneloop.serve.errors import APIError
+from tuneloop.serve.limits import KeyLimits
 
 ENV_KEYS = "TUNELOOP_API_KEYS"
 KEY_PREFIX = "tl-"
@@ -34,6 +35,34 @@ LOCAL_TENANT = "local"
 class Principal:
     tenant: str
     scopes: frozenset[str]
+    limits: KeyLimits = field(default_factory=KeyLimits)
+
+
+LIMIT_NAMES = {"concurrent": "max_concurrent", "tpm": "tokens_per_minute",
+               "prompt": "max_prompt_tokens", "max_tokens": "max_tokens"}  # fmt: skip
+
+
+def _env_entry(i: int, entry: str) -> tuple[str, Principal]:
+    """``NAME:KEY[:admin][:concurrent=N][:tpm=N][:prompt=N][:max_tokens=N]``."""
+    parts = entry.split(":")
+    bad = ConfigError(
+        f"${ENV_KEYS} entry {i + 1} is not NAME:KEY[:admin][:concurrent=N][:tpm=N][:prompt=N]"
+        "[:max_tokens=N]; fix the variable"
+    )
+    if len(parts) < 2 or not all(parts[:2]):
+        raise bad
+    limits: dict[str, int] = {}
+    admin = False
+    for extra in parts[2:]:
+        name, _, value = extra.partition("=")
+        if extra == "admin":
+            admin = True
+        elif name in LIMIT_NAMES and value.isascii() and value.isdigit() and int(value) > 0:
+            limits[LIMIT_NAMES[name]] = int(value)
+        else:
+            raise bad
+    scopes = {"inference", "admin"} if admin else {"inference"}
+    return key_sha256(parts[1]), Principal(parts[0], frozenset(scopes), KeyLimits(**limits))
 
 
 def key_sha256(key: str) -> str:
@@ -45,18 +74,13 @@ def new_key() -> str:
 
 
 def _env_keys(raw: str) -> dict[str, Principal]:
-    found: dict[str, Principal] = {}
-    for i, entry in enumerate(p.strip() for p in raw.split(",")):
-        if not entry:
-            continue
-        parts = entry.split(":")
-        if len(parts) not in (2, 3) or not all(parts[:2]) or parts[2:] not in ([], ["admin"]):
-            raise ConfigError(
-                f"${ENV_KEYS} entry {i + 1} is not NAME:KEY or NAME:KEY:admin; fix the variable"
-            )
-        scopes = {"inference", "admin"} if parts[2:] else {"inference"}
-        found[key_sha256(parts[1])] = Principal(parts[0], frozenset(scopes))
-    return found
+    entries = [p.strip() for p in raw.split(",")]
+    return dict(_env_entry(i, entry) for i, entry in enumerate(entries) if entry)
+
+
+def _limits(key: ApiKeyConfig) -> KeyLimits:
+    return KeyLimits(key.max_concurrent, key.tokens_per_minute, key.max_prompt_tokens,
+                     key.max_tokens)  # fmt: skip
 
 
 class KeyRing:
@@ -68,7 +92,8 @@ class KeyRing:
         cls, configured: Mapping[str, ApiKeyConfig], env: Mapping[str, str] | None = None
     ) -> KeyRing:
         env = os.environ if env is None else env
-        keys = {k.sha256: Principal(name, frozenset(k.scopes)) for name, k in configured.items()}
+        keys = {k.sha256: Principal(name, frozenset(k.scopes), _limits(k))
+                for name, k in configured.items()}  # fmt: skip
         keys.update(_env_keys(env.get(ENV_KEYS, "")))
         return cls(keys)
 

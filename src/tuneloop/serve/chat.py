@@ -22,6 +22,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from tuneloop.curate.quality import alpha_frac, top_ngram_frac
+from tuneloop.serve.auth import Principal
 from tuneloop.serve.errors import APIError
 from tuneloop.serve.generation import (
     Delta,
@@ -35,6 +36,7 @@ from tuneloop.serve.generation import (
     QueueFullError,
     TokenLogprob,
 )
+from tuneloop.serve.limits import Ticket, check_request
 from tuneloop.serve.log import ResponseRow
 from tuneloop.serve.protocol import SamplingRequest, new_id, usage_of
 from tuneloop.serve.router import Routed
@@ -104,9 +106,9 @@ class ChatHandler:
         self.s = services
 
     async def handle(
-        self, body: SamplingRequest, request: Request, tenant: str, shape: Shape | None = None
+        self, body: SamplingRequest, request: Request, who: Principal, shape: Shape | None = None
     ) -> Any:
-        shape = shape or ChatShape()
+        shape, tenant = shape or ChatShape(), who.tenant
         started = time.perf_counter()
         rid = new_id(shape.id_prefix)
         user = body.user or request.headers.get(USER_HEADER)
@@ -116,12 +118,17 @@ class ChatHandler:
         key, routing = routing_key(tenant, user, conversation)
         routed = self.s.router.route(body.model, key)
         t = time.perf_counter()
-        gens = self._prepare(body, shape, rid, routed)
+        gens = self._prepare(body, shape, rid, routed, who)
         tokenizing = time.perf_counter() - t  # the backend's work, not the router's
-        streams = self._submit(gens, routed)
+        ticket = self._admit(who, gens)
+        try:
+            streams = self._submit(gens, routed)
+        except APIError:
+            self.s.limiter.done(ticket, 0)
+            raise
         self.s.metrics.router.observe(time.perf_counter() - started - tokenizing)
         context = _Context(rid, tenant, user, conversation, routed, gens, streams, body, started,
-                           shape)  # fmt: skip
+                           shape, ticket)  # fmt: skip
         headers = {
             "x-tuneloop-arm": routed.arm,
             "x-tuneloop-model-version": routed.target.model_id,
@@ -135,9 +142,15 @@ class ChatHandler:
         return await self._complete(context, request, headers)
 
     def _prepare(
-        self, body: SamplingRequest, shape: Shape, rid: str, routed: Routed
+        self, body: SamplingRequest, shape: Shape, rid: str, routed: Routed, who: Principal
     ) -> list[GenerationRequest]:
-        params = params_of(body, self.s.cfg.default_max_tokens)
+        cap = who.limits.max_tokens
+        default = (
+            self.s.cfg.default_max_tokens
+            if cap is None
+            else min(cap, self.s.cfg.default_max_tokens)
+        )
+        params = params_of(body, default)
         context = self.s.backend.context_length
         if params.max_tokens >= context:
             raise APIError(
@@ -155,7 +168,19 @@ class ChatHandler:
             raise APIError(400, str(exc), "context_length_exceeded", where) from None
         except InvalidRequestError as exc:
             raise APIError(400, str(exc), "invalid_request", exc.param) from None
+        check_request(who.limits, who.tenant, len(first.prompt_ids), params.max_tokens)
         return [first] + [_nth(first, i) for i in range(1, body.n)]
+
+    def _admit(self, who: Principal, gens: list[GenerationRequest]) -> Ticket:
+        """The key's limits: its requests at once and its tokens per minute (a 429 if over)."""
+        first = gens[0]
+        reserve = len(first.prompt_ids) + first.params.max_tokens * len(gens)
+        try:
+            return self.s.limiter.admit(who.tenant, who.limits, reserve)
+        except APIError as exc:
+            if exc.status == 429:
+                self.s.metrics.rejected.labels(code=exc.code or "key_limit").inc()
+            raise
 
     def _submit(self, gens: list[GenerationRequest], routed: Routed) -> list[EventStream]:
         self.s.router.acquire(routed.target)
@@ -230,8 +255,11 @@ class ChatHandler:
             self._record(c, outcomes)
 
     def _record(self, c: _Context, outcomes: list[_Outcome]) -> None:
-        """One log row and one count per request, and the adapter released."""
+        """One log row and one count per request, and the adapter and the key's tokens
+        released."""
         self.s.router.release(c.routed.target)
+        spent = sum(x.finish.completion_tokens for x in outcomes if x.finish)
+        self.s.limiter.done(c.ticket, len(c.gens[0].prompt_ids) + spent)
         latency = time.perf_counter() - c.started
         arm, version = c.routed.arm, c.routed.target.model_id
         o = outcomes[0]
@@ -291,6 +319,7 @@ class _Context:
     body: SamplingRequest
     started: float
     shape: Shape
+    ticket: Ticket
 
 
 def _nth(first: GenerationRequest, i: int) -> GenerationRequest:

@@ -16,6 +16,7 @@ from tuneloop.serve.auth import KeyRing
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.follow import AliasFollower
 from tuneloop.serve.generation import Backend
+from tuneloop.serve.limits import Limiter
 from tuneloop.serve.log import LogWriter, ServingLog
 from tuneloop.serve.metrics import Metrics
 from tuneloop.serve.router import Router
@@ -51,6 +52,7 @@ class Services:
     writer: LogWriter
     metrics: Metrics
     recent: RecentResponses
+    limiter: Limiter
     serve_dir: Path
     registry: Registry
     new_registry: Callable[[], Registry]  # one per thread that writes to it
@@ -88,6 +90,7 @@ def build_services(
         writer=log.writer(metrics.background_failures.labels(thread="serving-log").inc),
         metrics=metrics,
         recent=RecentResponses(),
+        limiter=Limiter(),
         serve_dir=serve_dir,
         registry=new_registry(),
         new_registry=new_registry,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -80,7 +81,7 @@ class Scheduler:
         self._rows: list[Row] = []
         self._batch: KVBatch | None = None
         self._stopped = False
-        self._seconds_per_job = 2.0  # running mean, for Retry-After
+        self._ended: deque[float] = deque(maxlen=64)  # when rows ended: the drain rate
         self.steps = 0
         loaded: Future[None] = Future()
         self._thread = threading.Thread(
@@ -109,9 +110,22 @@ class Scheduler:
             self._waiting.append(job)
             self._cond.notify()
 
+    def drain_rate(self) -> float | None:
+        """Requests that ended per second over the last two minutes (None: too few to say).
+
+        Counted up to now, so a stall lowers the rate instead of leaving an old, fast one."""
+        now = time.perf_counter()
+        recent = [t for t in self._ended if now - t < 120.0]
+        if len(recent) < 2 or now <= recent[0]:
+            return None
+        return len(recent) / (now - recent[0])
+
     def retry_after(self) -> float:
-        backlog = len(self._waiting) + len(self._rows)
-        return max(1.0, round(backlog * self._seconds_per_job / self.max_batch))
+        """Seconds until the waiting queue has drained at the measured rate."""
+        rate = self.drain_rate()
+        if rate is None:  # nothing ended lately: a step's worth of guess, the least we can say
+            return 1.0
+        return max(1.0, float(math.ceil(len(self._waiting) / rate)))
 
     def call(self, fn: Callable[[], Any]) -> Future[Any]:
         """Run ``fn`` on the worker thread between two steps; its result arrives in the future."""
@@ -279,8 +293,7 @@ class Scheduler:
             if not row.done:
                 keep.append(i)
                 continue
-            done = time.perf_counter() - row.job.queued_at
-            self._seconds_per_job = 0.9 * self._seconds_per_job + 0.1 * done
+            self._ended.append(time.perf_counter())
             _close(row)
         if len(keep) == len(self._rows):
             return
