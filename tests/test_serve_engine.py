@@ -84,6 +84,7 @@ def reference(tiny: dict[str, Path], req: GenerationRequest) -> str:
 
 
 async def backend_with_adapters(tiny: dict[str, Path], **kw: Any) -> EmbeddedBackend:
+    """The tiny model with adapters a1 and a2 loaded."""
     backend = EmbeddedBackend.load(str(tiny["base"]), "tiny", **kw)
     await backend.load_adapter("a1", tiny["a1"])
     await backend.load_adapter("a2", tiny["a2"])
@@ -237,3 +238,75 @@ def test_penalties_and_bias_change_the_logits_as_openai_defines_them() -> None:
     assert presence.processed(logits).tolist() == [3.0, 2.5, 0.0, -1.0]
     biased = RowSampler(SamplingParams(8, logit_bias=((3, 10.0),)), vocab=4)
     assert biased.choose(logits, 0) == 3
+
+
+@pytest.fixture(scope="module")
+def roomy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("roomy")
+    base = build_tiny_model(root / "base", scale=20.0, context=2048)
+    return {"base": base, "a1": tiny_adapter(base, root / "a1", seed=1),
+            "a2": tiny_adapter(base, root / "a2", seed=2)}  # fmt: skip
+
+
+def test_a_long_prompt_is_read_in_chunks_between_the_rows_steps(roomy: dict[str, Path]) -> None:
+    """Four rows stream; a prompt of ~1,200 tokens arrives. The rows keep getting tokens while it is
+    read (a chunk per step, in the same pass), and every answer is the one it gives alone."""
+    eos = build_eos(roomy)
+    rows = [request(i, [None, "a1"][i % 2], max_tokens=300, logit_bias=((eos, -100.0),))
+            for i in range(4)]  # fmt: skip
+    long = GenerationRequest("long", ({"role": "user", "content": " ".join(PROMPTS * 24)},),
+                             "a2", SamplingParams(6))  # fmt: skip
+
+    async def main() -> tuple[list[str], list[str], str, int]:
+        backend = await backend_with_adapters(roomy, prefill_chunk=64)
+        order: list[str] = []
+        try:
+            alone = [f.text for f in await asyncio.gather(*(run(backend, r) for r in rows))]
+            streams = [backend.submit(r) for r in rows]
+
+            async def drain(name: str, stream: Any) -> str:
+                async for event in stream:
+                    if isinstance(event, Delta):
+                        order.append(name)
+                    if isinstance(event, Finished):
+                        return event.text
+                return ""
+
+            tasks = [asyncio.create_task(drain(f"row{i}", s)) for i, s in enumerate(streams)]
+            while order.count("row3") < 2:  # all four are generating
+                await asyncio.sleep(0.001)
+            mark = len(order)
+            long_text = await drain("long", backend.submit(long))
+            between = order[mark : order.index("long")].count("row0")
+            return alone, list(await asyncio.gather(*tasks)), long_text, between
+        finally:
+            await backend.close()
+
+    alone, together, long_text, between = asyncio.run(main())
+    assert together == alone  # the chunks in their passes changed no row's answer
+    assert long_text == reference(roomy, long)
+    assert between >= 5  # row 0 got tokens while the long prompt was being read
+
+
+def build_eos(models: dict[str, Path]) -> int:
+    from transformers import AutoTokenizer
+
+    return int(AutoTokenizer.from_pretrained(models["base"]).eos_token_id)
+
+
+def test_the_chunk_budget_follows_the_measured_costs() -> None:
+    from tuneloop.serve.embedded.prefill import FIRST_BUDGET, LEAST, Budget
+
+    budget = Budget(share=0.5)
+    assert budget.tokens() == FIRST_BUDGET  # nothing measured yet
+    budget.observe_decode(0.060)
+    budget.observe_fused(0.060 + 0.030, 60)  # 0.5 ms a prompt token beside the rows
+    assert budget.tokens() == 120  # as long again as a plain step: 60 ms of prompt tokens
+    for _ in range(8):  # the prompt grows: its tokens cost more (attention reads it all)
+        budget.observe_fused(0.060 + 0.120, 60)
+    assert 30 <= budget.tokens() < 40
+    assert Budget(share=0.2, fixed=None).tokens() == FIRST_BUDGET
+    slow = Budget(share=0.1)
+    slow.observe_decode(0.010)
+    slow.observe_fused(1.0, 10)
+    assert slow.tokens() == LEAST

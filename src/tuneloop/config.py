@@ -248,6 +248,12 @@ class ServeConfig(_Section):
     dtype: Literal["float32", "bfloat16"] = "float32"
     max_batch: int = Field(8, ge=1, le=256)
     max_queue: int = Field(64, ge=1)
+    prefill_share: float = Field(
+        0.5, gt=0.0, lt=1.0, description="part of a step's time arriving prompts may take"
+    )
+    prefill_chunk: int | None = Field(
+        None, ge=1, description="prompt tokens per step beside running rows (none: measured)"
+    )
     max_body_bytes: int = Field(1_048_576, ge=1024)
     header_timeout_s: float = Field(10.0, gt=0.0, description="a request's headers must arrive")
     body_timeout_s: float = Field(10.0, gt=0.0, description="between two chunks of a body")
@@ -472,6 +478,8 @@ backend = "embedded"     # embedded (base + peft adapters in process) | vllm
 dtype = "float32"        # bfloat16 is faster on CPUs with AVX-512 BF16
 max_batch = 8            # requests generated together
 max_queue = 64           # waiting requests; beyond, 429 with Retry-After
+prefill_share = 0.5      # while rows stream, an arriving prompt is read in chunks taking at
+                         # most this part of each step (0.5: a step at most twice a plain one)
 default_max_tokens = 256
 rating_range = [1, 5]
 feedback_window_s = 3600 # `ingest --serving-log` takes responses at least this old (feedback

@@ -53,6 +53,8 @@ def embedded_backend(ws: Workspace, cfg: ServeConfig) -> tuple[Backend, str | No
         cfg.dtype,
         max_batch=cfg.max_batch,
         max_waiting=cfg.max_queue,
+        prefill_share=cfg.prefill_share,
+        prefill_chunk=cfg.prefill_chunk,
     )
     return backend, backend.base_info.weights_sha256 if backend.base_info else None
 

@@ -31,9 +31,12 @@ class EmbeddedBackend:
         base_name: str,
         max_batch: int = 8,
         max_waiting: int = 64,
+        prefill_share: float = 0.5,
+        prefill_chunk: int | None = None,
     ) -> None:
         """``load`` returns (model, tokenizer); it runs on the generation thread."""
-        self.scheduler = Scheduler(load, max_batch, max_waiting)
+        self.scheduler = Scheduler(load, max_batch, max_waiting, prefill_share=prefill_share,
+                                   prefill_chunk=prefill_chunk)  # fmt: skip
         self.tokenizer = self.scheduler.tokenizer
         self.base_name = base_name
         config = self.scheduler.model.config

@@ -2,9 +2,11 @@
 
 One thread does all model work, so peft's adapter bookkeeping is never changed under a running
 forward pass: adapter loads and unloads are queued as commands and run between two steps.
-Each loop: run pending commands; admit waiting requests (one prefill for all of them, up to a
-token budget so a long prompt cannot stall the others for long); run one decode step for every
-running row; retire rows that finished, hit their limit, failed, or whose client went away.
+Each loop: run pending commands; take waiting requests in; then, with nothing generating, read
+their prompts at full speed (one prefill for many, up to a token budget); with rows generating,
+read a measured chunk of the waiting prompts in the same pass as the rows' next tokens
+(``mixed.py``, ``prefill.py``), so a long prompt never stalls the others for more than a
+bounded step; retire rows that finished, hit their limit, failed, or whose client went away.
 
 Failures stay as small as they can: what belongs to one row (its sampler, its stop strings, its
 text, its events) fails that row alone; a failed prefill fails the requests it was admitting;
@@ -20,14 +22,17 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from tuneloop.serve.embedded.constrain import Grammars
 from tuneloop.serve.embedded.kv import KVBatch, left_padded, positions_of
+from tuneloop.serve.embedded.mixed import MixedCache, Segment, fusable, fused_forward
+from tuneloop.serve.embedded.prefill import ALONE_CHUNK, Budget, Prefilling, plan
 from tuneloop.serve.embedded.rows import Job, Row
 from tuneloop.serve.embedded.tokens import TokenText
 from tuneloop.serve.generation import BackendStats, Failed, Finished, QueueFullError
@@ -71,6 +76,8 @@ class Scheduler:
         max_batch: int = 8,
         max_waiting: int = 64,
         prefill_tokens: int = 4096,
+        prefill_share: float = 0.5,
+        prefill_chunk: int | None = None,
     ) -> None:
         self.max_batch = max_batch
         self.max_waiting = max_waiting
@@ -79,7 +86,9 @@ class Scheduler:
         self._waiting: deque[Job] = deque()
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._rows: list[Row] = []
+        self._prefilling: list[Prefilling] = []
         self._batch: KVBatch | None = None
+        self.budget = Budget(prefill_share, prefill_chunk)
         self._stopped = False
         self._ended: deque[float] = deque(maxlen=64)  # when rows ended: the drain rate
         self.steps = 0
@@ -100,6 +109,7 @@ class Scheduler:
         self._names = TokenText(tokenizer)
         self.vocab = int(model.get_output_embeddings().weight.shape[0])
         self.grammars = Grammars(tokenizer, self.vocab)
+        self.fused = fusable(model)
 
     # -- the request side (any thread) -----------------------------------------------------------
 
@@ -139,9 +149,8 @@ class Scheduler:
         return future
 
     def stats(self) -> BackendStats:
-        return BackendStats(
-            running=len(self._rows), waiting=len(self._waiting), capacity=self.max_batch
-        )
+        running = len(self._rows) + len(self._prefilling)
+        return BackendStats(running=running, waiting=len(self._waiting), capacity=self.max_batch)
 
     def close(self) -> None:
         with self._cond:
@@ -160,39 +169,62 @@ class Scheduler:
         loaded.set_result(None)
         while True:
             with self._cond:
-                while not (self._stopped or self._waiting or self._commands or self._rows):
+                while not (self._stopped or self._waiting or self._commands or self._rows
+                           or self._prefilling):  # fmt: skip
                     self._cond.wait()
                 if self._stopped:
                     break
                 commands = list(self._commands)
                 self._commands.clear()
-                admitted = self._take_waiting()
+                arrived = self._take_waiting()
             for fn, future in commands:
                 _run_command(fn, future)
-            if admitted:
-                self._admit(admitted)
-            if self._rows:
-                self._step()
+            self._arrive(arrived)
+            self._work()
         self._end_rows(self._rows, "the server is shutting down")
+        for p in self._prefilling:
+            self._fail_prefill(p, "the server is shutting down")
         for job in self._waiting:
             job.sink(Failed("the server is shutting down"))
 
+    def _work(self) -> None:
+        """One step: the prompts alone, the rows with chunks of the prompts, or the rows."""
+        self._drop_cancelled()
+        if self._rows and self._prefilling:
+            if self.fused:
+                self._fused_step()
+            else:
+                for p, n in plan(self._prefilling, self.budget.tokens()):
+                    self._chunk(p, n)
+                self._step()
+        elif self._prefilling:
+            self._prefill_alone()
+        elif self._rows:
+            self._step()
+
     def _take_waiting(self) -> list[Job]:
-        """Waiting jobs that fit in the batch and the prefill budget (at least one)."""
+        """Waiting jobs that fit in the batch (prompts on their way in count as rows)."""
         taken: list[Job] = []
-        budget = self.prefill_tokens
-        while self._waiting and len(self._rows) + len(taken) < self.max_batch:
-            job = self._waiting[0]
+        while self._waiting and (
+            len(self._rows) + len(self._prefilling) + len(taken) < self.max_batch
+        ):
+            job = self._waiting.popleft()
             if job.cancelled:
-                self._waiting.popleft()
                 job.sink(Finished("cancelled", job.prompt_tokens, 0))
                 continue
-            cost = job.prompt_tokens
-            if taken and cost > budget:
-                break
-            budget -= cost
-            taken.append(self._waiting.popleft())
+            taken.append(job)
         return taken
+
+    def _arrive(self, jobs: list[Job]) -> None:
+        from transformers import DynamicCache
+
+        for row in self._start_rows(jobs):
+            self._prefilling.append(Prefilling(row, DynamicCache(config=self.model.config)))
+
+    def _drop_cancelled(self) -> None:
+        for p in [p for p in self._prefilling if p.row.job.cancelled]:
+            self._prefilling.remove(p)
+            p.row.job.sink(Finished("cancelled", p.row.job.prompt_tokens, 0))
 
     def _forward(self, jobs: list[Job], **inputs: Any) -> torch.Tensor:
         if hasattr(self.model, "peft_config"):
@@ -224,13 +256,28 @@ class Scheduler:
                 job.sink(Failed(f"generation failed: {type(exc).__name__}: {exc}"))
         return rows
 
-    def _admit(self, jobs: list[Job]) -> None:
-        """Prefill the admitted jobs together and join them to the running batch."""
+    def _prefill_alone(self) -> None:
+        """Nothing is generating: prompts not begun are read together (up to the token
+        budget, at least one); a prompt begun while others streamed goes on in large chunks."""
+        fresh: list[Prefilling] = []
+        budget = self.prefill_tokens
+        for p in self._prefilling:
+            if p.done == 0 and (not fresh or len(p.ids) <= budget):
+                fresh.append(p)
+                budget -= len(p.ids)
+        if fresh:
+            self._admit(fresh)
+        else:
+            first = self._prefilling[0]
+            self._chunk(first, min(first.left, ALONE_CHUNK))
+
+    def _admit(self, ready: list[Prefilling]) -> None:
+        """Prefill whole prompts together and join them to the running batch."""
         from transformers import DynamicCache
 
-        rows = self._start_rows(jobs)
-        if not rows:
-            return
+        for p in ready:
+            self._prefilling.remove(p)
+        rows = [p.row for p in ready]
         try:
             ids, mask = left_padded([list(r.job.request.prompt_ids) for r in rows], self._pad)
             cache = DynamicCache(config=self.model.config)
@@ -245,7 +292,9 @@ class Scheduler:
             log.exception("prefill failed for %s", _ids([r.job for r in rows]))
             self._end_rows(rows, f"generation failed: {type(exc).__name__}: {exc}")
             return
-        joined = KVBatch(cache, mask, mask.sum(dim=1))
+        self._join(KVBatch(cache, mask, mask.sum(dim=1)), rows, logits)
+
+    def _join(self, joined: KVBatch, rows: list[Row], logits: torch.Tensor) -> None:
         if self._batch is None:
             self._batch = joined
         else:
@@ -253,9 +302,93 @@ class Scheduler:
         self._rows.extend(rows)
         self._take(rows, logits)
 
+    def _chunk(self, p: Prefilling, n: int) -> None:
+        """The next ``n`` tokens of one prompt in a pass of its own; it joins when complete."""
+        start, end = p.done, p.done + n
+        try:
+            logits = self._forward(
+                [p.row.job],
+                input_ids=torch.tensor([p.ids[start:end]], dtype=torch.long),
+                attention_mask=torch.ones((1, end), dtype=torch.long),
+                position_ids=torch.arange(start, end)[None],
+                **{self._cache_kw: p.cache},
+            )
+        except Exception as exc:  # its own cache: nobody else is touched
+            log.exception("prefill failed for %s", p.row.job.request.request_id)
+            self._fail_prefill(p, f"generation failed: {type(exc).__name__}: {exc}")
+            return
+        p.done = end
+        if p.left == 0:
+            self._complete(p, logits)
+
+    def _complete(self, p: Prefilling, logits: torch.Tensor) -> None:
+        """A prompt read in full joins the running batch, with its first token."""
+        self._prefilling.remove(p)
+        mask = torch.ones((1, p.done), dtype=torch.long)
+        self._join(KVBatch(p.cache, mask, mask.sum(dim=1)), [p.row], logits)
+
+    def _fail_prefill(self, p: Prefilling, message: str) -> None:
+        if p in self._prefilling:
+            self._prefilling.remove(p)
+        p.row.fail(message)
+        _close(p.row)
+
+    def _fused_step(self) -> None:
+        """The rows' next tokens and chunks of the waiting prompts, in one pass."""
+        batch, rows = self._batch, list(self._rows)
+        assert batch is not None
+        chunks = plan(self._prefilling, self.budget.tokens())
+        segments = [Segment(p.cache, list(p.ids[p.done : p.done + n]), p.done) for p, n in chunks]
+        step_mask, positions = batch.step_inputs()
+        ids = [row.last for row in rows] + [t for seg in segments for t in seg.ids]
+        where = [int(x) for x in positions[:, 0]]
+        where += [seg.past + i for seg in segments for i in range(len(seg.ids))]
+        keep, at = list(range(len(rows))), len(rows)
+        for (p, n), seg in zip(chunks, segments, strict=True):
+            at += len(seg.ids)
+            if n == p.left:
+                keep.append(at - 1)
+        jobs = [r.job for r in rows] + [p.row.job for p, n in chunks for _ in range(n)]
+        mixed = MixedCache(batch.cache, len(rows), step_mask.bool()[:, None, None, :], segments)
+        started = time.perf_counter()
+        try:
+            with self._adapters(jobs):
+                logits = fused_forward(self.model, mixed, ids, where, keep, self._cache_kw)
+        except Exception as exc:  # the batch's cache may be half-written: the step's rows fail
+            log.exception("fused step failed for %s", _ids(jobs))
+            message = f"generation failed: {type(exc).__name__}: {exc}"
+            self._end_rows(self._rows, message)
+            for p, _ in chunks:
+                self._fail_prefill(p, message)
+            return
+        self.budget.observe_fused(time.perf_counter() - started, len(ids) - len(rows))
+        batch.advance(step_mask)
+        self.steps += 1
+        for p, n in chunks:
+            p.done += n
+        self._take(rows, logits[: len(rows)])
+        finished = [p for p, _ in chunks if p.left == 0]
+        for i, p in enumerate(finished):
+            self._complete(p, logits[len(rows) + i : len(rows) + i + 1])
+
+    @contextmanager
+    def _adapters(self, jobs: list[Job]) -> Iterator[None]:
+        """Each token's adapter: one for all (peft's plain path), else peft's per-entry hooks."""
+        if not hasattr(self.model, "peft_config"):
+            yield
+            return
+        names = [j.request.adapter or BASE_ADAPTER for j in jobs]
+        if len(set(names)) == 1 and names[0] != BASE_ADAPTER:
+            self._activate(names[0])
+            yield
+            return
+        with self.model._enable_peft_forward_hooks(adapter_names=names):
+            yield
+
     def _step(self) -> None:
         batch = self._batch
         assert batch is not None
+        started = time.perf_counter()
         try:
             step_mask, positions = batch.step_inputs()
             ids = torch.tensor([[row.last] for row in self._rows], dtype=torch.long)
@@ -270,6 +403,7 @@ class Scheduler:
             log.exception("decode step failed for %s", _ids([r.job for r in self._rows]))
             self._end_rows(self._rows, f"generation failed: {type(exc).__name__}: {exc}")
             return
+        self.budget.observe_decode(time.perf_counter() - started)
         batch.advance(step_mask)
         self.steps += 1
         self._take(self._rows, logits)
