@@ -2,15 +2,12 @@
 
 While rows are generating, an arriving prompt is read a chunk per decode step, so the running
 rows wait at most one step of bounded length for their next token (vLLM's and transformers'
-chunked prefill). How long a chunk may be is measured, not set: ``share`` is the part of each
-step's time the prompts may take (0.5: a step at most twice a plain decode step, which is also
-the slowest a prompt may be read while others stream if it is to arrive by twice its lone
-prefill time). The budget follows the measured cost of a plain step and of a prompt token in a
-fused step, which grows with the prompt's length (its attention reads everything before it).
+chunked prefill). How long a chunk may be is measured, not set (see :class:`Budget`).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +16,7 @@ from tuneloop.serve.embedded.rows import Row
 FIRST_BUDGET = 32  # tokens per step before any cost is measured
 LEAST = 8  # a prompt always moves
 ALONE_CHUNK = 512  # a prompt continued with nothing running: bounded attention memory
+MOST = 4096
 
 
 @dataclass(eq=False)
@@ -26,7 +24,7 @@ class Prefilling:
     """A prompt on its way in: its row (started), its cache, how much of it is read."""
 
     row: Row
-    cache: Any  # a DynamicCache of batch 1
+    cache: Any  # a PromptCache (fused passes) or a DynamicCache (passes of its own)
     done: int = 0
 
     @property
@@ -39,29 +37,53 @@ class Prefilling:
 
 
 class Budget:
-    """Prompt tokens a step may carry beside the running rows: ``share`` of the step's time."""
+    """Prompt tokens a step may carry beside the running rows.
+
+    A chunk costs a step twice: a fixed part (reading the prompt's cache so far, which grows
+    with the prompt: ~50 ms at 6,000 tokens on two cores, as long as the weights' read) and a
+    part per token. The fit ``extra = fixed + per_token * tokens`` over the last steps (their
+    sizes vary by ±20% on purpose, so that the two parts can be told apart) gives each chunk
+    ``share / (1 - share)`` of a plain step's time in tokens' own work: a step then costs
+    ``decode + fixed + decode * share / (1 - share)``, and the prompt moves at that pace too.
+    """
 
     def __init__(self, share: float = 0.5, fixed: int | None = None) -> None:
         self.share, self.fixed = share, fixed  # fixed: a set number of tokens per step
         self.decode_s: float | None = None  # a plain decode step, now
-        self.token_s: float | None = None  # one more prompt token in a fused step, now
+        self._seen: deque[tuple[int, float]] = deque(maxlen=12)  # (tokens, extra seconds)
+        self._turn = 0
 
     def observe_decode(self, seconds: float) -> None:
         self.decode_s = seconds if self.decode_s is None else 0.8 * self.decode_s + 0.2 * seconds
 
     def observe_fused(self, seconds: float, tokens: int) -> None:
-        if self.decode_s is None or tokens <= 0:
-            return
-        per_token = max(seconds - self.decode_s, 1e-6) / tokens
-        self.token_s = per_token if self.token_s is None else 0.5 * self.token_s + 0.5 * per_token
+        if self.decode_s is not None and tokens > 0:
+            self._seen.append((tokens, seconds - self.decode_s))
+
+    def per_token_s(self) -> float | None:
+        """The least-squares slope of the extra time over the chunk's tokens (None: unknown)."""
+        if len(self._seen) < 3:
+            return None
+        xs = [float(x) for x, _ in self._seen]
+        ys = [y for _, y in self._seen]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        if var == 0:
+            return max(my / mx, 1e-6)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var
+        return max(slope, 1e-6)
 
     def tokens(self) -> int:
         if self.fixed is not None:
             return self.fixed
-        if self.decode_s is None or self.token_s is None:
-            return FIRST_BUDGET
-        extra = self.decode_s * self.share / (1.0 - self.share)
-        return max(LEAST, int(extra / self.token_s))
+        per_token = self.per_token_s()
+        if self.decode_s is None or per_token is None:
+            wanted = float(FIRST_BUDGET)
+        else:
+            wanted = self.decode_s * self.share / (1.0 - self.share) / per_token
+        self._turn += 1
+        jitter = (0.8, 1.0, 1.2)[self._turn % 3]
+        return max(LEAST, min(MOST, int(wanted * jitter)))
 
 
 def plan(prefilling: list[Prefilling], budget: int) -> list[tuple[Prefilling, int]]:

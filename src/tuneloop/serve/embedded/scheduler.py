@@ -31,7 +31,13 @@ import torch
 
 from tuneloop.serve.embedded.constrain import Grammars
 from tuneloop.serve.embedded.kv import KVBatch, left_padded, positions_of
-from tuneloop.serve.embedded.mixed import MixedCache, Segment, fusable, fused_forward
+from tuneloop.serve.embedded.mixed import (
+    MixedCache,
+    PromptCache,
+    Segment,
+    fusable,
+    fused_forward,
+)
 from tuneloop.serve.embedded.prefill import ALONE_CHUNK, Budget, Prefilling, plan
 from tuneloop.serve.embedded.rows import Job, Row
 from tuneloop.serve.embedded.tokens import TokenText
@@ -219,7 +225,9 @@ class Scheduler:
         from transformers import DynamicCache
 
         for row in self._start_rows(jobs):
-            self._prefilling.append(Prefilling(row, DynamicCache(config=self.model.config)))
+            n = row.job.prompt_tokens
+            cache = PromptCache(n) if self.fused else DynamicCache(config=self.model.config)
+            self._prefilling.append(Prefilling(row, cache))
 
     def _drop_cancelled(self) -> None:
         for p in [p for p in self._prefilling if p.row.job.cancelled]:
@@ -267,6 +275,8 @@ class Scheduler:
                 budget -= len(p.ids)
         if fresh:
             self._admit(fresh)
+        elif self.fused:
+            self._fused_step(ALONE_CHUNK)
         else:
             first = self._prefilling[0]
             self._chunk(first, min(first.left, ALONE_CHUNK))
@@ -325,7 +335,11 @@ class Scheduler:
         """A prompt read in full joins the running batch, with its first token."""
         self._prefilling.remove(p)
         mask = torch.ones((1, p.done), dtype=torch.long)
-        self._join(KVBatch(p.cache, mask, mask.sum(dim=1)), [p.row], logits)
+        cache = p.cache
+        if isinstance(cache, PromptCache):
+            cache.filled = p.done
+            cache = cache.as_dynamic(self.model.config)
+        self._join(KVBatch(cache, mask, mask.sum(dim=1)), [p.row], logits)
 
     def _fail_prefill(self, p: Prefilling, message: str) -> None:
         if p in self._prefilling:
@@ -333,13 +347,17 @@ class Scheduler:
         p.row.fail(message)
         _close(p.row)
 
-    def _fused_step(self) -> None:
-        """The rows' next tokens and chunks of the waiting prompts, in one pass."""
+    def _fused_step(self, budget: int | None = None) -> None:
+        """The rows' next tokens and chunks of the waiting prompts, in one pass (or, with no
+        row running, chunks alone)."""
         batch, rows = self._batch, list(self._rows)
-        assert batch is not None
-        chunks = plan(self._prefilling, self.budget.tokens())
+        chunks = plan(self._prefilling, budget or self.budget.tokens())
         segments = [Segment(p.cache, list(p.ids[p.done : p.done + n]), p.done) for p, n in chunks]
-        step_mask, positions = batch.step_inputs()
+        if rows:
+            assert batch is not None
+            step_mask, positions = batch.step_inputs()
+        else:
+            step_mask = positions = torch.zeros((0, 1), dtype=torch.long)
         ids = [row.last for row in rows] + [t for seg in segments for t in seg.ids]
         where = [int(x) for x in positions[:, 0]]
         where += [seg.past + i for seg in segments for i in range(len(seg.ids))]
@@ -349,7 +367,8 @@ class Scheduler:
             if n == p.left:
                 keep.append(at - 1)
         jobs = [r.job for r in rows] + [p.row.job for p, n in chunks for _ in range(n)]
-        mixed = MixedCache(batch.cache, len(rows), step_mask.bool()[:, None, None, :], segments)
+        cache = batch.cache if batch is not None and rows else None
+        mixed = MixedCache(cache, len(rows), step_mask.bool()[:, None, None, :], segments)
         started = time.perf_counter()
         try:
             with self._adapters(jobs):
@@ -361,12 +380,15 @@ class Scheduler:
             for p, _ in chunks:
                 self._fail_prefill(p, message)
             return
-        self.budget.observe_fused(time.perf_counter() - started, len(ids) - len(rows))
-        batch.advance(step_mask)
-        self.steps += 1
+        if rows:
+            self.budget.observe_fused(time.perf_counter() - started, len(ids) - len(rows))
+            assert batch is not None
+            batch.advance(step_mask)
+            self.steps += 1
         for p, n in chunks:
             p.done += n
-        self._take(rows, logits[: len(rows)])
+        if rows:
+            self._take(rows, logits[: len(rows)])
         finished = [p for p, _ in chunks if p.left == 0]
         for i, p in enumerate(finished):
             self._complete(p, logits[len(rows) + i : len(rows) + i + 1])
