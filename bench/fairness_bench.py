@@ -133,14 +133,19 @@ async def _burst(url: str) -> dict[str, Any]:
                     "max_tokens": 64, "temperature": 0}  # fmt: skip
             return await client.post(f"{url}/v1/chat/completions", json=body)
 
-        first = [asyncio.create_task(ask(i)) for i in range(16)]  # fills the batch and queue
+        sent = [asyncio.create_task(ask(i)) for i in range(16)]  # fills the batch and queue
         await asyncio.sleep(6.0)  # some finish: the server has measured its drain rate
-        start = time.perf_counter()
-        refused = await ask(99)
-        said = int(refused.headers.get("retry-after", "0")) if refused.status_code == 429 else None
+        for i in range(16, 200):  # top the queue up until it refuses
+            task = asyncio.create_task(ask(i))
+            await asyncio.sleep(0.05)
+            if task.done() and task.result().status_code == 429:
+                refused, start = task.result(), time.perf_counter()
+                break
+            sent.append(task)
+        said = int(refused.headers["retry-after"])
         drained = await _drained(client, url, start)
-        await asyncio.gather(*first)
-    return {"status": refused.status_code, "retry_after_s": said, "drained_s": drained}
+        await asyncio.gather(*sent)
+    return {"retry_after_s": said, "drained_s": drained}
 
 
 async def _drained(client: httpx.AsyncClient, url: str, start: float) -> float:

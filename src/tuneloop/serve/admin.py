@@ -23,7 +23,7 @@ from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.controller import judge_now
 from tuneloop.serve.canary.state import read_state
 from tuneloop.serve.deps import Admin, AdminUser
-from tuneloop.serve.errors import APIError
+from tuneloop.serve.errors import APIError, responses
 from tuneloop.serve.protocol import CanaryStartRequest, RollbackRequest, VersionRequest
 from tuneloop.serve.router import BASE
 from tuneloop.serve.services import Services
@@ -105,12 +105,14 @@ async def _run(s: Services, fn: Callable[[], Any]) -> dict[str, Any]:
 
 def add_routes(app: FastAPI, s: Services) -> None:
     guard = Admin  # every route below needs the admin scope
+    moves = responses(400, 401, 403, 404, 409)
 
-    @app.get("/admin/state", dependencies=guard, summary="Aliases, what is served, the canary")
+    @app.get("/admin/state", dependencies=guard, summary="Aliases, what is served, the canary",
+             responses=responses(401, 403))  # fmt: skip
     async def get_state() -> dict[str, Any]:
         return await asyncio.to_thread(_state_body, s)
 
-    @app.post("/admin/canary", summary="Start a canary for a version")
+    @app.post("/admin/canary", summary="Start a canary for a version", responses=moves)
     async def start_canary(body: CanaryStartRequest, who: AdminUser) -> dict[str, Any]:
         registry, index = _as(s, who), s.index_version()
         return await _run(
@@ -121,11 +123,12 @@ def add_routes(app: FastAPI, s: Services) -> None:
             ),
         )  # fmt: skip
 
-    @app.delete("/admin/canary", dependencies=guard, summary="Stop the canary")
+    @app.delete("/admin/canary", dependencies=guard, summary="Stop the canary", responses=moves)
     async def stop_canary() -> dict[str, Any]:
         return await _run(s, lambda: actions.stop(s.serve_dir, s.registry, "stopped by an admin"))
 
-    @app.get("/admin/canary", dependencies=guard, summary="The canary's numbers and verdict")
+    @app.get("/admin/canary", dependencies=guard, summary="The canary's numbers and verdict",
+             responses=responses(401, 403))  # fmt: skip
     async def canary_status() -> dict[str, Any]:
         state = read_state(s.serve_dir)
         if state is None or not state.running:
@@ -138,7 +141,8 @@ def add_routes(app: FastAPI, s: Services) -> None:
         verdict = await asyncio.to_thread(judged)
         return {"running": True, "canary": asdict(state), "verdict": verdict}
 
-    @app.post("/admin/promote", summary="Move production to a version, if it may serve")
+    @app.post("/admin/promote", summary="Move production to a version, if it may serve",
+              responses=moves)  # fmt: skip
     async def promote(body: VersionRequest, who: AdminUser) -> dict[str, Any]:
         registry, index = _as(s, who), s.index_version()
         return await _run(s, lambda: release.promote(registry, body.version, index, body.force))
@@ -146,6 +150,7 @@ def add_routes(app: FastAPI, s: Services) -> None:
     @app.post(
         "/admin/rollback",
         summary="Move production back to previous (or to a version); not a toggle",
+        responses=moves,
     )
     async def rollback(who: AdminUser, body: RollbackRequest | None = None) -> dict[str, Any]:
         b, registry = body or RollbackRequest(), _as(s, who)
@@ -153,7 +158,8 @@ def add_routes(app: FastAPI, s: Services) -> None:
             s, lambda: release.rollback(registry, b.to, b.expected_production, b.force)
         )
 
-    @app.post("/admin/adapters", summary="Load a version to serve by name, if it may serve")
+    @app.post("/admin/adapters", summary="Load a version to serve by name, if it may serve",
+              responses={**moves, **responses(503)})  # fmt: skip
     async def load(body: VersionRequest, who: AdminUser) -> dict[str, Any]:
         if s.follower is None:
             raise APIError(503, "the server is still starting; retry", "not_ready")

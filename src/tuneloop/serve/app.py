@@ -19,7 +19,7 @@ from tuneloop.serve import admin, feedback, server_file
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.chat import ChatHandler
 from tuneloop.serve.deps import User, principal
-from tuneloop.serve.errors import HANDLERS, APIError
+from tuneloop.serve.errors import HANDLERS, APIError, responses
 from tuneloop.serve.follow import AliasFollower
 from tuneloop.serve.pages import add_pages
 from tuneloop.serve.protocol import (
@@ -31,6 +31,7 @@ from tuneloop.serve.protocol import (
 from tuneloop.serve.services import Services
 from tuneloop.serve.shapes import TextShape
 
+GENERATE = responses(400, 401, 403, 404, 413, 429, 503)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[
@@ -92,6 +93,25 @@ def _report_html(root: Path) -> str:
     return render(collect(Workspace(root)))
 
 
+def _no_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 for every body; this server answers validation errors with
+    400 in OpenAI's shape, so the document says 400 and nothing else."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path in schema.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                schema.get("components", {}).get("schemas", {}).pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def create_app(services: Services) -> FastAPI:
     s = services
     chat = ChatHandler(s)
@@ -146,19 +166,23 @@ def create_app(services: Services) -> FastAPI:
     for exc_type, handler in HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
 
-    @app.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)")
+    @app.post("/v1/chat/completions", summary="Create a chat completion (OpenAI-compatible)",
+              responses=GENERATE)  # fmt: skip
     async def chat_completions(body: ChatCompletionRequest, request: Request, who: User) -> Any:
         return await chat.handle(body, request, who)
 
-    @app.post("/v1/completions", summary="Create a text completion (OpenAI's legacy API)")
+    @app.post("/v1/completions", summary="Create a text completion (OpenAI's legacy API)",
+              responses=GENERATE)  # fmt: skip
     async def completions(body: CompletionRequest, request: Request, who: User) -> Any:
         return await chat.handle(body, request, who, TextShape())
 
-    @app.get("/v1/models", summary="Served models: aliases, the base, loaded versions")
+    @app.get("/v1/models", summary="Served models: aliases, the base, loaded versions",
+             responses=responses(401, 403))  # fmt: skip
     async def models(_: User) -> dict[str, Any]:
         return admin.models_body(s)
 
-    @app.get("/v1/models/{model_id}", summary="One served model")
+    @app.get("/v1/models/{model_id}", summary="One served model",
+             responses=responses(401, 403, 404))  # fmt: skip
     async def model(model_id: str, _: User) -> dict[str, Any]:
         listed: list[dict[str, Any]] = admin.models_body(s)["data"]
         found = next((m for m in listed if m["id"] == model_id), None)
@@ -173,7 +197,7 @@ def create_app(services: Services) -> FastAPI:
         methods=["GET", "POST"],
         include_in_schema=False,
     )
-    async def responses() -> None:
+    async def responses_api() -> None:
         raise APIError(
             404,
             "this server speaks OpenAI's chat completions API, not the Responses API: send "
@@ -185,6 +209,7 @@ def create_app(services: Services) -> FastAPI:
         "/v1/feedback",
         response_model=FeedbackResponse,
         summary="Thumbs, a rating, a correction or a comment on one response",
+        responses=responses(400, 401, 403, 404, 413),
     )
     async def post_feedback(body: FeedbackRequest, who: User) -> Any:
         return await feedback.accept(s, body, who.tenant)
@@ -193,19 +218,20 @@ def create_app(services: Services) -> FastAPI:
         "/metrics",
         summary="Prometheus metrics (text); a key unless serve.open_metrics",
         response_class=PlainTextResponse,
+        responses=responses(401),
     )
     async def metrics(request: Request) -> Response:
         if s.keys.enabled and not s.cfg.open_metrics:
             principal(request)
         return Response(s.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    @app.get("/healthz", summary="The process is up")
+    @app.get("/healthz", summary="The process is up", responses=responses(401))
     async def healthz(request: Request) -> dict[str, str]:
         if s.keys.enabled and not s.cfg.open_probes:
             principal(request)
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Ready once production is loaded")
+    @app.get("/readyz", summary="Ready once production is loaded", responses=responses(401, 503))
     async def readyz(request: Request) -> JSONResponse:
         if s.keys.enabled and not s.cfg.open_probes:
             principal(request)
@@ -218,6 +244,7 @@ def create_app(services: Services) -> FastAPI:
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
     admin.add_routes(app, s)
+    _no_422(app)
     add_pages(app, s, _report_html)
     app.add_middleware(BodyLimit, limit=s.cfg.max_body_bytes)
     return app

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _TYPES = {
@@ -28,6 +29,36 @@ _TYPES = {
     429: "rate_limit_error",
     503: "server_error",
 }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every failure, in OpenAI's shape."""
+
+    error: ErrorDetail
+
+
+_SAID = {
+    400: "a field is missing, malformed or out of range (named in param)",
+    401: "no API key, or one this server does not know",
+    403: "the key lacks the scope, or the version may not serve",
+    404: "no such model, version, response or route",
+    409: "the registry refused the move (the release check, production moved since)",
+    413: "the body is over serve.max_body_bytes",
+    429: "the queue or this key's limits are full; Retry-After says when to come back",
+    503: "production is not loaded yet, or the server is starting",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error responses a route really returns, for the OpenAPI document."""
+    return {code: {"model": ErrorBody, "description": _SAID[code]} for code in codes}
 
 
 class APIError(Exception):
@@ -87,7 +118,7 @@ async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         404: "no such route; see GET /v1/models and the README's API table",
         405: "this route does not take that method",
     }.get(exc.status_code, str(exc.detail))
-    return APIError(exc.status_code, hint, None).response()
+    return APIError(exc.status_code, hint, None, headers=dict(exc.headers or {})).response()
 
 
 log = logging.getLogger("tuneloop.serve")

@@ -56,12 +56,26 @@ class KVBatch:
 
     def extend(self, other: KVBatch) -> None:
         """Append other's rows, left-padding whichever side is shorter."""
-        width = max(self.columns, other.columns)
-        for mine, theirs in zip(_layers(self.cache), _layers(other.cache), strict=True):
-            mine.keys = torch.cat([_left(mine.keys, width), _left(theirs.keys, width)])
-            mine.values = torch.cat([_left(mine.values, width), _left(theirs.values, width)])
-        self.mask = torch.cat([_left_mask(self.mask, width), _left_mask(other.mask, width)])
-        self.positions = torch.cat([self.positions, other.positions])
+        theirs = _layers(other.cache)
+        self.extend_with([t.keys for t in theirs], [t.values for t in theirs], other.mask,
+                         other.positions)  # fmt: skip
+
+    def extend_with(
+        self,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> None:
+        """Append rows given as per-layer tensors [rows, heads, columns, dim]. Each layer is
+        written once into a tensor of the final shape: a 6,000-token prompt joining four rows
+        used to pad and concatenate through three copies of the whole cache (~1 s)."""
+        width = max(self.columns, int(mask.shape[1]))
+        for mine, k, v in zip(_layers(self.cache), keys, values, strict=True):
+            mine.keys = _stacked(mine.keys, k, width)
+            mine.values = _stacked(mine.values, v, width)
+        self.mask = torch.cat([_left_mask(self.mask, width), _left_mask(mask, width)])
+        self.positions = torch.cat([self.positions, positions])
 
     def keep(self, rows: list[int]) -> None:
         """Keep only ``rows`` (in that order), then trim columns no kept row uses."""
@@ -76,10 +90,13 @@ class KVBatch:
         self.positions = self.positions.index_select(0, index)
 
 
-def _left(x: torch.Tensor, width: int) -> torch.Tensor:
-    """[rows, heads, columns, dim] padded with zeros on the left to ``width`` columns."""
-    missing = width - int(x.shape[-2])
-    return x if missing == 0 else pad(x, (0, 0, missing, 0))
+def _stacked(a: torch.Tensor, b: torch.Tensor, width: int) -> torch.Tensor:
+    """``a``'s rows then ``b``'s, each right-aligned in ``width`` columns, zeros on the left."""
+    rows_a, rows_b = int(a.shape[0]), int(b.shape[0])
+    out = a.new_zeros((rows_a + rows_b, a.shape[1], width, a.shape[3]))
+    out[:rows_a, :, width - a.shape[2] :] = a
+    out[rows_a:, :, width - b.shape[2] :] = b
+    return out
 
 
 def _left_mask(mask: torch.Tensor, width: int) -> torch.Tensor:
