@@ -31,7 +31,13 @@ from tuneloop.serve.protocol import (
 from tuneloop.serve.services import Services
 from tuneloop.serve.shapes import TextShape
 
-GENERATE = responses(400, 401, 403, 404, 413, 429, 503)
+GENERATE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the completion; with stream: true, server-sent events ending in [DONE]",
+        "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
+    },
+    **responses(400, 401, 403, 404, 413, 429, 503),
+}
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[
