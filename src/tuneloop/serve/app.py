@@ -34,7 +34,7 @@ from tuneloop.serve.shapes import TextShape
 GENERATE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "the completion; with stream: true, server-sent events ending in [DONE]",
-        "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"application/json": {}, "text/event-stream": {}},
     },
     **responses(400, 401, 403, 404, 413, 429, 503),
 }
