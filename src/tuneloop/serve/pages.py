@@ -100,15 +100,14 @@ class ReportCache:
         self.renders = 0
 
     def signature(self) -> tuple[Any, ...]:
-        """Sizes and times of what the report reads: one stat per file, no file opened."""
-        found: list[Any] = []
-        folders = [self.root, *(self.root / d for d in ("cycles", "runs", "erasures", "serve")),
-                   self.root / "eval" / "reports", self.root / "train" / "datasets"]  # fmt: skip
-        for folder in folders:
-            for path in _listing(folder):
-                st = path.stat()
-                found.append((str(path), st.st_mtime_ns, st.st_size))
-        return tuple(found)
+        """Sizes and times of what the report reads: one stat per file, no file opened. The
+        root's listing reaches one level down (erasures/, serve/ …); the folders named here
+        hold what lies deeper (a cycle's files, a run's metrics, reports, dataset manifests)."""
+        deeper = [self.root / "cycles", self.root / "runs", self.root / "eval" / "reports",
+                  self.root / "train" / "datasets"]  # fmt: skip
+        paths = sorted({p for folder in (self.root, *deeper) for p in _listing(folder)})
+        stats = [(str(p), p.stat()) for p in paths]
+        return tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats)
 
     def page(self) -> bytes:
         with self._lock:  # one render at a time; the others wait for it and share it

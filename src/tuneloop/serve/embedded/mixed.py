@@ -39,7 +39,6 @@ class PromptCache:
         self.length = length
         self.keys: list[torch.Tensor] = []
         self.values: list[torch.Tensor] = []
-        self.filled = 0  # tokens written in every layer
 
     def update(
         self, keys: torch.Tensor, values: torch.Tensor, layer_idx: int, past: int
@@ -54,13 +53,17 @@ class PromptCache:
         self.values[layer_idx][..., past:end, :] = values
         return self.keys[layer_idx][..., :end, :], self.values[layer_idx][..., :end, :]
 
-    def as_dynamic(self, config: Any) -> Any:
-        """The prompt's cache as the running batch keeps caches (once, when it joins)."""
+    def upto(self, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each layer's keys and values of the first ``n`` tokens (views, not copies)."""
+        return [k[..., :n, :] for k in self.keys], [v[..., :n, :] for v in self.values]
+
+    def as_dynamic(self, config: Any, n: int) -> Any:
+        """The first ``n`` tokens as the running batch keeps caches (when it starts one)."""
         from transformers import DynamicCache
 
         cache = DynamicCache(config=config)
-        for i, (k, v) in enumerate(zip(self.keys, self.values, strict=True)):
-            cache.update(k[..., : self.filled, :], v[..., : self.filled, :], i)
+        for i, (k, v) in enumerate(zip(*self.upto(n), strict=True)):
+            cache.update(k, v, i)
         return cache
 
 

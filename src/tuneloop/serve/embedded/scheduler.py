@@ -336,16 +336,13 @@ class Scheduler:
         self._prefilling.remove(p)
         mask = torch.ones((1, p.done), dtype=torch.long)
         cache = p.cache
-        if isinstance(cache, PromptCache) and self._batch is not None:
-            keys = [k[..., : p.done, :] for k in cache.keys]
-            values = [v[..., : p.done, :] for v in cache.values]
-            self._batch.extend_with(keys, values, mask, mask.sum(dim=1))
-            self._rows.append(p.row)
-            self._take([p.row], logits)
-            return
         if isinstance(cache, PromptCache):
-            cache.filled = p.done
-            cache = cache.as_dynamic(self.model.config)
+            if self._batch is not None:  # written once into the stacked cache, no copy before
+                self._batch.extend_with(*cache.upto(p.done), mask, mask.sum(dim=1))
+                self._rows.append(p.row)
+                self._take([p.row], logits)
+                return
+            cache = cache.as_dynamic(self.model.config, p.done)
         self._join(KVBatch(cache, mask, mask.sum(dim=1)), [p.row], logits)
 
     def _fail_prefill(self, p: Prefilling, message: str) -> None:

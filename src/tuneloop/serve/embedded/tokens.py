@@ -16,16 +16,11 @@ from tuneloop.serve.generation import TokenLogprob
 
 @cache
 def _byte_decoder() -> dict[str, int]:
-    """GPT-2's printable spelling of the 256 byte values, reversed."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
-    chars, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+    """GPT-2's printable spelling of the 256 byte values (transformers' table), reversed."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    table: dict[int, str] = bytes_to_unicode()  # type: ignore[no-untyped-call]
+    return {c: b for b, c in table.items()}
 
 
 def _is_byte_level(tokenizer: Any) -> bool:
