@@ -290,13 +290,14 @@ def fairness_table() -> bool:
         "\n## A 6,000-token prompt arriving among four streams (SmolLM2, float32): the streams' "
         "gaps between tokens, the prompt's time to first token\n"
     )
-    print("| prefill | streams' normal gap (median / max) ms | largest gap while it is read ms "
+    print("| prefill | streams' normal gap (median / max) ms | gap while it is read, p90 / max ms "
           "| × normal | its first token s | alone s | × alone |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['variant']} | {r['normal_gap_s'] * 1000:.0f} / {r['normal_max_s'] * 1000:.0f} | "
-            f"{r['max_gap_s'] * 1000:.0f} | {r['max_gap_s'] / r['normal_gap_s']:.1f}× | "
+            f"{r['p90_gap_s'] * 1000:.0f} / {r['max_gap_s'] * 1000:.0f} | "
+            f"{r['max_gap_s'] / r['normal_gap_s']:.1f}× | "
             f"{r['ttft_s']:.1f} | {r['lone_ttft_s']:.1f} | {r['ttft_s'] / r['lone_ttft_s']:.1f}× |"
         )
     retry = fairness_bench.retry_after_row()
@@ -401,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
             if all([throughput_table(), fairness_table(), promotion_table(), canary_table()])
             else 1
         )
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "fairness":
+        return 0 if fairness_table() else 1
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "quality":
         return 0 if quality_table() else 1
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "pii":

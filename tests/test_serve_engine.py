@@ -248,24 +248,31 @@ def roomy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "a2": tiny_adapter(base, root / "a2", seed=2)}  # fmt: skip
 
 
-def test_a_long_prompt_is_read_in_chunks_between_the_rows_steps(roomy: dict[str, Path]) -> None:
+@pytest.mark.parametrize("lane_tokens", [1024, 100_000], ids=["in-a-lane", "joins-the-batch"])
+def test_a_long_prompt_is_read_in_chunks_between_the_rows_steps(
+    roomy: dict[str, Path], lane_tokens: int
+) -> None:
     """Four rows stream; a prompt of ~1,200 tokens arrives. The rows keep getting tokens while it is
-    read (a chunk per step, in the same pass), and every answer is the one it gives alone."""
+    read (a chunk per step, in the same pass), and every answer is the one it gives alone. In a
+    lane, it generates beside the batch: the short rows' cache never grows to its width."""
     eos = build_eos(roomy)
     rows = [request(i, [None, "a1"][i % 2], max_tokens=300, logit_bias=((eos, -100.0),))
             for i in range(4)]  # fmt: skip
     long = GenerationRequest("long", ({"role": "user", "content": " ".join(PROMPTS * 24)},),
-                             "a2", SamplingParams(6))  # fmt: skip
+                             "a2", SamplingParams(12))  # fmt: skip
 
-    async def main() -> tuple[list[str], list[str], str, int]:
-        backend = await backend_with_adapters(roomy, prefill_chunk=64)
+    async def main() -> tuple[list[str], list[str], str, int, int]:
+        backend = await backend_with_adapters(roomy, prefill_chunk=64, lane_tokens=lane_tokens)
         order: list[str] = []
+        widest = 0
         try:
             alone = [f.text for f in await asyncio.gather(*(run(backend, r) for r in rows))]
             streams = [backend.submit(r) for r in rows]
 
             async def drain(name: str, stream: Any) -> str:
+                nonlocal widest
                 async for event in stream:
+                    widest = max(widest, backend.scheduler.columns)
                     if isinstance(event, Delta):
                         order.append(name)
                     if isinstance(event, Finished):
@@ -278,14 +285,15 @@ def test_a_long_prompt_is_read_in_chunks_between_the_rows_steps(roomy: dict[str,
             mark = len(order)
             long_text = await drain("long", backend.submit(long))
             between = order[mark : order.index("long")].count("row0")
-            return alone, list(await asyncio.gather(*tasks)), long_text, between
+            return alone, list(await asyncio.gather(*tasks)), long_text, between, widest
         finally:
             await backend.close()
 
-    alone, together, long_text, between = asyncio.run(main())
+    alone, together, long_text, between, widest = asyncio.run(main())
     assert together == alone  # the chunks in their passes changed no row's answer
     assert long_text == reference(roomy, long)
     assert between >= 5  # row 0 got tokens while the long prompt was being read
+    assert (widest < 1000) == (lane_tokens == 1024), widest  # in a lane, rows stay narrow
 
 
 def build_eos(models: dict[str, Path]) -> int:

@@ -33,10 +33,13 @@ class EmbeddedBackend:
         max_waiting: int = 64,
         prefill_share: float = 0.5,
         prefill_chunk: int | None = None,
+        lane_tokens: int = 1024,
     ) -> None:
         """``load`` returns (model, tokenizer); it runs on the generation thread."""
-        self.scheduler = Scheduler(load, max_batch, max_waiting, prefill_share=prefill_share,
-                                   prefill_chunk=prefill_chunk)  # fmt: skip
+        self.scheduler = Scheduler(
+            load, max_batch, max_waiting, prefill_share=prefill_share,
+            prefill_chunk=prefill_chunk, lane_tokens=lane_tokens,
+        )  # fmt: skip
         self.tokenizer = self.scheduler.tokenizer
         self.base_name = base_name
         config = self.scheduler.model.config

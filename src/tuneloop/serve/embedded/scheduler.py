@@ -7,6 +7,8 @@ their prompts at full speed (one prefill for many, up to a token budget); with r
 read a measured chunk of the waiting prompts in the same pass as the rows' next tokens
 (``mixed.py``, ``prefill.py``), so a long prompt never stalls the others for more than a
 bounded step; retire rows that finished, hit their limit, failed, or whose client went away.
+A prompt of ``lane_tokens`` or more generates in a lane of its own (``mixed.Lane``) instead of
+joining the padded batch, so the short rows never attend over its width.
 
 Failures stay as small as they can: what belongs to one row (its sampler, its stop strings, its
 text, its events) fails that row alone; a failed prefill fails the requests it was admitting;
@@ -32,6 +34,7 @@ import torch
 from tuneloop.serve.embedded.constrain import Grammars
 from tuneloop.serve.embedded.kv import KVBatch, left_padded, positions_of
 from tuneloop.serve.embedded.mixed import (
+    Lane,
     MixedCache,
     PromptCache,
     Segment,
@@ -84,8 +87,10 @@ class Scheduler:
         prefill_tokens: int = 4096,
         prefill_share: float = 0.5,
         prefill_chunk: int | None = None,
+        lane_tokens: int = 1024,
     ) -> None:
         self.max_batch = max_batch
+        self.lane_tokens = lane_tokens
         self.max_waiting = max_waiting
         self.prefill_tokens = prefill_tokens
         self._cond = threading.Condition()
@@ -93,6 +98,7 @@ class Scheduler:
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._rows: list[Row] = []
         self._prefilling: list[Prefilling] = []
+        self._lanes: list[Lane] = []
         self._batch: KVBatch | None = None
         self.budget = Budget(prefill_share, prefill_chunk)
         self._stopped = False
@@ -154,9 +160,20 @@ class Scheduler:
             self._cond.notify()
         return future
 
+    @property
+    def columns(self) -> int:
+        """How wide the padded batch cache is now: what every short row attends over."""
+        batch = self._batch
+        return batch.columns if batch is not None else 0
+
+    def _running(self) -> int:
+        """Requests taken in: generating in the batch or a lane, or being read."""
+        return len(self._rows) + len(self._prefilling) + len(self._lanes)
+
     def stats(self) -> BackendStats:
-        running = len(self._rows) + len(self._prefilling)
-        return BackendStats(running=running, waiting=len(self._waiting), capacity=self.max_batch)
+        return BackendStats(
+            running=self._running(), waiting=len(self._waiting), capacity=self.max_batch
+        )
 
     def close(self) -> None:
         with self._cond:
@@ -176,7 +193,7 @@ class Scheduler:
         while True:
             with self._cond:
                 while not (self._stopped or self._waiting or self._commands or self._rows
-                           or self._prefilling):  # fmt: skip
+                           or self._prefilling or self._lanes):  # fmt: skip
                     self._cond.wait()
                 if self._stopped:
                     break
@@ -188,6 +205,7 @@ class Scheduler:
             self._arrive(arrived)
             self._work()
         self._end_rows(self._rows, "the server is shutting down")
+        self._end_lanes("the server is shutting down")
         for p in self._prefilling:
             self._fail_prefill(p, "the server is shutting down")
         for job in self._waiting:
@@ -196,7 +214,9 @@ class Scheduler:
     def _work(self) -> None:
         """One step: the prompts alone, the rows with chunks of the prompts, or the rows."""
         self._drop_cancelled()
-        if self._rows and self._prefilling:
+        if self._lanes:  # lanes exist only where passes are fused
+            self._fused_step()
+        elif self._rows and self._prefilling:
             if self.fused:
                 self._fused_step()
             else:
@@ -211,9 +231,7 @@ class Scheduler:
     def _take_waiting(self) -> list[Job]:
         """Waiting jobs that fit in the batch (prompts on their way in count as rows)."""
         taken: list[Job] = []
-        while self._waiting and (
-            len(self._rows) + len(self._prefilling) + len(taken) < self.max_batch
-        ):
+        while self._waiting and self._running() + len(taken) < self.max_batch:
             job = self._waiting.popleft()
             if job.cancelled:
                 job.sink(Finished("cancelled", job.prompt_tokens, 0))
@@ -226,8 +244,14 @@ class Scheduler:
 
         for row in self._start_rows(jobs):
             n = row.job.prompt_tokens
-            cache = PromptCache(n) if self.fused else DynamicCache(config=self.model.config)
+            if self._lane_bound(n):  # sized for its answer too: pages are touched when written
+                cache: Any = PromptCache(n + row.job.request.params.max_tokens)
+            else:
+                cache = PromptCache(n) if self.fused else DynamicCache(config=self.model.config)
             self._prefilling.append(Prefilling(row, cache))
+
+    def _lane_bound(self, prompt_tokens: int) -> bool:
+        return self.fused and prompt_tokens >= self.lane_tokens
 
     def _drop_cancelled(self) -> None:
         for p in [p for p in self._prefilling if p.row.job.cancelled]:
@@ -270,13 +294,15 @@ class Scheduler:
         fresh: list[Prefilling] = []
         budget = self.prefill_tokens
         for p in self._prefilling:
-            if p.done == 0 and (not fresh or len(p.ids) <= budget):
+            lane = self._lane_bound(len(p.ids))
+            if p.done == 0 and not lane and (not fresh or len(p.ids) <= budget):
                 fresh.append(p)
                 budget -= len(p.ids)
         if fresh:
             self._admit(fresh)
-        elif self.fused:
-            self._fused_step(ALONE_CHUNK)
+        elif self.fused:  # a lane's prompt not begun is read whole, as ``_admit`` would
+            first = self._prefilling[0]
+            self._fused_step(first.left if first.done == 0 else ALONE_CHUNK)
         else:
             first = self._prefilling[0]
             self._chunk(first, min(first.left, ALONE_CHUNK))
@@ -336,6 +362,10 @@ class Scheduler:
         self._prefilling.remove(p)
         mask = torch.ones((1, p.done), dtype=torch.long)
         cache = p.cache
+        if isinstance(cache, PromptCache) and self._lane_bound(p.done):
+            self._lanes.append(Lane(p.row, cache, p.done))
+            self._take([p.row], logits)
+            return
         if isinstance(cache, PromptCache):
             if self._batch is not None:  # written once into the stacked cache, no copy before
                 self._batch.extend_with(*cache.upto(p.done), mask, mask.sum(dim=1))
@@ -352,11 +382,12 @@ class Scheduler:
         _close(p.row)
 
     def _fused_step(self, budget: int | None = None) -> None:
-        """The rows' next tokens and chunks of the waiting prompts, in one pass (or, with no
-        row running, chunks alone)."""
-        batch, rows = self._batch, list(self._rows)
-        chunks = plan(self._prefilling, budget or self.budget.tokens())
-        segments = [Segment(p.cache, list(p.ids[p.done : p.done + n]), p.done) for p, n in chunks]
+        """The rows' and lanes' next tokens and chunks of the waiting prompts, in one pass
+        (or, with nothing generating, chunks alone)."""
+        batch, rows, lanes = self._batch, list(self._rows), list(self._lanes)
+        chunks = plan(self._prefilling, budget or self.budget.tokens()) if self._prefilling else []
+        segments = [lane.segment() for lane in lanes]
+        segments += [Segment(p.cache, list(p.ids[p.done : p.done + n]), p.done) for p, n in chunks]
         if rows:
             assert batch is not None
             step_mask, positions = batch.step_inputs()
@@ -365,12 +396,14 @@ class Scheduler:
         ids = [row.last for row in rows] + [t for seg in segments for t in seg.ids]
         where = [int(x) for x in positions[:, 0]]
         where += [seg.past + i for seg in segments for i in range(len(seg.ids))]
-        keep, at = list(range(len(rows))), len(rows)
-        for (p, n), seg in zip(chunks, segments, strict=True):
+        generating = len(rows) + len(lanes)
+        keep, at = list(range(generating)), generating
+        for (p, n), seg in zip(chunks, segments[len(lanes) :], strict=True):
             at += len(seg.ids)
             if n == p.left:
                 keep.append(at - 1)
-        jobs = [r.job for r in rows] + [p.row.job for p, n in chunks for _ in range(n)]
+        jobs = [r.job for r in rows] + [lane.row.job for lane in lanes]
+        jobs += [p.row.job for p, n in chunks for _ in range(n)]
         cache = batch.cache if batch is not None and rows else None
         mixed = MixedCache(cache, len(rows), step_mask.bool()[:, None, None, :], segments)
         started = time.perf_counter()
@@ -381,21 +414,33 @@ class Scheduler:
             log.exception("fused step failed for %s", _ids(jobs))
             message = f"generation failed: {type(exc).__name__}: {exc}"
             self._end_rows(self._rows, message)
+            self._end_lanes(message)
             for p, _ in chunks:
                 self._fail_prefill(p, message)
             return
+        self._observe(time.perf_counter() - started, generating, len(ids) - generating)
         if rows:
-            self.budget.observe_fused(time.perf_counter() - started, len(ids) - len(rows))
             assert batch is not None
             batch.advance(step_mask)
-            self.steps += 1
+        for lane in lanes:
+            lane.length += 1
         for p, n in chunks:
             p.done += n
-        if rows:
-            self._take(rows, logits[: len(rows)])
+        if generating:
+            self._take(rows + [lane.row for lane in lanes], logits[:generating])
         finished = [p for p, _ in chunks if p.left == 0]
         for i, p in enumerate(finished):
-            self._complete(p, logits[len(rows) + i : len(rows) + i + 1])
+            self._complete(p, logits[generating + i : generating + i + 1])
+
+    def _observe(self, seconds: float, generating: int, prompt_tokens: int) -> None:
+        """A fused step with no chunk is the plain step the chunk budget is measured against."""
+        if not generating:
+            return
+        self.steps += 1
+        if prompt_tokens:
+            self.budget.observe_fused(seconds, prompt_tokens)
+        else:
+            self.budget.observe_decode(seconds)
 
     @contextmanager
     def _adapters(self, jobs: list[Job]) -> Iterator[None]:
@@ -446,6 +491,7 @@ class Scheduler:
         self._retire()
 
     def _retire(self) -> None:
+        self._retire_lanes()
         keep: list[int] = []
         for i, row in enumerate(self._rows):
             if row.job.cancelled and not row.done:
@@ -462,6 +508,21 @@ class Scheduler:
             self._batch = None
         elif self._batch is not None:
             self._batch.keep(keep)
+
+    def _retire_lanes(self) -> None:
+        for lane in list(self._lanes):
+            if lane.row.job.cancelled and not lane.row.done:
+                lane.row.finish = "cancelled"
+            if lane.row.done:
+                self._lanes.remove(lane)
+                self._ended.append(time.perf_counter())
+                _close(lane.row)
+
+    def _end_lanes(self, message: str) -> None:
+        for lane in self._lanes:
+            lane.row.fail(message)
+            _close(lane.row)
+        self._lanes = []
 
     def _end_rows(self, rows: list[Row], message: str) -> None:
         """Fail ``rows`` and take them out of the batch (the running ones: all of them)."""
