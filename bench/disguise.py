@@ -291,9 +291,8 @@ def templated(
             "semantic": calibration}  # fmt: skip
 
 
-def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> dict[str, float]:
-    """p50/p99 of one-record lexical checks against ``n_items`` synthetic items with fields."""
-    rng = random.Random(seed)
+def synthetic(rng: random.Random, n_items: int) -> tuple[Callable[[int], str], list[Item]]:
+    """A word maker over a 30,000-word vocabulary, and ``n_items`` items made of its words."""
     vocab = [f"w{k}" for k in range(30_000)]
 
     def words(k: int) -> str:
@@ -301,6 +300,13 @@ def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> d
 
     items = [Item(f"s{i}", words(rng.randint(20, 60)), words(rng.randint(30, 120)))
              for i in range(n_items)]  # fmt: skip
+    return words, items
+
+
+def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> dict[str, float]:
+    """p50/p99 of one-record lexical checks against ``n_items`` synthetic items with fields."""
+    rng = random.Random(seed)
+    words, items = synthetic(rng, n_items)
     start = time.perf_counter()
     checker = checker_for(items, settings)
     build = time.perf_counter() - start

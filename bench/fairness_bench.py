@@ -81,9 +81,10 @@ async def _among_streams(url: str, text: str, eos: int) -> dict[str, float]:
         normal += [g for end, g in gaps if end < arrive - 1.0 and end > arrive - 6.0]
         during += [g for end, g in gaps if arrive < end <= first + 0.5]
     during.sort()
+    nan = float("nan")
     return {"ttft_s": ttft, "normal_gap_s": median(normal), "normal_max_s": max(normal),
-            "max_gap_s": during[-1] if during else float("nan"),
-            "p90_gap_s": during[int(0.9 * (len(during) - 1))] if during else float("nan")}  # fmt: skip
+            "max_gap_s": during[-1] if during else nan,
+            "p90_gap_s": during[int(0.9 * (len(during) - 1))] if during else nan}  # fmt: skip
 
 
 def long_prompt_rows() -> list[dict[str, Any]]:

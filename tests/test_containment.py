@@ -149,3 +149,59 @@ def test_number_formatting_does_not_change_containment_text(n: int, sep: str) ->
     assert words_of(f"pay ${grouped}.") == words_of(f"pay {n} now")[:-4]
     assert words_of(f"a {n}mile trip") == words_of(f"a {n}-mile trip")
     assert words_of(f"see word{n}") != words_of("see word1")
+
+
+# --- span: a contiguous stretch of a unit, quoted verbatim ----------------------------------------
+
+
+def choices() -> str:
+    return "\n".join(f"{letter}. {words(8)}" for letter in "ABCD")
+
+
+MC = {f"m{i}": f"{words(24)}?\n{choices()}" for i in range(10)}  # the question ~40% of it
+
+
+@pytest.fixture(scope="module")
+def text_items() -> Checker:
+    """Items held as one text each (question and worked answer together), no fields."""
+    return Checker(build_index(IndexSettings(), IDS, TEXTS, "v1"))
+
+
+def test_a_question_pasted_from_a_text_item_is_a_span(text_items: Checker) -> None:
+    """The question is ~a third of the item: too little for containment of the whole item,
+    enough as one verbatim stretch."""
+    found = text_items.check(f"pls help with my homework: {QUESTIONS['q3']} thanks")
+    assert [(m.eval_id, m.method, m.field) for m in found] == [("q3", "span", "item")]
+    assert 0.25 <= found[0].score < 0.8
+
+
+@pytest.mark.parametrize("n", [12, 19])
+def test_a_stretch_shorter_than_span_words_is_no_evidence(text_items: Checker, n: int) -> None:
+    quote = " ".join(QUESTIONS["q4"].split()[3 : 3 + n])
+    assert text_items.check(f"{words(40)} {quote} {words(40)}") == []
+
+
+def test_a_long_quote_of_a_small_share_of_a_long_item_is_not_a_span() -> None:
+    long_item = f"{QUESTIONS['q5']}\n{words(400)}"
+    index = build_index(IndexSettings(), ["long"], [long_item], "v1")
+    quote = " ".join(QUESTIONS["q5"].split())  # ~36 words of ~440
+    assert Checker(index).check(f"{words(30)} {quote}") == []
+
+
+def test_a_multiple_choice_question_pasted_without_its_choices_is_a_span() -> None:
+    fields = [ItemFields(q, "B") for q in MC.values()]
+    index = build_index(IndexSettings(), list(MC), list(MC.values()), "v1", fields=fields)
+    stem = MC["m2"].split("\n")[0]
+    found = Checker(index).check(f"quick one: {stem} explain please")
+    assert [(m.eval_id, m.method, m.field) for m in found] == [("m2", "span", "prompt")]
+
+
+def test_a_user_turn_equal_to_an_item_is_exact_despite_the_reply(text_items: Checker) -> None:
+    obj = {"id": "r", "messages": [{"role": "user", "content": TEXTS[7]},
+                                   {"role": "assistant", "content": words(200)}]}  # fmt: skip
+    record = record_from_obj(obj)
+    whole = [m.method for m in text_items.check(record.content_text)]
+    assert "exact" not in whole
+    found = text_items.check_records([record])[0]
+    assert strongest(found) is not None and strongest(found).method == "exact"  # type: ignore[union-attr]
+    assert len({(m.eval_id, m.method, m.field) for m in found}) == len(found)  # one per kind

@@ -57,8 +57,9 @@ def test_ingest_drops_eval_copies_with_their_match(workspace: Workspace, tmp_pat
     rows.append(chat("leak", "u99", evals[2]["text"]))
     report = ingest_file(workspace, write(tmp_path / "in.jsonl", rows))
     rejects = [json.loads(x) for x in Path(report.rejects_file or "").read_text().splitlines()]
-    assert [(r["id"], r["eval_id"], r["method"]) for r in rejects] == [("leak", "e2", "minhash")]
-    assert report.contamination == {"minhash": 1} and report.stored_train == 20
+    # the user turn is the eval text itself: found exactly, although the reply around it differs
+    assert [(r["id"], r["eval_id"], r["method"]) for r in rejects] == [("leak", "e2", "exact")]
+    assert report.contamination == {"exact": 1} and report.stored_train == 20
     with TrainStore(workspace.train_store_path) as store:
         assert "leak" not in {r.id for r in store.iter_records()}
 

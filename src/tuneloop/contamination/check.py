@@ -6,9 +6,18 @@ above the threshold), ``ngram`` (at least ``overlap_min_fraction`` of an eval it
 appear in the record: catches an eval item pasted inside a longer text), ``contains`` (the
 record holds at least ``contain_min_fraction`` of the distinctive 8-grams of an item's prompt,
 its reference answer, or the whole item: catches a question pasted alone, without its answer,
-and survives number formatting; the match names the ``field``) and ``semantic`` (embedding
+and survives number formatting; the match names the ``field``), ``span`` (the record quotes
+one contiguous stretch of a unit, at least ``span_words`` words and ``span_min_fraction`` of
+it: the question of a ``text`` item that also holds its answer, or a multiple-choice question
+pasted without its choices) and ``semantic`` (embedding
 cosine at or above the threshold calibrated for the item's suite: paraphrases; items of a suite
 too templated for it are not compared, and where that is every suite, nothing is embedded).
+
+A chat record is checked whole and, for the checks whose score the rest of the record dilutes
+(``exact``, ``minhash``, ``semantic``), each of its user turns on its own: a reworded eval
+question followed by a long generic reply embeds far from the question (cosine 0.75–0.86 where
+the question alone gives 0.86–0.93). Containment and ``span`` read the whole record: the share
+of an item found in it does not fall when the record says more.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ from tuneloop.contamination.hashing import Batch, containment_text, exact_hashes
 from tuneloop.contamination.index import ContaminationIndex
 from tuneloop.minhash import kernels as mk
 from tuneloop.minhash.signatures import word_table
+from tuneloop.records import Record
 
-METHODS = ("exact", "canary", "minhash", "ngram", "contains", "semantic")
+METHODS = ("exact", "canary", "minhash", "ngram", "contains", "span", "semantic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,21 +96,37 @@ class Checker:
         """All matches of one text, strongest first."""
         return self.check_batch([text])[0]
 
-    def check_batch(self, texts: Sequence[str]) -> list[list[Match]]:
-        """All matches of every text, strongest first, in one pass over the batch."""
+    def check_records(self, records: Sequence[Record]) -> list[list[Match]]:
+        """:meth:`check_batch` of each record's text, its user turns also checked alone."""
+        return self.check_batch([r.content_text for r in records], [turns(r) for r in records])
+
+    def check_batch(
+        self, texts: Sequence[str], parts: Sequence[Sequence[str]] | None = None
+    ) -> list[list[Match]]:
+        """All matches of every text, strongest first, in one pass over the batch.
+
+        ``parts[i]`` are pieces of text ``i`` (its user turns) checked on their own as well,
+        by the checks that more text around a copy would dilute; their matches are text i's."""
         out: list[list[Match]] = [[] for _ in texts]
         if not texts or len(self.index) == 0:
             return out
-        batch = Batch.of(texts)
-        self._exact(batch, out)
-        self._canary(batch, out)
-        self._similar(batch, out)
+        views, owner = list(texts), list(range(len(texts)))
+        for i, pieces in enumerate(parts or ()):
+            for piece in pieces:
+                if piece.strip() and piece != texts[i]:
+                    views.append(piece)
+                    owner.append(i)
+        seen: list[list[Match]] = [[] for _ in views]
+        batch = Batch.of(views)
+        self._exact(batch, seen)
+        self._canary(Batch.of(texts) if len(views) > len(texts) else batch, out)
+        self._similar(batch, seen)
         self._contains(texts, out)
         if self.embedder is not None:
-            self._semantic(texts, out)
-        for matches in out:
-            matches.sort(key=lambda m: (METHODS.index(m.method), -m.score))
-        return out
+            self._semantic(views, seen)
+        for v, matches in enumerate(seen):
+            out[owner[v]] += matches
+        return [_strongest_each(matches) for matches in out]
 
     def _add(
         self,
@@ -163,7 +189,7 @@ class Checker:
         args: tuple[Any, ...] = (
             word_table(), s.contain_n, units.grams.keys, self._unit_dir, units.grams.items,
             *units.kernel_args(), self._common_in(batch), s.min_novel_words,
-            s.contain_min_fraction,
+            s.contain_min_fraction, s.span_words, s.span_min_fraction,
         )  # fmt: skip
         if len(batch) == 1:  # no thread pool for one record: the ingest latency path
             items = np.empty((1, self.max_matches), dtype=np.int64)
@@ -178,8 +204,10 @@ class Checker:
             )
         for d in np.flatnonzero(counts):
             for k in range(int(counts[d])):
-                field = FIELDS[int(fields[d, k])]
-                self._add(out, int(d), int(items[d, k]), "contains", float(scores[d, k]), field)
+                code = int(fields[d, k])
+                method = "span" if code >= ck.SPAN else "contains"
+                field = FIELDS[code % ck.SPAN]
+                self._add(out, int(d), int(items[d, k]), method, float(scores[d, k]), field)
 
     def _common_in(self, batch: Batch) -> npt.NDArray[np.uint64]:
         """Eval grams that more than ``common_records`` records of this batch hold.
@@ -231,6 +259,25 @@ SEMANTIC_CHUNK = 1024  # texts compared with every embedding at once
 _EMPTY2 = np.zeros((0, 0), dtype=np.uint64)
 _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
 _EMPTY2I = np.zeros((0, 0), dtype=np.int64)
+
+
+def turns(record: Record) -> list[str]:
+    """The parts of a record checked on their own: a chat's user turns (when it has more than
+    one turn), a completion's prompt; a plain text has none."""
+    if record.messages:
+        users = [m.content for m in record.messages if m.role == "user"]
+        return users if len(record.messages) > 1 else []
+    return [record.prompt] if record.prompt else []
+
+
+def _strongest_each(matches: list[Match]) -> list[Match]:
+    """One match per (item, method, field), the highest score; strongest method first."""
+    best: dict[tuple[str, str, str], Match] = {}
+    for m in matches:
+        key = (m.eval_id, m.method, m.field)
+        if key not in best or m.score > best[key].score:
+            best[key] = m
+    return sorted(best.values(), key=lambda m: (METHODS.index(m.method), -m.score))
 
 
 def strongest(matches: Sequence[Match]) -> Match | None:

@@ -71,6 +71,8 @@ class IndexSettings:
     common_items: int = 2  # a gram in more eval items than this is a template (see Units)
     common_records: int = 2  # ... or in more records of the batch being checked
     min_novel_words: int = 16
+    span_words: int = 20  # a verbatim span this long (novel words) ...
+    span_min_fraction: float = 0.25  # ... covering this share of a unit is a match
 
     def hasher(self) -> MinHasher:
         return MinHasher(

@@ -25,6 +25,7 @@ from tuneloop.minhash.kernels import (
 
 MINHASH = 0
 NGRAM = 1
+SPAN = 8  # added to a field number: the unit was matched by a contiguous quoted span
 
 
 @njit(cache=True, nogil=True)
@@ -265,14 +266,24 @@ def novel_words(
 @njit(cache=True, inline="always")
 def _found_novel(
     grams: np.ndarray, n: int, n_words: int, novel: np.ndarray, mine: np.ndarray
-) -> int:
-    """How many novel words of one unit lie inside a gram that the document has."""
+) -> tuple[int, int]:
+    """How many novel words of one unit lie inside a gram that the document has, and the
+    most of them in one contiguous stretch of the unit (template words neither count nor
+    break it): a span the document quotes verbatim."""
     covered = _covered(grams, n, n_words, _in_sorted(grams, mine))
     total = 0
+    run = 0
+    longest = 0
     for w in range(n_words):
-        if covered[w] and novel[w]:
+        if not novel[w]:
+            continue
+        if covered[w]:
             total += 1
-    return total
+            run += 1
+            longest = max(longest, run)
+        else:
+            run = 0
+    return total, longest
 
 
 @njit(cache=True, inline="always")
@@ -309,6 +320,8 @@ def contains_one(
     extra_common: np.ndarray,
     min_novel: int,
     min_fraction: float,
+    span_words: int,
+    span_fraction: float,
     out_item: np.ndarray,
     out_field: np.ndarray,
     out_score: np.ndarray,
@@ -320,7 +333,11 @@ def contains_one(
     that lie inside a gram the document has, so a swapped word costs one word, not n grams.
     A unit with fewer than ``min_novel`` novel words is no evidence. When the item has two
     units and the document holds ``min_fraction`` of their novel words together, the field
-    is the whole item (0), else the best single unit at or above ``min_fraction``.
+    is the whole item (0), else the best single unit at or above ``min_fraction``. Failing
+    both, a unit whose novel words the document quotes in one contiguous span of at least
+    ``span_words`` words and ``span_fraction`` of the unit is a match too, its field plus
+    ``SPAN`` (a question pasted from a ``text`` item that holds its answer as well, or a
+    multiple-choice question pasted without its choices).
     """
     cap = out_item.shape[0]
     scratch = np.empty((end - start) // 2 + 1, dtype=np.uint64)
@@ -338,6 +355,8 @@ def contains_one(
         units = 0
         best = 0.0
         best_field = -1
+        span = 0.0
+        span_field = -1
         for u in range(item_first_unit[item], item_first_unit[item + 1]):
             f = e
             while f < hits.shape[0] and hits[f] == u:
@@ -350,10 +369,13 @@ def contains_one(
                 units += 1
                 novel += size
                 if f > e and 4 * (f - e) >= u_distinct[u]:
-                    got = _found_novel(grams, n, u_words[u], flags, mine)
+                    got, longest = _found_novel(grams, n, u_words[u], flags, mine)
                     found += got
                     if got / size > best:
                         best, best_field = got / size, u_fields[u]
+                    quoted = longest / size
+                    if longest >= span_words and quoted >= span_fraction and quoted > span:
+                        span, span_field = quoted, u_fields[u]
             e = f
         whole = found / novel if novel > 0 else 0.0
         if units > 1 and whole >= min_fraction:
@@ -361,6 +383,9 @@ def contains_one(
             k += 1
         elif best_field >= 0 and best >= min_fraction:
             out_item[k], out_field[k], out_score[k] = item, best_field, best
+            k += 1
+        elif span_field >= 0:
+            out_item[k], out_field[k], out_score[k] = item, span_field + SPAN, span
             k += 1
     return k
 
@@ -386,6 +411,8 @@ def contains_many(
     extra_common: np.ndarray,
     min_novel: int,
     min_fraction: float,
+    span_words: int,
+    span_fraction: float,
     cap: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`contains_one` over a batch in parallel; at most ``cap`` matches per document."""
@@ -398,8 +425,8 @@ def contains_many(
         counts[d] = contains_one(
             buf, offsets[d], offsets[d + 1], table, n, gram_keys, gram_dir, gram_units,
             u_items, u_fields, u_seq, u_seq_off, u_words, u_word_off, u_novel, u_distinct,
-            item_first_unit, extra_common, min_novel, min_fraction, items[d], fields[d],
-            scores[d],
+            item_first_unit, extra_common, min_novel, min_fraction, span_words, span_fraction,
+            items[d], fields[d], scores[d],
         )  # fmt: skip
     return counts, items, fields, scores
 

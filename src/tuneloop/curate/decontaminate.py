@@ -47,7 +47,7 @@ class ContaminationBlock:
         items = list(records)
         log.seen[self.name] += len(items)
         self.checked = len(items)
-        results = self.checker.check_batch([r.content_text for r in items]) if items else []
+        results = self.checker.check_records(items) if items else []
         for rec, matches in zip(items, results, strict=True):
             best = strongest(matches)
             if best is None:

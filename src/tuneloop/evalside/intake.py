@@ -78,9 +78,7 @@ def _matches_in_training(
     batch: list[Record] = []
 
     def flush() -> None:
-        for rec, matches in zip(
-            batch, checker.check_batch([r.content_text for r in batch]), strict=True
-        ):
+        for rec, matches in zip(batch, checker.check_records(batch), strict=True):
             for m in matches:
                 if m.eval_id not in found:
                     evidence = {k: v for k, v in m.evidence().items() if k != "eval_id"}

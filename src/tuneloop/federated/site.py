@@ -68,7 +68,7 @@ def contaminated(root: str, version: str, index_dir: str, index_version: str) ->
     """How many of the version's records match the aggregator's eval index (cached per run)."""
     index = load_index(Path(index_dir), index_version)
     records = DatasetStore(Workspace(Path(root)).datasets_dir).load(version)
-    found = Checker(index).check_batch([r.content_text for r in records])
+    found = Checker(index).check_records(records)
     return sum(1 for matches in found if strongest(matches) is not None)
 
 

@@ -35,7 +35,7 @@ def reverify_dataset(ws: Workspace, dataset: str) -> int:
     with EvalStore(ws.store("eval", "eval")) as store:
         index = load_or_rebuild(ws, store)
     records = DatasetStore(ws.datasets_dir).load(dataset)
-    found = Checker(index).check_batch([r.content_text for r in records])
+    found = Checker(index).check_records(records)
     return sum(1 for matches in found if strongest(matches) is not None)
 
 

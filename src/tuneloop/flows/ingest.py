@@ -116,7 +116,7 @@ def _check_training(ws: Workspace, plan: _Plan, report: IngestReport) -> list[Re
     embedder = embedder_for(ws.config.contamination)
     checker = Checker(index, embedder)
     clean = []
-    results = checker.check_batch([r.content_text for r in plan.train])
+    results = checker.check_records(plan.train)
     for rec, matches in zip(plan.train, results, strict=True):
         best = strongest(matches)
         if best is None:

@@ -99,7 +99,8 @@ def decontaminate_file(
     with atomic_writer(out_path) as out, atomic_writer(report_path) as report:
         for numbers, lines in iter_line_blocks(in_path):
             objs = parse_block(in_path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
-            results = checker.check_batch(texts_of(in_path, numbers, objs, text_field))
+            texts = texts_of(in_path, numbers, objs, text_field)
+            results = checker.check_batch(texts, None if text_field else _prompts(objs))
             for rid, raw, matches in zip(_ids(numbers, objs), lines, results, strict=True):
                 best = strongest(matches)
                 if best is None:
@@ -120,3 +121,12 @@ def decontaminate_file(
     summary.by_method = dict(methods)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary
+
+
+def _prompts(objs: list[dict[str, object]]) -> list[list[str]]:
+    """Each record's user turns, checked alone as well when the record also has an answer."""
+    out: list[list[str]] = []
+    for obj in objs:
+        f = fields_of_obj(obj)
+        out.append([f.prompt] if f.prompt.strip() and f.answer.strip() else [])
+    return out
