@@ -102,6 +102,22 @@ def test_no_keys_means_loopback_only() -> None:
     assert note is not None and "loopback" not in note and "127.0.0.1 only" in note
 
 
+def test_a_bad_or_busy_port_is_one_line_before_anything_loads(tmp_path: Path) -> None:
+    import socket
+
+    ws = serve_workspace(tmp_path / "ws", tmp_path / "no-model")  # no model: it must not load
+    bad = run("serve", "--port", "99999", "-w", ws.root, cwd=tmp_path)
+    assert bad.returncode == 2 and "99999" in bad.stderr and "serving" not in bad.stdout
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = str(held.getsockname()[1])
+        busy = run("serve", "--port", port, "-w", ws.root, cwd=tmp_path)
+    assert busy.returncode == 2, busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1 and f"127.0.0.1:{port}" in busy.stderr
+    assert "serving" not in busy.stdout
+
+
 def test_cli_refuses_an_open_port_and_creates_keys(tmp_path: Path) -> None:
     ws = serve_workspace(tmp_path / "ws", tmp_path / "no-model")
     done = run("serve", "--host", "0.0.0.0", "-w", ws.root, cwd=tmp_path)

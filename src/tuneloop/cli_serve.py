@@ -20,7 +20,9 @@ keys_app = typer.Typer(help="API keys for the server.", no_args_is_help=True)
 
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (serve.host)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (serve.port)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="port, 0-65535 (serve.port)")
+    ] = None,
     backend: Annotated[str | None, typer.Option(help="embedded | vllm (serve.backend)")] = None,
     vllm_url: Annotated[str | None, typer.Option(help="vLLM server (serve.vllm_url)")] = None,
     workspace: WorkspaceOpt = None,
@@ -31,7 +33,13 @@ def serve(
     from tuneloop.serve.app import create_app
     from tuneloop.serve.auth import KeyRing
     from tuneloop.serve.http import server_options
-    from tuneloop.serve.server import check_binding, embedded_backend, services_for, vllm_backend
+    from tuneloop.serve.server import (
+        bind,
+        check_binding,
+        embedded_backend,
+        services_for,
+        vllm_backend,
+    )
 
     ws = find_workspace(workspace)
     cfg = ws.config.serve
@@ -43,6 +51,8 @@ def serve(
     url = vllm_url or cfg.vllm_url
     if kind == "vllm" and not url:
         raise ConfigError("the vllm backend needs --vllm-url or serve.vllm_url")
+    sock = bind(host, port)  # before the model loads: a port in use is said at once
+    port = int(sock.getsockname()[1])
     with render.working("loading the base model", False):
         built = vllm_backend(ws, cfg, url or "") if kind == "vllm" else embedded_backend(ws, cfg)
     app = create_app(services_for(ws, *built))
@@ -52,8 +62,9 @@ def serve(
         f"tuneloop serving {ws.config.train.base} ({kind}) at "
         f"http://{host}:{port}/v1 — model 'production' follows the registry"
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                **server_options(app))  # fmt: skip
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
+                            **server_options(app))  # fmt: skip
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def vllm_template(

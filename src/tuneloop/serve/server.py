@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,24 @@ def check_binding(cfg: ServeConfig, host: str, keys_enabled: bool) -> str | None
         f"no API key configured: listening on {host} only, and every local caller is "
         "an admin (`tuneloop keys create NAME` to require keys)"
     )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now: a port in use is one line before anything loads, and
+    port 0 gets a free port whose number can be printed (the server then serves on it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
+            "(serve.port) or stop what holds it"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def base_ref(ws: Workspace) -> str:
