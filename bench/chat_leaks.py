@@ -245,8 +245,8 @@ def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> d
 
 
 def semantic_cost(embedder: Embedder, items: Sequence[Item]) -> dict[str, float]:
-    """What the semantic check embeds per two-turn chat record (the record and its user turn),
-    alone (the ingest path) and in batches of 256 (bulk ingest, curation)."""
+    """What embedding a two-turn record and its user turn would cost (the per-turn semantic
+    check, not on yet), alone (the ingest path) and in batches of 256 (bulk ingest, curation)."""
     recs = [record(it.id, [("user", it.prompt), ("assistant", it.answer)]) for it in items[:256]]
 
     def views(rec: Record) -> list[str]:
@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"lexical checks of one chat record: {latency(settings, 100_000, 3000, args.seed)}")
         if not args.no_semantic:
             items = gsm8k(args.data / "gsm8k" / "train.jsonl", "t")
-            print(f"semantic check's embeddings: {semantic_cost(MiniLMEmbedder(), items)}")
+            print(f"a record and its user turn embedded: {semantic_cost(MiniLMEmbedder(), items)}")
         return
     embedder = None if args.no_semantic else MiniLMEmbedder()
     gsm = suite("GSM8K test", gsm8k(args.data / "gsm8k" / "test.jsonl", "g-"), settings,

@@ -222,27 +222,6 @@ def test_a_reworded_question_is_caught_in_a_distinctive_suite(
     assert found[1] == []
 
 
-def test_a_reworded_question_in_a_chat_is_caught_by_its_turn_alone(
-    mixed: ContaminationIndex, embedder: Any
-) -> None:
-    """A long generic reply pulls the whole record's embedding away from the question; its
-    user turn, embedded alone, still finds it."""
-    reply = (
-        "Sure! Let's work through it step by step. First, read the question carefully and note "
-        "what is given and what is asked. Then set up the relationships between the quantities, "
-        "solve for the unknown, and check that the result makes sense in context. If you get "
-        "stuck, try restating the problem in your own words or drawing a quick sketch of it. "
-        "Working with a friend or a tutor also helps: explaining a method out loud is one of the "
-        "best ways to find the step you are unsure of, and practice makes the method familiar."
-    )
-    turns = [{"role": "user", "content": REWORDED}, {"role": "assistant", "content": reply}]
-    chat = record_from_obj({"id": "c", "messages": turns})
-    checker = Checker(mixed, embedder)
-    assert checker.check_batch([chat.content_text]) == [[]]  # the whole record: missed
-    found = checker.check_records([chat])[0]
-    assert [(m.eval_id, m.method) for m in found] == [("q0", "semantic")]
-
-
 def test_a_templated_suite_flags_nothing_semantically(
     mixed: ContaminationIndex, embedder: Any, chats: list[Record]
 ) -> None:

@@ -250,20 +250,31 @@ def test_health_and_readiness(server: tuple[str, Services]) -> None:
 
 
 def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+    """The generation worker is held between two steps (a command that waits on an event), so
+    nothing leaves the queue of one: the first request waits there, the other five are refused,
+    then the worker is let go and the first is answered. No timing decides the outcome."""
     import asyncio
+    import threading
 
-    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, _):
+    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, services):
+        hold = threading.Event()
+        held = services.backend.scheduler.call(hold.wait)  # type: ignore[attr-defined]
+        wait_for(held.running)
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=120) as c:
                 body = {"messages": HELLO, "max_tokens": 60}
-                return await asyncio.gather(
-                    *(c.post(f"{url}/v1/chat/completions", json=body) for _ in range(6))
-                )
+                first = asyncio.create_task(c.post(f"{url}/v1/chat/completions", json=body))
+                while services.backend.stats().waiting < 1:
+                    await asyncio.sleep(0.01)
+                rest = [c.post(f"{url}/v1/chat/completions", json=body) for _ in range(5)]
+                refused = await asyncio.gather(*rest)
+                hold.set()
+                return [await first, *refused]
 
         responses = asyncio.run(burst())
-    codes = sorted(r.status_code for r in responses)
-    assert codes.count(200) >= 2 and 429 in codes
+    codes = [r.status_code for r in responses]
+    assert codes == [200, 429, 429, 429, 429, 429]
     limited = next(r for r in responses if r.status_code == 429)
     assert int(limited.headers["retry-after"]) >= 1
     assert limited.json()["error"]["type"] == "rate_limit_error"

@@ -14,10 +14,13 @@ cosine at or above the threshold calibrated for the item's suite: paraphrases; i
 too templated for it are not compared, and where that is every suite, nothing is embedded).
 
 A chat record is checked whole and, for the checks whose score the rest of the record dilutes
-(``exact``, ``minhash``, ``semantic``), each of its user turns on its own: a reworded eval
-question followed by a long generic reply embeds far from the question (cosine 0.75–0.86 where
-the question alone gives 0.86–0.93). Containment and ``span`` read the whole record: the share
-of an item found in it does not fall when the record says more.
+(``exact``, ``minhash``), each of its user turns on its own. Containment and ``span`` read the
+whole record: the share of an item found in it does not fall when the record says more. The
+semantic check embeds the whole record only: a user turn alone is compared like for like with
+the items' prompts, which catches a reworded question before a long reply (GSM8K: 85.7% ->
+98.3%), but on small templated suites, whose calibrated threshold sits at the floor, it flagged
+ordinary requests too (the 600-record demo: 14 flags instead of 3); it waits for a minimum
+suite size in the calibration.
 """
 
 from __future__ import annotations
@@ -106,7 +109,8 @@ class Checker:
         """All matches of every text, strongest first, in one pass over the batch.
 
         ``parts[i]`` are pieces of text ``i`` (its user turns) checked on their own as well,
-        by the checks that more text around a copy would dilute; their matches are text i's."""
+        by the lexical checks that more text around a copy would dilute; their matches are
+        text i's."""
         out: list[list[Match]] = [[] for _ in texts]
         if not texts or len(self.index) == 0:
             return out
@@ -123,7 +127,7 @@ class Checker:
         self._similar(batch, seen)
         self._contains(texts, out)
         if self.embedder is not None:
-            self._semantic(views, seen)
+            self._semantic(texts, out)
         for v, matches in enumerate(seen):
             out[owner[v]] += matches
         return [_strongest_each(matches) for matches in out]
