@@ -140,3 +140,12 @@ def test_invalid_config_names_every_bad_key(tmp_path: Path, cmd: str) -> None:
 def test_invalid_config_leaves_workspace_untouched(tmp_path: Path, cmd: str) -> None:
     _, before = bad_config_run(tmp_path, cmd)
     assert listing(tmp_path) == before
+
+
+def test_curate_refuses_an_empty_store_and_writes_no_dataset(tmp_path: Path) -> None:
+    assert run("init", "ws", cwd=tmp_path).returncode == 0
+    done = run("curate", "--workspace", "ws", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "training store is empty" in error_line(done) and "tuneloop ingest" in error_line(done)
+    listed = run("datasets", "list", "--workspace", "ws", "--json", cwd=tmp_path)
+    assert listed.returncode == 0 and '"ds-' not in listed.stdout

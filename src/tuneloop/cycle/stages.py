@@ -213,7 +213,7 @@ def curate(ws: Workspace, cycle: Cycle) -> StageResult:
     from tuneloop.flows.curate import curate as build
     from tuneloop.flows.register import registry_for
 
-    report = build(ws)
+    report = build(ws, allow_empty=True)
     outputs = {"dataset": report.version, "train": report.train,
                "validation": report.validation, "records_in": report.records_in,
                "dropped": report.records_in - report.records_out}  # fmt: skip

@@ -11,6 +11,7 @@ from tuneloop.contamination.semantic import embedder_for
 from tuneloop.curate.decontaminate import ContaminationBlock
 from tuneloop.curate.pipeline import build_pipeline, run_pipeline
 from tuneloop.datasets import DatasetStore
+from tuneloop.errors import WorkspaceError
 from tuneloop.evalside.intake import load_or_rebuild
 from tuneloop.evalside.store import EvalStore
 from tuneloop.trainstore import TrainStore
@@ -33,16 +34,25 @@ class CurateReport:
         return dict(self.__dict__)
 
 
-def curate(ws: Workspace) -> CurateReport:
-    """Build a dataset version from everything in the training store."""
+def curate(ws: Workspace, allow_empty: bool = False) -> CurateReport:
+    """Build a dataset version from everything in the training store.
+
+    An empty store is refused before anything is written (a 0-record dataset version is never
+    what a person running ``tuneloop curate`` meant); the cycle passes ``allow_empty`` and stops
+    on the empty version's report instead."""
     start = time.perf_counter()
     cfg = ws.config  # a bad tuneloop.toml is reported before any store is opened
+    with TrainStore(ws.store("train", "train")) as store:
+        records = list(store.iter_records())
+    if not records and not allow_empty:
+        raise WorkspaceError(
+            f"{ws.root}: the training store is empty, so there is nothing to curate; "
+            "add interactions first with `tuneloop ingest FILE`"
+        )
     with EvalStore(ws.store("eval", "train")) as estore:
         index = load_or_rebuild(ws, estore)
     embedder = embedder_for(cfg.contamination)
     blocks = build_pipeline(cfg.curate, Checker(index, embedder))
-    with TrainStore(ws.store("train", "train")) as store:
-        records = list(store.iter_records())
     result = run_pipeline(blocks, records)
     decon = next(b for b in blocks if isinstance(b, ContaminationBlock))
     datasets = DatasetStore(ws.datasets_dir)
