@@ -27,18 +27,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from tuneloop.contamination import kernels as ck
-from tuneloop.contamination.fields import FIELDS
+from tuneloop.contamination.fields import FIELDS, user_turns_of_obj
 from tuneloop.contamination.hashing import Batch, containment_text, exact_hashes
 from tuneloop.contamination.index import ContaminationIndex
 from tuneloop.minhash import kernels as mk
 from tuneloop.minhash.signatures import word_table
-from tuneloop.records import Record
+
+if TYPE_CHECKING:
+    from tuneloop.records import Record
 
 METHODS = ("exact", "canary", "minhash", "ngram", "contains", "span", "semantic")
 
@@ -101,7 +103,8 @@ class Checker:
 
     def check_records(self, records: Sequence[Record]) -> list[list[Match]]:
         """:meth:`check_batch` of each record's text, its user turns also checked alone."""
-        return self.check_batch([r.content_text for r in records], [turns(r) for r in records])
+        parts = [user_turns_of_obj(r.to_dict()) for r in records]
+        return self.check_batch([r.content_text for r in records], parts)
 
     def check_batch(
         self, texts: Sequence[str], parts: Sequence[Sequence[str]] | None = None
@@ -123,7 +126,7 @@ class Checker:
         seen: list[list[Match]] = [[] for _ in views]
         batch = Batch.of(views)
         self._exact(batch, seen)
-        self._canary(Batch.of(texts) if len(views) > len(texts) else batch, out)
+        self._canary(batch, seen)
         self._similar(batch, seen)
         self._contains(texts, out)
         if self.embedder is not None:
@@ -263,15 +266,6 @@ SEMANTIC_CHUNK = 1024  # texts compared with every embedding at once
 _EMPTY2 = np.zeros((0, 0), dtype=np.uint64)
 _EMPTY_U64 = np.zeros(0, dtype=np.uint64)
 _EMPTY2I = np.zeros((0, 0), dtype=np.int64)
-
-
-def turns(record: Record) -> list[str]:
-    """The parts of a record checked on their own: a chat's user turns (when it has more than
-    one turn), a completion's prompt; a plain text has none."""
-    if record.messages:
-        users = [m.content for m in record.messages if m.role == "user"]
-        return users if len(record.messages) > 1 else []
-    return [record.prompt] if record.prompt else []
 
 
 def _strongest_each(matches: list[Match]) -> list[Match]:

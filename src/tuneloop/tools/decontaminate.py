@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.contamination.check import Checker, Embedder, strongest
-from tuneloop.contamination.fields import ItemFields, fields_of_obj
+from tuneloop.contamination.fields import ItemFields, fields_of_obj, user_turns_of_obj
 from tuneloop.contamination.index import IndexSettings, build_index
 from tuneloop.contamination.semantic import item_texts
 from tuneloop.errors import InputError
@@ -100,7 +100,8 @@ def decontaminate_file(
         for numbers, lines in iter_line_blocks(in_path):
             objs = parse_block(in_path, numbers, lines, DEFAULT_MAX_LINE_BYTES)
             texts = texts_of(in_path, numbers, objs, text_field)
-            results = checker.check_batch(texts, None if text_field else _prompts(objs))
+            parts = None if text_field else [user_turns_of_obj(o) for o in objs]
+            results = checker.check_batch(texts, parts)
             for rid, raw, matches in zip(_ids(numbers, objs), lines, results, strict=True):
                 best = strongest(matches)
                 if best is None:
@@ -121,12 +122,3 @@ def decontaminate_file(
     summary.by_method = dict(methods)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary
-
-
-def _prompts(objs: list[dict[str, object]]) -> list[list[str]]:
-    """Each record's user turns, checked alone as well when the record also has an answer."""
-    out: list[list[str]] = []
-    for obj in objs:
-        f = fields_of_obj(obj)
-        out.append([f.prompt] if f.prompt.strip() and f.answer.strip() else [])
-    return out

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.functional import scaled_dot_product_attention
+
+if TYPE_CHECKING:
+    from tuneloop.serve.embedded.rows import Row
 
 NAME = "tuneloop_mixed"
 FUSED_TYPES = frozenset({"llama", "qwen2", "qwen3", "mistral", "granite"})
@@ -49,8 +52,9 @@ class PromptCache:
             self.keys.append(keys.new_empty(shape))
             self.values.append(values.new_empty(shape))
         end = past + keys.shape[-2]
-        if end > self.keys[layer_idx].shape[-2]:  # a lane past what it was sized for
-            self._grow(layer_idx, past, max(end, self.length + self.length // 2))
+        room = self.keys[layer_idx].shape[-2]
+        if end > room:  # a lane past what it was sized for
+            self._grow(layer_idx, past, max(end, room + room // 2))
         self.keys[layer_idx][..., past:end, :] = keys
         self.values[layer_idx][..., past:end, :] = values
         return self.keys[layer_idx][..., :end, :], self.values[layer_idx][..., :end, :]
@@ -60,8 +64,6 @@ class PromptCache:
             old = held[layer_idx]
             held[layer_idx] = old.new_empty((*old.shape[:2], length, old.shape[-1]))
             held[layer_idx][..., :past, :] = old[..., :past, :]
-        if layer_idx == len(self.keys) - 1:
-            self.length = length
 
     def upto(self, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Each layer's keys and values of the first ``n`` tokens (views, not copies)."""
@@ -111,7 +113,7 @@ class Lane:
     ended. In a lane its one token a step is a segment of the fused pass: only it reads its
     cache."""
 
-    row: Any  # rows.Row
+    row: Row
     cache: PromptCache
     length: int  # tokens in ``cache``
 

@@ -298,13 +298,12 @@ class Scheduler:
             if p.done == 0 and not lane and (not fresh or len(p.ids) <= budget):
                 fresh.append(p)
                 budget -= len(p.ids)
+        first = self._prefilling[0]
         if fresh:
             self._admit(fresh)
         elif self.fused:  # a lane's prompt not begun is read whole, as ``_admit`` would
-            first = self._prefilling[0]
             self._fused_step(first.left if first.done == 0 else ALONE_CHUNK)
         else:
-            first = self._prefilling[0]
             self._chunk(first, min(first.left, ALONE_CHUNK))
 
     def _admit(self, ready: list[Prefilling]) -> None:
@@ -362,11 +361,11 @@ class Scheduler:
         self._prefilling.remove(p)
         mask = torch.ones((1, p.done), dtype=torch.long)
         cache = p.cache
-        if isinstance(cache, PromptCache) and self._lane_bound(p.done):
-            self._lanes.append(Lane(p.row, cache, p.done))
-            self._take([p.row], logits)
-            return
         if isinstance(cache, PromptCache):
+            if self._lane_bound(p.done):
+                self._lanes.append(Lane(p.row, cache, p.done))
+                self._take([p.row], logits)
+                return
             if self._batch is not None:  # written once into the stacked cache, no copy before
                 self._batch.extend_with(*cache.upto(p.done), mask, mask.sum(dim=1))
                 self._rows.append(p.row)
@@ -494,9 +493,7 @@ class Scheduler:
         self._retire_lanes()
         keep: list[int] = []
         for i, row in enumerate(self._rows):
-            if row.job.cancelled and not row.done:
-                row.finish = "cancelled"
-            if not row.done:
+            if not _ended(row):
                 keep.append(i)
                 continue
             self._ended.append(time.perf_counter())
@@ -511,9 +508,7 @@ class Scheduler:
 
     def _retire_lanes(self) -> None:
         for lane in list(self._lanes):
-            if lane.row.job.cancelled and not lane.row.done:
-                lane.row.finish = "cancelled"
-            if lane.row.done:
+            if _ended(lane.row):
                 self._lanes.remove(lane)
                 self._ended.append(time.perf_counter())
                 _close(lane.row)
@@ -531,6 +526,13 @@ class Scheduler:
             _close(row)
         if rows is self._rows:
             self._rows, self._batch = [], None
+
+
+def _ended(row: Row) -> bool:
+    """Whether ``row`` is done, marking it cancelled first when its client has gone."""
+    if row.job.cancelled and not row.done:
+        row.finish = "cancelled"
+    return row.done
 
 
 def _close(row: Row) -> None:
