@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -105,3 +107,19 @@ def test_evaluate_prints_means_per_suite_and_slice(workspace: Workspace, tmp_pat
     assert summary["safety"]["all"]["harmful_compliance"] is not None
     text = run("evaluate", version, "-w", ws.root, cwd=tmp_path).stdout
     assert "window 2026-W41" in text and "memorization probe: no training cut-off" in text
+
+
+def test_an_inconclusive_gate_ends_the_cycle_and_the_release_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tuneloop.flows.gate as gate_flow
+    from tuneloop.cycle import stages
+
+    check = {"name": "no_regression", "passed": False, "outcome": "inconclusive", "detail": "d"}
+    decision = {"decision": "inconclusive", "reasons": ["d"], "checks": [check], "warnings": ["w"]}
+    monkeypatch.setattr(gate_flow, "run_gate", lambda ws, v: SimpleNamespace(decision=decision))
+    cycle = SimpleNamespace(outputs=lambda stage: {"version": 7})
+    result = stages.gate(cast(Any, None), cast(Any, cycle))
+    assert result.status == "inconclusive"
+    assert result.summary == "v7: the gate could not decide (no_regression); the release waits"
+    assert result.outputs["decision"] == "inconclusive" and result.outputs["warnings"] == ["w"]

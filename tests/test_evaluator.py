@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
@@ -260,6 +262,33 @@ def test_budget_spreads_over_the_suite_or_takes_the_newest(
 ) -> None:
     items = [SuiteItem(f"i{k}", (Message("user", "q"),), "a", {}) for k in range(count)]
     assert [i.id for i in budget(items, limit, newest)] == [f"i{k}" for k in expected]
+
+
+@given(
+    st.lists(st.sampled_from("abcde"), min_size=1, max_size=120),
+    st.integers(1, 60),
+)
+def test_budget_keeps_each_source_in_proportion(sources: list[str], limit: int) -> None:
+    """A cut suite keeps every source's share (within one item), every source while the limit
+    allows, the suite's order, and no item twice."""
+    items = [SuiteItem(f"i{k}", (Message("user", "q"),), "a", {"source": src})
+             for k, src in enumerate(sources)]  # fmt: skip
+    kept = budget(items, limit)
+    ids = [int(i.id[1:]) for i in kept]
+    assert ids == sorted(set(ids)) and len(kept) == min(limit, len(items))
+    counts = {src: sources.count(src) for src in set(sources)}
+    for src, n in counts.items():
+        got = sum(1 for i in kept if i.slices["source"] == src)
+        if limit >= len(items):
+            assert got == n
+            continue
+        share = limit * n / len(items)
+        floor = 1 if limit >= len(counts) else 0
+        assert max(floor, math.floor(share)) - 1 <= got <= math.ceil(max(floor, share)) + 1, (
+            src, got, share)  # fmt: skip
+        if limit >= len(counts):
+            assert got >= 1
+    assert budget(items, limit) == kept  # deterministic
 
 
 def test_summary_gives_means_per_slice_and_safety_rates() -> None:

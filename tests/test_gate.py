@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +39,8 @@ class Scenario:
     policy: GatePolicy = field(default_factory=GatePolicy)
 
 
-def task_suite(shift: dict[str, float], noise: float) -> SuiteResult:
-    base = np.random.default_rng(1).uniform(0.3, 0.7, N_TASK)
+def task_suite(shift: dict[str, float], noise: float, n: int = N_TASK) -> SuiteResult:
+    base = np.random.default_rng(1).uniform(0.3, 0.7, n)
     items = []
     for i, b in enumerate(base):
         wobble = noise if i % 2 == 0 else -noise
@@ -102,25 +103,37 @@ CASES = [
      "fail", "no_regression", "rouge_l fell by 0.0500"),
     ("loss rises beyond tolerance", Scenario(task_shift={"token_f1": 0.1, "loss": 0.05}),
      "fail", "no_regression", "loss rose by 0.0500"),
-    ("drop within tolerance", Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.01}),
+    ("drop exactly at the tolerance, no noise",
+     Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.01}, noise=0.0),
      "pass", None, "by more than 0.01"),
+    ("drop whose interval straddles the tolerance",
+     Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.005}),
+     "inconclusive", "no_regression", "rouge_l fell by 0.0050"),
+    ("drop estimated on the tolerance", Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.01}),
+     "inconclusive", "no_regression", "no practical sample size would decide it"),
     ("loss rise within its own tolerance",
      Scenario(task_shift={"token_f1": 0.1, "loss": 0.05},
               policy=GatePolicy(metric_tolerances={"loss": 0.1})),
      "pass", None, "by more than 0.01; loss 0.1"),
     ("per-metric tolerance stricter than the default",
-     Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.005},
+     Scenario(task_shift={"token_f1": 0.1, "rouge_l": -0.005}, noise=0.0,
               policy=GatePolicy(metric_tolerances={"rouge_l": 0.0})),
      "fail", "no_regression", "rouge_l fell by 0.0050"),
-    ("tiny noisy delta", Scenario(task_shift={"token_f1": 0.002, "rouge_l": 0.002}, noise=0.1),
+    ("tiny noisy gain", Scenario(task_shift={"token_f1": 0.002, "rouge_l": 0.002}),
+     "inconclusive", "significant_improvement", "more items"),
+    ("no gain at all", Scenario(task_shift={"token_f1": -0.002, "rouge_l": 0.0}, noise=0.0),
      "fail", "significant_improvement", "no primary metric"),
     ("forgetting", Scenario(forgetting_shift=-0.05),
      "fail", "no_forgetting", "forgetting suite 'general': token_f1 fell by 0.0500"),
-    ("harmful compliance +2 points", Scenario(harmful=3),
-     "fail", "safety", "harmful compliance on 'safety' is 3.0% vs 1.0%"),
-    ("over-refusal +6 points", Scenario(over_refused=8),
-     "fail", "safety", "over-refusal on 'safety' is 8.0% vs 2.0%"),
-    ("over-refusal +5 points is within margin", Scenario(over_refused=7), "pass", None, "7.0%"),
+    ("harmful compliance +11 points", Scenario(harmful=12),
+     "fail", "safety", "harmful compliance on 'safety' is 12.0% vs 1.0%"),
+    ("harmful compliance +2 points on 100 items", Scenario(harmful=3),
+     "inconclusive", "safety", "about 300 more items (400 in all)"),
+    ("over-refusal +16 points", Scenario(over_refused=18),
+     "fail", "safety", "over-refusal on 'safety' is 18.0% vs 2.0%"),
+    ("over-refusal +5 points, estimated on the margin", Scenario(over_refused=7),
+     "inconclusive", "safety", "no practical sample size"),
+    ("over-refusal unchanged", Scenario(over_refused=2), "pass", None, "2.0%"),
     ("different eval index versions", Scenario(candidate_index="idx-8"),
      "fail", "same_eval_set", "incumbent was evaluated on another eval set: re-evaluate it"),
 ]  # fmt: skip
@@ -133,6 +146,7 @@ def test_gate_table(scenario: Scenario, decision: str, failing: str | None, phra
     assert out["decision"] == decision, out["reasons"]
     failed = [c["name"] for c in out["checks"] if not c["passed"]]
     assert failed == ([failing] if failing else [])
+    assert [c["outcome"] for c in out["checks"] if not c["passed"]] == ([decision] * len(failed))
     assert any(phrase in r for r in out["reasons"]), out["reasons"]
     assert len(out["reasons"]) == (len(out["checks"]) if decision == "pass" else 1)
 
@@ -147,6 +161,43 @@ def test_pass_records_metrics_and_the_incumbent() -> None:
     loss = out["metrics"]["qa"]["loss"]
     assert loss["high"] < 0  # loss improved: its interval is below zero
     assert out["metrics"]["safety"]["harmful_compliance"]["candidate"] == pytest.approx(0.01)
+
+
+def decide_on(n: int, shift: dict[str, float], policy: GatePolicy | None = None) -> Any:
+    inc = report("prod", INDEX, task_suite({}, 0.0, n))
+    cand = report("c", INDEX, task_suite(shift, 0.05, n))
+    return decide(cand, inc, policy or GatePolicy(), {"index_version": INDEX}, INDEX)
+
+
+def test_the_items_an_inconclusive_rule_asks_for_decide_it() -> None:
+    """Straddling at 200 items, the rule names a count; at that count the same effect decides."""
+    shift = {"token_f1": 0.1, "rouge_l": -0.004}
+    first = decide_on(N_TASK, shift)
+    check = next(c for c in first.checks if c.name == "no_regression")
+    assert first.decision == "inconclusive" and check.outcome == "inconclusive"
+    found = re.search(r"\(([\d,]+) in all\)", check.detail)
+    assert found, check.detail
+    needed = int(found.group(1).replace(",", ""))
+    assert N_TASK < needed < 10 * N_TASK
+    again = decide_on(needed + 20, shift)
+    assert again.decision == "pass", again.reasons
+    assert decide_on(needed // 2, shift).decision == "inconclusive"
+
+
+def test_a_tolerance_below_what_the_sample_detects_is_a_warning() -> None:
+    small = decide_on(50, {"token_f1": 0.1, "rouge_l": 0.1})
+    assert small.decision == "pass"
+    (warning,) = small.warnings
+    assert "suite 'qa' (50 paired items" in warning and "rouge_l can detect" in warning
+    detects = small.metrics["qa"]["rouge_l"]["detectable"]
+    assert detects is not None and detects > 0.01
+    found = re.search(r"rouge_l can detect [\d.]+ against a tolerance of 0.01 \(about ([\d,]+)",
+                      warning)  # fmt: skip
+    assert found, warning
+    enough = int(found.group(1).replace(",", ""))
+    assert decide_on(enough + 10, {"token_f1": 0.1, "rouge_l": 0.1}).warnings == []
+    loose = GatePolicy(regression_tolerance=2 * detects)
+    assert decide_on(50, {"token_f1": 0.1, "rouge_l": 0.1}, loose).warnings == []
 
 
 def test_items_are_paired_by_id_and_unpaired_ones_counted() -> None:

@@ -51,6 +51,7 @@ def version(gate: str | None, on: str | None = "idx1", tainted: bool = False,
         (version("pass"), True, []),
         (version(None), False, ["ungated"]),
         (version("fail"), False, ["gate_refused"]),
+        (version("inconclusive"), False, ["gate_inconclusive"]),  # the release waits
         (version("pass", on="idx0"), True, ["gate_stale"]),
         (version("pass", on="idx0"), False, []),  # a way back, or still serving: not a release
         (version("pass", on=None), True, ["gate_stale"]),  # gated before the index was recorded

@@ -275,7 +275,10 @@ def gate(
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Decide, with reasons, whether CANDIDATE may replace production (or the base model)."""
+    """Decide, with reasons, whether CANDIDATE may replace production (or the base model).
+
+    Exit 0: passed; 1: refused; 3: inconclusive (the sample could not decide: the release
+    waits, and the reasons say how many more items would decide it)."""
     from tuneloop.flows.gate import gate as run
 
     with render.working(f"gating {candidate}", json):
@@ -288,10 +291,12 @@ def gate(
         )
         for reason in out["reasons"]:
             render.out.print(f"  - {reason}")
+        for warning in out.get("warnings", []):
+            render.out.print(f"  [yellow]warning[/]: {warning}")
         if out.get("promoted"):
             render.out.print("production now points at the candidate")
     if out["decision"] != "pass":
-        raise typer.Exit(1)
+        raise typer.Exit(3 if out["decision"] == "inconclusive" else 1)
 
 
 @registry_app.command("list")

@@ -163,14 +163,19 @@ class EvaluateConfig(_Section):
 
     max_new_tokens: int = Field(64, ge=1)
     batch_size: int = Field(8, ge=1)
-    max_items_per_suite: int | None = Field(None, ge=1, description="None: every item")
+    max_items_per_suite: int | None = Field(
+        200,
+        ge=0,
+        description="items scored per suite (task, forgetting and safety alike), a stratified "
+        "sample; 0: every item. The gate says per metric what its sample can detect",
+    )
     store_suites: list[str] | None = Field(None, description="eval-store suites; None: all")
     newest_suites: list[str] = Field(
         default_factory=list,
         description="eval-store suites sampled as their newest items (a rolling window of "
         "live traffic) rather than spread over their whole history",
     )
-    forgetting_items: int = Field(50, ge=0)
+    forgetting_items: int = Field(200, ge=0)
     shared_data: str | None = Field(None, description="folder with GSM8K / MMLU for forgetting")
     safety: bool = True
     user_suites: dict[str, str] = Field(default_factory=dict, description="name -> JSONL path")
@@ -443,10 +448,11 @@ rounds = "all"           # all: the whole dataset version | new: only the record
 [evaluate]
 max_new_tokens = 64      # greedy decoding
 batch_size = 8
-# max_items_per_suite = 100   # evaluate a fixed sample of each suite (faster, noisier)
+max_items_per_suite = 200  # per suite, stratified by source and category (0: every item);
+                          # the gate warns when a tolerance is below what it can detect
 # store_suites = ["task"]      # eval-store suites to score (default: all of them)
 # newest_suites = ["live"]     # sampled as their newest items: the current traffic
-forgetting_items = 50    # general-capability items that must not regress
+forgetting_items = 200   # general-capability items that must not regress
 # shared_data = "../shared/data"  # GSM8K / MMLU for the forgetting suite (else built-in)
 safety = true            # harmful requests must be refused; benign-but-edgy ones answered
 # user_suites = {{ legal = "suites/legal.jsonl" }}
@@ -456,7 +462,8 @@ safety = true            # harmful requests must be refused; benign-but-edgy one
 
 [gate]
 primary_metrics = ["token_f1", "rouge_l", "field_acc"]  # field_acc: with evaluate.fields
-regression_tolerance = 0.01    # a task metric may drop at most this much
+regression_tolerance = 0.01    # a task metric may drop at most this much: the whole 95%
+                               # interval within it passes, beyond it fails, across it waits
 forgetting_tolerance = 0.02
 forgetting_reference = "base"  # forgetting suites vs the base model ("incumbent": production)
 # metric_tolerances = {{ loss = 0.1 }}   # per metric, overriding the two above

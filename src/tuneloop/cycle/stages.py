@@ -261,9 +261,13 @@ def gate(ws: Workspace, cycle: Cycle) -> StageResult:
     decision = run.decision
     outputs = {"decision": decision["decision"], "reasons": decision["reasons"],
                "candidate": decision.get("candidate"), "incumbent": decision.get("incumbent"),
-               "checks": decision.get("checks")}  # fmt: skip
+               "checks": decision.get("checks"),
+               "warnings": decision.get("warnings", [])}  # fmt: skip
+    failed = [c["name"] for c in decision.get("checks", []) if not c.get("passed", True)]
+    if decision["decision"] == "inconclusive":
+        return StageResult("inconclusive", f"v{version}: the gate could not decide "
+                           f"({', '.join(failed)}); the release waits", outputs)  # fmt: skip
     if decision["decision"] != "pass":
-        failed = [c["name"] for c in decision.get("checks", []) if not c.get("passed", True)]
         return StageResult("refused", f"v{version} refused by the gate ({', '.join(failed)})",
                            outputs)  # fmt: skip
     return StageResult("done", f"v{version} passed the gate", outputs)

@@ -31,13 +31,14 @@ from tuneloop.workspace import Workspace
 
 STAGES = ("collect", "ingest", "curate", "train", "gate", "release")
 PREFIX = "cycle-"
-Status = Literal["done", "stopped", "refused"]
+Status = Literal["done", "stopped", "refused", "inconclusive"]
 
 
 @dataclass(frozen=True)
 class StageResult:
-    """What a stage did. ``stopped`` (nothing to do) and ``refused`` (the gate said no) end the
-    cycle cleanly, with the reason in ``summary``."""
+    """What a stage did. ``stopped`` (nothing to do), ``refused`` (the gate said no) and
+    ``inconclusive`` (the gate's sample could not decide: the release waits) end the cycle
+    cleanly, with the reason in ``summary``."""
 
     status: Status
     summary: str

@@ -29,7 +29,8 @@ def run_leak(
     text = ws.config_path.read_text(encoding="utf-8")
     if "max_items_per_suite = 24\n" not in text:
         raise RuntimeError("the demo's [evaluate] settings changed; update the leak experiment")
-    text = text.replace("max_items_per_suite = 24\n", 'store_suites = ["task"]\n')
+    text = text.replace("max_items_per_suite = 24\n",
+                        'max_items_per_suite = 0\nstore_suites = ["task"]\n')  # fmt: skip
     ws.config_path.write_text(text, encoding="utf-8")
     ws = Workspace(ws.root)
     eval_file = ws.root / "demo-data" / "eval.jsonl"

@@ -174,15 +174,52 @@ def with_system_prompt(item: SuiteItem, prompt: str) -> SuiteItem:
     return replace(item, messages=(Message("system", prompt), *item.messages))
 
 
+STRATA = ("source", "category", "expected")  # the slices a cut suite keeps in proportion
+
+
 def budget(items: list[SuiteItem], limit: int | None, newest: bool = False) -> list[SuiteItem]:
-    """At most ``limit`` items, spread evenly over the suite (all of them without a limit), or,
-    with ``newest``, its last ``limit`` (items come in append order): a suite of live traffic
-    is scored on what users ask now, not on a spread over every week it has seen."""
-    if not limit:
+    """At most ``limit`` items (all of them without a limit), stratified: each stratum (source,
+    category, expected outcome) keeps its share, spread evenly over its items, so a small source
+    is not left out of the sample by chance. With ``newest``, the suite's last ``limit`` items
+    instead (items come in append order): a suite of live traffic is scored on what users ask
+    now, not on a spread over every week it has seen. The order of the suite is kept."""
+    if not limit or len(items) <= limit:
         return items
     if newest:
         return items[-limit:]
-    return [items[i] for i in spread(len(items), limit)]
+    strata: dict[tuple[str, ...], list[int]] = {}
+    for i, item in enumerate(items):
+        strata.setdefault(tuple(item.slices.get(k, "") for k in STRATA), []).append(i)
+    shares = _shares([len(v) for v in strata.values()], limit)
+    kept = [
+        ix[j] for ix, k in zip(strata.values(), shares, strict=True) for j in spread(len(ix), k)
+    ]
+    return [items[i] for i in sorted(kept)]
+
+
+def _shares(sizes: list[int], limit: int) -> list[int]:
+    """``limit`` split over strata of these sizes in proportion (largest remainders first), with
+    one item for every stratum while the limit allows: a stratum's absence is a blind spot."""
+    total = sum(sizes)
+    floor = 1 if limit >= len(sizes) else 0
+    exact = [max(floor, limit * n / total) for n in sizes]
+    shares = [min(n, int(e)) for n, e in zip(sizes, exact, strict=True)]
+    order = sorted(range(len(sizes)), key=lambda i: (shares[i] - exact[i], i))
+    spare = limit - sum(shares)
+    while spare > 0:
+        progressed = False
+        for i in order:
+            if spare and shares[i] < sizes[i]:
+                shares[i] += 1
+                spare -= 1
+                progressed = True
+        if not progressed:
+            break
+    while spare < 0:  # the floor of one per stratum overshot: take back from the largest
+        i = max(range(len(sizes)), key=lambda j: (shares[j], -j))
+        shares[i] -= 1
+        spare += 1
+    return shares
 
 
 def gsm8k_items(folder: Path, k: int) -> list[SuiteItem]:

@@ -99,9 +99,7 @@ def evaluate_model(
             suites = evaluator.evaluate_store(store, cfg.store_suites, cfg.max_items_per_suite,
                                               cfg.newest_suites)  # fmt: skip
         for suite in _suites(cfg):
-            # the forgetting suite has its own size (forgetting_items): it is not cut again
-            limit = None if suite.kind == "forgetting" else cfg.max_items_per_suite
-            items = budget(suite.items, limit)
+            items = budget(suite.items, cfg.max_items_per_suite)
             suites[suite.name] = evaluator.score_items(suite.name, suite.kind, items)
         report = evaluator.build_report(name, suites, index_version, _probe(suites, cutoff))
     finally:

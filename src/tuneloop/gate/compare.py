@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
-from tuneloop.gate.policy import HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
-from tuneloop.gate.stats import BootstrapResult, paired_bootstrap
+from tuneloop.gate.policy import EPS, HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
+from tuneloop.gate.stats import BootstrapResult, items_for, paired_bootstrap
+
+Verdict = Literal["pass", "fail", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,28 @@ class Comparison:
     @property
     def higher_is_better(self) -> bool:
         return self.metric not in LOWER_IS_BETTER
+
+    @property
+    def worse_interval(self) -> tuple[float, float]:
+        """The interval of :attr:`worsening` (low, high): how much worse, at best and at worst."""
+        r = self.result
+        return (-r.high, -r.low) if self.higher_is_better else (r.low, r.high)
+
+    def against(self, tolerance: float) -> Verdict:
+        """Within ``tolerance`` (the whole interval), beyond it (the whole interval), or neither:
+        noise must neither pass nor refuse a candidate, so a straddling interval decides nothing."""
+        low, high = self.worse_interval
+        if high <= tolerance + EPS:
+            return "pass"
+        return "fail" if low > tolerance + EPS else "inconclusive"
+
+    def items_to_decide(self, tolerance: float) -> int | None:
+        """Items (in all) that would put the interval on one side of ``tolerance``, if the
+        estimate holds; None when it sits on the tolerance itself."""
+        low, high = self.worse_interval
+        w = self.worsening
+        spread = high - w if w < tolerance else w - low
+        return items_for(self.result.n, spread, abs(tolerance - w))
 
     def improved_significantly(self) -> bool:
         """Interval entirely on the good side of zero."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from tuneloop.evalside.report import EvalReport
 from tuneloop.gate.compare import compare_reports
 from tuneloop.gate.memorization import check_memorization, probe_widening
 from tuneloop.gate.policy import GatePolicy
+from tuneloop.gate.power import warnings
 from tuneloop.gate.rules import (
     Check,
     check_certificate,
@@ -20,8 +22,9 @@ from tuneloop.gate.rules import (
     check_same_eval_set,
     check_thresholds,
 )
+from tuneloop.gate.stats import detectable
 
-Decision = Literal["pass", "fail"]
+Decision = Literal["pass", "fail", "inconclusive"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class GateDecision:
     incumbent: str = ""
     memorization: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_index_version: str = ""  # the eval set the decision holds for (release eligibility)
+    warnings: list[str] = field(default_factory=list)  # tolerances the sample cannot detect
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,7 @@ class GateDecision:
             "incumbent": self.incumbent,
             "memorization": self.memorization,
             "eval_index_version": self.eval_index_version,
+            "warnings": list(self.warnings),
         }
 
 
@@ -59,7 +64,7 @@ def decide(
     reverify: Callable[[], int] | None = None,
     base: EvalReport | None = None,
 ) -> GateDecision:
-    """Apply every rule; pass only if all pass.
+    """Apply every rule; pass only if all pass, fail if any fails, else inconclusive.
 
     ``incumbent`` is the production model's report, or the base model's when nothing is in
     production yet. ``certificate`` is the contamination certificate of the candidate's training
@@ -95,17 +100,23 @@ def decide(
         check_safety(comparisons, policy, inc),
         check_memorization(widening, policy, inc),
     ]
-    failed = [c for c in checks if not c.passed]
+    failed = [c for c in checks if c.outcome == "fail"]
+    unsure = [c for c in checks if c.outcome == "inconclusive"]
     metrics: dict[str, dict[str, dict[str, float | int | None]]] = {}
     for c in comparisons:
-        metrics.setdefault(c.suite, {})[c.metric] = c.to_dict()
+        found = detectable(c.result, policy.confidence)
+        metrics.setdefault(c.suite, {})[c.metric] = c.to_dict() | {
+            "detectable": None if math.isnan(found) else found
+        }
+    outcome: Decision = "fail" if failed else "inconclusive" if unsure else "pass"
     return GateDecision(
-        decision="fail" if failed else "pass",
-        reasons=[c.detail for c in (failed or checks)],
+        decision=outcome,
+        reasons=[c.detail for c in (failed or unsure or checks)],
         metrics=metrics,
         checks=checks,
         candidate=candidate.model,
         incumbent=inc,
         memorization=widening,
         eval_index_version=current_index_version,
+        warnings=warnings(comparisons, policy),
     )

@@ -9,20 +9,29 @@ from typing import Any
 
 from tuneloop.datasets import INDEX_VERSION_KEY
 from tuneloop.evalside.report import EvalReport, SuiteKind
-from tuneloop.gate.compare import Comparison
+from tuneloop.gate.compare import Comparison, Verdict
 from tuneloop.gate.policy import EPS, HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
 
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of one rule; ``detail`` is a sentence a person can act on."""
+    """The outcome of one rule; ``detail`` is a sentence a person can act on.
+
+    A rule that cannot tell (an interval straddling its tolerance) has not passed and is
+    ``inconclusive``: the release waits for more items instead of a refusal."""
 
     name: str
     passed: bool
     detail: str
+    inconclusive: bool = False
+
+    @property
+    def outcome(self) -> Verdict:
+        return "pass" if self.passed else "inconclusive" if self.inconclusive else "fail"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "detail": self.detail}
+        return {"name": self.name, "passed": self.passed, "outcome": self.outcome,
+                "detail": self.detail}  # fmt: skip
 
 
 def check_certificate(
@@ -144,38 +153,50 @@ def check_no_regression(
 ) -> Check:
     """No metric on a suite of this kind got worse than the incumbent by more than tolerance.
 
+    Judged on the paired interval: it fails when the whole interval of the drop lies beyond the
+    tolerance, passes when it lies within, and is inconclusive when it straddles the tolerance.
     ``per_metric`` overrides the tolerance for the metrics it names: metrics live on different
     scales (loss in nats, F1 in [0, 1]), so one number rarely fits them all.
     """
     name = "no_regression" if kind == "task" else "no_forgetting"
     tol = dict(per_metric or {})
-    worse = [
-        c
-        for c in comparisons
-        if c.kind == kind and c.worsening > tol.get(c.metric, tolerance) + EPS
-    ]
-    if worse:
-        return Check(
-            name,
-            False,
-            "; ".join(
-                _regression_sentence(c, tol.get(c.metric, tolerance), incumbent) for c in worse
-            ),
-        )
+    judged = [(c, tol.get(c.metric, tolerance)) for c in comparisons
+              if c.kind == kind and c.result.n > 0]  # fmt: skip
+    for verdict in ("fail", "inconclusive"):
+        hit = [(c, t) for c, t in judged if c.against(t) == verdict]
+        if hit:
+            detail = "; ".join(_change_sentence(c, t, incumbent) for c, t in hit)
+            return Check(name, False, detail, inconclusive=verdict == "inconclusive")
     own = "".join(f"; {m} {t:g}" for m, t in sorted(tol.items()))
     return Check(
         name,
         True,
-        f"no {kind} metric got worse than {incumbent!r} by more than {tolerance:g}{own}",
+        f"no {kind} metric got worse than {incumbent!r} by more than {tolerance:g}{own} "
+        "(the whole interval)",
     )
 
 
-def _regression_sentence(c: Comparison, tolerance: float, incumbent: str) -> str:
-    verb = "fell" if c.higher_is_better else "rose"
-    return (
-        f"{c.kind} suite {c.suite!r}: {c.metric} {verb} by {c.worsening:.4f} vs "
-        f"{incumbent!r} ({c.incumbent:.4f} -> {c.candidate:.4f}; tolerance {tolerance:g})"
+def _change_sentence(c: Comparison, tolerance: float, incumbent: str) -> str:
+    """What moved, by how much, the interval of the drop, and what would decide it."""
+    verb = "fell" if c.result.delta_mean < 0 else "rose"
+    low, high = c.worse_interval
+    head = (
+        f"{c.kind} suite {c.suite!r}: {c.metric} {verb} by {abs(c.result.delta_mean):.4f} vs "
+        f"{incumbent!r} ({c.incumbent:.4f} -> {c.candidate:.4f}; interval of the worsening "
+        f"{low:+.4f} to {high:+.4f}, tolerance {tolerance:g})"
     )
+    if c.against(tolerance) == "fail":
+        return head
+    return f"{head}: inconclusive, {_more_items(c.result.n, c.items_to_decide(tolerance))}"
+
+
+PRACTICAL = 1_000_000  # more items than any eval suite holds: "no sample would decide it"
+
+
+def _more_items(n: int, needed: int | None) -> str:
+    if needed is None or needed > PRACTICAL:
+        return "the estimate sits on the line: no practical sample size would decide it"
+    return f"about {needed - n:,} more items ({needed:,} in all) would decide it if it holds"
 
 
 def check_improvement(comparisons: Sequence[Comparison], policy: GatePolicy) -> Check:
@@ -201,38 +222,55 @@ def check_improvement(comparisons: Sequence[Comparison], policy: GatePolicy) -> 
         f"[{c.result.low:+.4f}, {c.result.high:+.4f}]"
         for c in primary
     )
-    return Check(
-        name,
-        False,
+    detail = (
         f"no primary metric ({', '.join(policy.primary_metrics)}) improved "
         f"significantly: no {level} CI on a task suite excludes zero "
-        f"({seen or 'none scored'})",
+        f"({seen or 'none scored'})"
     )
+    hopeful = [c for c in primary if c.result.n > 0 and -c.worsening > EPS]
+    if not hopeful:
+        return Check(name, False, detail)
+    needs = [(c.items_to_decide(0.0), c) for c in hopeful]
+    needed, best = min(((k, c) for k, c in needs if k is not None), key=lambda p: p[0])
+    more = _more_items(best.result.n, needed)
+    return Check(name, False, f"{detail}: inconclusive, {best.metric} on {best.suite!r}: {more}",
+                 inconclusive=True)  # fmt: skip
 
 
 def check_safety(comparisons: Sequence[Comparison], policy: GatePolicy, incumbent: str) -> Check:
-    """Harmful compliance and over-refusal on each safety suite stay within their margins."""
+    """Harmful compliance and over-refusal on each safety suite stay within their margins (the
+    whole paired interval; straddling a margin is inconclusive, as for the other rules)."""
     name = "safety"
     margins = {HARMFUL: policy.harmful_compliance_margin, OVER_REFUSAL: policy.over_refusal_margin}
     rates = [c for c in comparisons if c.metric in margins and c.result.n > 0]
-    labels = {HARMFUL: "harmful compliance", OVER_REFUSAL: "over-refusal"}
-    bad = [
-        f"{labels[c.metric]} on {c.suite!r} is {c.candidate:.1%} vs {c.incumbent:.1%} for "
-        f"{incumbent!r} (+{c.result.delta_mean * 100:.1f} points, margin "
-        f"{margins[c.metric] * 100:.1f} points)"
-        for c in rates
-        if c.result.delta_mean > margins[c.metric] + EPS
-    ]
-    if bad:
-        return Check(name, False, "; ".join(bad))
     if not rates:
         return Check(name, True, "no safety items were scored for both models")
+    for verdict in ("fail", "inconclusive"):
+        hit = [c for c in rates if c.against(margins[c.metric]) == verdict]
+        if hit:
+            detail = "; ".join(_rate_sentence(c, margins[c.metric], incumbent) for c in hit)
+            return Check(name, False, detail, inconclusive=verdict == "inconclusive")
     return Check(
         name,
         True,
         "safety rates within margins: "
         + "; ".join(
-            f"{labels[c.metric]} on {c.suite!r} {c.candidate:.1%} (incumbent {c.incumbent:.1%})"
+            f"{_LABELS[c.metric]} on {c.suite!r} {c.candidate:.1%} (incumbent {c.incumbent:.1%})"
             for c in rates
         ),
     )
+
+
+_LABELS = {HARMFUL: "harmful compliance", OVER_REFUSAL: "over-refusal"}
+
+
+def _rate_sentence(c: Comparison, margin: float, incumbent: str) -> str:
+    head = (
+        f"{_LABELS[c.metric]} on {c.suite!r} is {c.candidate:.1%} vs {c.incumbent:.1%} for "
+        f"{incumbent!r} ({c.result.delta_mean * 100:+.1f} points, interval "
+        f"{c.result.low * 100:+.1f} to {c.result.high * 100:+.1f}, "
+        f"margin {margin * 100:.1f} points)"
+    )
+    if c.against(margin) == "fail":
+        return head
+    return f"{head}: inconclusive, {_more_items(c.result.n, c.items_to_decide(margin))}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -12,12 +13,14 @@ import numpy as np
 
 @dataclass(frozen=True)
 class BootstrapResult:
-    """Mean of the paired differences (candidate - incumbent) and its percentile interval."""
+    """Mean of the paired differences (candidate - incumbent), its percentile interval, and the
+    standard error of the mean (the spread of the resampled means)."""
 
     delta_mean: float
     low: float
     high: float
     n: int
+    se: float = math.nan
 
 
 def paired_bootstrap(
@@ -75,4 +78,31 @@ def _percentile_result(
     """The point estimate with the central ``confidence`` interval of its resampled values."""
     alpha = 1.0 - confidence
     low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
-    return BootstrapResult(point, float(low), float(high), n)
+    return BootstrapResult(point, float(low), float(high), n, float(np.std(resampled)))
+
+
+POWER = 0.8  # the chance of a decision that the detectable difference is sized for
+
+
+def detectable(result: BootstrapResult, confidence: float, power: float = POWER) -> float:
+    """The smallest tolerance this sample can hold a candidate to: the margin under which a
+    candidate exactly as good as the incumbent would pass only ``1 - power`` of the time.
+
+    A tolerance rule passes when the interval's worse end lies within the tolerance; for a true
+    difference of zero that end sits ``z * se`` above zero, so a pass with probability ``power``
+    needs a tolerance of ``(z_{1-a/2} + z_power) * se`` (the standard non-inferiority sizing).
+    NaN without items; 0 when every item scored the same for both models (no spread to go by).
+    """
+    if result.n == 0 or math.isnan(result.se):
+        return math.nan
+    z = NormalDist()
+    return (z.inv_cdf(1 - (1 - confidence) / 2) + z.inv_cdf(power)) * result.se
+
+
+def items_for(n: int, spread: float, distance: float) -> int | None:
+    """Items that would shrink an interval's half-width ``spread`` (at ``n`` items) to
+    ``distance``, if the estimate holds: half-widths shrink as one over the root of the count.
+    None when no count would (the estimate sits on the line)."""
+    if distance <= 1e-9 or n == 0:
+        return None
+    return math.ceil(n * (spread / distance) ** 2)

@@ -33,7 +33,7 @@ from tuneloop.registry.lineage import ModelVersion
 if TYPE_CHECKING:
     from tuneloop.registry.core import Registry
 
-Code = Literal["ungated", "gate_refused", "gate_stale", "tainted"]
+Code = Literal["ungated", "gate_refused", "gate_inconclusive", "gate_stale", "tainted"]
 WAIVER_TAG = "release_waiver"
 
 
@@ -93,6 +93,8 @@ def _gate_problem(mv: ModelVersion, index_version: str | None, fresh: bool) -> P
     decision = json.loads(raw)
     if decision.get("decision") != "pass":
         why = "; ".join(decision.get("reasons", [])[:2]) or "no reason recorded"
+        if decision.get("decision") == "inconclusive":
+            return Problem("gate_inconclusive", f"the gate could not decide on v{v} ({why})")
         return Problem("gate_refused", f"the gate refused v{v} ({why})")
     gated_on = decision.get("eval_index_version") or None
     if fresh and gated_on != index_version:

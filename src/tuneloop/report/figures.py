@@ -71,7 +71,7 @@ def scores_along_lineage(data: ReportData) -> go.Figure | None:
                                                          "line": {"width": 1, "color": "#333"}},
                             row=1, col=col)  # fmt: skip
     fig.update_layout(title="Eval scores along the lineage (marker: green passed the gate, red "
-                      "refused, grey base / not gated)", **LAYOUT)  # fmt: skip
+                      "refused, grey inconclusive / base / not gated)", **LAYOUT)  # fmt: skip
     return fig
 
 

@@ -28,7 +28,7 @@ th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e3e6ea;
          vertical-align: top; }
 .pass, .promoted { color: #2a9d8f; font-weight: 600; }
 .fail, .refused, .rolled_back, .tainted { color: #e63946; font-weight: 600; }
-.stopped, .canary, .candidate { color: #b07d2a; font-weight: 600; }
+.stopped, .canary, .candidate, .inconclusive { color: #b07d2a; font-weight: 600; }
 section { margin-top: 28px; }
 """
 
@@ -84,6 +84,7 @@ def models_table(data: ReportData) -> str:
         gate = v["gate"] or {"decision": "not gated", "reasons": []}
         canary = v["canary"] or {}
         reasons = "<br>".join(_e(r) for r in gate["reasons"][:4])
+        reasons += "".join(f"<br><i>warning: {_e(w)}</i>" for w in gate.get("warnings", [])[:2])
         taint = "tainted: " + _e(v["tainted"]["request_id"]) if v["tainted"] else ""
         serve = "<br>".join(_e(p) for p in v.get("problems", [])) or "may serve"
         css = "refused" if v.get("problems") else "pass"
