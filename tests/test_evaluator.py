@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tuneloop import progress
 from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
 from tuneloop.evalside.probe import memorization_probe
@@ -364,10 +365,10 @@ def test_shared_pass_gives_the_two_pass_answers_and_losses(
     items = [*ITEMS, SuiteItem("long", (Message("user", "why " * 20),), "because " * 10, {})]
     two = evaluator(model_tok_fp)
     two.shared_pass = False
-    apart = two._answers(items)
+    apart = two._answers(items, progress.ignore)
     one = evaluator(model_tok_fp)
     monkeypatch.setattr(one, "_losses", lambda batch: pytest.fail("losses computed apart"))
-    shared = one._answers(items)
+    shared = one._answers(items, progress.ignore)
     if adapter:
         model_tok_fp[0].unload()  # the module-scoped tiny model goes back to its own weights
     assert [shared[i.id].prediction for i in items] == [apart[i.id].prediction for i in items]

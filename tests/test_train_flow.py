@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,12 @@ def test_cli_train_json(ws: Workspace, tmp_path: Path) -> None:
         [str(exe), "train", "--workspace", str(ws.root), "--max-steps", "2", "--json"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    assert json.loads(done.stdout)["result"]["steps"] == 2
+    assert json.loads(done.stdout)["result"]["steps"] == 2  # stdout: the JSON alone
+    # No terminal: plain progress lines on stderr, from loading the model to the last step.
+    lines = done.stderr.splitlines()
+    assert any("loading the base model" in line and "done:" in line for line in lines), lines
+    assert any(re.search(r"training: 0/2 steps, 0%", line) for line in lines), lines
+    assert any(re.search(r"training: done: 2/2 steps, 100%.*loss \d", line) for line in lines)
 
 
 def test_a_round_continues_from_productions_adapter(ws: Workspace, tmp_path: Path) -> None:

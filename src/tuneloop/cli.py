@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneloop import cli_cycle, cli_db, cli_serve, render
+from tuneloop import cli_cycle, cli_db, cli_serve, progress, render
 from tuneloop.cli_options import JsonOpt, MaxBytesOpt, TextFieldOpt, WorkspaceOpt
 from tuneloop.errors import TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
@@ -188,19 +188,27 @@ def datasets_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
 
 
 @datasets_app.command("show")
-def datasets_show(version: str, workspace: WorkspaceOpt = None) -> None:
-    """A version's manifest (JSON)."""
+def datasets_show(version: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """A version's manifest: counts, parent, parameters and certificate (all of it with --json)."""
     from tuneloop.datasets import DatasetStore
 
-    render.emit_json(DatasetStore(find_workspace(workspace).datasets_dir).show(version))
+    manifest = DatasetStore(find_workspace(workspace).datasets_dir).show(version)
+    if json:
+        render.emit_json(manifest)
+        return
+    render.manifest_lines(manifest)
 
 
 @datasets_app.command("diff")
-def datasets_diff(v1: str, v2: str, workspace: WorkspaceOpt = None) -> None:
-    """What changed between two versions (JSON): records added/removed/changed, parameters."""
+def datasets_diff(v1: str, v2: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """What changed between two versions: records added/removed/changed, parameters."""
     from tuneloop.datasets import DatasetStore
 
-    render.emit_json(DatasetStore(find_workspace(workspace).datasets_dir).diff(v1, v2).to_dict())
+    diff = DatasetStore(find_workspace(workspace).datasets_dir).diff(v1, v2).to_dict()
+    if json:
+        render.emit_json(diff)
+        return
+    render.diff_lines(v1, v2, diff)
 
 
 @models_app.command("fetch")
@@ -231,11 +239,7 @@ def train(
     """Train a LoRA adapter on a dataset version (+ replay); write it with its lineage."""
     from tuneloop.flows.train import train as run
 
-    ws = find_workspace(workspace)
-    with render.step_progress(
-        "training", ws.config.train.max_steps if max_steps is None else max_steps, json
-    ) as progress:
-        report = run(ws, dataset, base, max_steps, resume, progress)
+    report = run(find_workspace(workspace), dataset, base, max_steps, resume)
     if json:
         render.emit_json(report.to_dict())
         return
@@ -333,11 +337,15 @@ def _version_dict(v: Any) -> dict[str, Any]:
 
 
 @registry_app.command("show")
-def registry_show(version: str, workspace: WorkspaceOpt = None) -> None:
-    """One version's lineage, aliases and adapter hash (JSON)."""
+def registry_show(version: str, workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """One version's lineage, aliases and adapter hash (all of it with --json)."""
     from tuneloop.flows.register import registry_for
 
-    render.emit_json(_version_dict(registry_for(find_workspace(workspace)).resolve(version)))
+    found = _version_dict(registry_for(find_workspace(workspace)).resolve(version))
+    if json:
+        render.emit_json(found)
+        return
+    render.version_lines(found)
 
 
 @registry_app.command("lineage")
@@ -365,7 +373,9 @@ ForceOpt = Annotated[
 
 
 @registry_app.command("promote")
-def registry_promote(version: str, force: ForceOpt = None, workspace: WorkspaceOpt = None) -> None:
+def registry_promote(
+    version: str, force: ForceOpt = None, workspace: WorkspaceOpt = None, json: JsonOpt = False
+) -> None:
     """Move production to VERSION (the old production becomes previous), if it may serve."""
     from tuneloop.flows.register import registry_for
     from tuneloop.registry.release import current_index_version, promote
@@ -373,11 +383,18 @@ def registry_promote(version: str, force: ForceOpt = None, workspace: WorkspaceO
     ws = find_workspace(workspace)
     registry = registry_for(ws)
     promote(registry, version, current_index_version(ws.index_dir), force)
-    render.out.print(f"production → v{registry.resolve('production').version}", highlight=False)
+    _say_production(f"v{registry.resolve('production').version}", json)
+
+
+def _say_production(version: str, json: bool) -> None:
+    if json:
+        render.emit_json({"production": version})
+    else:
+        render.out.print(f"production → {version}", highlight=False)
 
 
 @registry_app.command("relocate")
-def registry_relocate(workspace: WorkspaceOpt = None) -> None:
+def registry_relocate(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Point a copied or moved workspace's registry at its own artifacts folder."""
     from tuneloop.errors import ConfigError
     from tuneloop.registry.location import relocate
@@ -390,6 +407,9 @@ def registry_relocate(workspace: WorkspaceOpt = None) -> None:
             "every copy of the workspace: serve from the folder it names)"
         )
     old, new = relocate(db, ws.root / "artifacts", "tuneloop")
+    if json:
+        render.emit_json({"artifacts_from": str(old), "artifacts_to": str(new)})
+        return
     render.out.print(f"registry artifacts: {old} → {new}", highlight=False, markup=False)
 
 
@@ -402,6 +422,7 @@ def registry_rollback(
     ] = None,
     force: ForceOpt = None,
     workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Move production back to previous (or --to VERSION); previous is cleared, so running it
     again changes nothing."""
@@ -410,7 +431,7 @@ def registry_rollback(
 
     registry = registry_for(find_workspace(workspace))
     now = rollback(registry, to, expect, force)
-    render.out.print(f"production → v{now}", highlight=False)
+    _say_production(f"v{now}", json)
 
 
 @app.command()
@@ -543,10 +564,41 @@ app.command()(cli_serve.serve)
 app.command("vllm-template")(cli_serve.vllm_template)
 
 
+# `tuneloop --help` lists the commands by stage, in the order a first run meets them.
+STAGES: dict[str, tuple[str, ...]] = {
+    "Set up": ("init", "models", "keys", "db"),
+    "1. Data in: interactions and eval sets": (
+        "ingest", "evalset", "curate", "datasets", "dedup", "decontaminate"),
+    "2. Train and gate": ("train", "evaluate", "gate", "registry"),
+    "3. Serve and release": ("serve", "canary", "vllm-template"),
+    "The loop: every stage in one command": ("cycle", "watch", "report", "forget"),
+    "Try it": ("demo", "experiment", "federated"),
+}  # fmt: skip
+
+
+def _by_stage(typer_app: typer.Typer) -> None:
+    """Give every command and command group its stage's panel, commands in stage order."""
+    order = [name for names in STAGES.values() for name in names]
+    panel = {name: title for title, names in STAGES.items() for name in names}
+
+    def name_of(info: Any) -> str:
+        return str(info.name or info.callback.__name__.replace("_", "-"))
+
+    infos: list[Any] = [*typer_app.registered_commands, *typer_app.registered_groups]
+    for info in infos:
+        info.rich_help_panel = panel[name_of(info)]
+    typer_app.registered_commands.sort(key=lambda info: order.index(name_of(info)))
+    typer_app.registered_groups.sort(key=lambda info: order.index(name_of(info)))
+
+
+_by_stage(app)
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     try:
-        app()
+        with progress.shown(render.display()):
+            app()
     except TuneloopError as exc:
         render.err.print(f"error: {exc}", highlight=False, markup=False, soft_wrap=True)
         raise SystemExit(exc.exit_code) from None

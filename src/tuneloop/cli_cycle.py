@@ -66,8 +66,11 @@ def watch(
         float | None, typer.Option(help="seconds between checks (cycle.triggers.interval_s)")
     ] = None,
     workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Check the triggers every INTERVAL seconds and run a cycle whenever one fires."""
+    """Check the triggers every INTERVAL seconds and run a cycle whenever one fires.
+
+    With --json, one JSON line per check on stdout (the triggers and any cycle's status)."""
     import signal
     import threading
 
@@ -79,17 +82,24 @@ def watch(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    render.out.print(f"watching {ws.root}: triggers checked every {every:g} s (Ctrl-C stops)")
+    say = render.err.print if json else render.out.print
+    say(f"watching {ws.root}: triggers checked every {every:g} s (Ctrl-C stops)")
     while not stop.is_set():
-        render.out.print(f"[dim]{render.now()}[/] checking triggers")
+        line: dict[str, Any] = {"checked_at": render.now()}
+        say(f"[dim]{line['checked_at']}[/] checking triggers")
         try:
-            _, status = run_if_due(ws, render.out.print)
-            if status is not None:
+            triggers, status = run_if_due(ws, say)
+            line |= {"triggers": triggers.to_dict(), "cycle": status}
+            if status is not None and not json:
                 _print_end(status, False)
         except CycleBusyError as exc:
-            render.out.print(f"not starting: {exc}")
+            line["busy"] = str(exc)
+            say(f"not starting: {exc}")
         except TuneloopError as exc:  # a bad input file must not end the watch; say it, go on
+            line["error"] = str(exc)
             render.err.print(f"cycle failed: {exc}", markup=False)
+        if json:
+            render.emit_json_line(line)
         stop.wait(every)
 
 

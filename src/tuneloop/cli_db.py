@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tuneloop import render
-from tuneloop.cli_options import WorkspaceOpt
+from tuneloop.cli_options import JsonOpt, WorkspaceOpt
 from tuneloop.errors import ConfigError
 from tuneloop.workspace import find_workspace
 
@@ -25,6 +25,7 @@ def init(
         ),
     ],
     workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Create the stage roles, the stores' schemas, their triggers and grants (idempotent)."""
     from tuneloop.storage.setup import init_database
@@ -37,4 +38,7 @@ def init(
             "'postgres' and postgres = '<conninfo>' first"
         )
     roles = init_database(admin, cfg.role_prefix)
+    if json:
+        render.emit_json({"roles": roles, "schemas": ["train", "evalstore", "serving", "mlflow"]})
+        return
     render.out.print(f"roles {', '.join(roles)}: schemas train, evalstore, serving, mlflow ready")

@@ -26,8 +26,11 @@ def serve(
     backend: Annotated[str | None, typer.Option(help="embedded | vllm (serve.backend)")] = None,
     vllm_url: Annotated[str | None, typer.Option(help="vLLM server (serve.vllm_url)")] = None,
     workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
 ) -> None:
-    """Serve production (and any canary) at http://HOST:PORT/v1, OpenAI-compatible."""
+    """Serve production (and any canary) at http://HOST:PORT/v1, OpenAI-compatible.
+
+    With --json, one JSON line on stdout once the server listens (its URL, model, backend)."""
     import uvicorn
 
     from tuneloop.serve.app import create_app
@@ -58,10 +61,13 @@ def serve(
     app = create_app(services_for(ws, *built))
     if note:
         render.err.print(f"note: {note}", highlight=False)
-    render.out.print(
-        f"tuneloop serving {ws.config.train.base} ({kind}) at "
-        f"http://{host}:{port}/v1 — model 'production' follows the registry"
-    )
+    base_url = f"http://{host}:{port}/v1"
+    if json:
+        render.emit_json_line({"serving": base_url, "model": ws.config.train.base,
+                               "backend": kind, "note": note})  # fmt: skip
+    else:
+        render.out.print(f"tuneloop serving {ws.config.train.base} ({kind}) at {base_url} — "
+                         "model 'production' follows the registry")  # fmt: skip
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             **server_options(app))  # fmt: skip
     uvicorn.Server(config).run(sockets=[sock])
@@ -72,6 +78,7 @@ def vllm_template(
         Path | None, typer.Option(help="where (default serve/vllm-template.jinja)")
     ] = None,
     workspace: WorkspaceOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Write the chat template vLLM needs for tool calls, and print vLLM's tool flags."""
     from transformers import AutoTokenizer
@@ -88,11 +95,12 @@ def vllm_template(
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path, "w") as fh:
         fh.write(original if "tools" in original else template_for(original))
-    render.out.print(
-        f"--chat-template {path} --enable-auto-tool-choice --tool-call-parser hermes",
-        highlight=False,
-        markup=False,
-    )
+    flags = ["--chat-template", str(path), "--enable-auto-tool-choice",
+             "--tool-call-parser", "hermes"]  # fmt: skip
+    if json:
+        render.emit_json({"template": str(path), "vllm_flags": flags})
+        return
+    render.out.print(" ".join(flags), highlight=False, markup=False)
 
 
 @canary_app.command("start")
@@ -178,13 +186,16 @@ def canary_status(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
 
 
 @canary_app.command("stop")
-def canary_stop(workspace: WorkspaceOpt = None) -> None:
+def canary_stop(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Stop the canary: its users go back to production."""
     from tuneloop.flows.register import registry_for
     from tuneloop.serve.canary import actions
 
     ws = find_workspace(workspace)
     state = actions.stop(ws.serve_dir, registry_for(ws))
+    if json:
+        render.emit_json({"stopped": f"v{state.version}"})
+        return
     render.out.print(f"canary v{state.version} stopped; every user is on production")
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from tuneloop import progress
 
 # No emoji codes (":train:" is a split name here, not a picture); wide tables when piped.
 out = Console(emoji=False, width=None if Console().is_terminal else 130)
@@ -28,6 +31,12 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def emit_json_line(data: Any) -> None:
+    """One compact JSON object per line, for commands that go on (serve, watch): JSON Lines."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
 @contextmanager
 def working(message: str, quiet: bool) -> Iterator[None]:
     """A spinner on stderr while long work runs (only on a terminal, never with --json)."""
@@ -38,27 +47,46 @@ def working(message: str, quiet: bool) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def step_progress(
-    title: str, total: int, quiet: bool
-) -> Iterator[Callable[[dict[str, Any]], None] | None]:
-    """A progress bar with loss and ETA on stderr (only on a terminal, never with --json)."""
-    if quiet or not err.is_terminal:
-        yield None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("step {task.completed}/{task.total}  loss {task.fields[loss]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=err) as bar:
-        task = bar.add_task(title, total=total, loss="-")
+class Bars:
+    """Progress bars with an ETA on stderr, one per phase of long work (on a terminal)."""
 
-        def update(info: dict[str, Any]) -> None:
-            bar.update(task, completed=info["step"], loss=f"{info['loss']:.4f}")
+    def __init__(self) -> None:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} {task.fields[unit]} {task.fields[extra]}"),
+            TimeRemainingColumn(),
+        )
+        self.bars = Progress(*columns, console=err, transient=True)
+        self.tasks: dict[str, Any] = {}
 
-        yield update
+    def start(self, title: str, total: int | None, unit: str) -> progress.Advance:
+        if not self.tasks:
+            self.bars.start()
+        task = self.tasks[title] = self.bars.add_task(title, total=total, unit=unit, extra="")
+
+        def advance(n: int = 1, **fields: object) -> None:
+            self.bars.update(task, advance=n)
+            if fields:
+                self.bars.update(task, extra="  ".join(f"{k} {v}" for k, v in fields.items()))
+
+        return advance
+
+    def end(self, title: str) -> None:
+        task = self.tasks.pop(title, None)
+        if task is not None:
+            self.bars.remove_task(task)
+        if not self.tasks:
+            self.bars.stop()
+
+
+def display() -> progress.Display | None:
+    """Bars on a terminal, plain lines on stderr otherwise (TUNELOOP_PROGRESS=0: none)."""
+    terminal = err.is_terminal
+    chosen = progress.default_display(terminal, quiet=False)
+    if terminal and os.environ.get("TUNELOOP_PROGRESS", "1") != "0":
+        return Bars()
+    return chosen
 
 
 def counts_table(
@@ -163,3 +191,74 @@ def memorization_lines(probe: Mapping[str, Any]) -> None:
             f"/ {p['fresh_items']} fresh items, token F1 gap {text}"
             + (" [red]FLAGGED[/]" if p.get("flagged") else "")
         )
+
+
+def manifest_lines(m: Mapping[str, Any]) -> None:
+    """``datasets show`` for a person: what the version holds, where it came from, what it
+    dropped and why, and the eval index it was certified against."""
+    counts = m.get("counts", {})
+    cert = m.get("contamination_certificate") or {}
+    certified = "turned off" if cert.get("disabled") else str(cert.get("index_version", "-"))[:12]
+    lines = [
+        f"{m['version']} (created {m.get('created_at', '?')}, parent {m.get('parent') or '-'})",
+        f"  records {counts.get('records', 0):,}: train {counts.get('train', 0):,}, "
+        f"validation {counts.get('validation', 0):,}",
+        "  by source: " + _pairs(counts.get("by_source", {})),
+        "  dropped: " + _pairs(m.get("drops_by_reason", {})),
+        f"  contamination certificate: eval index {certified}",
+        "  blocks: " + " → ".join(b["name"] for b in m.get("blocks", [])),
+        "  (every parameter: --json)",
+    ]
+    for line in lines:
+        out.print(line, highlight=False, markup=False)
+
+
+def diff_lines(v1: str, v2: str, d: Mapping[str, Any]) -> None:
+    """``datasets diff`` for a person: counts of records added, removed and changed, the split
+    sizes, and which block or input parameters changed (the ids themselves: --json)."""
+    out.print(f"{v1} → {v2}", highlight=False, markup=False)
+    for key in ("added", "removed", "changed"):
+        out.print(f"  {key}: {len(d.get(key, [])):,} records", highlight=False)
+    for split, sizes in sorted(d.get("splits", {}).items()):
+        out.print(f"  {split}: {_pairs(sizes)}", highlight=False, markup=False)
+    for key in ("blocks_changed", "inputs_changed"):
+        for name, change in sorted(d.get(key, {}).items()):
+            what = f"  {key.split('_')[0][:-1]} {name}: {_change(change)}"
+            out.print(what, highlight=False, markup=False)
+
+
+def _change(change: Mapping[str, Any]) -> str:
+    """old → new, or for parameter tables only the parameters that moved."""
+    old, new = change.get("old"), change.get("new")
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return f"{old} → {new}"
+    moved = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return "; ".join(f"{k} {_short(old.get(k))} → {_short(new.get(k))}" for k in moved)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:12] + "…" if len(text) > 16 else text
+
+
+def version_lines(v: Mapping[str, Any]) -> None:
+    """``registry show`` for a person: aliases, base, dataset, gate decision and the adapter."""
+    lin = v.get("lineage", {})
+    gate = json.loads(lin["gate_decision"]) if lin.get("gate_decision") else {}
+    lines = [
+        f"v{v['version']} {', '.join(v.get('aliases', [])) or '(no alias)'}, "
+        f"created {v.get('created_at')}",
+        f"  base {lin.get('base_ref')} (sha256 {str(lin.get('base_sha256', ''))[:12]})",
+        f"  dataset {lin.get('dataset_version')}, replay {lin.get('replay_version') or '-'}",
+        f"  gate: {gate.get('decision', 'not gated')}",
+        f"  adapter sha256 {str(v.get('adapter_sha256', ''))[:12]} ({v.get('source')})",
+    ]
+    if v.get("tainted"):
+        lines.append(f"  tainted by erasure {v['tainted'].get('request_id')}")
+    for line in [*lines, "  (the whole lineage: --json)"]:
+        out.print(line, highlight=False, markup=False)
+
+
+def _pairs(counts: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                     for k, v in counts.items()) or "none"  # fmt: skip

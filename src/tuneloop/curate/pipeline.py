@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
+from tuneloop import progress
 from tuneloop.config import CurateConfig
 from tuneloop.contamination.check import Checker
 from tuneloop.curate.base import Block, DropLog
@@ -84,13 +85,25 @@ def redactor(blocks: Sequence[Block] = ()) -> Callable[[Record], Record]:
     return redact
 
 
+def _counted(records: Iterable[Record], advance: progress.Advance) -> Iterator[Record]:
+    for record in records:
+        yield record
+        advance()
+
+
+def _through(blocks: Sequence[Block], records: Iterable[Record], log: DropLog) -> Iterable[Record]:
+    stream = records
+    for block in blocks:
+        stream = block.run(stream, log)
+    return stream
+
+
 def run_pipeline(blocks: Sequence[Block], records: Iterable[Record]) -> PipelineResult:
     """Run every block in order; report each block's parameters and counts."""
     log = DropLog(redact=redactor(blocks))
-    stream: Iterable[Record] = records
-    for block in blocks:
-        stream = block.run(stream, log)
-    out = list(stream)
+    total = len(records) if isinstance(records, Sized) else None
+    with progress.task("curating", total, "records") as advance:
+        out = list(_through(blocks, _counted(records, advance), log))
     reports = [
         {
             "name": b.name,

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop import progress
 from tuneloop.encryption import db as encrypted_db
 from tuneloop.erasure import compact
 from tuneloop.errors import InputError, TuneloopError
@@ -141,12 +142,14 @@ class Evaluator:
         """
         if kind == "task" and self.task_system_prompt:
             items = [with_system_prompt(item, self.task_system_prompt) for item in items]
-        answers = self._answers(items)
+        title = f"{self.model_name}: scoring suite {suite_name!r}"
+        with progress.task(title, len(items)) as advance:
+            answers = self._answers(items, advance)
         fields = self.fields if kind == "task" else ()
         scores = [_item_score(item, answers[item.id], kind, fields) for item in items]
         return SuiteResult(name=suite_name, kind=kind, items=scores)
 
-    def _answers(self, items: Sequence[SuiteItem]) -> dict[str, Answer]:
+    def _answers(self, items: Sequence[SuiteItem], advance: progress.Advance) -> dict[str, Answer]:
         """Cached answers, plus new ones for the items the cache lacks (then stored)."""
         keys = {item.id: self._cache_key(item) for item in items}
         found: dict[str, Answer] = {}
@@ -155,12 +158,15 @@ class Evaluator:
                 if (hit := self._cache.get(keys[item.id])) is not None:
                     found[item.id] = hit
         missing = [item for item in items if item.id not in found]
-        fresh = self._answer_batches(missing)
+        advance(len(found))
+        fresh = self._answer_batches(missing, advance)
         if self._cache is not None and fresh:
             self._cache.put([(keys[i], self.model_name, i, a) for i, a in fresh.items()])
         return found | fresh
 
-    def _answer_batches(self, items: Sequence[SuiteItem]) -> dict[str, Answer]:
+    def _answer_batches(
+        self, items: Sequence[SuiteItem], advance: progress.Advance
+    ) -> dict[str, Answer]:
         """Generate and compute losses in batches of similar prompt length (less padding)."""
         prompts = {item.id: self._prompt_ids(item) for item in items}
         ordered = sorted(items, key=lambda item: len(prompts[item.id]))
@@ -168,6 +174,7 @@ class Evaluator:
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
             out.update(self._answer_batch(batch, [prompts[item.id] for item in batch]))
+            advance(len(batch))
         return out
 
     def _answer_batch(

@@ -22,6 +22,8 @@ from tuneloop.errors import WorkspaceError
 from tuneloop.flows.register import register_run
 from tuneloop.model.base import BaseModelInfo, load_base
 from tuneloop.model.fetch import base_folder
+from tuneloop.progress import Advance
+from tuneloop.progress import task as progress_task
 from tuneloop.records import Record
 from tuneloop.train.adapter import folder_sha256
 from tuneloop.train.data import pack, single_rows, tokenize
@@ -237,6 +239,18 @@ def _private_trainer(
     return _Private(trainer, ledger, budget, dataset, run_id)
 
 
+def _per_step(advance: Advance) -> Any:
+    """The trainer's per-step callback, as progress: steps done (a resumed run starts ahead)."""
+    done = 0
+
+    def update(info: dict[str, Any]) -> None:
+        nonlocal done
+        advance(info["step"] - done, loss=f"{info['loss']:.4f}")
+        done = info["step"]
+
+    return update
+
+
 def train(
     ws: Workspace,
     dataset: str | None = None,
@@ -256,7 +270,8 @@ def train(
         raise WorkspaceError("no dataset version yet; run `tuneloop curate` first")
     version = store.resolve(version)
     base_ref = base or cfg.base
-    model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
+    with progress_task(f"loading the base model {base_ref}", None, "steps"):
+        model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
     settings = settings_from(cfg, max_steps)
     records = store.load(version, split="train")
     if not records:  # before the warm start fetches an adapter for nothing
@@ -292,7 +307,8 @@ def train(
     else:
         trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings,
                           run_dir, distill_rows=distill_rows)  # fmt: skip
-    result = trainer.run(resume=resume, progress=progress)
+    with progress_task("training", settings.max_steps, "steps") as advance:
+        result = trainer.run(resume=resume, progress=progress or _per_step(advance))
     if trainer.is_main:
         _buffer(ws, cfg).add_round(round_records, version)
     lineage = {

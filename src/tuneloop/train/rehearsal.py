@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from tuneloop import progress
 from tuneloop.jsonl import write_jsonl
 from tuneloop.records import Record, read_records, record_from_obj
 
@@ -63,32 +64,42 @@ class Rehearsal:
 def _answer(model: Any, tokenizer: Any, chats: list[list[dict[str, str]]], max_new: int,
             batch: int) -> tuple[list[str], int]:  # fmt: skip
     """Greedy answers, batched with left padding (the order of ``chats`` is kept)."""
-    import torch
-
     ids = [tokenizer.apply_chat_template(c, tokenize=True, add_generation_prompt=True,
                                          return_dict=False) for c in chats]  # fmt: skip
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     answers: dict[int, str] = {}
     tokens = 0
-    for start in range(0, len(order), batch):
-        group = order[start : start + batch]
-        width = max(len(ids[i]) for i in group)
-        x = torch.full((len(group), width), pad)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        for row, i in enumerate(group):
-            x[row, width - len(ids[i]) :] = torch.tensor(ids[i])
-            mask[row, width - len(ids[i]) :] = 1
-        with torch.inference_mode():
-            out = model.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new,
-                                 do_sample=False, pad_token_id=pad)  # fmt: skip
-        for row, i in enumerate(group):
-            new = out[row, width:].tolist()
-            if tokenizer.eos_token_id in new:
-                new = new[: new.index(tokenizer.eos_token_id)]
-            tokens += len(new)
-            answers[i] = _whole_sentences(tokenizer.decode(new, skip_special_tokens=True).strip())
+    with progress.task("rehearsal: the base model's answers", len(order), "prompts") as advance:
+        for start in range(0, len(order), batch):
+            group = order[start : start + batch]
+            tokens += _answer_group(model, tokenizer, ids, group, max_new, pad, answers)
+            advance(len(group))
     return [answers[i] for i in range(len(chats))], tokens
+
+
+def _answer_group(model: Any, tokenizer: Any, ids: list[list[int]], group: list[int],
+                  max_new: int, pad: int, answers: dict[int, str]) -> int:  # fmt: skip
+    """Answer one left-padded batch into ``answers``; the answer tokens it generated."""
+    import torch
+
+    tokens = 0
+    width = max(len(ids[i]) for i in group)
+    x = torch.full((len(group), width), pad)
+    mask = torch.zeros((len(group), width), dtype=torch.long)
+    for row, i in enumerate(group):
+        x[row, width - len(ids[i]) :] = torch.tensor(ids[i])
+        mask[row, width - len(ids[i]) :] = 1
+    with torch.inference_mode():
+        out = model.generate(input_ids=x, attention_mask=mask, max_new_tokens=max_new,
+                             do_sample=False, pad_token_id=pad)  # fmt: skip
+    for row, i in enumerate(group):
+        new = out[row, width:].tolist()
+        if tokenizer.eos_token_id in new:
+            new = new[: new.index(tokenizer.eos_token_id)]
+        tokens += len(new)
+        answers[i] = _whole_sentences(tokenizer.decode(new, skip_special_tokens=True).strip())
+    return tokens
 
 
 def _whole_sentences(text: str) -> str:
