@@ -41,7 +41,8 @@ def test_nothing_is_shown_without_a_display_and_a_total_is_optional() -> None:
     stream = io.StringIO()
     with progress.shown(progress.Lines(stream, every_s=0)), progress.task("loading") as advance:
         advance()
-    assert "loading: done: 1 items" in stream.getvalue()
+    assert "loading: 0 s so far" in stream.getvalue()  # no count before any
+    assert "loading: done: 1 items, 0 s" in stream.getvalue()
 
 
 def test_the_default_display_follows_the_terminal_and_the_switch(

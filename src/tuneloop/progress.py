@@ -40,18 +40,22 @@ class _Phase:
     shown_at: float = 0.0
     fields: dict[str, object] = field(default_factory=dict)
 
-    def line(self, now: float) -> str:
+    def line(self, now: float, finished: bool = False) -> str:
         spent = now - self.started
-        parts = [f"{self.done:,}" + (f"/{self.total:,}" if self.total else "") + f" {self.unit}"]
+        parts = []
+        if self.total is not None or self.done:
+            parts.append(
+                f"{self.done:,}" + (f"/{self.total:,}" if self.total else "") + f" {self.unit}"
+            )
         if self.total:
             parts.append(f"{self.done / self.total:.0%}")
         rate = self.done / spent if spent > 0 else 0.0
-        if self.total and 0 < self.done < self.total and rate > 0:
+        if not finished and self.total and 0 < self.done < self.total and rate > 0:
             parts.append(f"ETA {_duration((self.total - self.done) / rate)}")
-        parts.append(f"{_duration(spent)} so far")
+        parts.append(f"{_duration(spent)}" + ("" if finished else " so far"))
         parts += [f"{k} {v}" for k, v in self.fields.items()]
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        return f"[{stamp}] {self.title}: " + ", ".join(parts)
+        return f"[{stamp}] {self.title}: " + ("done: " if finished else "") + ", ".join(parts)
 
 
 def _duration(seconds: float) -> str:
@@ -86,15 +90,11 @@ class Lines:
     def end(self, title: str) -> None:
         phase = self.phases.pop(title, None)
         if phase is not None:
-            self._write(phase, time.monotonic(), "done: ")
+            self._write(phase, time.monotonic(), finished=True)
 
-    def _write(self, phase: _Phase, now: float, prefix: str = "") -> None:
+    def _write(self, phase: _Phase, now: float, finished: bool = False) -> None:
         phase.shown_at = now
-        line = phase.line(now)
-        if prefix:
-            head, _, rest = line.partition(": ")
-            line = f"{head}: {prefix}{rest}"
-        self.stream.write(line + "\n")
+        self.stream.write(phase.line(now, finished) + "\n")
         self.stream.flush()
 
 

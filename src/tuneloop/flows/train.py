@@ -269,16 +269,16 @@ def train(
     if version is None:
         raise WorkspaceError("no dataset version yet; run `tuneloop curate` first")
     version = store.resolve(version)
-    base_ref = base or cfg.base
-    with progress_task(f"loading the base model {base_ref}", None, "steps"):
-        model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
-    settings = settings_from(cfg, max_steps)
     records = store.load(version, split="train")
-    if not records:  # before the warm start fetches an adapter for nothing
+    if not records:  # before the model loads and the warm start fetches an adapter for nothing
         raise WorkspaceError(
             f"dataset {version} has no training records (everything was dropped or held out; "
             f"see `tuneloop datasets show {version}`); ingest more data and curate again"
         )
+    base_ref = base or cfg.base
+    with progress_task(f"loading the base model {base_ref}"):
+        model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
+    settings = settings_from(cfg, max_steps)
     warm = _warm(ws, cfg, info, model, settings)
     round_records = _round_records(store, version, records, cfg, warm)
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
