@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,19 @@ settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keys made by `tuneloop init` go to a folder of the test session, not ~/.config."""
+    folder = tmp_path_factory.mktemp("keys")
+    before = os.environ.get("TUNELOOP_KEY_DIR")
+    os.environ["TUNELOOP_KEY_DIR"] = str(folder)  # subprocesses inherit it
+    yield folder
+    if before is None:
+        del os.environ["TUNELOOP_KEY_DIR"]
+    else:
+        os.environ["TUNELOOP_KEY_DIR"] = before
 
 
 @pytest.fixture

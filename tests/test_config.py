@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tuneloop.config import DEFAULT_TOML, TuneloopConfig, load_config
+from tuneloop.config import TuneloopConfig, default_toml, load_config
 from tuneloop.errors import ConfigError, WorkspaceError
 from tuneloop.workspace import find_workspace, init_workspace
 
 
 def test_default_file_is_the_default_config(tmp_path: Path) -> None:
     path = tmp_path / "tuneloop.toml"
-    path.write_text(DEFAULT_TOML.format(name="tuneloop"))
+    path.write_text(default_toml("tuneloop"))
     assert load_config(path) == TuneloopConfig()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def encrypted(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> Work
     """A workspace with encryption on, after ingest, curate, evalset add and served traffic."""
     monkeypatch.setenv("TUNELOOP_KEY", key)
     root = tmp_path / "ws"
-    assert run("init", root, cwd=tmp_path).returncode == 0
+    assert run("init", root, "--no-encryption", cwd=tmp_path).returncode == 0  # then: env key
     config = (root / "tuneloop.toml").read_text()
     (root / "tuneloop.toml").write_text(
         config.replace("encryption = false", "encryption = true")
@@ -179,3 +180,26 @@ def test_key_providers(tmp_path: Path) -> None:
     assert provider("file:master.key", tmp_path) == FileKey(tmp_path / "master.key")
     with pytest.raises(EncryptionError, match="env:VAR"):
         provider("vault", tmp_path)
+
+
+def test_init_encrypts_by_default_with_a_key_outside_the_workspace(
+    tmp_path: Path, key_dir: Path
+) -> None:
+    root = tmp_path / "ws"
+    done = run("init", root, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    assert made["encryption"] is True and made["key"].startswith(f"file:{key_dir}")
+    path = Path(made["key"].removeprefix("file:"))
+    assert root not in path.parents and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert len(bytes.fromhex(path.read_text().strip())) == 32
+    data = write_jsonl(tmp_path / "in.jsonl", interactions(12))
+    assert run("ingest", data, "--workspace", root, cwd=tmp_path).returncode == 0
+    assert find_bytes(root, [SECRET.encode()]) == {}  # the store is sealed
+    assert "train/store.sqlite" in find_plain(root, [SECRET.encode()])  # and holds the text
+    # a key folder inside the workspace is refused, and nothing is written
+    inside = tmp_path / "ws2"
+    refused = run("init", inside, cwd=tmp_path, env={"TUNELOOP_KEY_DIR": str(inside / "k")})
+    assert refused.returncode == 2 and "protects nothing" in refused.stderr
+    assert not inside.exists()

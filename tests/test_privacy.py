@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from tuneloop.config import DEFAULT_TOML, parse_config
+from tuneloop.config import default_toml, parse_config
 from tuneloop.errors import ConfigError, PrivacyBudgetError, TrainingGuardError
 from tuneloop.flows.curate import curate
 from tuneloop.flows.train import settings_from, train
@@ -58,7 +58,7 @@ def test_privacy_config_forces_packing_off_and_keeps_default_config() -> None:
     settings = settings_from(cfg.train)
     assert settings.privacy == PrivacySettings(epsilon=8.0, delta=1e-6)
     assert not settings.packing and settings.to_dict()["privacy"]["epsilon"] == 8.0
-    plain = settings_from(parse_config(DEFAULT_TOML.format(name="x"), Path("t")).train)
+    plain = settings_from(parse_config(default_toml("x"), Path("t")).train)
     assert plain.packing and "privacy" not in plain.to_dict()  # non-private lineage unchanged
 
 

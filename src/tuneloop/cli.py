@@ -41,14 +41,33 @@ app.command()(cli_cycle.report)
 
 @app.command()
 def init(
-    directory: Path, name: Annotated[str | None, typer.Option()] = None, json: JsonOpt = False
+    directory: Path,
+    name: Annotated[str | None, typer.Option()] = None,
+    encryption: Annotated[
+        bool,
+        typer.Option(
+            help="encrypt at rest with a new key kept outside the workspace "
+            "($TUNELOOP_KEY_DIR, else ~/.config/tuneloop/keys)"
+        ),
+    ] = True,
+    json: JsonOpt = False,
 ) -> None:
-    """Create a workspace: tuneloop.toml and the training-side / eval-side folders."""
-    ws = init_workspace(directory, name)
+    """Create a workspace: tuneloop.toml and the training-side / eval-side folders.
+
+    Encrypted at rest by default: the key is made here, owner-only, outside the workspace;
+    back it up (without it the stores cannot be read)."""
+    existed = (directory / "tuneloop.toml").exists()
+    ws = init_workspace(directory, name, encrypt=encryption and not existed)
+    security = ws.config.security
+    key = security.key if security.encryption else None
     if json:
-        render.emit_json({"workspace": str(ws.root), "config": str(ws.config_path)})
-    else:
-        render.out.print(f"workspace ready: {ws.root} (edit {ws.config_path.name} to configure)")
+        render.emit_json({"workspace": str(ws.root), "config": str(ws.config_path),
+                          "encryption": security.encryption, "key": key})  # fmt: skip
+        return
+    render.out.print(f"workspace ready: {ws.root} (edit {ws.config_path.name} to configure)")
+    if key:
+        render.out.print(f"encrypted at rest; key: {key.removeprefix('file:')} (back it up: "
+                         "without it nothing in the stores can be read)", markup=False)  # fmt: skip
 
 
 @app.command()

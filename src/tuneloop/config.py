@@ -549,8 +549,8 @@ quality_max_rating_decrease = 0.25
 interval_s = 300         # `tuneloop watch`: seconds between checks
 
 [security]
-encryption = false       # SQLCipher for the stores, AES-256-GCM for files that hold user text
-key = "env:TUNELOOP_KEY" # where the key is: env:VAR | file:PATH | kms:MODULE:NAME; never the key
+encryption = {encryption}  # SQLCipher for the stores, AES-256-GCM for files with user text
+key = "{key}"  # where the key is: env:VAR | file:PATH | kms:MODULE:NAME; never the key itself
 
 [storage]
 backend = "sqlite"       # sqlite: files under this workspace | postgres: schemas on a server
@@ -558,6 +558,11 @@ postgres = ""            # e.g. "host=db.internal dbname=tuneloop": no user, no 
                          # stage connects as its own role (`tuneloop db init` makes them)
 role_prefix = "tuneloop_"
 """
+
+
+def default_toml(name: str, encryption: bool = False, key: str = "env:TUNELOOP_KEY") -> str:
+    """The commented ``tuneloop.toml`` a new workspace starts from."""
+    return DEFAULT_TOML.format(name=name, encryption=str(encryption).lower(), key=key)
 
 
 def _format_errors(path: Path, exc: ValidationError) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from tuneloop.config import DEFAULT_TOML, TuneloopConfig, load_config
+from tuneloop.config import TuneloopConfig, default_toml, load_config
 from tuneloop.errors import WorkspaceError
 from tuneloop.storage import PgTarget, Role, Store, pg_target
 
@@ -92,13 +92,25 @@ class Workspace:
         return pg_target(cfg.postgres, cfg.role_prefix, name, role, local)
 
 
-def init_workspace(root: Path, name: str | None = None) -> Workspace:
-    """Create the layout and a default ``tuneloop.toml`` (an existing one is kept)."""
+def init_workspace(root: Path, name: str | None = None, encrypt: bool = False) -> Workspace:
+    """Create the layout and a default ``tuneloop.toml`` (an existing one is kept).
+
+    ``encrypt``: make a key outside the workspace (:func:`encryption.keys.create_key_file`) and
+    turn encryption at rest on in the new ``tuneloop.toml`` (``tuneloop init`` does, unless told
+    not to)."""
     ws = Workspace(root.resolve())
+    text = None
+    if not ws.config_path.exists():
+        key = "env:TUNELOOP_KEY"
+        if encrypt:  # first: a refused key folder leaves nothing behind
+            from tuneloop.encryption.keys import create_key_file
+
+            key = f"file:{create_key_file(ws.root, name or ws.root.name)}"
+        text = default_toml(name or ws.root.name, encrypt, key)
     for folder in (ws.train_dir, ws.eval_dir, ws.index_dir, ws.datasets_dir, ws.rejects_dir):
         folder.mkdir(parents=True, exist_ok=True)
-    if not ws.config_path.exists():
-        ws.config_path.write_text(DEFAULT_TOML.format(name=name or ws.root.name), encoding="utf-8")
+    if text is not None:
+        ws.config_path.write_text(text, encoding="utf-8")
     ws.config  # noqa: B018 - validate now, so a bad existing file is reported at init
     return ws
 

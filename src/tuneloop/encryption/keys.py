@@ -183,3 +183,34 @@ def _keys(root: Path, _mtime: int, _size: int, _env: object) -> Keys | None:
         return None
     spec = settings.get("key", "env:TUNELOOP_KEY")
     return Keys.derive(provider(str(spec), root).key())
+
+
+KEY_DIR_VAR = "TUNELOOP_KEY_DIR"
+
+
+def key_dir() -> Path:
+    """Where ``tuneloop init`` keeps the keys it makes: $TUNELOOP_KEY_DIR, else
+    $XDG_CONFIG_HOME/tuneloop/keys, else ~/.config/tuneloop/keys: off the workspace's folder,
+    since a key beside the data it protects protects nothing once the folder is copied."""
+    if os.environ.get(KEY_DIR_VAR):
+        return Path(os.environ[KEY_DIR_VAR]).expanduser()
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config).expanduser() / "tuneloop" / "keys"
+
+
+def create_key_file(root: Path, name: str) -> Path:
+    """A new random key for the workspace at ``root``, in :func:`key_dir`, owner-only (0600 in a
+    0700 folder). Refuses a key folder inside the workspace."""
+    folder = key_dir().resolve()
+    if folder == root.resolve() or root.resolve() in folder.parents:
+        raise EncryptionError(
+            f"{folder}: the key folder is inside the workspace {root}; a key kept beside the "
+            f"data protects nothing: set ${KEY_DIR_VAR} to a folder outside it"
+        )
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:40] or "workspace"
+    path = folder / f"{safe}-{os.urandom(4).hex()}.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(os.urandom(KEY_BYTES).hex() + "\n")
+    return path
