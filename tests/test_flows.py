@@ -64,6 +64,25 @@ def test_ingest_drops_eval_copies_with_their_match(workspace: Workspace, tmp_pat
         assert "leak" not in {r.id for r in store.iter_records()}
 
 
+def test_ingest_rejects_hold_no_raw_pii_but_keep_the_keys(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """A plain workspace's rejects file is read by people: the text is redacted the way curation
+    redacts it, the record's id and its grouping keys (an email as user id) are not."""
+    workspace = with_fraction(workspace, 0.0)
+    evals = [{"id": "e1", "text": sentence()}]
+    add_file(workspace, write(tmp_path / "eval.jsonl", evals), "task")
+    leak = chat("leak", "ann@example.org", evals[0]["text"] + " Card 4111 1111 1111 1111, "
+                "mail me at bob.smith@example.com or call +1 415 555 0134.")  # fmt: skip
+    report = ingest_file(workspace, write(tmp_path / "in.jsonl", [leak, chat("ok", "u1", "hi")]))
+    raw = Path(report.rejects_file or "").read_text()
+    for secret in ("4111 1111 1111 1111", "bob.smith@example.com", "555 0134"):
+        assert secret not in raw, secret
+    (row,) = [json.loads(x) for x in raw.splitlines()]
+    assert row["id"] == "leak" and row["record"]["user_id"] == "ann@example.org"
+    assert row["reason"] == "contaminated" and "<" in row["record"]["messages"][0]["content"]
+
+
 def test_every_record_is_accounted_for(workspace: Workspace, tmp_path: Path) -> None:
     rows = [chat(f"t{i}", f"u{i % 7}", sentence()) for i in range(40)]
     rows += [chat("dup", "u1", "x"), chat("dup", "u1", "y"), {"id": "blank", "text": "  "}]

@@ -20,7 +20,7 @@ from typing import Any
 from tuneloop import faults
 from tuneloop.contamination.check import Checker, strongest
 from tuneloop.contamination.semantic import embedder_for
-from tuneloop.curate.pipeline import record_blocks, run_pipeline
+from tuneloop.curate.pipeline import record_blocks, redactor, run_pipeline
 from tuneloop.errors import InputError
 from tuneloop.evalside.intake import add_eval_items
 from tuneloop.evalside.intake import load_or_rebuild as load_index_for
@@ -73,8 +73,20 @@ class _Plan:
 
 def _reject(plan: _Plan, record: Record, stage: str, reason: str, **details: Any) -> None:
     plan.rejects.append(
-        {"id": record.id, "stage": stage, "reason": reason, **details, "record": record.to_dict()}
+        {"id": record.id, "stage": stage, "reason": reason, **details, "record": record}
     )
+
+
+def _redacted(ws: Workspace, rejects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rejects with the PII in their text redacted the way curation redacts it (a rejects
+    file is kept, and read by people): sealed too when the workspace is encrypted. Ids and the
+    grouping keys stay as they are, so that a rejected record can still be found and erased."""
+    redact = redactor(record_blocks(ws.config.curate))
+    return [
+        {**row, "record": redact(found).to_dict()} if isinstance(found := row["record"], Record)
+        else row  # dropped by the eval side's curation: redacted there already
+        for row in rejects
+    ]  # fmt: skip
 
 
 def _route_all(ws: Workspace, records: list[Record], store: TrainStore) -> _Plan:
@@ -183,7 +195,7 @@ def ingest_records(
         clean = _check_training(ws, plan, report) if plan.train else []
         if plan.rejects:
             target = ws.rejects_dir / f"ingest-{batch}.jsonl"
-            write_jsonl(target, plan.rejects, sealed=True)
+            write_jsonl(target, _redacted(ws, plan.rejects), sealed=True)
             report.rejects_file = str(target)
         report.dropped.update(":".join(filter(None, (r["stage"], r.get("block"), r["reason"])))
                               for r in plan.rejects)  # fmt: skip
