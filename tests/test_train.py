@@ -13,7 +13,7 @@ from tuneloop.records import Message, Record
 from tuneloop.train.adapter import adapter_weights
 from tuneloop.train.checkpoint import complete_checkpoints
 from tuneloop.train.data import IGNORE, collate, pack, single_rows, tokenize
-from tuneloop.train.loop import Trainer, TrainSettings
+from tuneloop.train.loop import Trainer, TrainSettings, enable_checkpointing
 from tuneloop.train.lora import LoraSettings, with_lora
 
 from tiny import build_tiny_model
@@ -81,6 +81,40 @@ def test_packed_loss_equals_separate_losses(tiny: Path) -> None:
             loss_sum(collate([r], tok.pad_token_id, packed=False)) for r in single_rows(examples)
         )
     assert packed == pytest.approx(separate, rel=1e-5)
+
+
+@pytest.mark.parametrize("checkpointed", [False, True])
+def test_chunked_loss_and_checkpointing_give_the_full_loss_and_its_gradients(
+    tiny: Path, tmp_path: Path, checkpointed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memory savers change no number: the chunked loss (chunks smaller than a row here) and
+    gradient checkpointing give the loss and LoRA gradients of the plain full-logits pass."""
+    import tuneloop.train.loop as loop
+
+    monkeypatch.setattr(loop, "LOSS_CHUNK", 7)
+    trainer = make_trainer(tiny, tmp_path)
+    trainer.model.train()
+    rows = trainer.batches[0]
+    lora = [p for p in trainer.model.parameters() if p.requires_grad]
+
+    def loss_and_grads(chunked: bool) -> tuple[float, list[torch.Tensor]]:
+        monkeypatch.setattr(loop, "chunked_loss_fits", lambda model: chunked)
+        torch.manual_seed(0)  # the same LoRA dropout masks in both passes
+        loss, count = trainer._loss_sum(rows)
+        loss.backward()
+        grads = [p.grad.clone() for p in lora]  # type: ignore[union-attr]
+        trainer.optimizer.zero_grad(set_to_none=True)
+        assert count > 0
+        return float(loss), grads
+
+    full, full_grads = loss_and_grads(False)
+    if checkpointed:
+        enable_checkpointing(trainer.model)
+    chunked, chunked_grads = loss_and_grads(True)
+    assert loop.chunked_loss_fits.__name__ == "<lambda>"  # the patched rule chose the path
+    assert chunked == pytest.approx(full, rel=1e-5)
+    for a, b in zip(full_grads, chunked_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 class Recorder:

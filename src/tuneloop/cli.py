@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tuneloop import cli_cycle, cli_db, cli_serve, progress, render
+from tuneloop import cli_cycle, cli_db, cli_serve, memory, progress, render
 from tuneloop.cli_options import JsonOpt, MaxBytesOpt, TextFieldOpt, WorkspaceOpt
 from tuneloop.errors import TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
@@ -615,6 +615,7 @@ _by_stage(app)
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
+    memory.steady_allocator()
     try:
         with progress.shown(render.display()):
             app()

@@ -135,6 +135,11 @@ class TrainConfig(_Section):
     )
     rehearsal_prompts: str | None = Field(None, description="JSONL of prompts; None: built-in")
     rehearsal_max_new_tokens: int = Field(64, ge=8)
+    gradient_checkpointing: bool = Field(
+        True,
+        description="recompute layer activations in the backward pass: about half the memory "
+        "of a step for about a third more time (README, 'Memory'); private runs: off",
+    )
     autocast: Literal["off", "bfloat16", "auto"] = Field(
         "off", description="bf16 autocast for forward passes; auto: where the hardware has bf16"
     )
@@ -425,6 +430,8 @@ rehearsal_kl_weight = 1.0
 rehearsal_ratio = 0.2    # sft: share of the mix given to the base model's own answers
 # rehearsal_prompts = "general.jsonl"  # default: the built-in pool of 191 general prompts
 rehearsal_max_new_tokens = 64
+gradient_checkpointing = true  # recompute activations in the backward pass: less memory,
+                               # more time per step (README, "Memory")
 autocast = "off"         # bfloat16: forward passes in bf16 autocast (weights and optimizer
                          # stay float32): faster on GPUs and CPUs with AVX-512 BF16 or AMX, but
                          # ~24x slower on a CPU without (emulated) | auto: only where it is native

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tuneloop import __version__
+from tuneloop import __version__, memory
 from tuneloop.config import TrainConfig
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import WorkspaceError
@@ -32,6 +32,7 @@ from tuneloop.train.loop import (
     Trainer,
     TrainResult,
     TrainSettings,
+    enable_checkpointing,
     init_distributed,
     resolve_autocast,
 )
@@ -290,7 +291,10 @@ def train(
                         rehearsal.sha256 if rehearsal else None, cfg.rounds)  # fmt: skip
     run_dir = ws.root / "runs" / run_id
     torch.manual_seed(settings.seed)
+    memory.steady_allocator()
     model = with_lora(model, settings.lora)
+    if cfg.gradient_checkpointing and settings.privacy is None:
+        enable_checkpointing(model)
     if warm.folder is not None:
         load_into(model, warm.folder)
     train_ex = tokenize(train_records, tokenizer, settings.max_len).examples

@@ -34,6 +34,25 @@ from tuneloop.train.data import IGNORE, Row, collate
 from tuneloop.train.lora import LoraSettings
 from tuneloop.train.privacy import PrivacySettings
 
+LOSS_CHUNK = 128  # positions per chunk of the chunked loss
+# Causal LMs whose logits are the output layer applied to the decoder's last hidden state and
+# nothing else (no soft-capping or scaling after it): the chunked loss computes the same sum.
+PLAIN_HEAD = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "granite", "olmo2"})
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Recompute each decoder layer's activations in the backward pass instead of keeping them:
+    activation memory falls from every layer's to about one layer's, for one more forward
+    pass of compute per step (README, "Memory"). Non-reentrant, so LoRA's frozen inputs need
+    no ``requires_grad`` trick and the results are those of the plain pass."""
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def chunked_loss_fits(model: Any) -> bool:
+    """Whether the loss may be computed chunk by chunk from the decoder's hidden states."""
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) in PLAIN_HEAD and hasattr(model, "get_base_model")
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -242,14 +261,48 @@ class Trainer:
 
         batch = collate(rows, self.pad_id, self.settings.packing)
         labels = batch.pop("labels")
+        target = labels[:, 1:]
+        count = int((target != IGNORE).sum())
+        if chunked_loss_fits(self.model):
+            return self._chunked_loss_sum(batch, target), count
         logits = self._forward(batch)
         logits = logits[:, :-1, :].float()
-        target = labels[:, 1:]
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
             ignore_index=IGNORE, reduction="sum",
         )  # fmt: skip
-        return loss, int((target != IGNORE).sum())
+        return loss, count
+
+    def _chunked_loss_sum(self, batch: dict[str, Any], target: Any) -> Any:
+        """The same sum without the whole batch's logits: the output layer and the loss run
+        over LOSS_CHUNK positions at a time and are recomputed in the backward pass, so only
+        one chunk's logits (vocabulary x chunk floats) live at once instead of the batch's
+        (49,152 x 2,048 floats = 400 MB, three times over with the softmax and its gradient).
+        """
+        import torch
+        from torch.utils.checkpoint import checkpoint
+
+        base = self.model.get_base_model()
+        head = base.get_output_embeddings()
+        device = "cuda" if next(self.model.parameters()).is_cuda else "cpu"
+        enabled = self.settings.autocast == "bfloat16"
+
+        def part(hidden: Any, wanted: Any) -> Any:
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=enabled):
+                logits = head(hidden)
+            return torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), wanted.reshape(-1),
+                ignore_index=IGNORE, reduction="sum",
+            )  # fmt: skip
+
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=enabled):
+            hidden = base.get_decoder()(**batch, use_cache=False).last_hidden_state[:, :-1]
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, hidden.shape[1], LOSS_CHUNK):
+            end = start + LOSS_CHUNK
+            total = total + checkpoint(part, hidden[:, start:end], target[:, start:end],
+                                       use_reentrant=False)  # fmt: skip
+        return total
 
     # -- steps ---------------------------------------------------------------------------
     def _train_step(self) -> dict[str, Any]:
