@@ -104,6 +104,25 @@ def test_cli_train_json(ws: Workspace, tmp_path: Path) -> None:
     assert any(re.search(r"training: done: 2/2 steps, 100%.*loss \d", line) for line in lines)
 
 
+def test_dry_run_estimates_from_measured_steps_and_writes_nothing(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
+    curate(ws)
+    exe = Path(sys.executable).with_name("tuneloop")
+    done = subprocess.run(
+        [str(exe), "train", "--workspace", str(ws.root), "--max-steps", "40", "--dry-run",
+         "--json"], capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    found = json.loads(done.stdout)
+    assert found["steps"] == 40 and found["seconds_per_step"] > 0
+    expected = 40 * found["seconds_per_step"] + found["evaluations"] * found[
+        "seconds_per_evaluation"]  # fmt: skip
+    assert found["estimated_seconds"] == pytest.approx(expected, abs=0.2)
+    assert found["peak_rss_bytes"] > 100 * 2**20
+    assert not (ws.root / "runs").exists() and not ws.has_registry()
+
+
 def test_a_round_continues_from_productions_adapter(ws: Workspace, tmp_path: Path) -> None:
     import torch
     from peft import get_peft_model_state_dict

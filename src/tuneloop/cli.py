@@ -252,12 +252,23 @@ def train(
     base: Annotated[str | None, typer.Option(help="Hub id or model folder")] = None,
     max_steps: Annotated[int | None, typer.Option("--max-steps", min=1)] = None,
     resume: Annotated[bool, typer.Option(help="continue the interrupted run")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="measure two steps, estimate the run, write nothing")
+    ] = False,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Train a LoRA adapter on a dataset version (+ replay); write it with its lineage."""
+    from tuneloop.flows.train import estimate
     from tuneloop.flows.train import train as run
 
+    if dry_run:
+        found = estimate(find_workspace(workspace), dataset, base, max_steps)
+        if json:
+            render.emit_json(found)
+        else:
+            render.estimate_lines(found)
+        return
     report = run(find_workspace(workspace), dataset, base, max_steps, resume)
     if json:
         render.emit_json(report.to_dict())

@@ -262,3 +262,19 @@ def version_lines(v: Mapping[str, Any]) -> None:
 def _pairs(counts: Mapping[str, Any]) -> str:
     return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
                      for k, v in counts.items()) or "none"  # fmt: skip
+
+
+def estimate_lines(e: Mapping[str, Any]) -> None:
+    """``train --dry-run`` for a person."""
+    total = float(e["estimated_seconds"])
+    out.print(
+        f"{e['steps']} steps of {e['rows_per_step']} rows x {e['tokens_per_row']} tokens on "
+        f"{e['dataset_version']} ({e['train_rows']:,} rows): {e['seconds_per_step']:.1f} s per "
+        f"step measured, {e['evaluations']} evaluations of {e['seconds_per_evaluation']:.1f} s: "
+        f"about {_minutes(total)}; peak memory {e['peak_rss_bytes'] / 2**30:.1f} GiB",
+        highlight=False, markup=False,
+    )  # fmt: skip
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"

@@ -252,15 +252,32 @@ def _per_step(advance: Advance) -> Any:
     return update
 
 
-def train(
-    ws: Workspace,
-    dataset: str | None = None,
-    base: str | None = None,
-    max_steps: int | None = None,
-    resume: bool = False,
-    progress: Any = None,
-) -> TrainReport:
-    """Train one LoRA adapter on a dataset version; write it with its lineage."""
+@dataclass
+class _Prepared:
+    """Everything a run needs, built from the workspace: the trainer and what its lineage says."""
+
+    trainer: Trainer
+    private: _Private | None
+    version: str
+    base_ref: str
+    info: BaseModelInfo
+    settings: TrainSettings
+    warm: WarmStart
+    round_records: list[Record]
+    train_records: list[Record]
+    val_records: list[Record]
+    replay_version: str | None
+    rehearsed: list[Record]
+    rehearsal: Rehearsal | None
+    rows: int
+    run_id: str
+    run_dir: Path
+
+
+def _prepare(ws: Workspace, dataset: str | None, base: str | None, max_steps: int | None,
+             estimate: bool = False) -> _Prepared:  # fmt: skip
+    """Load the dataset and the model and build the trainer (``estimate``: never a private one,
+    which would charge the privacy ledger)."""
     import torch
 
     cfg = ws.config.train
@@ -276,10 +293,15 @@ def train(
             f"dataset {version} has no training records (everything was dropped or held out; "
             f"see `tuneloop datasets show {version}`); ingest more data and curate again"
         )
+    settings = settings_from(cfg, max_steps)
+    if estimate and settings.privacy is not None:
+        raise WorkspaceError(
+            "--dry-run does not estimate private runs (a measured step would spend privacy "
+            "budget); estimate with [train.privacy] removed"
+        )
     base_ref = base or cfg.base
     with progress_task(f"loading the base model {base_ref}"):
         model, tokenizer, info = load_base(base_folder(base_ref), cfg.revision)
-    settings = settings_from(cfg, max_steps)
     warm = _warm(ws, cfg, info, model, settings)
     round_records = _round_records(store, version, records, cfg, warm)
     train_records, replay_version = _mix_replay(ws, cfg, version, round_records)
@@ -311,45 +333,75 @@ def train(
     else:
         trainer = Trainer(model, tokenizer.pad_token_id, rows, single_rows(val_ex), settings,
                           run_dir, distill_rows=distill_rows)  # fmt: skip
+    return _Prepared(trainer, private, version, base_ref, info, settings, warm, round_records,
+                     train_records, val_records, replay_version, rehearsed, rehearsal, len(rows),
+                     run_id, run_dir)  # fmt: skip
+
+
+def estimate(
+    ws: Workspace, dataset: str | None = None, base: str | None = None,
+    max_steps: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``train --dry-run``: the run's expected time from two measured steps (the first one a
+    warm-up) and one validation micro-batch, and the memory they took. Writes no run, checkpoint
+    or model version."""
+    prepared = _prepare(ws, dataset, base, max_steps, estimate=True)
+    with progress_task("measuring two training steps"):
+        found = prepared.trainer.estimate()
+    return {"dataset_version": prepared.version, "train_rows": prepared.rows, **found}
+
+
+def train(
+    ws: Workspace,
+    dataset: str | None = None,
+    base: str | None = None,
+    max_steps: int | None = None,
+    resume: bool = False,
+    progress: Any = None,
+) -> TrainReport:
+    """Train one LoRA adapter on a dataset version; write it with its lineage."""
+    cfg = ws.config.train
+    p = _prepare(ws, dataset, base, max_steps)
+    trainer, settings = p.trainer, p.settings
     with progress_task("training", settings.max_steps, "steps") as advance:
         result = trainer.run(resume=resume, progress=progress or _per_step(advance))
     if trainer.is_main:
-        _buffer(ws, cfg).add_round(round_records, version)
+        _buffer(ws, cfg).add_round(p.round_records, p.version)
     lineage = {
-        "base": {**info.to_dict(), "ref": base_ref},
-        "dataset_version": version,
-        "replay_version": replay_version,
+        "base": {**p.info.to_dict(), "ref": p.base_ref},
+        "dataset_version": p.version,
+        "replay_version": p.replay_version,
         "replay_ratio": cfg.replay_ratio,
         "hyperparameters": settings.to_dict(),
         "libraries": library_versions(),
         "code_version": code_version(),
-        "run_id": run_id,
-        "init_from": warm.lineage(),
-        "rehearsal": rehearsal.lineage(len(rehearsed)) if rehearsal else None,
+        "run_id": p.run_id,
+        "init_from": p.warm.lineage(),
+        "rehearsal": p.rehearsal.lineage(len(p.rehearsed)) if p.rehearsal else None,
         "rounds": cfg.rounds,
         "records": {
-            "round": len(round_records),
-            "train": len(train_records),
-            "validation": len(val_records),
-            "train_rows": len(rows),
+            "round": len(p.round_records),
+            "train": len(p.train_records),
+            "validation": len(p.val_records),
+            "train_rows": p.rows,
         },
     }
-    privacy = private.finish() if private is not None else None
+    privacy = p.private.finish() if p.private is not None else None
     if privacy is not None:
         lineage["privacy"] = privacy
     if trainer.is_main:
-        (run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
+        (p.run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     registered = None
     if trainer.is_main:
         metrics = {"best_eval_loss": result.best_eval_loss} if result.best_eval_loss else None
         if privacy is not None:
             metrics = {**(metrics or {}), "privacy_epsilon": float(privacy["epsilon"])}
-        registered = register_run(ws, run_dir, metrics).version
+        registered = register_run(ws, p.run_dir, metrics).version
     return TrainReport(
-        registered, run_id, str(run_dir), str(result.adapter_dir),
+        registered, p.run_id, str(p.run_dir), str(result.adapter_dir),
         folder_sha256(result.adapter_dir), lineage, summary,
     )  # fmt: skip
 
 
-__all__ = ["TrainReport", "TrainResult", "train"]
+__all__ = ["TrainReport", "TrainResult", "estimate", "train"]

@@ -472,6 +472,36 @@ class Trainer:
             adapter_dir=self.out_dir / "best", resumed_from=resumed,
         )  # fmt: skip
 
+    def estimate(self) -> dict[str, Any]:
+        """What the whole run would take, from one measured optimizer step and one measured
+        validation micro-batch (warm: after a first step that pays for start-up costs). Trains
+        those steps on this model but writes nothing: no run folder, checkpoint or adapter."""
+        import resource
+
+        import torch
+
+        self._train_step()  # warm-up: first-touch allocations, kernels chosen
+        start = time.perf_counter()
+        self._train_step()
+        step_s = time.perf_counter() - start
+        val_s = 0.0
+        if self.val_batches:
+            self.model.eval()
+            start = time.perf_counter()
+            with torch.no_grad():
+                self._loss_sum(self.val_batches[0])
+            val_s = (time.perf_counter() - start) * len(self.val_batches)
+        s = self.settings
+        evals = len({*range(s.eval_every, s.max_steps + 1, s.eval_every), s.max_steps})
+        return {
+            "steps": s.max_steps, "rows_per_step": s.micro_batch * s.grad_accum,
+            "tokens_per_row": s.block_size if s.packing else s.max_len,
+            "seconds_per_step": round(step_s, 2), "evaluations": evals,
+            "seconds_per_evaluation": round(val_s, 2),
+            "estimated_seconds": round(s.max_steps * step_s + evals * val_s, 1),
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        }  # fmt: skip
+
     fail_checkpoint_at: tuple[int, str] | None = None  # tests: (step, file) to die while saving
 
     def hook_fail_after(self, step: int) -> str | None:
