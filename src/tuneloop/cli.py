@@ -8,7 +8,14 @@ from typing import Annotated, Any
 import typer
 
 from tuneloop import cli_cycle, cli_db, cli_serve, memory, progress, render
-from tuneloop.cli_options import JsonOpt, MaxBytesOpt, TextFieldOpt, WorkspaceOpt
+from tuneloop.cli_options import (
+    ColumnsOpt,
+    JsonOpt,
+    MaxBytesOpt,
+    TextFieldOpt,
+    WorkspaceOpt,
+    parse_columns,
+)
 from tuneloop.errors import TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
 
@@ -72,9 +79,23 @@ def init(
 
 @app.command()
 def ingest(
-    file: Annotated[Path | None, typer.Argument(help="interactions JSONL")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="interactions: JSONL (chat, ShareGPT, prompt/completion, "
+            "text), or a .csv / .tsv table"
+        ),
+    ] = None,
     serving_log: Annotated[
         bool, typer.Option("--serving-log", help="read the server's new responses and feedback")
+    ] = False,
+    columns: ColumnsOpt = None,
+    skip_bad_lines: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad-lines",
+            help="put unreadable lines in the rejects file (line, reason) and go on",
+        ),
     ] = False,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
@@ -89,7 +110,8 @@ def ingest(
         if file is not None:
             from tuneloop.flows.ingest import ingest_file
 
-            report = ingest_file(ws, file, max_record_bytes)
+            report = ingest_file(ws, file, max_record_bytes, columns=parse_columns(columns),
+                                 skip_bad_lines=skip_bad_lines)  # fmt: skip
         else:
             from tuneloop.flows.serving import ingest_serving_log
 
@@ -116,15 +138,17 @@ def ingest(
 def evalset_add(
     file: Path,
     suite: Annotated[str, typer.Option("--suite", help="suite name")],
+    columns: ColumnsOpt = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """Add FILE's items to a suite, refusing items already present in the training data."""
+    """Add FILE's items (JSONL, or a .csv / .tsv table) to a suite, refusing items already
+    present in the training data."""
     from tuneloop.flows.evalset import add_file
 
     ws = find_workspace(workspace)
     with render.working(f"adding {file} to suite {suite}", json):
-        report = add_file(ws, file, suite)
+        report = add_file(ws, file, suite, parse_columns(columns))
     if json:
         render.emit_json(report.to_dict())
         return

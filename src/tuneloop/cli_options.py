@@ -22,3 +22,25 @@ TextFieldOpt = Annotated[
 MaxBytesOpt = Annotated[
     int, typer.Option("--max-record-bytes", help="refuse JSONL lines longer than this")
 ]
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="CSV/TSV input: which column holds each field, e.g. "
+        "'prompt=question,completion=answer,user_id=customer' (default: the header's names)",
+    ),
+]
+
+
+def parse_columns(text: str | None) -> dict[str, str]:
+    """``field=column,...`` as a mapping; one line naming the fix when malformed."""
+    from tuneloop.errors import ConfigError
+
+    if not text:
+        return {}
+    pairs = [part.partition("=") for part in text.split(",") if part.strip()]
+    bad = [f"{a}{sep}{b}" for a, sep, b in pairs if not (sep and a.strip() and b.strip())]
+    if bad:
+        raise ConfigError(f"--columns {text!r}: {', '.join(bad)} is not field=column; write "
+                          "e.g. prompt=question,completion=answer")  # fmt: skip
+    return {a.strip(): b.strip() for a, _, b in pairs}

@@ -23,6 +23,7 @@ class InputError(TuneloopError):
         super().__init__(f"{where}: {problem}; {fix}")
         self.path = str(path)
         self.line = line
+        self.problem = problem
 
 
 class ConfigError(TuneloopError):

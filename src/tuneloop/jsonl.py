@@ -56,9 +56,10 @@ def parse_line(path: Path, line_no: int, raw: bytes, max_line_bytes: int) -> dic
                 f"not valid UTF-8 (byte {uexc.start})",
                 "re-encode the file as UTF-8",
             ) from None
-        raise InputError(
-            path, line_no, f"invalid JSON ({exc.msg})", "fix or remove this line"
-        ) from None
+        fix = "fix or remove this line (or skip bad lines with --skip-bad-lines)"
+        if not raw.lstrip().startswith((b"{", b"[")) and (b"," in raw or b"\t" in raw):
+            fix = "this looks like a CSV/TSV table: give the file a .csv or .tsv name"
+        raise InputError(path, line_no, f"invalid JSON ({exc.msg})", fix) from None
     if not isinstance(obj, dict):
         raise InputError(
             path,

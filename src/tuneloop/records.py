@@ -12,8 +12,9 @@ message contents joined by newlines, prompt + completion, or the text. The recor
 
 from __future__ import annotations
 
+import csv
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -21,7 +22,13 @@ from typing import Any, Literal
 import orjson
 
 from tuneloop.errors import InputError
-from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, iter_jsonl
+from tuneloop.jsonl import (
+    DEFAULT_MAX_LINE_BYTES,
+    check_readable,
+    iter_jsonl,
+    iter_lines,
+    parse_line,
+)
 
 Shape = Literal["chat", "completion", "text"]
 ROLES = ("system", "user", "assistant", "tool", "developer")
@@ -127,6 +134,31 @@ def _messages(path: Path, line: int, raw: Any) -> tuple[Message, ...]:
     return tuple(out)
 
 
+# ShareGPT's speaker names (FastChat, LLaMA-Factory, Axolotl) -> OpenAI roles.
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+                  "chatgpt": "assistant", "bard": "assistant", "bing": "assistant",
+                  "system": "system", "function_call": "assistant", "observation": "tool",
+                  "tool": "tool"}  # fmt: skip
+
+
+def _sharegpt(path: Path, line: int, obj: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ShareGPT record's ``conversations`` (``from``/``value`` turns, an optional ``system``
+    field) as OpenAI messages; an unknown speaker is one line naming the known ones."""
+    turns = obj["conversations"]
+    if not isinstance(turns, list) or not turns:
+        raise InputError(path, line, "'conversations' must be a non-empty list", _SHAPE_HELP)
+    out = (
+        [{"role": "system", "content": obj["system"]}] if isinstance(obj.get("system"), str) else []
+    )
+    for i, turn in enumerate(turns):
+        speaker = turn.get("from") if isinstance(turn, dict) else None
+        if speaker not in SHAREGPT_ROLES:
+            raise InputError(path, line, f"conversations turn {i} is from {speaker!r}",
+                             f"use one of {', '.join(SHAREGPT_ROLES)}")  # fmt: skip
+        out.append({"role": SHAREGPT_ROLES[speaker], "content": turn.get("value")})
+    return out
+
+
 def _thumbs(path: Path, line: int, raw: Any) -> Literal["up", "down"] | None:
     if raw is None:
         return None
@@ -160,6 +192,8 @@ def record_from_obj(
         fields = {"shape": "text", "text": obj[text_field]}
     elif "messages" in obj:
         fields = {"shape": "chat", "messages": _messages(p, line, obj["messages"])}
+    elif "conversations" in obj:
+        fields = {"shape": "chat", "messages": _messages(p, line, _sharegpt(p, line, obj))}
     elif "prompt" in obj or "completion" in obj:
         prompt, completion = obj.get("prompt"), obj.get("completion")
         if not isinstance(prompt, str) or not isinstance(completion, str):
@@ -172,7 +206,8 @@ def record_from_obj(
     rating = obj.get("rating")
     if rating is not None and (isinstance(rating, bool) or not isinstance(rating, int | float)):
         raise InputError(p, line, f"'rating' is {rating!r}", "use a number")
-    known = {"id", "messages", "prompt", "completion", "text", "meta", *META_FIELDS}
+    known = {"id", "messages", "conversations", "prompt", "completion", "text", "meta",
+             *META_FIELDS}  # fmt: skip
     meta = dict(obj.get("meta") or {})
     meta.update({k: v for k, v in obj.items() if k not in known})
     return Record(
@@ -189,12 +224,73 @@ def record_from_obj(
     )
 
 
+TABLES = {".csv": ",", ".tsv": "\t"}  # read as tables, one record per row, by their suffix
+
+
 def read_records(
-    path: Path, text_field: str | None = None, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    path: Path,
+    text_field: str | None = None,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    columns: Mapping[str, str] | None = None,
+    bad: list[dict[str, Any]] | None = None,
 ) -> Iterator[tuple[int, Record]]:
-    """Stream (line number, Record) from a JSONL file."""
-    for line_no, obj in iter_jsonl(path, max_line_bytes):
-        yield line_no, record_from_obj(obj, path, line_no, text_field)
+    """Stream (line number, Record) from a JSONL file, or from a CSV or TSV file (by suffix):
+    one record per row, the header naming the fields (``columns`` maps a field to the column
+    that holds it, e.g. ``{"prompt": "question"}``; its line number is the row's).
+
+    With ``bad`` (a list), a line that cannot be read is appended to it (line number, problem)
+    and skipped instead of ending the read.
+    """
+    rows = _table(path, columns) if path.suffix.lower() in TABLES else _jsonl(path, max_line_bytes,
+                                                                              bad)  # fmt: skip
+    for line_no, obj in rows:
+        try:
+            yield line_no, record_from_obj(obj, path, line_no, text_field)
+        except InputError as exc:
+            if bad is None:
+                raise
+            bad.append({"line": line_no, "problem": exc.problem, "error": str(exc)})
+
+
+def _jsonl(
+    path: Path, max_line_bytes: int, bad: list[dict[str, Any]] | None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    if bad is None:
+        yield from iter_jsonl(path, max_line_bytes)
+        return
+    check_readable(path)
+    for line_no, raw in iter_lines(path):
+        try:
+            yield line_no, parse_line(path, line_no, raw, max_line_bytes)
+        except InputError as exc:
+            bad.append({"line": line_no, "problem": exc.problem, "error": str(exc)})
+
+
+def _table(path: Path, columns: Mapping[str, str] | None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a CSV/TSV file as objects keyed by field (renamed through ``columns``); empty
+    cells are left out, so an optional field may be blank."""
+    check_readable(path)
+    wanted = dict(columns or {})
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=TABLES[path.suffix.lower()])
+        header = reader.fieldnames or []
+        missing = sorted(col for col in wanted.values() if col not in header)
+        if missing:
+            raise InputError(path, 1, f"no column {', '.join(map(repr, missing))} in the header "
+                             f"({', '.join(header)})", "check --columns")  # fmt: skip
+        rename = {col: field for field, col in wanted.items()}
+        for row in reader:
+            obj = {rename.get(k, k): v for k, v in row.items() if k is not None and v}
+            if isinstance(obj.get("rating"), str):  # a number in a text cell
+                obj["rating"] = _number(obj["rating"])
+            yield reader.line_num, obj
+
+
+def _number(cell: str) -> float | str:
+    try:
+        return float(cell)
+    except ValueError:
+        return cell  # record_from_obj says what is wrong with it
 
 
 def text_of(obj: dict[str, Any], text_field: str | None = None) -> str | None:
@@ -203,6 +299,10 @@ def text_of(obj: dict[str, Any], text_field: str | None = None) -> str | None:
         value = obj.get(text_field)
         return value if isinstance(value, str) else None
     messages = obj.get("messages")
+    if messages is None and isinstance(obj.get("conversations"), list):
+        system = [{"content": obj["system"]}] if isinstance(obj.get("system"), str) else []
+        messages = system + [{"content": t.get("value")} if isinstance(t, dict) else t
+                             for t in obj["conversations"]]  # fmt: skip
     if isinstance(messages, list):
         parts = [m.get("content") for m in messages if isinstance(m, dict)]
         if parts and all(isinstance(c, str) for c in parts):

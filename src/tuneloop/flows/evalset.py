@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from tuneloop.contamination.persist import read_calibration
@@ -13,10 +14,14 @@ from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
 
-def add_file(ws: Workspace, path: Path, suite: str) -> AddReport:
-    """Add the items of a JSONL file to ``suite``, refusing those found in training data."""
+def add_file(
+    ws: Workspace, path: Path, suite: str, columns: Mapping[str, str] | None = None
+) -> AddReport:
+    """Add the items of a JSONL (or CSV/TSV) file to ``suite``, refusing those found in
+    training data."""
     size = ws.config.gateway.window
-    items = [(rec, time_window(rec.created_at, size)) for _, rec in read_records(path)]
+    rows = read_records(path, columns=columns)
+    items = [(rec, time_window(rec.created_at, size)) for _, rec in rows]
     with TrainStore(ws.store("train", "eval")) as store:
         return add_eval_items(ws, items, suite, store.iter_records())
 

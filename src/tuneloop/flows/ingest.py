@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,7 @@ def _redacted(ws: Workspace, rejects: list[dict[str, Any]]) -> list[dict[str, An
     grouping keys stay as they are, so that a rejected record can still be found and erased."""
     redact = redactor(record_blocks(ws.config.curate))
     return [
-        {**row, "record": redact(found).to_dict()} if isinstance(found := row["record"], Record)
+        {**row, "record": redact(found).to_dict()} if isinstance(found := row.get("record"), Record)
         else row  # dropped by the eval side's curation: redacted there already
         for row in rejects
     ]  # fmt: skip
@@ -157,13 +158,29 @@ class Extras:
 
 
 def ingest_file(
-    ws: Workspace, path: Path, max_line_bytes: int | None = None, extras: Extras | None = None
+    ws: Workspace,
+    path: Path,
+    max_line_bytes: int | None = None,
+    extras: Extras | None = None,
+    columns: Mapping[str, str] | None = None,
+    skip_bad_lines: bool = False,
 ) -> IngestReport:
-    """Route, check and store every record of ``path``; return what happened to each kind."""
+    """Route, check and store every record of ``path``; return what happened to each kind.
+
+    Every line is read before anything is stored: a bad line refuses the file, or, with
+    ``skip_bad_lines``, goes to the rejects file with its line number and reason."""
     limit = max_line_bytes or DEFAULT_MAX_LINE_BYTES
-    records = [rec for _, rec in read_records(path, max_line_bytes=limit)]  # all validated first
+    bad: list[dict[str, Any]] | None = [] if skip_bad_lines else None
+    records = [rec for _, rec in read_records(path, max_line_bytes=limit, columns=columns,
+                                              bad=bad)]  # fmt: skip
     if not records:
-        raise InputError(path, None, "no records (only blank lines)", "pass a non-empty JSONL file")
+        why = f"{len(bad)} unreadable lines, the first: {bad[0]['error']}" if bad else (
+            "no records (only blank lines)")  # fmt: skip
+        raise InputError(path, None, why, "pass a file with at least one readable record")
+    extras = extras or Extras()
+    extras.rejects += [
+        {"id": None, "stage": "input", "reason": "bad_line", **row} for row in bad or []
+    ]
     return ingest_records(ws, records, str(path), extras)
 
 
