@@ -320,6 +320,12 @@ def _prepare(ws: Workspace, dataset: str | None, base: str | None, max_steps: in
     if warm.folder is not None:
         load_into(model, warm.folder)
     train_ex = tokenize(train_records, tokenizer, settings.max_len).examples
+    if not train_ex:
+        raise WorkspaceError(
+            f"none of the {len(train_records)} training records of {version} has an answer token "
+            f"within train.max_len = {settings.max_len} tokens (a system prompt and the question "
+            "come first); raise train.max_len"
+        )
     val_ex = tokenize(val_records, tokenizer, settings.max_len).examples
     rows = pack(train_ex, settings.block_size) if settings.packing else single_rows(train_ex)
     kl_records = rehearsed if cfg.rehearsal == "kl" else []

@@ -53,6 +53,7 @@ def bind(host: str, port: int) -> socket.socket:
             f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
             "(serve.port) or stop what holds it"
         ) from None
+    sock.listen(2048)  # listening now: a client told the URL may connect while the model loads
     sock.set_inheritable(True)
     return sock
 
