@@ -46,32 +46,12 @@ def sample(folder: Path) -> None:
             f"Question {i} about my {topics[i % 6]}?",
             f"Answer {i}: see the {topics[i % 6]} page.",
         )
-        if i % 2:
-            lines.append(
-                json.dumps(
-                    {
-                        "id": f"c{i}",
-                        "user_id": f"u{i % 9}",
-                        "messages": [
-                            {"role": "user", "content": q},
-                            {"role": "assistant", "content": a},
-                        ],
-                    }
-                )
-            )
-        else:
-            lines.append(
-                json.dumps(
-                    {
-                        "id": f"c{i}",
-                        "user_id": f"u{i % 9}",
-                        "conversations": [
-                            {"from": "human", "value": q},
-                            {"from": "gpt", "value": a},
-                        ],
-                    }
-                )
-            )
+        turns: dict[str, Any] = (
+            {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            if i % 2
+            else {"conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": a}]}
+        )  # both shapes the walkthrough names
+        lines.append(json.dumps({"id": f"c{i}", "user_id": f"u{i % 9}", **turns}))
     lines.insert(5, '{"id": "broken", "messages": [')
     (folder / "chats.jsonl").write_text("\n".join(lines) + "\n")
     tickets = [

@@ -136,12 +136,25 @@ def parse_block(
 
 
 def iter_jsonl(
-    path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    path: Path,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    bad: list[dict[str, Any]] | None = None,
 ) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for every record of a JSONL file."""
+    """Yield (1-based line number, object) for every record of a JSONL file. With ``bad`` (a
+    list), a line that cannot be parsed is appended to it (:func:`skipped`) instead of raising."""
     check_readable(path)
     for line_no, raw in iter_lines(path):
-        yield line_no, parse_line(path, line_no, raw, max_line_bytes)
+        try:
+            yield line_no, parse_line(path, line_no, raw, max_line_bytes)
+        except InputError as exc:
+            if bad is None:
+                raise
+            bad.append(skipped(exc))
+
+
+def skipped(exc: InputError) -> dict[str, Any]:
+    """A line left out of a read: its number, the problem, and the whole one-line error."""
+    return {"line": exc.line, "problem": exc.problem, "error": str(exc)}
 
 
 def dumps(obj: Any) -> bytes:

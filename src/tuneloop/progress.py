@@ -130,9 +130,14 @@ def shown(display: Display | None) -> Iterator[None]:
         _display = before
 
 
+def enabled() -> bool:
+    """Progress is shown unless ``TUNELOOP_PROGRESS=0``."""
+    return os.environ.get("TUNELOOP_PROGRESS", "1") != "0"
+
+
 def default_display(terminal: bool, quiet: bool) -> Display | None:
     """Plain lines off a terminal (unless TUNELOOP_PROGRESS=0); None on a terminal, where the
     CLI draws its own bars, and with ``quiet``."""
-    if quiet or terminal or os.environ.get("TUNELOOP_PROGRESS", "1") == "0":
+    if quiet or terminal or not enabled():
         return None
     return Lines()

@@ -22,13 +22,7 @@ from typing import Any, Literal
 import orjson
 
 from tuneloop.errors import InputError
-from tuneloop.jsonl import (
-    DEFAULT_MAX_LINE_BYTES,
-    check_readable,
-    iter_jsonl,
-    iter_lines,
-    parse_line,
-)
+from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, check_readable, iter_jsonl, skipped
 
 Shape = Literal["chat", "completion", "text"]
 ROLES = ("system", "user", "assistant", "tool", "developer")
@@ -241,29 +235,15 @@ def read_records(
     With ``bad`` (a list), a line that cannot be read is appended to it (line number, problem)
     and skipped instead of ending the read.
     """
-    rows = _table(path, columns) if path.suffix.lower() in TABLES else _jsonl(path, max_line_bytes,
-                                                                              bad)  # fmt: skip
+    tabled = path.suffix.lower() in TABLES
+    rows = _table(path, columns) if tabled else iter_jsonl(path, max_line_bytes, bad)
     for line_no, obj in rows:
         try:
             yield line_no, record_from_obj(obj, path, line_no, text_field)
         except InputError as exc:
             if bad is None:
                 raise
-            bad.append({"line": line_no, "problem": exc.problem, "error": str(exc)})
-
-
-def _jsonl(
-    path: Path, max_line_bytes: int, bad: list[dict[str, Any]] | None
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    if bad is None:
-        yield from iter_jsonl(path, max_line_bytes)
-        return
-    check_readable(path)
-    for line_no, raw in iter_lines(path):
-        try:
-            yield line_no, parse_line(path, line_no, raw, max_line_bytes)
-        except InputError as exc:
-            bad.append({"line": line_no, "problem": exc.problem, "error": str(exc)})
+            bad.append(skipped(exc))
 
 
 def _table(path: Path, columns: Mapping[str, str] | None) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -82,11 +81,9 @@ class Bars:
 
 def display() -> progress.Display | None:
     """Bars on a terminal, plain lines on stderr otherwise (TUNELOOP_PROGRESS=0: none)."""
-    terminal = err.is_terminal
-    chosen = progress.default_display(terminal, quiet=False)
-    if terminal and os.environ.get("TUNELOOP_PROGRESS", "1") != "0":
+    if err.is_terminal and progress.enabled():
         return Bars()
-    return chosen
+    return progress.default_display(err.is_terminal, quiet=False)
 
 
 def counts_table(
