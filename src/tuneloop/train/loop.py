@@ -493,11 +493,12 @@ class Trainer:
             val_s = (time.perf_counter() - start) * len(self.val_batches)
         s = self.settings
         evals = len({*range(s.eval_every, s.max_steps + 1, s.eval_every), s.max_steps})
+        step_s, val_s = round(step_s, 3), round(val_s, 3)  # the total is made of what is shown
         return {
             "steps": s.max_steps, "rows_per_step": s.micro_batch * s.grad_accum,
             "tokens_per_row": s.block_size if s.packing else s.max_len,
-            "seconds_per_step": round(step_s, 2), "evaluations": evals,
-            "seconds_per_evaluation": round(val_s, 2),
+            "seconds_per_step": step_s, "evaluations": evals,
+            "seconds_per_evaluation": val_s,
             "estimated_seconds": round(s.max_steps * step_s + evals * val_s, 1),
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         }  # fmt: skip
