@@ -53,3 +53,16 @@ def test_the_default_display_follows_the_terminal_and_the_switch(
     assert progress.default_display(terminal=False, quiet=True) is None
     monkeypatch.setenv("TUNELOOP_PROGRESS", "0")
     assert progress.default_display(terminal=False, quiet=False) is None
+
+
+def test_a_phase_that_fails_is_not_called_done() -> None:
+    stream = io.StringIO()
+    with (
+        pytest.raises(OSError),
+        progress.shown(progress.Lines(stream, every_s=3600)),
+        progress.task("loading the base model") as advance,
+    ):
+        advance()
+        raise OSError("no such model")
+    last = stream.getvalue().splitlines()[-1]
+    assert "loading the base model: stopped: 1 items" in last and "done" not in last

@@ -27,7 +27,7 @@ EVERY_S = 15.0  # a plain line at most this often per phase (and at its start an
 class Display(Protocol):
     def start(self, title: str, total: int | None, unit: str) -> Advance: ...
 
-    def end(self, title: str) -> None: ...
+    def end(self, title: str, failed: bool = False) -> None: ...
 
 
 @dataclass
@@ -40,7 +40,7 @@ class _Phase:
     shown_at: float = 0.0
     fields: dict[str, object] = field(default_factory=dict)
 
-    def line(self, now: float, finished: bool = False) -> str:
+    def line(self, now: float, finished: bool = False, failed: bool = False) -> str:
         spent = now - self.started
         parts = []
         if self.total is not None or self.done:
@@ -55,7 +55,8 @@ class _Phase:
         parts.append(f"{_duration(spent)}" + ("" if finished else " so far"))
         parts += [f"{k} {v}" for k, v in self.fields.items()]
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        return f"[{stamp}] {self.title}: " + ("done: " if finished else "") + ", ".join(parts)
+        ending = "stopped: " if failed else "done: " if finished else ""
+        return f"[{stamp}] {self.title}: " + ending + ", ".join(parts)
 
 
 def _duration(seconds: float) -> str:
@@ -87,14 +88,16 @@ class Lines:
 
         return advance
 
-    def end(self, title: str) -> None:
+    def end(self, title: str, failed: bool = False) -> None:
         phase = self.phases.pop(title, None)
         if phase is not None:
-            self._write(phase, time.monotonic(), finished=True)
+            self._write(phase, time.monotonic(), finished=True, failed=failed)
 
-    def _write(self, phase: _Phase, now: float, finished: bool = False) -> None:
+    def _write(
+        self, phase: _Phase, now: float, finished: bool = False, failed: bool = False
+    ) -> None:
         phase.shown_at = now
-        self.stream.write(phase.line(now, finished) + "\n")
+        self.stream.write(phase.line(now, finished, failed) + "\n")
         self.stream.flush()
 
 
@@ -111,8 +114,10 @@ def task(title: str, total: int | None = None, unit: str = "items") -> Iterator[
     advance = display.start(title, total, unit)
     try:
         yield advance
-    finally:
-        display.end(title)
+    except BaseException:  # the phase did not finish: its last line must not say "done"
+        display.end(title, failed=True)
+        raise
+    display.end(title)
 
 
 def ignore(n: int = 1, **fields: object) -> None:

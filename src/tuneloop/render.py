@@ -71,7 +71,8 @@ class Bars:
 
         return advance
 
-    def end(self, title: str) -> None:
+    def end(self, title: str, failed: bool = False) -> None:
+        del failed  # a stopped bar just goes; the error that follows says why
         task = self.tasks.pop(title, None)
         if task is not None:
             self.bars.remove_task(task)

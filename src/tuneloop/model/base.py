@@ -63,10 +63,29 @@ def resolve(ref: str, revision: str | None = None) -> Path:
     try:
         return Path(snapshot_download(ref, revision=revision))
     except Exception as exc:  # the Hub client raises many kinds; all mean "not available"
+        found = ", ".join(local_models()) or "none"
         raise TuneloopError(
-            f"cannot load base model {ref!r}: not a local folder and not on the Hub ({exc}); "
-            "run `tuneloop models fetch` for the offline default or pass a model folder"
+            f"cannot load base model {ref!r}: not a model folder, and not a Hub model this "
+            f"machine has or can fetch ({type(exc).__name__}); models here: {found}; set "
+            "train.base to one of them or to a model folder (`tuneloop models fetch` caches "
+            "the offline default; with Hub access, `hf download ID` caches a Hub model)"
         ) from None
+
+
+def local_models() -> list[str]:
+    """What ``train.base`` can name on this machine without a network: the offline default
+    (once fetched) and the causal LMs in the Hugging Face cache."""
+    from tuneloop.model.fetch import DEFAULT_MODEL, MARKER, default_model_path
+
+    names = [DEFAULT_MODEL] if (default_model_path() / MARKER).is_file() else []
+    try:
+        from huggingface_hub import constants, scan_cache_dir
+
+        repos = scan_cache_dir(constants.HF_HUB_CACHE).repos  # read now, not at import
+    except Exception:  # no cache folder yet, or one the client cannot read: nothing cached
+        repos = frozenset()
+    names += sorted(r.repo_id for r in repos if r.repo_type == "model")
+    return names
 
 
 def quiet_transformers() -> None:
