@@ -50,6 +50,21 @@ def test_the_rule(name: str, near: list[float], threshold: float | None) -> None
     assert got.items == len(near)
 
 
+DESCRIBE_CASES = [
+    ("one item", [-1.0], "threshold 0.850, the floor (1 item with no other question"),
+    ("a few", [0.5, 0.6, 0.7], "at the 99th percentile; 3 items are few to calibrate"),
+    ("enough", [0.6] * 50, "0.600 at the 99th percentile)"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "near", "said"), DESCRIBE_CASES, ids=[c[0] for c in DESCRIBE_CASES]
+)
+def test_a_tiny_suite_is_described_for_what_it_is(name: str, near: list[float], said: str) -> None:
+    line = calibrate(np.array(near, dtype=np.float32), RULE).describe("s", RULE)
+    assert said in line and "-1.000" not in line
+
+
 def test_neighbours_grow_incrementally_and_stay_within_suites() -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(40, 16)).astype(np.float32)
@@ -220,6 +235,33 @@ def test_a_reworded_question_is_caught_in_a_distinctive_suite(
     best = strongest(found[0])
     assert best is not None and (best.eval_id, best.method) == ("q0", "semantic")
     assert found[1] == []
+
+
+GENERIC_REPLY = (
+    "Sure! Let's work through it step by step. First, read the question carefully and note "
+    "what is given and what is asked. Then set up the relationships between the quantities, "
+    "solve for the unknown, and check that the result makes sense in context. If you get "
+    "stuck, try restating the problem in your own words or drawing a quick sketch of it. "
+    "Working with a friend or a tutor also helps: explaining a method out loud is one of the "
+    "best ways to find the step you are unsure of, and practice makes the method familiar."
+)
+
+
+@pytest.mark.parametrize("large", [True, False], ids=["large-suite", "small-suite"])
+def test_a_reworded_question_in_a_chat_is_caught_by_its_turn_alone_in_a_large_suite(
+    mixed: ContaminationIndex, embedder: Any, large: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long generic reply pulls the whole record's embedding away from the question; its
+    user turn, embedded alone, still finds it, where the suite is large enough for its
+    threshold to hold a short request (here the 16-item suite counts as large or not)."""
+    monkeypatch.setattr(Checker, "turn_min_items", len(QUESTIONS) if large else 200)
+    turns = [{"role": "user", "content": REWORDED}, {"role": "assistant", "content": GENERIC_REPLY}]
+    chat = record_from_obj({"id": "c", "messages": turns})
+    checker = Checker(mixed, embedder)
+    assert checker.check_batch([chat.content_text]) == [[]]  # the whole record: missed
+    found = checker.check_records([chat])[0]
+    expected = [("q0", "semantic")] if large else []
+    assert [(m.eval_id, m.method) for m in found] == expected
 
 
 def test_a_templated_suite_flags_nothing_semantically(

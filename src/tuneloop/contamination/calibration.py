@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 F32Array = npt.NDArray[np.float32]
 I64Array = npt.NDArray[np.int64]
+FEW_ITEMS = 30  # under this, a suite's percentile is its closest pair or two: said so
 CHUNK = 1024  # rows of the similarity matrix computed at once (CHUNK x suite size floats)
 
 
@@ -57,10 +58,18 @@ class SuiteCalibration:
 
     def describe(self, suite: str, rule: SemanticRule) -> str:
         """One line for people: the threshold, or why the check is off for this suite."""
+        if self.neighbour_quantile <= -1.0:  # one item, or only copies of one: no neighbours
+            return (
+                f"semantic check on for suite {suite!r}: threshold {rule.floor:.3f}, the floor "
+                f"({self.items} item{'s' if self.items != 1 else ''} with no other question to "
+                "calibrate from; add items and the threshold is set from their neighbours)"
+            )
         near = (
             f"its items' nearest neighbours reach cosine {self.neighbour_quantile:.3f} at the "
             f"{rule.quantile * 100:g}th percentile"
         )
+        if self.items < FEW_ITEMS:
+            near += f"; {self.items} items are few to calibrate from, so it may move as they grow"
         if self.threshold is not None:
             return f"semantic check on for suite {suite!r}: threshold {self.threshold:.3f} ({near})"
         return (

@@ -14,13 +14,13 @@ cosine at or above the threshold calibrated for the item's suite: paraphrases; i
 too templated for it are not compared, and where that is every suite, nothing is embedded).
 
 A chat record is checked whole and, for the checks whose score the rest of the record dilutes
-(``exact``, ``minhash``), each of its user turns on its own. Containment and ``span`` read the
-whole record: the share of an item found in it does not fall when the record says more. The
-semantic check embeds the whole record only: a user turn alone is compared like for like with
-the items' prompts, which catches a reworded question before a long reply (GSM8K: 85.7% ->
-98.3%), but on small templated suites, whose calibrated threshold sits at the floor, it flagged
-ordinary requests too (the 600-record demo: 14 flags instead of 3); it waits for a minimum
-suite size in the calibration.
+(``exact``, ``minhash``, ``semantic``), each of its user turns on its own. Containment and
+``span`` read the whole record: the share of an item found in it does not fall when the record
+says more. A user turn embedded alone is compared like for like with the items' prompts, which
+catches a reworded question before a long reply (GSM8K: 85.7% -> 98.3%); it is compared only with
+suites of at least ``turn_min_items`` items, since a small suite's threshold rests on its few
+closest pairs and a short request of the same kind passes it (the 600-record demo, whose suites
+hold 30-60 items: 14 flags instead of 3 when every suite was compared).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy.typing as npt
 from tuneloop.contamination import kernels as ck
 from tuneloop.contamination.fields import FIELDS, user_turns_of_obj
 from tuneloop.contamination.hashing import Batch, containment_text, exact_hashes
-from tuneloop.contamination.index import ContaminationIndex
+from tuneloop.contamination.index import ContaminationIndex, F32Array
 from tuneloop.minhash import kernels as mk
 from tuneloop.minhash.signatures import word_table
 
@@ -81,6 +81,8 @@ class Checker:
     # no evidence of one item's leak: NeMo Curator's rule. Skipping it also keeps a record full
     # of boilerplate from visiting tens of thousands of postings (the p99 of the check).
     common_gram_items = 10
+    # A user turn alone is compared semantically only with suites this large (module docstring).
+    turn_min_items = 200
 
     def __init__(self, index: ContaminationIndex, embedder: Embedder | None = None) -> None:
         self.index = index
@@ -89,6 +91,7 @@ class Checker:
         self._cutoffs = index.semantic_cutoffs()
         on = self._cutoffs is not None and bool(np.isfinite(self._cutoffs).any())
         self.embedder = embedder if on else None
+        self._turn_cutoffs = self._large_suites_only(self._cutoffs)
         self._band_keys = np.stack([b.keys for b in index.bands]) if index.bands else _EMPTY2
         self._band_items = np.stack([b.items for b in index.bands]) if index.bands else _EMPTY2I
         self._gram_dir = mk.radix_directory(index.grams.keys, mk.RADIX_BITS)
@@ -130,7 +133,7 @@ class Checker:
         self._similar(batch, seen)
         self._contains(texts, out)
         if self.embedder is not None:
-            self._semantic(texts, out)
+            self._semantic(views, owner, len(texts), out)
         for v, matches in enumerate(seen):
             out[owner[v]] += matches
         return [_strongest_each(matches) for matches in out]
@@ -235,18 +238,40 @@ class Checker:
         common: npt.NDArray[np.uint64] = keys[per_key > s.common_records]
         return common
 
-    def _semantic(self, texts: Sequence[str], out: list[list[Match]]) -> None:
-        """The nearest item at or above its suite's threshold, per text."""
-        if self.embedder is None or self.index.embeddings is None or self._cutoffs is None:
+    def _large_suites_only(self, cutoffs: F32Array | None) -> F32Array | None:
+        """The cutoffs a user turn alone is held to: +inf for the items of small suites; None
+        when no suite is large enough (no turn is embedded)."""
+        if cutoffs is None:
+            return None
+        suite = self.index.item_suite
+        sizes = np.bincount(suite, minlength=len(self.index.suite_names))[suite]
+        turns = np.where(sizes >= self.turn_min_items, cutoffs, np.inf).astype(np.float32)
+        return turns if bool(np.isfinite(turns).any()) else None
+
+    def _semantic(
+        self, views: Sequence[str], owner: Sequence[int], n_texts: int, out: list[list[Match]]
+    ) -> None:
+        """The nearest item at or above its suite's threshold, per text and per user turn
+        (turns against large suites only); a turn's match is its record's."""
+        if self.embedder is None or self._cutoffs is None:
             return
-        vectors = self.embedder.embed(texts)
-        for start in range(0, len(texts), SEMANTIC_CHUNK):
+        shown = len(views) if self._turn_cutoffs is not None else n_texts
+        vectors = self.embedder.embed(views[:shown])
+        self._nearest(vectors[:n_texts], self._cutoffs, owner[:n_texts], out)
+        if self._turn_cutoffs is not None:
+            self._nearest(vectors[n_texts:], self._turn_cutoffs, owner[n_texts:shown], out)
+
+    def _nearest(
+        self, vectors: F32Array, cutoffs: F32Array, owner: Sequence[int], out: list[list[Match]]
+    ) -> None:
+        assert self.index.embeddings is not None
+        for start in range(0, vectors.shape[0], SEMANTIC_CHUNK):
             sims = vectors[start : start + SEMANTIC_CHUNK] @ self.index.embeddings.T
-            passing = np.where(sims >= self._cutoffs, sims, -np.inf)
+            passing = np.where(sims >= cutoffs, sims, -np.inf)
             best = passing.argmax(axis=1)
             for d, item in enumerate(best.tolist()):
                 if np.isfinite(passing[d, item]):
-                    self._add(out, start + d, item, "semantic", float(sims[d, item]))
+                    self._add(out, owner[start + d], item, "semantic", float(sims[d, item]))
 
 
 def kept_gram_counts(
