@@ -306,3 +306,25 @@ def test_the_canary_commands(tmp_path: Path) -> None:
     assert "canary" not in registry_for(ws).aliases()
     unknown = run("canary", "start", "v99", "-w", ws.root, cwd=tmp_path)
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_status_of_an_ended_canary_shows_the_verdict_it_ended_on(tmp_path: Path) -> None:
+    """One verdict: the one that rolled it back, its p value in the reason and the table alike,
+    not a second judgment of whatever the log holds by the time someone looks."""
+    from tuneloop.serve.canary.judge import MetricResult, Verdict
+
+    from clirun import run
+
+    ws, _, (_, v2) = canary_server(tmp_path)
+    state = actions.start(ws.serve_dir, registry_for(ws), v2, weight=20, step=10, max_weight=60,
+                          index_version=None)  # fmt: skip
+    worse = MetricResult("thumbs_down_rate", "fail", 0.1, 0.4, 50, 50, 0.0012, "canary +0.300")
+    verdict = Verdict("fail", [worse], ["thumbs_down_rate worse on the canary: p = 0.0012"])
+    cfg = CanaryConfig(failure_threshold=1)
+    ended = actions.act(ws.serve_dir, registry_for(ws), state.canary_id, verdict, cfg)
+    assert ended is not None and ended.status == "rolled_back"
+    status = run("canary", "status", "-w", ws.root, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "last verdict: fail — thumbs_down_rate worse on the canary: p = 0.0012" in status.stdout
+    assert status.stdout.count("0.0012") == 2  # the reason and the table's p column
+    assert "inconclusive" not in status.stdout  # the empty log is not judged again

@@ -149,8 +149,10 @@ def _name(version: str) -> str:
 
 @canary_app.command("status")
 def canary_status(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
-    """Per-arm numbers of the canary and the judge's verdict so far."""
+    """Per-arm numbers of the canary and the judge's verdict: so far while it runs, the one it
+    ended on once it has ended (one verdict, whose numbers the table shows)."""
     from tuneloop.serve.canary.controller import judge_now
+    from tuneloop.serve.canary.judge import Verdict
     from tuneloop.serve.canary.state import read_state
     from tuneloop.serve.log import ServingLog
 
@@ -158,31 +160,28 @@ def canary_status(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
     state = read_state(ws.serve_dir)
     if state is None:
         raise WorkspaceError("no canary has run in this workspace; `tuneloop canary start V`")
-    log = ServingLog(ws.store("serving", "serve"))
-    try:
-        judgment = judge_now(state, log, ws.config.serve.canary)
-    finally:
-        log.close()
+    if not state.running and state.last_verdict is not None:
+        verdict, arms, label = Verdict.from_dict(state.last_verdict), {}, "last verdict"
+    else:
+        log = ServingLog(ws.store("serving", "serve"))
+        try:
+            judgment = judge_now(state, log, ws.config.serve.canary)
+        finally:
+            log.close()
+        verdict, label = judgment.verdict, "verdict so far"
+        arms = {"production": asdict(judgment.production), "canary_arm": asdict(judgment.canary)}
     if json:
-        render.emit_json(
-            {
-                "canary": asdict(state),
-                "verdict": judgment.verdict.to_dict(),
-                "production": asdict(judgment.production),
-                "canary_arm": asdict(judgment.canary),
-            }
-        )
+        render.emit_json({"canary": asdict(state), "verdict": verdict.to_dict(), **arms})
         return
     render.out.print(
         f"canary v{state.version} vs {_name(state.baseline)}: {state.status}, "
         f"weight {state.weight:g}% (max {state.max_weight:g}%), "
         f"{state.judgments} judgments, {state.failures} failing in a row"
     )
-    if state.ended_reason:
+    if state.ended_reason and state.status != "rolled_back":  # a rollback's reason is its verdict
         render.out.print(f"  ended: {state.ended_reason}")
-    render.canary_table(judgment.verdict.metrics)
-    verdict = judgment.verdict
-    render.out.print(f"verdict so far: [bold]{verdict.decision}[/] — {'; '.join(verdict.reasons)}")
+    render.canary_table(verdict.metrics)
+    render.out.print(f"{label}: [bold]{verdict.decision}[/] — {'; '.join(verdict.reasons)}")
 
 
 @canary_app.command("stop")

@@ -61,7 +61,9 @@ class MiniLMEmbedder:
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Unit vectors of ``texts``, in chunks of 1,024 so that a long run shows progress."""
         model, chunk = self._load(), 1024
-        parts = [np.zeros((0, model.get_sentence_embedding_dimension() or 0), dtype=np.float32)]
+        dimension = getattr(model, "get_embedding_dimension", None)  # sentence-transformers 5.2+
+        width = (dimension or model.get_sentence_embedding_dimension)() or 0
+        parts = [np.zeros((0, width), dtype=np.float32)]
         with progress.task("embedding for the paraphrase check", len(texts), "texts") as advance:
             for start in range(0, len(texts), chunk):
                 vectors = model.encode(

@@ -93,6 +93,11 @@ class Verdict:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        metrics = [MetricResult(**m) for m in data.get("metrics", [])]
+        return cls(data["decision"], metrics, list(data.get("reasons", [])))
+
 
 def _norm_sf(z: float) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
