@@ -266,3 +266,43 @@ def test_arbitrary_text_is_idempotent(text: str) -> None:
     if not found:
         assert once == text
     assert redact(once, DETECTORS, RedactionState())[0] == once
+
+
+ALLOWED = ["+1 (800) 555-0100", "help@northwind.example", "1 Market Street, Springfield"]
+
+
+def test_the_allow_list_keeps_the_organisations_own_values_of_every_kind() -> None:
+    """A bank's hotline in a correction, its mailbox, its office: kept in any format; the
+    customer's own number, mailbox and street beside them are still redacted."""
+    from tuneloop.curate.pii import PIIRedactBlock
+
+    reply = (
+        "Call our hotline on 800.555.0100 or (800) 555-0100, write to HELP@northwind.example or "
+        "visit 1 Market Street. Your number 415-555-0199 and jane.doe@gmail.com were updated; "
+        "we will post the card to 12 Elm Road."
+    )
+    record = record_from_obj({"id": "c", "prompt": "Update my details", "completion": reply})
+    for allow, kept in (([], False), (ALLOWED, True)):
+        out = PIIRedactBlock(names=True, allow=allow).process(record)
+        assert isinstance(out, Record)
+        text = out.completion or ""
+        for value in (
+            "800.555.0100",
+            "(800) 555-0100",
+            "HELP@northwind.example",
+            "1 Market Street",
+        ):
+            assert (value in text) is kept, (allow, value, text)
+        for value in ("415-555-0199", "jane.doe@gmail.com", "12 Elm Road"):
+            assert value not in text, (allow, value, text)
+
+
+def test_an_allowed_shop_does_not_allow_a_customer_of_the_same_first_name() -> None:
+    from tuneloop.curate.pii import AllowList, Finding
+
+    allow = AllowList(["John Lewis", "0800 123 4567"])
+    assert allow.allows(Finding("PERSON", 0, 10, "john  lewis"))
+    assert not allow.allows(Finding("PERSON", 0, 4, "John"))
+    assert allow.allows(Finding("PHONE", 0, 16, "+44 800 123 4567"))
+    assert not allow.allows(Finding("PHONE", 0, 8, "123 4567"))  # a part is not the number
+    assert not allow.allows(Finding("PHONE", 0, 13, "0800 123 4568"))

@@ -71,7 +71,9 @@ class CurateConfig(_Section):
     presidio: bool = False
     pii_names: bool = Field(True, description="people's names and street addresses too")
     pii_allow: list[str] = Field(
-        default_factory=list, description="never a name: the company's own name and products"
+        default_factory=list,
+        description="never redacted, of any kind: the company's own name, products, hotline "
+        "numbers, addresses, support mailbox",
     )
     dedup_threshold: float = Field(0.8, gt=0.0, le=1.0)
     dedup_ngram: int = Field(5, ge=1, le=32)
@@ -386,7 +388,8 @@ semantic_ceiling = 0.95  # a suite that calibrates above it is too templated: ch
 pii_mode = "redact"      # redact | drop
 presidio = false         # add Microsoft Presidio's detectors when installed
 pii_names = true         # people's names and street addresses (spaCy NER + gazetteer + cues)
-pii_allow = []           # words never redacted as a name: the company's own name, its products
+pii_allow = []           # never redacted, whatever the kind: the company's own name and products,
+                         # its hotline numbers (matched by digits), office address, support mailbox
 dedup_threshold = 0.8
 dedup_ngram = 5
 validation_fraction = 0.05

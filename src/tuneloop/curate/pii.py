@@ -546,22 +546,77 @@ def _placeholder_spans(text: str) -> list[Finding]:
     ]
 
 
+NUMBER_KINDS = frozenset({"PHONE", "CREDIT_CARD", "IBAN", "US_SSN"})
+
+
+class AllowList:
+    """Values that are never redacted, of any kind: the organisation's own hotline, its office
+    address, its support mailbox, its product names (``curate.pii_allow``).
+
+    A number is compared by its digits, so "+1 (800) 555-0100" allows "1-800-555-0100" and
+    "800.555.0100" (one may omit the other's country code or trunk 0, not more); text
+    is compared case- and space-insensitively, and a street address or email may be part of an
+    allowed value ("1 Market Street" inside "1 Market Street, Springfield"). A name must match
+    whole: allowing "John Lewis" (a shop) leaves a customer called John redacted.
+    """
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        self.values = tuple(v for v in values if v.strip())
+        self._texts = tuple(_folded(v) for v in self.values)
+        self._numbers = tuple(d for v in self.values if len(d := _significant(v)) >= 7)
+
+    def __bool__(self) -> bool:
+        return bool(self.values)
+
+    def allows(self, f: Finding) -> bool:
+        if f.kind in NUMBER_KINDS:
+            digits = _significant(f.text)
+            return len(digits) >= 7 and any(_same_number(digits, n) for n in self._numbers)
+        text = _folded(f.text)
+        if f.kind == "PERSON":
+            return text in self._texts
+        return any(text == a or f" {text} " in f" {a} " for a in self._texts)
+
+
+def _significant(number: str) -> str:
+    """A number's digits without the trunk prefix: "0800 123 4567" -> 8001234567."""
+    return _digits(number).lstrip("0")
+
+
+def _same_number(a: str, b: str) -> bool:
+    """Equal, or equal but for a country code (1-3 digits) in front of a full number."""
+    short, long = sorted((a, b), key=len)
+    return short == long or (
+        len(short) >= 9 and len(long) - len(short) <= 3 and long.endswith(short)
+    )
+
+
+def _folded(text: str) -> str:
+    return " ".join(re.sub(r"[^\w@.+-]+", " ", text.casefold()).split())
+
+
 def detect(
     text: str,
     detectors: Sequence[Detector],
     kinds: Collection[str] | None = None,
     found_before: Iterable[Finding] = (),
+    allow: AllowList | None = None,
 ) -> list[Finding]:
     """All findings of the wanted kinds in ``text``, overlaps resolved.
 
     ``found_before`` holds findings a batch detector already made in ``text``. Kinds are
     filtered before overlaps are resolved, so an unwanted kind cannot hide a wanted one. Spans
-    touching an existing placeholder are ignored, which makes redaction idempotent.
+    touching an existing placeholder are ignored, which makes redaction idempotent; values on
+    the ``allow`` list are kept.
     """
     protected = _Spans(_placeholder_spans(text))
     candidates = [*found_before, *(f for d in detectors for f in d.find(text))]
     found = [
-        f for f in candidates if (kinds is None or f.kind in kinds) and not protected.overlaps(f)
+        f
+        for f in candidates
+        if (kinds is None or f.kind in kinds)
+        and not protected.overlaps(f)
+        and not (allow and allow.allows(f))
     ]
     return resolve_overlaps(found)
 
@@ -685,6 +740,7 @@ class PIIRedactBlock(MapBlock):
         self.presidio = presidio
         self.names = names
         self.batch_size = batch_size
+        self.allow = AllowList(allow)
         self._prefetched: dict[int, list[list[Finding]]] = {}
 
     @staticmethod
@@ -704,6 +760,7 @@ class PIIRedactBlock(MapBlock):
             "detectors": [type(d).__name__ for d in [*self.detectors, *self.batch_detectors]],
             "presidio": self.presidio,
             "names": self.names,
+            **({"allow": sorted(self.allow.values)} if self.allow else {}),
         }
 
     def run(self, records: Iterable[Record], log: DropLog) -> Iterator[Record]:
@@ -739,7 +796,7 @@ class PIIRedactBlock(MapBlock):
         if before is None:
             before = self._find_many(texts)
         return [
-            detect(t, self.detectors, self.kinds, prior)
+            detect(t, self.detectors, self.kinds, prior, self.allow)
             for t, prior in zip(texts, before, strict=True)
         ]
 
