@@ -43,6 +43,7 @@ app.add_typer(cli_cycle.cycle_app, name="cycle")
 app.add_typer(cli_db.db_app, name="db")
 app.command()(cli_cycle.watch)
 app.command()(cli_cycle.forget)
+app.command()(cli_cycle.retention)
 app.command()(cli_cycle.report)
 
 
@@ -625,7 +626,8 @@ STAGES: dict[str, tuple[str, ...]] = {
         "ingest", "evalset", "curate", "datasets", "dedup", "decontaminate"),
     "2. Train and gate": ("train", "evaluate", "gate", "registry"),
     "3. Serve and release": ("serve", "canary", "vllm-template"),
-    "The loop: every stage in one command": ("cycle", "watch", "report", "forget"),
+    "The loop: every stage in one command": (
+        "cycle", "watch", "report", "forget", "retention"),
     "Try it": ("demo", "experiment", "federated"),
 }  # fmt: skip
 

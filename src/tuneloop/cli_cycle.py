@@ -186,3 +186,14 @@ def report(
         render.emit_json({"report": str(path)})
     else:
         render.out.print(f"report: {path}")
+
+
+def retention(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
+    """Clear served texts and delete ingest rejects older than the retention settings say."""
+    from tuneloop.flows.retention import apply
+
+    report = apply(find_workspace(workspace))
+    if json:
+        render.emit_json(report.to_dict())
+        return
+    render.out.print(report.summary())

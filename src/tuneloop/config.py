@@ -327,6 +327,12 @@ class SecurityConfig(_Section):
         pattern=r"^(env|file|kms):.+",
         description="where the key is: env:VAR, file:PATH or kms:MODULE:NAME; never the key",
     )
+    serving_log_days: int = Field(
+        0, ge=0, description="clear the serving log's texts after this many days (0: keep)"
+    )
+    rejects_days: int = Field(
+        0, ge=0, description="delete ingest rejects files after this many days (0: keep)"
+    )
 
 
 class StorageConfig(_Section):
@@ -561,6 +567,9 @@ interval_s = 300         # `tuneloop watch`: seconds between checks
 [security]
 encryption = {encryption}  # SQLCipher for the stores, AES-256-GCM for files with user text
 key = "{key}"  # where the key is: env:VAR | file:PATH | kms:MODULE:NAME; never the key itself
+serving_log_days = 0     # retention: clear served texts and feedback older than this (0: keep);
+                         # longer than the time between ingests, or they are never trained on
+rejects_days = 0         # retention: delete ingest rejects files older than this (0: keep)
 
 [storage]
 backend = "sqlite"       # sqlite: files under this workspace | postgres: schemas on a server

@@ -14,6 +14,7 @@ from typing import Any
 from tuneloop import faults
 from tuneloop.cycle.stages import RUNNERS
 from tuneloop.cycle.state import STAGES, Cycle, canary_outcome, cycle_lock, list_cycles, open_cycle
+from tuneloop.flows import retention
 from tuneloop.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -41,6 +42,9 @@ def run_cycle(
             say(f"resuming {cycle.id} at stage {cycle.next_stage()}")
         else:
             say(f"{cycle.id} started ({(trigger or {}).get('reason', 'by hand')})")
+        expired = retention.apply(ws)
+        if expired.removed:
+            say(expired.summary())
         for stage in STAGES:
             if cycle.marker(stage) is not None:
                 continue

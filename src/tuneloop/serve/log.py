@@ -337,6 +337,33 @@ class ServingLog:
                 compact(self._db)  # on a server: VACUUM by the owner (README, "PostgreSQL")
         return counts
 
+    def expire(self, before_unix: float) -> dict[str, int]:
+        """Clear the text of responses created before ``before_unix`` and of their feedback,
+        as an erasure does (retention: what the canary judge and audits count stays)."""
+        now = now_iso()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                old = "SELECT response_id FROM responses WHERE created_unix < ?"
+                feedback = self._db.execute(
+                    "UPDATE feedback SET correction = NULL, comment = NULL, erased_at = ? "
+                    f"WHERE erased_at IS NULL AND response_id IN ({old})",
+                    (now, before_unix),
+                ).rowcount
+                responses = self._db.execute(
+                    "UPDATE responses SET messages_json = '[]', answer = NULL, error = NULL, "
+                    "user_id = NULL, conversation_id = NULL, erased_at = ? "
+                    "WHERE erased_at IS NULL AND created_unix < ?",
+                    (now, before_unix),
+                ).rowcount
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            if (responses or feedback) and not self._pg:
+                compact(self._db)
+        return {"responses": responses, "feedback": feedback}
+
     def writer(self, on_failure: Callable[[], None] = lambda: None) -> LogWriter:
         return LogWriter(self, on_failure)
 
