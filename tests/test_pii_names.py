@@ -41,6 +41,8 @@ def found(detector: PersonDetector, text: str, kind: str) -> list[str]:
         ("Best regards,\nMarta Gil", ["Marta Gil"]),
         ("Ana and I share the account.", ["Ana"]),
         ("Is Bernd Schulz still handling my case? Ticket 99812.", ["Bernd Schulz"]),
+        ("Delivery address: Rileyboulevard 73\nRecipient: Mads de Vries", ["Mads de Vries"]),
+        ("Aleks Ulfik from Smorąg S.A. told me the fee would be waived.", ["Aleks Ulfik"]),
     ],
 )
 def test_finds_names(detector: PersonDetector, text: str, names: list[str]) -> None:
@@ -64,6 +66,31 @@ def test_finds_names(detector: PersonDetector, text: str, names: list[str]) -> N
 )
 def test_leaves_words_that_are_not_people(detector: PersonDetector, text: str) -> None:
     assert found(detector, text, "PERSON") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("Main Dish: Chicken Teriyaki, Dessert: Fruit Cup", []),
+        ("8. Story Starters 9. Truth or Dare 10. Would You Rather", []),
+        ("Google Nest Learning Thermostat", []),
+        ("Confident, Concerned, Sad, Hopeful", []),
+        ("George Washington, Confucius, Michael Jordan", ["George Washington", "Michael Jordan"]),
+        ("Sincerely, Ebony Moore", ["Ebony Moore"]),
+        (
+            "Karl Marx and Friedrich Engels, The Communist Manifesto, 1848",
+            ["Karl Marx", "Friedrich Engels"],
+        ),
+        ("+ Good Omens by Terry Pratchett and Neil Gaiman.", ["Terry Pratchett", "Neil Gaiman"]),
+        ("Sun, Dec 11 | Colts (0-13) at Ravens (10-3)", []),
+    ],
+)
+def test_lines_of_titles_keep_their_capitals(
+    detector: PersonDetector, text: str, names: list[str]
+) -> None:
+    """Headings, dishes and products are capitalised word by word; only a cue or a whole list
+    item opening with a first name makes a person there."""
+    assert found(detector, text, "PERSON") == names
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,9 @@ _ROLES = frozenset(
      "tenant", "neighbour", "neighbor", "friend", "partner", "boss", "lawyer", "attorney",
      "doctor", "nurse", "advisor", "adviser", "accountant", "assistant", "uncle", "aunt",
      "cousin", "grandmother", "grandfather", "fiancé", "fiancée", "employee", "client",
-     "patient", "caregiver", "roommate", "flatmate", "supervisor", "coworker", "co-worker"}
+     "patient", "caregiver", "roommate", "flatmate", "supervisor", "coworker", "co-worker",
+     "teacher", "parent", "student", "coach", "director", "officer", "agent", "recipient",
+     "sender", "beneficiary", "payee", "cardholder", "policyholder", "addressee"}
 )  # fmt: skip
 _CUES_AFTER = frozenset(
     {"said", "says", "asked", "told", "wrote", "here", "called", "mentioned", "signed", "'s",
@@ -88,8 +90,17 @@ _NOT_NAMES = frozenset(
 _CALENDAR = frozenset(
     {"january", "february", "march", "april", "may", "june", "july", "august", "september",
      "october", "november", "december", "monday", "tuesday", "wednesday", "thursday",
-     "friday", "saturday", "sunday"}
+     "friday", "saturday", "sunday", "mon", "tue", "tues", "wed", "thu", "thur", "thurs", "fri",
+     "sat", "sun", "feb", "apr", "aug", "sept", "oct", "nov", "dec"}
 )  # fmt: skip
+# Words that put a person after them in a line of titles: "Good Omens by Terry Pratchett",
+# "Popiełuszki 87 from Karol Rolak",
+# "On Purpose with Jay Shetty", "President Andrew Jackson, Veto of the Bank".
+_HEADLINE_CUES = _ROLES | frozenset(
+    {"by", "with", "from", "featuring", "feat", "starring", "president", "king", "queen", "prince",
+     "princess", "professor", "senator", "governor", "judge", "captain", "general"}
+)  # fmt: skip
+_CONJUNCTIONS = frozenset({"and", "&", "or", "vs", "v"})
 _GREETINGS = frozenset({"hi", "hello", "hey", "dear", "thanks", "thank", "cheers", "bye"})
 _PLACE_PREPOSITIONS = frozenset(
     {"in", "at", "near", "around", "visited", "visiting", "outside", "inside"}
@@ -188,7 +199,7 @@ def _cue_before(doc: Any, i: int) -> bool:
     prev = before[-1].rstrip(".") if before else ""
     if prev in _TITLES or prev in _ROLES:
         return True
-    return len(before) >= 2 and prev == "," and before[-2] in _ROLES
+    return len(before) >= 2 and prev in (",", ":") and before[-2] in _ROLES
 
 
 def _cue_after(doc: Any, i: int) -> bool:
@@ -284,6 +295,49 @@ def _spans(doc: Any, names: frozenset[str]) -> Iterable[tuple[int, int]]:
             i = end
         else:
             i += 1
+
+
+def _headline(doc: Any) -> bool:
+    """A line of titles, not prose: every content word capitalised ("Google Nest Learning
+    Thermostat", "8. Story Starters 9. Truth or Dare", "Confident, Concerned, Sad"). Product
+    names, dishes, titles and lists are written so; a capital there says nothing of a person."""
+    words = [t for t in doc if t.is_alpha and len(t.text) > 2 and t.lower_ not in _stop_words()]
+    return len(words) >= 3 and all(t.text[0].isupper() for t in words)
+
+
+def _item(doc: Any, start: int, end: int) -> tuple[int, int]:
+    """The list item or field (tokens between separators or numbers) around tokens start..end."""
+    while start > 0 and not _separates(doc[start - 1]):
+        start -= 1
+    while end < len(doc) and not _separates(doc[end]):
+        end += 1
+    return start, end
+
+
+def _separates(tok: Any) -> bool:
+    """What ends a list item: punctuation (an apostrophe aside), a number, a conjunction, an
+    option letter ("B. Kenneth Waltz and Hans Morgenthau")."""
+    return (
+        tok.is_space
+        or tok.like_num
+        or (tok.is_punct and tok.text not in ("'", "’"))
+        or tok.lower_ in _CONJUNCTIONS
+        or len(tok.text) == 1
+    )
+
+
+def _person_in_headline(doc: Any, a: int, b: int, names: frozenset[str]) -> bool:
+    """In a line of titles a name needs a cue ("Sincerely, Ebony Moore") or must be a whole
+    item of two or more words opening with a first name ("George Washington, Confucius,
+    Michael Jordan"); "Truth or Dare", "Ice Cream Scoop" and "Raw Sienna" are not people."""
+    span = doc.char_span(a, b, alignment_mode="expand")
+    if span is None:
+        return True
+    start, end = span.start, span.end
+    if _cue_before(doc, start) or (start > 0 and doc[start - 1].lower_ in _HEADLINE_CUES):
+        return True
+    whole = _item(doc, start, end) == (start, end)
+    return whole and end - start >= 2 and doc[start].lower_ in names
 
 
 def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -390,7 +444,10 @@ class PersonDetector:
         for sentence, doc in zip(
             ordered, self._nlp.pipe(ordered, batch_size=self.batch_size), strict=True
         ):
-            spans = (_trim(sentence, a, b) for a, b in _merged(_spans(doc, self._names)))
+            found = _merged(_spans(doc, self._names))
+            if _headline(doc):
+                found = [(a, b) for a, b in found if _person_in_headline(doc, a, b, self._names)]
+            spans = (_trim(sentence, a, b) for a, b in found)
             read[sentence] = [(a, b) for a, b in spans if b > a]
         self._cache.update(read)
         return read
@@ -398,6 +455,23 @@ class PersonDetector:
 
 _CAPITALISED = re.compile(r"\b[A-ZÀ-ÞĀ-Ž][\w'’-]+")
 _BOUNDARY = re.compile(r"\n+|(?<=[.!?])\s+")
+_ENUMERATOR = re.compile(r"\d{1,2}\.")
+_ABBREVIATIONS = frozenset(
+    {"co", "inc", "ltd", "corp", "lda", "sp", "bros", "jr", "st", "no", "nr", "vs", "apt", "e.g",
+     "i.e", "etc", "approx", "dept", "est"}
+)  # fmt: skip
+
+
+def _goes_on(word: str) -> bool:
+    """A full stop that ends no sentence: a title ("Dr."), an abbreviation ("Co.", "S.A.") or
+    a list number ("8. Story Starters 9. Truth or Dare" is one line of titles)."""
+    bare = word.rstrip(".").lower()
+    return (
+        bare in _TITLES
+        or bare in _ABBREVIATIONS
+        or word.count(".") > 1  # "S.A.", "e.V.", "H.No."
+        or _ENUMERATOR.fullmatch(word) is not None
+    )
 
 
 def _sentences(text: str) -> Iterator[tuple[int, str]]:
@@ -406,7 +480,7 @@ def _sentences(text: str) -> Iterator[tuple[int, str]]:
     start = 0
     for m in _BOUNDARY.finditer(text):
         before = text[start : m.start()].rsplit(None, 1)
-        if m.group()[0] != "\n" and before and before[-1].rstrip(".").lower() in _TITLES:
+        if m.group()[0] != "\n" and before and _goes_on(before[-1]):
             continue
         if m.group()[0] == "\n" and before and before[-1].endswith(","):
             continue  # "Best regards,\nAna Souza": a sign-off goes on
