@@ -60,6 +60,13 @@ def sample(key: str, root: Path) -> tuple[list[int], list[str]]:
     return pick, ["\n".join(m.content for m in found[i].messages) for i in pick]
 
 
+def totals(results: list[SetResult], split: str = "measure") -> tuple[int, int, int, int]:
+    """The sets' counts for one split added up."""
+    rows = [r.measure if split == "measure" else r.build for r in results]
+    a, b, c, d = (sum(row[i] for row in rows) for i in range(4))
+    return a, b, c, d
+
+
 def _labels() -> list[dict[str, Any]]:
     if not LABELS.exists():
         return []
