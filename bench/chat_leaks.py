@@ -245,8 +245,8 @@ def latency(settings: IndexSettings, n_items: int, queries: int, seed: int) -> d
 
 
 def semantic_cost(embedder: Embedder, items: Sequence[Item]) -> dict[str, float]:
-    """What embedding a two-turn record and its user turn would cost (the per-turn semantic
-    check, not on yet), alone (the ingest path) and in batches of 256 (bulk ingest, curation)."""
+    """What embedding a two-turn record and its user turn costs (the semantic check of a chat
+    record), alone (the ingest path) and in batches of 256 (bulk ingest, curation)."""
     recs = [record(it.id, [("user", it.prompt), ("assistant", it.answer)]) for it in items[:256]]
 
     def views(rec: Record) -> list[str]:
