@@ -28,9 +28,12 @@ demo: $(STAMP)
 demo-full: $(STAMP)
 	$(BIN)/tuneloop demo --workspace demo-workspace --steps 48 --items 48
 
+# lint-imports checks the layers and boundaries in .importlinter on every import, those inside
+# functions included.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -21,8 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneloop.curate.findings import Finding
 from tuneloop.curate.persons import PersonDetector
-from tuneloop.curate.pii import Finding, resolve_overlaps
+from tuneloop.curate.pii import resolve_overlaps
 
 from bench import data
 from bench.real_sets import SETS, records

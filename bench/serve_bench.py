@@ -372,7 +372,7 @@ def user_likes(answer: str, i: int) -> bool:
 
 def canary(kind: str, scale: float, port: int) -> dict[str, Any]:
     from tuneloop.registry import Registry
-    from tuneloop.serve.canary.state import read_state
+    from tuneloop.state.canary import read_state
 
     base = fetch_default()
     root = workspace(f"canary-{kind}", base, port, CANARY)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tuneloop.evalside.store import EvalStore
 from tuneloop.records import Record, record_from_obj
-from tuneloop.serve.log import ResponseRow, ServingLog
+from tuneloop.state.serving_log import ResponseRow, ServingLog
 from tuneloop.storage import PgTarget, pg_target
 from tuneloop.trainstore import TrainStore
 

@@ -17,9 +17,9 @@ from tuneloop.flows.register import registry_for
 from tuneloop.model.base import weights_sha256
 from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.judge import ArmSample, judge
-from tuneloop.serve.canary.state import read_state
 from tuneloop.serve.chat import routing_key
 from tuneloop.serve.router import BASE_TARGET, CanaryRoute, Router, ServingState, Target
+from tuneloop.state.canary import read_state
 
 from liveserver import live_server, register_adapter, serve_workspace, tiny_adapter, wait_for
 from tiny import build_tiny_model

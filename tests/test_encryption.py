@@ -18,7 +18,7 @@ from tuneloop.encryption.db import connect
 from tuneloop.encryption.keys import FileKey, Keys, LocalKms, provider
 from tuneloop.erasure import find_bytes, find_plain
 from tuneloop.errors import EncryptionError
-from tuneloop.serve.log import ResponseRow, ServingLog
+from tuneloop.state.serving_log import ResponseRow, ServingLog
 from tuneloop.train.replay import ReplayBuffer
 from tuneloop.workspace import Workspace
 

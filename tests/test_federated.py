@@ -19,11 +19,11 @@ from tuneloop.datasets import DatasetStore
 from tuneloop.errors import TuneloopError
 from tuneloop.federated.factors import pairs, product_error, weighted_mean
 from tuneloop.federated.privacy import UpdatePrivacy, clip_and_noise, l2_norm
+from tuneloop.federated.run import FederatedReport, federated
 from tuneloop.federated.strategy import RoundRecord
 from tuneloop.federated.wire import SiteReport
 from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file
-from tuneloop.flows.federated import FederatedReport, federated
 from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.register import registry_for
 from tuneloop.workspace import Workspace, init_workspace
@@ -205,7 +205,7 @@ def _lora(ws: Workspace) -> Any:
 
 
 def _index_version(ws: Workspace) -> str:
-    from tuneloop.flows.federated import eval_index
+    from tuneloop.federated.run import eval_index
 
     return eval_index(ws)
 

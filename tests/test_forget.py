@@ -15,7 +15,7 @@ from tuneloop.cycle.run import run_cycle
 from tuneloop.datasets import DatasetStore
 from tuneloop.flows.evalset import add_file
 from tuneloop.flows.register import registry_for
-from tuneloop.serve.log import FeedbackRow, ResponseRow, ServingLog
+from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
 from clirun import run

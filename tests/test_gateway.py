@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tuneloop.config import GatewayConfig
-from tuneloop.gateway import Side, group_side, identity_keys, route, time_window
-from tuneloop.records import Record
+from tuneloop.gateway import group_side, identity_keys, route, time_window
+from tuneloop.records import Record, Side
 
 CFG = GatewayConfig()
 

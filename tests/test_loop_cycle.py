@@ -97,7 +97,7 @@ def test_a_dataset_with_no_training_records_stops_the_cycle(tmp_path: Path, base
 
 
 def test_a_second_cycle_process_is_refused_while_one_runs(tmp_path: Path, base: Path) -> None:
-    from tuneloop.cycle.state import cycle_lock
+    from tuneloop.state.cycle import cycle_lock
 
     ws = loop_ws(tmp_path / "ws", base)
     with cycle_lock(ws):

@@ -298,7 +298,8 @@ def test_the_allow_list_keeps_the_organisations_own_values_of_every_kind() -> No
 
 
 def test_an_allowed_shop_does_not_allow_a_customer_of_the_same_first_name() -> None:
-    from tuneloop.curate.pii import AllowList, Finding
+    from tuneloop.curate.findings import Finding
+    from tuneloop.curate.pii import AllowList
 
     allow = AllowList(["John Lewis", "0800 123 4567"])
     assert allow.allows(Finding("PERSON", 0, 10, "john  lewis"))

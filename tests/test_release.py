@@ -19,8 +19,8 @@ from tuneloop.model.base import weights_sha256
 from tuneloop.registry import Lineage, ModelVersion
 from tuneloop.registry.core import os_actor
 from tuneloop.registry.release import eligibility
-from tuneloop.serve.canary.state import read_state
 from tuneloop.serve.keys import add_key
+from tuneloop.state.canary import read_state
 from tuneloop.workspace import Workspace
 
 from clirun import run

@@ -16,8 +16,8 @@ from tuneloop.flows.register import registry_for
 from tuneloop.report.collect import collect
 from tuneloop.report.page import write_report
 from tuneloop.serve.canary.controller import CanaryController
-from tuneloop.serve.canary.state import read_state
-from tuneloop.serve.log import FeedbackRow, ResponseRow, ServingLog
+from tuneloop.state.canary import read_state
+from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
 from clirun import run

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from tuneloop.flows import retention
-from tuneloop.serve.log import FeedbackRow, ResponseRow, ServingLog
+from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
 from clirun import run

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tuneloop.flows.serving import FEEDBACK, RESPONSES, ingest_serving_log
-from tuneloop.serve.log import FeedbackRow, ResponseRow, ServingLog
+from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 

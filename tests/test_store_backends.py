@@ -30,7 +30,7 @@ from tuneloop.records import record_from_obj
 from tuneloop.registry import Lineage, Registry, release
 from tuneloop.registry.release import ReleaseRefusedError, current_index_version
 from tuneloop.report.collect import collect as collect_report
-from tuneloop.serve.log import FeedbackRow, ResponseRow, ServingLog
+from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.storage import PgTarget, Role, Store, pg_target
 from tuneloop.trainstore import LateFeedback, TrainStore
 from tuneloop.workspace import Workspace, init_workspace

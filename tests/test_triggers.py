@@ -17,7 +17,7 @@ from tuneloop.cycle.triggers import check_schedule, check_volume, history
 from tuneloop.demo import templates as tpl
 from tuneloop.demo.generate import clean_traffic
 from tuneloop.records import record_from_obj
-from tuneloop.serve.log import FeedbackRow, ResponseRow, ServingLog
+from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
 from clirun import run

@@ -601,7 +601,7 @@ def federated(
 ) -> None:
     """Train one adapter across site workspaces; gate every round; register those that pass."""
     from tuneloop.federated.privacy import UpdatePrivacy
-    from tuneloop.flows.federated import federated as run
+    from tuneloop.federated.run import federated as run
 
     ws, privacy = find_workspace(workspace), UpdatePrivacy(clip, noise)
     with render.working(f"federated training over {len(site)} sites", json):

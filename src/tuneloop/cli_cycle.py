@@ -32,8 +32,8 @@ def cycle(
     if ctx.invoked_subcommand is not None:
         return
     from tuneloop.cycle.run import run_cycle
-    from tuneloop.cycle.state import CycleBusyError
     from tuneloop.cycle.triggers import run_if_due
+    from tuneloop.state.cycle import CycleBusyError
 
     ws = find_workspace(workspace)
     say = (lambda _: None) if json else render.out.print
@@ -74,8 +74,8 @@ def watch(
     import signal
     import threading
 
-    from tuneloop.cycle.state import CycleBusyError
     from tuneloop.cycle.triggers import run_if_due
+    from tuneloop.state.cycle import CycleBusyError
 
     ws = find_workspace(workspace)
     every = interval or ws.config.cycle.triggers.interval_s

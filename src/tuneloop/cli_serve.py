@@ -153,8 +153,8 @@ def canary_status(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
     ended on once it has ended (one verdict, whose numbers the table shows)."""
     from tuneloop.serve.canary.controller import judge_now
     from tuneloop.serve.canary.judge import Verdict
-    from tuneloop.serve.canary.state import read_state
-    from tuneloop.serve.log import ServingLog
+    from tuneloop.state.canary import read_state
+    from tuneloop.state.serving_log import ServingLog
 
     ws = find_workspace(workspace)
     state = read_state(ws.serve_dir)

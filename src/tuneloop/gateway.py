@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from tuneloop.config import GatewayConfig
-from tuneloop.records import Record
+from tuneloop.records import Record, Side
 
-Side = Literal["train", "eval"]
 Destination = Literal["train", "eval", "drop"]
 
 

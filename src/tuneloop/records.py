@@ -25,6 +25,9 @@ from tuneloop.errors import InputError
 from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, check_readable, iter_jsonl, skipped
 
 Shape = Literal["chat", "completion", "text"]
+# The side of the wall a group of records lives on, for good: the gateway decides it, the
+# training store keeps it, the eval bucket holds the other side.
+Side = Literal["train", "eval"]
 ROLES = ("system", "user", "assistant", "tool", "developer")
 META_FIELDS = (
     "user_id",

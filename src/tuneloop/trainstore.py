@@ -22,8 +22,7 @@ import orjson
 
 from tuneloop import storage
 from tuneloop.erasure import compact
-from tuneloop.gateway import Side
-from tuneloop.records import Record, record_from_obj
+from tuneloop.records import Record, Side, record_from_obj
 from tuneloop.storage import PgTarget
 
 SCHEMA = """

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from functools import cache
 
-from tuneloop.curate.pii import Finding
+from tuneloop.curate.findings import Finding
 
 KIND = "STREET_ADDRESS"
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from tuneloop import pins
 from tuneloop.curate.addresses import AddressDetector
-from tuneloop.curate.pii import Finding
+from tuneloop.curate.findings import Finding
 from tuneloop.errors import ConfigError
 
 KIND = "PERSON"

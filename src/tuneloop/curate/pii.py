@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Literal, Protocol
 
 from tuneloop.curate.base import Drop, DropLog, MapBlock
+from tuneloop.curate.findings import Finding
 from tuneloop.errors import ConfigError
 from tuneloop.records import Record
 
@@ -72,20 +73,6 @@ PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)_(\d+)>")
 # Values shorter than this are only swept where they stand alone, so that a short value found
 # once (an IPv6 "fe80::1", a 4-character password) does not cut other words apart.
 _FREE_SWEEP_LEN = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One sensitive span: ``text[start:end] == text`` of the string it was found in."""
-
-    kind: str
-    start: int
-    end: int
-    text: str
-
-    def __repr__(self) -> str:
-        # Findings end up in tracebacks and debug output: never show the value itself.
-        return f"Finding(kind={self.kind!r}, start={self.start}, end={self.end})"
 
 
 class BatchDetector(Protocol):

@@ -10,7 +10,7 @@ significant and larger than its tolerance to count.
 from __future__ import annotations
 
 from tuneloop.config import TriggerConfig
-from tuneloop.cycle.triggers import Check
+from tuneloop.cycle.checks import Check
 from tuneloop.serve.canary.judge import ArmSample, proportion_worse, rating_worse
 from tuneloop.workspace import Workspace
 
@@ -22,7 +22,7 @@ def _production(ws: Workspace) -> str:
 
 
 def production_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
-    from tuneloop.serve.log import ServingLog
+    from tuneloop.state.serving_log import ServingLog
 
     version = _production(ws)
     log = ServingLog(ws.store("serving", "train"))

@@ -1,7 +1,7 @@
 """``tuneloop cycle``: run (or resume) one round of the loop, stage by stage.
 
 The stages are in :mod:`tuneloop.cycle.stages`; where a cycle stands is its folder
-(:mod:`tuneloop.cycle.state`). A cycle that was interrupted is resumed at its first unfinished
+(:mod:`tuneloop.state.cycle`). A cycle that was interrupted is resumed at its first unfinished
 stage by the next ``tuneloop cycle``; a finished one is never run again.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from tuneloop import faults
 from tuneloop.cycle.stages import RUNNERS
-from tuneloop.cycle.state import STAGES, Cycle, canary_outcome, cycle_lock, list_cycles, open_cycle
 from tuneloop.flows import retention
+from tuneloop.state.cycle import STAGES, Cycle, canary_outcome, cycle_lock, list_cycles, open_cycle
 from tuneloop.workspace import Workspace
 
 Say = Callable[[str], None]

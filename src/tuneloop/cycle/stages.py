@@ -23,11 +23,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tuneloop.cycle.state import Cycle, StageResult
 from tuneloop.datasets import DatasetStore
 from tuneloop.jsonl import read_json
 from tuneloop.registry import Registry
-from tuneloop.serve.server_file import server_running
+from tuneloop.state.cycle import Cycle, StageResult
+from tuneloop.state.server_file import server_running
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
@@ -81,7 +81,7 @@ def serving_log_pending(ws: Workspace) -> tuple[int, int]:
     import time
 
     from tuneloop.flows.serving import FEEDBACK, RESPONSES
-    from tuneloop.serve.log import ServingLog
+    from tuneloop.state.serving_log import ServingLog
 
     with TrainStore(ws.store("train", "gateway")) as store:
         seen_r, seen_f = store.cursor(RESPONSES), store.cursor(FEEDBACK)
@@ -277,7 +277,7 @@ def release(ws: Workspace, cycle: Cycle) -> StageResult:
     from tuneloop.flows.register import registry_for
     from tuneloop.registry.release import current_index_version, promote
     from tuneloop.serve.canary import actions
-    from tuneloop.serve.canary.state import read_state
+    from tuneloop.state.canary import read_state
 
     cfg = ws.config.cycle
     index = current_index_version(ws.index_dir)

@@ -19,29 +19,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tuneloop.config import TriggerConfig
 from tuneloop.cycle import stages
+from tuneloop.cycle.checks import Check
 from tuneloop.cycle.drift import detect_drift, prompt_of
-from tuneloop.cycle.state import cycles_dir, list_cycles
+from tuneloop.cycle.quality import production_quality
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import ConfigError
 from tuneloop.records import Record, read_records
+from tuneloop.state.cycle import cycles_dir, list_cycles
 from tuneloop.workspace import Workspace
 
 LOG_FILE = "triggers.jsonl"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    fired: bool
-    detail: str
-    numbers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ def serving_prompts(ws: Workspace, limit: int) -> list[str]:
     if not (ws.config.cycle.serving_log and ws.has_serving_log()):
         return []
     from tuneloop.flows.serving import RESPONSES
-    from tuneloop.serve.log import ServingLog
+    from tuneloop.state.serving_log import ServingLog
     from tuneloop.trainstore import TrainStore
 
     with TrainStore(ws.store("train", "train")) as store:
@@ -152,8 +146,6 @@ def check_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
         return Check("quality", False, "off")
     if not ws.has_serving_log():
         return Check("quality", False, "not judged: no serving log yet")
-    from tuneloop.cycle.quality import production_quality
-
     return production_quality(ws, cfg, now)
 
 

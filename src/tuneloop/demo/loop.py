@@ -166,7 +166,7 @@ def week_two(ws: Workspace, eval_items: list[dict[str, Any]], n: int) -> dict[st
 def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed: int,
                 say: Say, timeout: float = 480.0) -> dict[str, Any]:  # fmt: skip
     """Users talk to the server until the canary is promoted or rolled back."""
-    from tuneloop.serve.canary.state import read_state
+    from tuneloop.state.canary import read_state
 
     state = read_state(ws.serve_dir)
     if state is None or not state.running:
@@ -194,8 +194,8 @@ def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed:
 def leak_fates(ws: Workspace, cycle_id: str, prefix: str = "leak-") -> dict[str, int]:
     """Where the eval items pasted back as traffic went: dropped (by method), the eval bucket
     (new users are routed like anyone), or the training store (which must be none)."""
-    from tuneloop.cycle.state import Cycle, cycles_dir
     from tuneloop.evalside.store import EvalStore
+    from tuneloop.state.cycle import Cycle, cycles_dir
     from tuneloop.trainstore import TrainStore
 
     cycle = Cycle(cycles_dir(ws) / cycle_id)

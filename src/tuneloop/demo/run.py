@@ -172,7 +172,7 @@ def _stages(say: Say) -> Say:
 
 
 def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_json: bool) -> Any:
-    from tuneloop.cycle.state import Cycle, cycles_dir
+    from tuneloop.state.cycle import Cycle, cycles_dir
 
     cycle = Cycle(cycles_dir(ws) / cycle_id)
     rejects = cycle.outputs("ingest")["reports"][0].get("rejects_file")
@@ -185,7 +185,7 @@ def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_jso
 
 
 def _cycle_summary(ws: Workspace, status: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
-    from tuneloop.cycle.state import Cycle, cycles_dir
+    from tuneloop.state.cycle import Cycle, cycles_dir
 
     cycle = Cycle(cycles_dir(ws) / status["cycle"])
     gate = cycle.marker("gate")

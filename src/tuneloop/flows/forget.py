@@ -83,7 +83,7 @@ def find(ws: Workspace, user: str | None, conversation: str | None) -> Found:
                       frozenset(r.id for r in train))  # fmt: skip
     shared = _others_texts(ws, subject, set(items))
     if ws.has_serving_log():
-        from tuneloop.serve.log import ServingLog
+        from tuneloop.state.serving_log import ServingLog
 
         log = ServingLog(ws.store("serving", "erasure"))
         try:
@@ -144,7 +144,7 @@ def _remove(ws: Workspace, found: Found, request_id: str) -> dict[str, Any]:
         load_or_rebuild(ws, estore)  # the index without the erased items
     removed["index_versions_deleted"] = prune_versions(ws.index_dir)
     if ws.has_serving_log():
-        from tuneloop.serve.log import ServingLog
+        from tuneloop.state.serving_log import ServingLog
 
         log = ServingLog(ws.store("serving", "erasure"))
         try:

@@ -26,9 +26,9 @@ from tuneloop.errors import InputError
 from tuneloop.evalside.intake import add_eval_items
 from tuneloop.evalside.intake import load_or_rebuild as load_index_for
 from tuneloop.evalside.store import EvalStore
-from tuneloop.gateway import Side, identity_keys, route
+from tuneloop.gateway import identity_keys, route
 from tuneloop.jsonl import DEFAULT_MAX_LINE_BYTES, write_json, write_jsonl
-from tuneloop.records import Record, read_records
+from tuneloop.records import Record, Side, read_records
 from tuneloop.trainstore import LateFeedback, TrainStore
 from tuneloop.workspace import Workspace
 

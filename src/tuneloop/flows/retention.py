@@ -54,7 +54,7 @@ def apply(ws: Workspace, now: float | None = None) -> RetentionReport:
     cfg, now = ws.config.security, time.time() if now is None else now
     report = RetentionReport(cfg.serving_log_days, cfg.rejects_days)
     if cfg.serving_log_days and ws.has_serving_log():
-        from tuneloop.serve.log import ServingLog
+        from tuneloop.state.serving_log import ServingLog
 
         log = ServingLog(ws.store("serving", "erasure"))
         try:

@@ -25,8 +25,7 @@ from typing import Any
 from tuneloop.errors import WorkspaceError
 from tuneloop.flows.ingest import Extras, IngestReport, ingest_records
 from tuneloop.records import Record, record_from_obj
-from tuneloop.serve.auth import LOCAL_TENANT
-from tuneloop.serve.log import ServingLog
+from tuneloop.state.serving_log import LOCAL_TENANT, ServingLog
 from tuneloop.trainstore import LateFeedback, TrainStore, with_feedback
 from tuneloop.workspace import Workspace
 

@@ -112,7 +112,7 @@ def _runs(ws: Workspace) -> dict[str, dict[str, list[float]]]:
 
 
 def _cycles(ws: Workspace) -> list[dict[str, Any]]:
-    from tuneloop.cycle.state import STAGES, canary_outcome, list_cycles
+    from tuneloop.state.cycle import STAGES, canary_outcome, list_cycles
 
     out = []
     for cycle in list_cycles(ws):
@@ -156,7 +156,7 @@ def _canaries(ws: Workspace, audit: list[dict[str, Any]]) -> list[dict[str, Any]
 def _canary_rows(ws: Workspace, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     if not ws.has_serving_log():
         return {}
-    from tuneloop.serve.log import ServingLog
+    from tuneloop.state.serving_log import ServingLog
 
     log = ServingLog(ws.store("serving", "eval"))
     try:

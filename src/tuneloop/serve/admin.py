@@ -21,12 +21,12 @@ from tuneloop.registry.release import ReleaseRefusedError, require
 from tuneloop.serve.auth import Principal
 from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.controller import judge_now
-from tuneloop.serve.canary.state import read_state
 from tuneloop.serve.deps import Admin, AdminUser
 from tuneloop.serve.errors import APIError, responses
 from tuneloop.serve.protocol import CanaryStartRequest, RollbackRequest, VersionRequest
 from tuneloop.serve.router import BASE
 from tuneloop.serve.services import Services
+from tuneloop.state.canary import read_state
 
 # A registry refusal, as the status and code the admin API answers with.
 REFUSALS: tuple[tuple[type[TuneloopError], int, str], ...] = (

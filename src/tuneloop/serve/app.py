@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from tuneloop.serve import admin, feedback, server_file
+from tuneloop.serve import admin, feedback
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.chat import ChatHandler
 from tuneloop.serve.deps import User, principal
@@ -30,6 +30,7 @@ from tuneloop.serve.protocol import (
 )
 from tuneloop.serve.services import Services
 from tuneloop.serve.shapes import TextShape
+from tuneloop.state import server_file
 
 GENERATE: dict[int | str, dict[str, Any]] = {
     200: {

@@ -25,10 +25,10 @@ from tuneloop.config import ApiKeyConfig
 from tuneloop.errors import ConfigError
 from tuneloop.serve.errors import APIError
 from tuneloop.serve.limits import KeyLimits
+from tuneloop.state.serving_log import LOCAL_TENANT
 
 ENV_KEYS = "TUNELOOP_API_KEYS"
 KEY_PREFIX = "tl-"
-LOCAL_TENANT = "local"
 
 
 @dataclass(frozen=True, slots=True)

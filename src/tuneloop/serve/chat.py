@@ -37,11 +37,11 @@ from tuneloop.serve.generation import (
     TokenLogprob,
 )
 from tuneloop.serve.limits import Ticket, check_request
-from tuneloop.serve.log import ResponseRow
 from tuneloop.serve.protocol import SamplingRequest, new_id, usage_of
 from tuneloop.serve.router import Routed
 from tuneloop.serve.services import Services
 from tuneloop.serve.shapes import ChatShape, Shape, params_of
+from tuneloop.state.serving_log import ResponseRow
 
 USER_HEADER, CONVERSATION_HEADER = "x-tuneloop-user", "x-tuneloop-conversation"
 ROUTING_HEADER = "x-tuneloop-routing"

@@ -11,9 +11,9 @@ import asyncio
 import time
 
 from tuneloop.serve.errors import APIError
-from tuneloop.serve.log import FeedbackRow
 from tuneloop.serve.protocol import FeedbackRequest, FeedbackResponse, new_id
 from tuneloop.serve.services import Services
+from tuneloop.state.serving_log import FeedbackRow
 
 
 async def _owner(s: Services, response_id: str) -> tuple[str, str, str] | None:

@@ -27,10 +27,10 @@ from tuneloop.errors import TuneloopError
 from tuneloop.registry import CANARY, PREVIOUS, PRODUCTION, AdapterIntegrityError, Registry
 from tuneloop.registry.release import eligibility
 from tuneloop.serve.canary import actions
-from tuneloop.serve.canary.state import read_state, state_path
 from tuneloop.serve.generation import Backend
 from tuneloop.serve.metrics import Metrics
 from tuneloop.serve.router import BASE_TARGET, CanaryRoute, Router, ServingState, Target
+from tuneloop.state.canary import read_state, state_path
 
 FULL_POLL_S = 2.0
 log = logging.getLogger("tuneloop.serve.follow")

@@ -17,9 +17,9 @@ from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.follow import AliasFollower
 from tuneloop.serve.generation import Backend
 from tuneloop.serve.limits import Limiter
-from tuneloop.serve.log import LogWriter, ServingLog
 from tuneloop.serve.metrics import Metrics
 from tuneloop.serve.router import Router
+from tuneloop.state.serving_log import LogWriter, ServingLog
 from tuneloop.storage import PgTarget
 
 

@@ -118,7 +118,7 @@ CREATE OR REPLACE TRIGGER erasures_no_change BEFORE UPDATE OR DELETE ON evalstor
 CREATE OR REPLACE TRIGGER erasures_no_truncate BEFORE TRUNCATE ON evalstore.erasures
     FOR EACH STATEMENT EXECUTE FUNCTION evalstore.refuse();
 
--- the serving log: append-only, erasure-shaped updates only (see serve/log.py) -----------------
+-- the serving log: append-only, erasure-shaped updates only (see state/serving_log.py) -----------------
 CREATE TABLE IF NOT EXISTS serving.responses (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     response_id TEXT UNIQUE NOT NULL,

@@ -16,8 +16,8 @@ from tuneloop.config import CanaryConfig
 from tuneloop.errors import WorkspaceError
 from tuneloop.registry import PRODUCTION, Registry
 from tuneloop.registry.release import eligibility, require
-from tuneloop.serve.canary import state as st
 from tuneloop.serve.canary.judge import Verdict
+from tuneloop.state import canary as st
 
 
 def production_of(registry: Registry) -> str:

@@ -12,8 +12,8 @@ from tuneloop.config import CanaryConfig
 from tuneloop.registry import Registry
 from tuneloop.serve.canary import actions
 from tuneloop.serve.canary.judge import ArmSample, Verdict, judge
-from tuneloop.serve.canary.state import CanaryState, read_state
-from tuneloop.serve.log import ServingLog
+from tuneloop.state.canary import CanaryState, read_state
+from tuneloop.state.serving_log import ServingLog
 
 logger = logging.getLogger("tuneloop.serve.canary")
 

@@ -191,7 +191,7 @@ def open_cycle(ws: Workspace, trigger: dict[str, Any] | None) -> tuple[Cycle, bo
 
 def canary_outcome(ws: Workspace, cycle_id: str) -> str:
     """running, promoted, rolled_back or stopped: the canary a cycle released, as it is now."""
-    from tuneloop.serve.canary.state import read_state
+    from tuneloop.state.canary import read_state
 
     canary_id = Cycle(cycles_dir(ws) / cycle_id).outputs("release").get("canary_id")
     state = read_state(ws.serve_dir)

@@ -28,8 +28,11 @@ from tuneloop.encryption import files as sealed_files
 from tuneloop.erasure import compact
 from tuneloop.storage import PgTarget
 
-logger = logging.getLogger("tuneloop.serve.log")
+logger = logging.getLogger("tuneloop.serve.log")  # the name operators filter on
 
+# The tenant of a server run without API keys: its users keep their ids as they are, while
+# another tenant's are prefixed with the tenant (two tenants may both have a user "42").
+LOCAL_TENANT = "local"
 APPEND_ONLY = "the serving log is append-only"
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS responses (
