@@ -146,7 +146,11 @@ def test_a_poisoned_request_fails_alone(
     assert "a poisoned row" in str(outcome["error"])
     assert [r["text"] for r in results] == alone
     assert all(r["finish"] == "length" for r in results)
-    assert any("poisoned" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any("poisoned" in r.getMessage() for r in errors)
+    # the failure names its request in a field of its own (tuneloop.logs writes it out)
+    named = [r for r in errors if "poisoned" in r.getMessage() and getattr(r, "request_id", "")]
+    assert named and all(r.request_id in r.getMessage() for r in named)
     failed = (
         'tuneloop_request_errors_total{arm="base",code="generation_failed",model_version="base"}'
     )

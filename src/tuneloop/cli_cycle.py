@@ -9,8 +9,9 @@ import typer
 from rich.table import Table
 
 from tuneloop import render
-from tuneloop.cli_options import JsonOpt, WorkspaceOpt
+from tuneloop.cli_options import JsonOpt, LogFormatOpt, WorkspaceOpt
 from tuneloop.errors import TuneloopError
+from tuneloop.logs import start_logging
 from tuneloop.workspace import find_workspace
 
 cycle_app = typer.Typer(
@@ -67,6 +68,7 @@ def watch(
     ] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Check the triggers every INTERVAL seconds and run a cycle whenever one fires.
 
@@ -78,6 +80,7 @@ def watch(
     from tuneloop.state.cycle import CycleBusyError
 
     ws = find_workspace(workspace)
+    start_logging(log_format or ws.config.serve.log_format)
     every = interval or ws.config.cycle.triggers.interval_s
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

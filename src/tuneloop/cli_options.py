@@ -16,6 +16,13 @@ WorkspaceOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON")]
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--log-format",
+        help="log lines on stderr: text | json, one object a line (serve.log_format)",
+    ),
+]
 TextFieldOpt = Annotated[
     str | None, typer.Option("--text-field", help="compare this field instead of the record's text")
 ]

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from tuneloop import render
-from tuneloop.cli_options import JsonOpt, WorkspaceOpt
+from tuneloop.cli_options import JsonOpt, LogFormatOpt, WorkspaceOpt
 from tuneloop.errors import ConfigError, WorkspaceError
+from tuneloop.logs import start_logging
 from tuneloop.workspace import find_workspace
 
 canary_app = typer.Typer(help="Canary releases judged on live traffic.", no_args_is_help=True)
@@ -27,6 +28,7 @@ def serve(
     vllm_url: Annotated[str | None, typer.Option(help="vLLM server (serve.vllm_url)")] = None,
     workspace: WorkspaceOpt = None,
     json: JsonOpt = False,
+    log_format: LogFormatOpt = None,
 ) -> None:
     """Serve production (and any canary) at http://HOST:PORT/v1, OpenAI-compatible.
 
@@ -46,6 +48,7 @@ def serve(
 
     ws = find_workspace(workspace)
     cfg = ws.config.serve
+    start_logging(log_format or cfg.log_format)
     host, port = host or cfg.host, cfg.port if port is None else port
     kind = backend or cfg.backend
     if kind not in ("embedded", "vllm"):

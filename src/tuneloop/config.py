@@ -8,9 +8,13 @@ with its dotted path, e.g. ``gateway.eval_fraction: Input should be less than or
 from __future__ import annotations
 
 import tomllib
+import types
+import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tuneloop.errors import ConfigError
@@ -274,6 +278,9 @@ class ServeConfig(_Section):
     open_metrics: bool = Field(False, description="/metrics needs no key")
     default_max_tokens: int = Field(256, ge=1)
     poll_s: float = Field(0.05, gt=0.0, description="how often alias moves are looked for")
+    log_format: Literal["text", "json"] = Field(
+        "text", description="the server's log lines on stderr: text, or a JSON object per line"
+    )
     rating_range: tuple[float, float] = (1.0, 5.0)
     feedback_window_s: float = Field(
         3600.0, ge=0.0, description="a response waits this long for feedback before ingest"
@@ -510,6 +517,8 @@ feedback_window_s = 3600 # `ingest --serving-log` takes responses at least this 
 header_timeout_s = 10    # a request's headers must arrive within this (then 408, closed)
 body_timeout_s = 10      # ... and each chunk of its body
 body_total_timeout_s = 60
+log_format = "text"      # the server's and `watch`'s log lines on stderr; "json": one object
+                         # per line (time, level, logger, message, request_id, ...)
 open_probes = true       # /healthz and /readyz need no key (load balancers)
 open_metrics = false     # /metrics needs a key when keys are on
 # API keys, stored hashed: `tuneloop keys create NAME [--admin]` prints a key and its entry;
@@ -607,3 +616,60 @@ def parse_config(text: str, path: Path) -> TuneloopConfig:
         return TuneloopConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_errors(path, exc)) from None
+
+
+def overlay(text: str, changes: Mapping[str, Any], path: Path) -> str:
+    """``text`` (a tuneloop.toml) with settings set by their dotted names, e.g.
+    ``{"train.max_steps": 16, "serve.canary.min_requests": 40}``; its comments and other
+    settings kept (tomlkit edits the document in place). A name that is no setting, or a value a
+    setting refuses, is one line naming it (errors name ``path``), and nothing is returned."""
+    doc = tomlkit.parse(text)
+    for key, value in changes.items():
+        _check_setting(key, path)
+        *tables, leaf = key.split(".")
+        node: Any = doc
+        for name in tables:
+            if name not in node:
+                node[name] = tomlkit.table()
+            node = node[name]
+        if isinstance(value, Mapping):  # a table setting stays on its line: x = { a = 1 }
+            table = tomlkit.inline_table()
+            table.update(value)
+            value = table
+        node[leaf] = value
+    out = tomlkit.dumps(doc)
+    parse_config(out, path)
+    return out
+
+
+def _check_setting(key: str, path: Path) -> None:
+    """``key`` names a field of the config, a section's or a table setting's entry."""
+    model: Any = TuneloopConfig
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if model is None:  # below a table setting (metric_tolerances, api_keys): any key
+            return
+        fields = model.model_fields
+        if part not in fields:
+            where = ".".join(parts[:i]) or "the top level"
+            raise ConfigError(
+                f"{path}: {key!r} is no setting; {where} has {', '.join(sorted(fields))}"
+            )
+        model = _section_of(fields[part].annotation)
+        if model is None and i < len(parts) - 1 and not _is_table(fields[part].annotation):
+            raise ConfigError(f"{path}: {'.'.join(parts[: i + 1])} is a value, not a section")
+
+
+def _section_of(annotation: Any) -> type[BaseModel] | None:
+    """The section model a field holds (``PrivacyConfig | None`` counts), else None."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _is_table(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_table(a) for a in typing.get_args(annotation))
+    return origin is dict

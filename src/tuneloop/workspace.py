@@ -13,12 +13,15 @@ and no training-side module imports the eval side (a test checks the import grap
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from tuneloop.config import TuneloopConfig, default_toml, load_config
+from tuneloop.config import TuneloopConfig, default_toml, load_config, overlay
 from tuneloop.errors import WorkspaceError
+from tuneloop.jsonl import atomic_writer
 from tuneloop.storage import PgTarget, Role, Store, pg_target
 
 CONFIG_NAME = "tuneloop.toml"
@@ -36,6 +39,15 @@ class Workspace:
     @cached_property
     def config(self) -> TuneloopConfig:
         return load_config(self.config_path)
+
+    def configure(self, changes: Mapping[str, Any]) -> Workspace:
+        """Set settings by their dotted names in this workspace's ``tuneloop.toml`` (validated
+        first, written atomically) and return the workspace as it now reads, e.g.
+        ``ws.configure({"train.max_steps": 16})``: the typed way to change settings in code."""
+        text = overlay(self.config_path.read_text(encoding="utf-8"), changes, self.config_path)
+        with atomic_writer(self.config_path, "w") as fh:
+            fh.write(text)
+        return Workspace(self.root)
 
     @property
     def train_dir(self) -> Path:

@@ -23,16 +23,10 @@ def run_leak(
 ) -> dict[str, Any]:
     """A small fine-tune (``max_train`` records, ``epochs`` passes), as leaks usually meet one."""
     run_demo(root, records=records, as_json=True, train=False, emit=False)
-    ws = configure(Workspace(root.resolve()))
     # Every item of the 'task' suite, not a sample: the memorization rule needs enough items on
     # each side of the cut-off; the gateway's 'live' suite plays no part here.
-    text = ws.config_path.read_text(encoding="utf-8")
-    if "max_items_per_suite = 24\n" not in text:
-        raise RuntimeError("the demo's [evaluate] settings changed; update the leak experiment")
-    text = text.replace("max_items_per_suite = 24\n",
-                        'max_items_per_suite = 0\nstore_suites = ["task"]\n')  # fmt: skip
-    ws.config_path.write_text(text, encoding="utf-8")
-    ws = Workspace(ws.root)
+    every_task_item = {"evaluate.max_items_per_suite": 0, "evaluate.store_suites": ["task"]}
+    ws = configure(Workspace(root.resolve()), every_task_item)
     eval_file = ws.root / "demo-data" / "eval.jsonl"
     result = run_leak_experiment(ws, eval_file, max_train=max_train, epochs=epochs)
     if as_json:

@@ -49,56 +49,43 @@ MAX_TOKENS = 24  # the ticket's intent and priority (at most 18 tokens), which i
 # change of 0.02 is within their noise). The canary's minimums (16 requests, 12 thumbs per arm)
 # are enough for cycle 1's 0% vs 100% thumbs-down difference; the long run's second canary has
 # a 30-to-40-point one to see at p < 0.01 and waits for LONG_CANARY of each.
-DEMO_TOML = """
-[train]
-max_steps = 16
-micro_batch = 2
-grad_accum = 1
-lr = 1e-3
-warmup_steps = 2
-eval_every = 16
-save_every = 8
-block_size = 256
-max_len = 256
-replay_ratio = 0.2
-autocast = "auto"
-rehearsal = "off"
-
-[evaluate]
-max_new_tokens = 32
-batch_size = 16
-max_items_per_suite = 16
-newest_suites = ["live"]
-forgetting_items = 30
-fields = ["intent", "priority", "department"]
-
-[gate]
-# 16 items per suite detect changes of about 0.06 in token F1 and 0.2 in field accuracy (the
-# gate's warnings say so): tolerances below that would leave every round inconclusive. A
-# deployment scores 200 items per suite and keeps the defaults (0.01 and 0.02).
-regression_tolerance = 0.1
-forgetting_tolerance = 0.1
-metric_tolerances = { loss = 0.5 }
-
-[serve]
-default_max_tokens = 32
-feedback_window_s = 0
-max_batch = 8
-
-[serve.canary]
-interval_s = 4
-failure_threshold = 2
-min_requests = 16
-min_feedback = 12
-
-[cycle]
-canary_weight = 50
-canary_step = 50
-canary_max_weight = 100
-
-[cycle.triggers]
-min_new_examples = 300
-"""
+DEMO: dict[str, Any] = {
+    "train.max_steps": 16,
+    "train.micro_batch": 2,
+    "train.grad_accum": 1,
+    "train.lr": 1e-3,
+    "train.warmup_steps": 2,
+    "train.eval_every": 16,
+    "train.save_every": 8,
+    "train.block_size": 256,
+    "train.max_len": 256,
+    "train.replay_ratio": 0.2,
+    "train.autocast": "auto",
+    "train.rehearsal": "off",
+    "evaluate.max_new_tokens": 32,
+    "evaluate.batch_size": 16,
+    "evaluate.max_items_per_suite": 16,
+    "evaluate.newest_suites": ["live"],
+    "evaluate.forgetting_items": 30,
+    "evaluate.fields": ["intent", "priority", "department"],
+    # 16 items per suite detect changes of about 0.06 in token F1 and 0.2 in field accuracy
+    # (the gate's warnings say so): tolerances below that would leave every round
+    # inconclusive. A deployment scores 200 items per suite and keeps the defaults (0.01, 0.02).
+    "gate.regression_tolerance": 0.1,
+    "gate.forgetting_tolerance": 0.1,
+    "gate.metric_tolerances": {"loss": 0.5},
+    "serve.default_max_tokens": 32,
+    "serve.feedback_window_s": 0,
+    "serve.max_batch": 8,
+    "serve.canary.interval_s": 4,
+    "serve.canary.failure_threshold": 2,
+    "serve.canary.min_requests": 16,
+    "serve.canary.min_feedback": 12,
+    "cycle.canary_weight": 50,
+    "cycle.canary_step": 50,
+    "cycle.canary_max_weight": 100,
+    "cycle.triggers.min_new_examples": 300,
+}
 
 
 # The support app's system prompt: training chats without one get it (curate.system_prompt),
@@ -117,20 +104,22 @@ ITEMS = 16  # eval items per task suite: the gate's resolution (README, "Benchma
 
 def configure(ws: Workspace, steps: int = STEPS, items: int = ITEMS) -> Workspace:
     """The demo's settings; ``steps`` and ``items`` trade minutes for a firmer model and gate."""
-    settings = (DEMO_TOML.replace("max_steps = 16", f"max_steps = {steps}")
-                .replace("eval_every = 16", f"eval_every = {steps}")
-                .replace("save_every = 8", f"save_every = {max(1, steps // 2)}")
-                .replace("max_items_per_suite = 16", f"max_items_per_suite = {items}"))  # fmt: skip
+    settings = DEMO | {
+        "train.max_steps": steps,
+        "train.eval_every": steps,
+        "train.save_every": max(1, steps // 2),
+        "evaluate.max_items_per_suite": items,
+        "curate.system_prompt": SYSTEM_PROMPT,
+    }
     if steps >= LONG_FROM:
-        rehearsal = 'rehearsal = "sft"\nrehearsal_ratio = 0.1\nrounds = "new"'
-        settings = (settings.replace('rehearsal = "off"', rehearsal)
-                    .replace("min_requests = 16", f"min_requests = {LONG_CANARY}")
-                    .replace("min_feedback = 12", f"min_feedback = {LONG_CANARY}"))  # fmt: skip
-    text = ws.config_path.read_text(encoding="utf-8").split("[train]")[0] + settings
-    default = '# system_prompt = "..."  # prepended to chats without a system message'
-    text = text.replace(default, f"system_prompt = {json.dumps(SYSTEM_PROMPT)}")
-    ws.config_path.write_text(text, encoding="utf-8")
-    return Workspace(ws.root)
+        settings |= {
+            "train.rehearsal": "sft",
+            "train.rehearsal_ratio": 0.1,
+            "train.rounds": "new",
+            "serve.canary.min_requests": LONG_CANARY,
+            "serve.canary.min_feedback": LONG_CANARY,
+        }
+    return ws.configure(settings)
 
 
 @contextmanager

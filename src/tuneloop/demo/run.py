@@ -41,12 +41,10 @@ def _fresh_workspace(root: Path, semantic: bool) -> Workspace:
     ws = init_workspace(root, "demo")
     (root / MARKER).write_text("created by `tuneloop demo`; safe to delete\n")
     # The bank's own name is written like a person's ("Hi Northwind, ..."): never redact it.
-    cfg = ws.config_path.read_text().replace("pii_allow = []", 'pii_allow = ["Northwind"]')
-    ws.config_path.write_text(cfg)
+    settings: dict[str, object] = {"curate.pii_allow": ["Northwind"]}
     if semantic:
-        cfg = ws.config_path.read_text().replace('semantic = "auto"', "semantic = true")
-        ws.config_path.write_text(cfg)
-    return Workspace(ws.root)
+        settings["contamination.semantic"] = True
+    return ws.configure(settings)
 
 
 def _semantic_available() -> bool:

@@ -9,7 +9,7 @@ semantic check's threshold of the suite that grew is calibrated again (the repor
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +32,8 @@ from tuneloop.storage import Role
 from tuneloop.workspace import Workspace
 
 CHECK_BATCH = 4096
+
+log = logging.getLogger("tuneloop.evalside")
 
 
 def index_settings(cfg: ContaminationConfig) -> IndexSettings:
@@ -104,7 +106,7 @@ def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
         try:
             index = load_index(ws.index_dir, version)
         except StaleIndexError as exc:
-            print(f"tuneloop: {exc}; rebuilding it now", file=sys.stderr)
+            log.warning("%s; rebuilding it now", exc)
             return rebuild_index(ws, store, settings, embedder_for(cfg))
         semantic_ok = (index.embeddings is not None) == enabled(cfg) or len(index) == 0
         if index.settings == settings and index.version == store.version() and semantic_ok:

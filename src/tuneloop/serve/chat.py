@@ -273,7 +273,10 @@ class ChatHandler:
         m.requests.labels(arm, version, status).inc()
         if status == "error":
             m.errors.labels(arm, version, "generation_failed").inc()
-            log.error("request %s (tenant %s, %s) failed: %s", c.rid, c.tenant, version, error)
+            log.error(
+                "request %s (tenant %s, %s) failed: %s", c.rid, c.tenant, version, error,
+                extra={"request_id": c.rid, "tenant": c.tenant, "version": version},
+            )  # fmt: skip
         if status == "ok" and o.finish is not None:
             m.latency.labels(arm, version).observe(latency)
             if o.ttft is not None:

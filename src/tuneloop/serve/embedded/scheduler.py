@@ -67,8 +67,18 @@ def eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     return frozenset(int(i) for i in ids)
 
 
+def _one(job: Job) -> dict[str, str]:
+    """A log record's ``extra``: the request it is about (tuneloop.logs prints it)."""
+    return {"request_id": job.request.request_id}
+
+
 def _ids(jobs: list[Job]) -> str:
     return ", ".join(j.request.request_id for j in jobs)
+
+
+def _all(jobs: list[Job]) -> dict[str, list[str]]:
+    """A log record's ``extra`` for a step that failed every request it held."""
+    return {"request_ids": [j.request.request_id for j in jobs]}
 
 
 class Scheduler:
@@ -284,7 +294,7 @@ class Scheduler:
             try:
                 rows.append(Row.start(job, self.tokenizer, self.vocab, self.grammars))
             except Exception as exc:
-                log.exception("request %s could not start", job.request.request_id)
+                log.exception("request %s could not start", job.request.request_id, extra=_one(job))
                 job.sink(Failed(f"generation failed: {type(exc).__name__}: {exc}"))
         return rows
 
@@ -324,7 +334,8 @@ class Scheduler:
                 **{self._cache_kw: cache},
             )
         except Exception as exc:  # the running rows' cache is untouched: they go on
-            log.exception("prefill failed for %s", _ids([r.job for r in rows]))
+            jobs = [r.job for r in rows]
+            log.exception("prefill failed for %s", _ids(jobs), extra=_all(jobs))
             self._end_rows(rows, f"generation failed: {type(exc).__name__}: {exc}")
             return
         self._join(KVBatch(cache, mask, mask.sum(dim=1)), rows, logits)
@@ -349,7 +360,9 @@ class Scheduler:
                 **{self._cache_kw: p.cache},
             )
         except Exception as exc:  # its own cache: nobody else is touched
-            log.exception("prefill failed for %s", p.row.job.request.request_id)
+            log.exception(
+                "prefill failed for %s", p.row.job.request.request_id, extra=_one(p.row.job)
+            )
             self._fail_prefill(p, f"generation failed: {type(exc).__name__}: {exc}")
             return
         p.done = end
@@ -410,7 +423,7 @@ class Scheduler:
             with self._adapters(jobs):
                 logits = fused_forward(self.model, mixed, ids, where, keep, self._cache_kw)
         except Exception as exc:  # the batch's cache may be half-written: the step's rows fail
-            log.exception("fused step failed for %s", _ids(jobs))
+            log.exception("fused step failed for %s", _ids(jobs), extra=_all(jobs))
             message = f"generation failed: {type(exc).__name__}: {exc}"
             self._end_rows(self._rows, message)
             self._end_lanes(message)
@@ -470,7 +483,8 @@ class Scheduler:
                 **{self._cache_kw: batch.cache},
             )
         except Exception as exc:  # out of memory, say: this step's rows fail, the server goes on
-            log.exception("decode step failed for %s", _ids([r.job for r in self._rows]))
+            jobs = [r.job for r in self._rows]
+            log.exception("decode step failed for %s", _ids(jobs), extra=_all(jobs))
             self._end_rows(self._rows, f"generation failed: {type(exc).__name__}: {exc}")
             return
         self.budget.observe_decode(time.perf_counter() - started)
@@ -485,7 +499,7 @@ class Scheduler:
             try:
                 row.advance(logits[i], int(greedy[i]), self._eos, self._names)
             except Exception as exc:
-                log.exception("request %s failed", row.job.request.request_id)
+                log.exception("request %s failed", row.job.request.request_id, extra=_one(row.job))
                 row.fail(f"generation failed: {type(exc).__name__}: {exc}")
         self._retire()
 
@@ -539,7 +553,9 @@ def _close(row: Row) -> None:
     try:
         row.close()
     except Exception:  # its client's loop has gone: nobody is left to tell
-        log.exception("could not send the end of request %s", row.job.request.request_id)
+        log.exception(
+            "could not send the end of request %s", row.job.request.request_id, extra=_one(row.job)
+        )
 
 
 def _run_command(fn: Callable[[], Any], future: Future[Any]) -> None:
