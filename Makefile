@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: demo demo-full test lint typecheck unit bench clean vllm chromium postgres
+.PHONY: demo demo-full test lint typecheck docs docs-check unit bench clean vllm chromium postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,14 @@ $(BIN)/python:
 # torch first, from the local CPU wheel, so that no dependency can pull a CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[semantic,bench,dev]'
+	$(BIN)/pip install --quiet -e '.[semantic,bench,dev,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/tuneloop demo --workspace demo-workspace
 
 # The same loop trained and gated for longer: cycle 2's candidate passes the offline gate and
-# meets live users in a canary (README, "Benchmarks"); about 17-20 minutes on 2 cores.
+# meets live users in a canary (docs/benchmarks.md, "The demo"); about 17-20 minutes on 2 cores.
 demo-full: $(STAMP)
 	$(BIN)/tuneloop demo --workspace demo-workspace --steps 48 --items 48
 
@@ -37,6 +37,16 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# The manual in docs/ as a site (Sphinx, furo, MyST): open docs/_build/html/index.html.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -q -b html docs docs/_build/html
+
+# The same pages checked strictly, about a second: every warning is an error, and a link to a
+# page, a heading (#anchor) or a file that does not exist is one. The dummy builder writes
+# nothing; -E rereads every page, so an unchanged page's broken link is reported again.
+docs-check: $(STAMP)
+	$(BIN)/sphinx-build -q -E -W --keep-going -n -b dummy docs docs/_build/dummy
 
 # Two workers, a test file each: most tests wait on subprocesses, servers and databases, so two
 # halve the wall time on two cores (the files share nothing but the PostgreSQL server). Tests
@@ -78,11 +88,11 @@ $(VLLM_STAMP):
 	  || tail -n 3 $(VLLM_VENV)/install.log > $(VLLM_VENV)/UNAVAILABLE
 	touch $(VLLM_STAMP)
 
-test: lint typecheck unit
+test: lint typecheck docs-check unit
 
 bench: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)  # e.g. BENCH_ARGS="--data DIR"
 
 clean:
-	rm -rf demo-workspace bench/out .mypy_cache .ruff_cache .pytest_cache
+	rm -rf demo-workspace bench/out docs/_build .mypy_cache .ruff_cache .pytest_cache
 	find src -name "*.nbi" -delete -o -name "*.nbc" -delete  # numba kernel caches

@@ -88,7 +88,7 @@ class CurateConfig(_Section):
 
 class PrivacyConfig(_Section):
     """Differentially private training: DP-SGD through Opacus on the LoRA weights, with one
-    user as the privacy unit (see README, "Private training")."""
+    user as the privacy unit (see docs/security.md, "Private training")."""
 
     epsilon: float = Field(gt=0.0, description="ε one round may spend (at delta)")
     delta: float = Field(1e-6, gt=0.0, lt=1.0, description="must be below 1 / number of users")
@@ -133,7 +133,8 @@ class TrainConfig(_Section):
     replay_capacity: int = Field(2000, ge=1)
     replay_strategy: Literal["reservoir", "stratified", "loss"] = "reservoir"
     rehearsal: Literal["off", "kl", "sft"] = Field(
-        "off", description="keep the base model's behaviour on general prompts (see README)"
+        "off",
+        description="keep the base model's behaviour on general prompts (see docs/training.md)",
     )
     rehearsal_kl_weight: float = Field(1.0, gt=0.0, description="kl: weight of the KL term")
     rehearsal_ratio: float = Field(
@@ -144,7 +145,7 @@ class TrainConfig(_Section):
     gradient_checkpointing: bool = Field(
         True,
         description="recompute layer activations in the backward pass: about half the memory "
-        "of a step for about a third more time (README, 'Memory'); private runs: off",
+        "of a step for about a third more time (docs/training.md, 'Memory'); private runs: off",
     )
     autocast: Literal["off", "bfloat16", "auto"] = Field(
         "off", description="bf16 autocast for forward passes; auto: where the hardware has bf16"
@@ -326,7 +327,7 @@ class CycleConfig(_Section):
 
 
 class SecurityConfig(_Section):
-    """Encryption at rest (see README, "Encryption at rest")."""
+    """Encryption at rest (see docs/security.md, "Encryption at rest")."""
 
     encryption: bool = False
     key: str = Field(
@@ -343,7 +344,7 @@ class SecurityConfig(_Section):
 
 
 class StorageConfig(_Section):
-    """Where the stores live (see README, "PostgreSQL")."""
+    """Where the stores live (see docs/scale.md, "PostgreSQL")."""
 
     backend: Literal["sqlite", "postgres"] = "sqlite"
     postgres: str = Field(
@@ -440,14 +441,14 @@ lora_dropout = 0.05
 replay_ratio = 0.2       # share of earlier rounds' records mixed into training
 replay_capacity = 2000
 replay_strategy = "reservoir"  # reservoir | stratified | loss
-rehearsal = "off"        # keep the base model's behaviour outside the task (see README): kl
+rehearsal = "off"        # keep the base model's behaviour outside the task (docs/training.md): kl
                          # (a KL term to the base model on general prompts) | sft | off
 rehearsal_kl_weight = 1.0
 rehearsal_ratio = 0.2    # sft: share of the mix given to the base model's own answers
 # rehearsal_prompts = "general.jsonl"  # default: the built-in pool of 191 general prompts
 rehearsal_max_new_tokens = 64
 gradient_checkpointing = true  # recompute activations in the backward pass: less memory,
-                               # more time per step (README, "Memory")
+                               # more time per step (docs/training.md, "Memory")
 autocast = "off"         # bfloat16: forward passes in bf16 autocast (weights and optimizer
                          # stay float32): faster on GPUs and CPUs with AVX-512 BF16 or AMX, but
                          # ~24x slower on a CPU without (emulated) | auto: only where it is native
@@ -458,7 +459,7 @@ rounds = "all"           # all: the whole dataset version | new: only the record
                          # replay buffer at replay_ratio (a week's new data is not diluted by
                          # every week before it)
 
-# [train.privacy]        # differentially private training (README, "Private training"): DP-SGD
+# [train.privacy]        # differentially private training (docs/security.md): DP-SGD
                          # with Opacus on the LoRA weights; the privacy unit is the user
 # epsilon = 8.0          # ε one round spends (the noise is set to reach it at max_steps)
 # delta = 1e-6           # must be below 1 / the number of users in a round

@@ -5,7 +5,8 @@ threshold that it raises, by default, each time such a block is freed, up to 32 
 step frees and allocates thousands of tensors of a few to a few hundred MB; once the threshold
 has grown, they come from the heap instead, whose freed space fragments and stays in the
 process. Measured on one training step of the default model (4 x 512 tokens, two micro-batches):
-8.2 GiB peak RSS with the moving threshold, 5.2 GiB with a fixed 128 KiB one (README, "Memory").
+8.2 GiB peak RSS with the moving threshold, 5.2 GiB with a fixed 128 KiB one (docs/training.md,
+"Memory").
 Fixing it (``mallopt(M_MMAP_THRESHOLD)``, what ``MALLOC_MMAP_THRESHOLD_`` does at start-up) is
 the usual remedy; elsewhere than glibc this does nothing.
 """

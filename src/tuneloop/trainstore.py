@@ -208,7 +208,7 @@ class TrainStore:
                 cur.execute("ROLLBACK")
                 raise
         if not storage.is_postgres(self._db):
-            compact(self._db)  # on a server: VACUUM by the owner (see README, "PostgreSQL")
+            compact(self._db)  # on a server: VACUUM by the owner (docs/scale.md, "PostgreSQL")
         return removed
 
     def newest(self, n: int) -> list[Record]:

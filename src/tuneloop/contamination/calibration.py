@@ -7,7 +7,7 @@ threshold is a high quantile of those cosines plus a margin, never below a floor
 out above the ceiling, the suite's items are as close to each other as a reworded copy is to its
 source (support chats written from templates): no threshold separates the two, and the check is
 off for that suite, which the calibration says. Benchmark questions are far apart: on GSM8K test
-the 99th percentile of nearest-neighbour cosines is 0.83 (README, "Contamination index").
+the 99th percentile of nearest-neighbour cosines is 0.83 (docs/contamination.md, "GSM8K").
 
 Two items at cosine >= ``copy`` are one question held twice (MMLU test holds 524 such), not
 neighbours: they are skipped. The nearest-neighbour cosines are kept per item and updated

@@ -101,7 +101,7 @@ def _patterns() -> tuple[re.Pattern[str], ...]:
         rf"(?:{_NUMBER}|S/N)\b{_UNIT}?"
     )
     # "Rose-Krebs-Straße 7", "Storgatan 77", "Haakoninlahdentie 77", "Unter den Linden 77" is
-    # out of reach (no street word) and said so in the README.
+    # out of reach (no street word) and said so in docs/curation.md.
     compound = (
         rf"\b(?:[A-ZÀ-Þ][\w-]* ){{0,2}}(?:[A-ZÀ-Þ][\w-]*(?i:{ending})|(?i:{ending}))\.?"
         rf" {_NUMBER}\b{_UNIT}?"

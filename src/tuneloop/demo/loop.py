@@ -10,8 +10,8 @@ built so that this costs it nothing offline (low is the most common priority in 
 and the new references agree) while in week 3 a phishing wave brings mostly fraud reports and
 lost cards, whose users are told their problem can wait and give a thumbs-down, for the canary
 to roll the candidate back: offline evaluation is necessary, not sufficient. At 16 steps and
-16 items (``make demo``) that is what happens (README: 89% vs 14% thumbs-down, rolled back after
-41 s); how the longer run fares is in the README, "Benchmarks".
+16 items (``make demo``) that is what happens (docs/benchmarks.md: 89% vs 14% thumbs-down, rolled
+back after 41 s); how the longer run fares is there too, under "The demo".
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ SYSTEM_PROMPT = tpl.SYSTEM_PROMPTS["chat_widget"]
 LONG_FROM = 32  # LoRA steps per cycle from which the demo trains with rehearsal
 LONG_CANARY = 40  # the long run's canary minimums (requests, thumbs) per arm
 STEPS = 16  # LoRA steps per cycle: the fastest run that still shows the loop
-ITEMS = 16  # eval items per task suite: the gate's resolution (README, "Benchmarks")
+ITEMS = 16  # eval items per task suite: the gate's resolution (docs/gate.md)
 
 
 def configure(ws: Workspace, steps: int = STEPS, items: int = ITEMS) -> Workspace:

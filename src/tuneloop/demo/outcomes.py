@@ -33,7 +33,7 @@ EXPECTED: dict[str, str | tuple[str, ...]] = {
 def expected_stage(kind: str, semantic: bool = True) -> tuple[str, ...]:
     """Where a planted problem should end up. Paraphrases pass when the semantic check is off,
     and may pass when it is on: a reworded support request scores 0.61-0.72 with its source,
-    under any threshold calibrated on templated chats (README, "Contamination index")."""
+    under any threshold calibrated on templated chats (docs/contamination.md)."""
     if kind == "eval_paraphrase":
         return ("contamination:semantic", "kept") if semantic else ("kept",)
     found = EXPECTED.get(kind, "kept")

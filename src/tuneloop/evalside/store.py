@@ -514,7 +514,7 @@ class EvalStore:
     def compact(self) -> None:
         """Rewrite the file and empty the write-ahead log: no freed page keeps old text.
 
-        On a server this is the owner's ``VACUUM FULL`` (see README, "PostgreSQL")."""
+        On a server this is the owner's ``VACUUM FULL`` (see docs/scale.md, "PostgreSQL")."""
         if self._pg:
             return
         self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -13,7 +13,7 @@ from typing import Any
 
 from tuneloop.errors import TuneloopError
 
-# ChatML, used when a tokenizer ships without a chat template (documented in the README).
+# ChatML, used when a tokenizer ships without a chat template (docs/training.md, "Base model").
 DEFAULT_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"

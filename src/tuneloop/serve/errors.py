@@ -115,7 +115,7 @@ async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     hint = {
-        404: "no such route; see GET /v1/models and the README's API table",
+        404: "no such route; see GET /v1/models and docs/registry-and-serving.md",
         405: "this route does not take that method",
     }.get(exc.status_code, str(exc.detail))
     return APIError(exc.status_code, hint, None, headers=dict(exc.headers or {})).response()

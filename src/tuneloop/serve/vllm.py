@@ -69,8 +69,8 @@ class VLLMBackend:
                 listing = (await client.get(f"{url.rstrip('/')}/v1/models")).json()
         except (httpx.HTTPError, ValueError) as exc:
             raise TuneloopError(
-                f"no vLLM server at {url} ({exc}); start it first (README: "
-                "serving with vLLM) or fix serve.vllm_url"
+                f"no vLLM server at {url} ({exc}); start it first (docs/scale.md, "
+                "The vLLM backend) or fix serve.vllm_url"
             ) from None
         bases = [m for m in listing.get("data", []) if not m.get("parent")]
         if not bases:
@@ -215,7 +215,7 @@ class UpstreamStream:
 
 def _what(request: GenerationRequest) -> dict[str, Any]:
     """The prompt, or the conversation with its tools and the answer's schema, as vLLM's
-    OpenAI server takes them (its tool parser reads the calls: see the README)."""
+    OpenAI server takes them (its tool parser reads the calls: see docs/scale.md)."""
     if request.prompt is not None:
         return {"prompt": request.prompt}
     out: dict[str, Any] = {"messages": list(request.messages)}

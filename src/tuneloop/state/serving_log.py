@@ -337,7 +337,7 @@ class ServingLog:
                 self._db.execute("ROLLBACK")
                 raise
             if not self._pg:
-                compact(self._db)  # on a server: VACUUM by the owner (README, "PostgreSQL")
+                compact(self._db)  # on a server: VACUUM by the owner (docs/scale.md, "PostgreSQL")
         return counts
 
     def expire(self, before_unix: float) -> dict[str, int]:

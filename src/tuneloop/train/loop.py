@@ -43,8 +43,8 @@ PLAIN_HEAD = frozenset({"llama", "mistral", "qwen2", "qwen3", "phi3", "granite",
 def enable_checkpointing(model: Any) -> None:
     """Recompute each decoder layer's activations in the backward pass instead of keeping them:
     activation memory falls from every layer's to about one layer's, for one more forward
-    pass of compute per step (README, "Memory"). Non-reentrant, so LoRA's frozen inputs need
-    no ``requires_grad`` trick and the results are those of the plain pass."""
+    pass of compute per step (docs/training.md, "Memory"). Non-reentrant, so LoRA's frozen inputs
+    need no ``requires_grad`` trick and the results are those of the plain pass."""
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
