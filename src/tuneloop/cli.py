@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -172,7 +173,7 @@ def evalset_verify(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> Non
 
     result = verify(find_workspace(workspace))
     if json:
-        render.emit_json(result.__dict__)
+        render.emit_json(dataclasses.asdict(result))
     elif result.ok:
         render.out.print(f"eval store intact: {result.rows} rows, hash chain verified")
     else:
@@ -223,7 +224,7 @@ def datasets_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
 
     rows = DatasetStore(find_workspace(workspace).datasets_dir).list()
     if json:
-        render.emit_json([r.__dict__ for r in rows])
+        render.emit_json([r.to_dict() for r in rows])
         return
     for r in rows:
         render.out.print(f"{r.version}  {r.created_at}  {r.records} records "
