@@ -20,7 +20,6 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -178,7 +177,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     for eps in args.epsilons:
         privacy = PrivacySettings(epsilon=eps, delta=args.delta, max_grad_norm=args.clip,
                                   max_examples_per_user=args.repeats)  # fmt: skip
-        arms.append((f"DP ε = {eps:g}", replace(plain, privacy=privacy)))
+        arms.append((f"DP ε = {eps:g}", plain.model_copy(update={"privacy": privacy})))
     results = []
     for name, settings in arms:
         if settings is None:

@@ -70,7 +70,7 @@ def federated_arm(
 ) -> tuple[Arrays, float]:
     """``rounds`` rounds of FedAvg; the final global adapter and the last round's product error."""
     current, error = initial, 0.0
-    local = replace(settings, max_steps=args.local_steps)
+    local = settings.model_copy(update={"max_steps": args.local_steps})
     weights = [float(len(rows)) for rows in sites]
     for r in range(1, args.rounds + 1):
         deltas = []
@@ -97,7 +97,7 @@ def centralized_arm(
     aggregation: Aggregation,
 ) -> Arrays:
     """One run on the union, as many examples as the federated arms saw."""
-    run = replace(settings, max_steps=steps)
+    run = settings.model_copy(update={"max_steps": steps})
     delta, _, _ = local_round(
         model, pad, (rows, []), run, OUT / f"central-{aggregation}", initial, aggregation
     )

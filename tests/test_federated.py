@@ -197,7 +197,7 @@ def test_a_round_refused_by_the_gate_is_not_registered(run: Run) -> None:
 def _settings(ws: Workspace) -> Any:
     from tuneloop.flows.train import settings_from
 
-    return replace(settings_from(ws.config.train, 3), privacy=None)
+    return settings_from(ws.config.train, 3).model_copy(update={"privacy": None})
 
 
 def _lora(ws: Workspace) -> Any:

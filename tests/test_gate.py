@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from tuneloop.errors import ConfigError
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteResult
 from tuneloop.gate import GatePolicy, decide, paired_bootstrap
 
@@ -225,7 +225,7 @@ def test_missing_suite_fails_coverage() -> None:
 
 
 def test_policy_reports_every_bad_setting() -> None:
-    with pytest.raises(ConfigError, match=r"regression_tolerance.*loss.*confidence"):
+    with pytest.raises(ValidationError, match=r"(?s)regression_tolerance.*loss.*confidence"):
         GatePolicy(regression_tolerance=-1, confidence=1.5, metric_tolerances={"loss": -0.1})
 
 

@@ -173,8 +173,8 @@ def test_resume_is_exact(
 
 
 def test_best_adapter_is_kept_and_early_stopping(tiny: Path, tmp_path: Path) -> None:
-    settings = TrainSettings(**{**SETTINGS.to_dict(), "lora": SETTINGS.lora,
-                                "lr": 0.0, "eval_every": 1, "patience": 2})  # fmt: skip
+    # lr 0 (which [train] refuses) keeps the eval loss flat, so patience runs out
+    settings = SETTINGS.model_copy(update={"lr": 0.0, "eval_every": 1, "patience": 2})
     result = make_trainer(tiny, tmp_path, settings).run()
     assert result.stopped_early and result.steps == 3 and result.best_step == 1
     files = {p.name for p in (tmp_path / "best").iterdir()}
@@ -203,8 +203,7 @@ def test_final_eval_loss_reuses_the_last_steps_eval(
     final one (a second pass over the same weights would only cost time)."""
     import json
 
-    settings = TrainSettings(**{**SETTINGS.to_dict(), "lora": SETTINGS.lora,
-                                "max_steps": max_steps, "eval_every": eval_every})  # fmt: skip
+    settings = SETTINGS.model_copy(update={"max_steps": max_steps, "eval_every": eval_every})
     trainer = make_trainer(tiny, tmp_path, settings)
     calls = []
     real = trainer.eval_loss

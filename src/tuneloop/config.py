@@ -86,16 +86,24 @@ class CurateConfig(_Section):
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
 
-class PrivacyConfig(_Section):
-    """Differentially private training: DP-SGD through Opacus on the LoRA weights, with one
-    user as the privacy unit (see docs/security.md, "Private training")."""
+class PrivacySettings(_Section):
+    """What defines a private run: DP-SGD through Opacus on the LoRA weights, with one user as
+    the privacy unit (see docs/security.md, "Private training"). Recorded in the lineage and
+    part of the run id."""
 
     epsilon: float = Field(gt=0.0, description="ε one round may spend (at delta)")
     delta: float = Field(1e-6, gt=0.0, lt=1.0, description="must be below 1 / number of users")
     max_grad_norm: float = Field(1.0, gt=0.0, description="each user's gradient is clipped to it")
-    budget_epsilon: float = Field(gt=0.0, description="cumulative ε per user across rounds")
-    accountant: Literal["rdp", "prv"] = "rdp"
+    accountant: Literal["rdp", "prv"] = Field(
+        "rdp", description="Opacus's accountant: rdp, or prv (tighter at few steps)"
+    )
     max_examples_per_user: int = Field(8, ge=1, description="a sampled user's examples per step")
+
+
+class PrivacyConfig(PrivacySettings):
+    """``[train.privacy]``: a round's settings and the budget every round spends from."""
+
+    budget_epsilon: float = Field(gt=0.0, description="cumulative ε per user across rounds")
 
     @model_validator(mode="after")
     def _budget_fits_a_round(self) -> PrivacyConfig:
@@ -106,25 +114,35 @@ class PrivacyConfig(_Section):
             )
         return self
 
+    def run_settings(self) -> PrivacySettings:
+        """One round's settings: the budget is the loop's, not the run's."""
+        return PrivacySettings(**self.model_dump(exclude={"budget_epsilon"}))
 
-class TrainConfig(_Section):
+
+class Hyperparameters(_Section):
+    """The optimisation settings of a training run, shared by ``[train]`` and the trainer's own
+    :class:`tuneloop.train.loop.TrainSettings`, so that each is declared once."""
+
+    max_steps: int = Field(60, ge=1, description="optimizer steps (early stopping may end sooner)")
+    micro_batch: int = Field(4, ge=1, description="rows per forward pass")
+    grad_accum: int = Field(2, ge=1, description="micro-batches per optimizer step")
+    lr: float = Field(2e-4, gt=0.0, description="peak learning rate (linear warmup, cosine decay)")
+    warmup_steps: int = Field(6, ge=0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    seed: int = Field(0, description="data order, LoRA initialisation and dropout")
+    eval_every: int = Field(10, ge=1, description="steps between validation-loss evaluations")
+    save_every: int = Field(10, ge=1, description="steps between atomic checkpoints")
+    patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
+    packing: bool = Field(True, description="pack short examples into full blocks")
+    max_len: int = Field(512, ge=16, description="longer examples are cut to this many tokens")
+    block_size: int = Field(512, ge=16, description="tokens per packed row")
+
+
+class TrainConfig(Hyperparameters):
     """LoRA fine-tuning settings (every one is recorded in the model's lineage)."""
 
     base: str = Field("smollm2-135m-instruct", description="Hub id, local folder, or the default")
     revision: str | None = None
-    max_steps: int = Field(60, ge=1)
-    micro_batch: int = Field(4, ge=1)
-    grad_accum: int = Field(2, ge=1)
-    lr: float = Field(2e-4, gt=0.0)
-    warmup_steps: int = Field(6, ge=0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    eval_every: int = Field(10, ge=1)
-    save_every: int = Field(10, ge=1)
-    patience: int = Field(3, ge=1)
-    packing: bool = True
-    max_len: int = Field(512, ge=16)
-    block_size: int = Field(512, ge=16)
-    seed: int = 0
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
@@ -201,19 +219,67 @@ class EvaluateConfig(_Section):
 
 
 class GateConfig(_Section):
-    primary_metrics: list[str] = Field(default_factory=lambda: ["token_f1", "rouge_l", "field_acc"])
-    thresholds: dict[str, float] = Field(default_factory=dict)
-    regression_tolerance: float = Field(0.01, ge=0.0)
-    forgetting_tolerance: float = Field(0.02, ge=0.0)
-    forgetting_reference: Literal["base", "incumbent"] = "base"
-    metric_tolerances: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
-    harmful_compliance_margin: float = Field(0.01, ge=0.0)
-    over_refusal_margin: float = Field(0.05, ge=0.0)
-    bootstrap_samples: int = Field(2000, ge=100)
-    require_improvement: bool = True
-    memorization_f1_widening: float = Field(0.05, ge=0.0)
-    memorization_loss_widening: float = Field(0.25, ge=0.0)
-    memorization_min_items: int = Field(8, ge=1)
+    """What a candidate must show to replace the incumbent (``tuneloop gate``): the gate's
+    policy itself, read by ``tuneloop.gate`` as :class:`tuneloop.gate.GatePolicy`. Every field
+    has a safe default."""
+
+    primary_metrics: list[str] = Field(
+        default_factory=lambda: ["token_f1", "rouge_l", "field_acc"],
+        description="metrics that count as an improvement on the task suites; field_acc "
+        "exists where evaluate.fields names the fields of JSON answers",
+    )
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="absolute bound on the candidate's mean per metric on every task suite: "
+        "a minimum, or a maximum for lower-is-better metrics (loss)",
+    )
+    regression_tolerance: float = Field(
+        0.01,
+        ge=0.0,
+        description="the most a task metric's mean may get worse than the incumbent's: the "
+        "whole interval within it passes, beyond it fails, across it waits",
+    )
+    forgetting_tolerance: float = Field(
+        0.02, ge=0.0, description="the same rule on forgetting suites (general abilities)"
+    )
+    forgetting_reference: Literal["base", "incumbent"] = Field(
+        "base",
+        description="whom forgetting suites are compared with: the pretrained model, or "
+        "production (then each round is held to its predecessor's noise, and a loop ratchets)",
+    )
+    metric_tolerances: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
+        default_factory=dict,
+        description="per-metric tolerances overriding the two above, e.g. { loss = 0.1 } "
+        "(loss is in nats, F1 in [0, 1])",
+    )
+    harmful_compliance_margin: float = Field(
+        0.01, ge=0.0, description="harmful compliance may exceed the incumbent's by this"
+    )
+    over_refusal_margin: float = Field(
+        0.05, ge=0.0, description="over-refusal may exceed the incumbent's by this"
+    )
+    bootstrap_samples: int = Field(
+        2000, ge=100, description="resamples of the items for each paired bootstrap"
+    )
+    confidence: float = Field(
+        0.95, gt=0.0, lt=1.0, description="coverage of the interval of each mean difference"
+    )
+    seed: int = Field(0, description="seed of the resampling: a decision reproduces exactly")
+    require_improvement: bool = Field(
+        True, description="pass only if a primary metric improved with its interval above zero"
+    )
+    memorization_f1_widening: float = Field(
+        0.05,
+        ge=0.0,
+        description="refuse when the token-F1 gain over the incumbent is larger on eval items "
+        "from before the training cut-off than on fresh ones by more than this",
+    )
+    memorization_loss_widening: float = Field(
+        0.25, ge=0.0, description="the same for the loss gain, in nats"
+    )
+    memorization_min_items: int = Field(
+        8, ge=1, description="fewest old and fresh items each to judge memorization"
+    )
 
 
 Scope = Literal["inference", "admin"]

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +149,8 @@ def federated(
     mode = aggregation_of(aggregation)
     specs = site_specs(site_roots, aggregator)
     cfg = aggregator.config.train
-    steps = replace(
-        settings_from(cfg, local_steps),
-        privacy=None,
-        eval_every=local_steps,
-        save_every=local_steps,
+    steps = settings_from(cfg, local_steps).model_copy(
+        update={"privacy": None, "eval_every": local_steps, "save_every": local_steps}
     )
     model, _, info = load_base(base_folder(cfg.base), cfg.revision)
     model, initial = fresh_adapter(model, steps.lora, steps.seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,7 @@ def train_site(
             f"(weights sha256 {info.weights_sha256[:12]} vs {plan.base_sha256[:12]}); "
             "set the same [train] base in every workspace"
         )
-    settings = replace(plan.settings, seed=plan.settings.seed + server_round)
+    settings = plan.settings.model_copy(update={"seed": plan.settings.seed + server_round})
     torch.manual_seed(settings.seed)
     model = with_lora(model, settings.lora)
     rows = (_rows(train, tokenizer, plan, settings.packing), _rows(val, tokenizer, plan, False))

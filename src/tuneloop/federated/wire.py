@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,6 @@ from flwr.app import Array, ArrayRecord, ConfigRecord
 from tuneloop.federated.factors import Aggregation, Arrays
 from tuneloop.federated.privacy import UpdatePrivacy
 from tuneloop.train.loop import TrainSettings
-from tuneloop.train.lora import LoraSettings
 
 ARRAYS, METRICS, PLAN, SITE = "arrays", "metrics", "plan", "site"
 WEIGHT = "num-examples"  # the key Flower's FedAvg weighs by
@@ -45,11 +44,7 @@ class RoundPlan:
     @classmethod
     def from_record(cls, record: ConfigRecord) -> RoundPlan:
         raw = json.loads(str(record[PLAN]))
-        s = dict(raw["settings"])
-        lora = dict(s.pop("lora"))
-        targets = lora.get("target_modules")
-        lora["target_modules"] = tuple(targets) if targets else None
-        settings = replace(TrainSettings(**s), lora=LoraSettings(**lora), privacy=None)
+        settings = TrainSettings.model_validate({**raw["settings"], "privacy": None})
         return cls(**{**raw, "settings": settings, "privacy": UpdatePrivacy(**raw["privacy"])})
 
 

@@ -24,10 +24,8 @@ from tuneloop.workspace import Workspace
 
 
 def policy_from(ws: Workspace) -> GatePolicy:
-    """The gate policy of the workspace: every [gate] setting is a GatePolicy field."""
-    settings = ws.config.gate.model_dump()
-    settings["primary_metrics"] = tuple(settings["primary_metrics"])
-    return GatePolicy(**settings)
+    """The gate policy of the workspace: its [gate] section."""
+    return ws.config.gate
 
 
 def reverify_dataset(ws: Workspace, dataset: str) -> int:

@@ -46,12 +46,7 @@ from tuneloop.workspace import Workspace
 
 
 def privacy_settings(cfg: TrainConfig) -> PrivacySettings | None:
-    p = cfg.privacy
-    if p is None:
-        return None
-    return PrivacySettings(epsilon=p.epsilon, delta=p.delta, max_grad_norm=p.max_grad_norm,
-                           accountant=p.accountant,
-                           max_examples_per_user=p.max_examples_per_user)  # fmt: skip
+    return None if cfg.privacy is None else cfg.privacy.run_settings()
 
 
 def settings_from(cfg: TrainConfig, max_steps: int | None = None) -> TrainSettings:

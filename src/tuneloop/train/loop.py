@@ -14,14 +14,16 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from tuneloop import faults
+from tuneloop.config import Hyperparameters, PrivacySettings
 from tuneloop.train.checkpoint import (
     TrainerState,
     complete_checkpoints,
@@ -32,7 +34,6 @@ from tuneloop.train.checkpoint import (
 )
 from tuneloop.train.data import IGNORE, Row, collate
 from tuneloop.train.lora import LoraSettings
-from tuneloop.train.privacy import PrivacySettings
 
 LOSS_CHUNK = 128  # positions per chunk of the chunked loss
 # Causal LMs whose logits are the output layer applied to the decoder's last hidden state and
@@ -54,32 +55,20 @@ def chunked_loss_fits(model: Any) -> bool:
     return getattr(config, "model_type", None) in PLAIN_HEAD and hasattr(model, "get_base_model")
 
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """Hyperparameters; every field goes into the model's lineage."""
+class TrainSettings(Hyperparameters):
+    """What one run trains with; every field goes into the model's lineage. The optimisation
+    settings are ``[train]``'s own (:class:`tuneloop.config.Hyperparameters`); the rest are
+    resolved for the run (autocast decided for this hardware, the KL weight from rehearsal)."""
 
-    max_steps: int = 100
-    micro_batch: int = 4  # rows per forward pass
-    grad_accum: int = 2  # micro-batches per optimizer step
-    lr: float = 2e-4
-    warmup_steps: int = 10
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    eval_every: int = 20
-    save_every: int = 20
-    patience: int = 3  # evaluations without improvement before stopping
-    keep_checkpoints: int = 2
-    packing: bool = True
-    max_len: int = 512
-    block_size: int = 512
-    autocast: str = "off"  # "bfloat16": forward passes in bf16 autocast (weights stay fp32)
-    distill_weight: float = 0.0  # weight of the KL to the base model on the rehearsal rows
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    keep_checkpoints: int = Field(2, ge=1)
+    autocast: Literal["off", "bfloat16"] = "off"  # bf16 autocast for forward passes
+    distill_weight: float = Field(0.0, ge=0.0)  # weight of the KL to the base model (rehearsal)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
     privacy: PrivacySettings | None = None  # DP-SGD (train/private.py); None: not private
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = self.model_dump()
         if self.privacy is None:  # a non-private run's lineage and run id stay as they were
             del out["privacy"]
         return out
@@ -136,7 +125,7 @@ def native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_autocast(setting: str) -> str:
+def resolve_autocast(setting: Literal["off", "bfloat16", "auto"]) -> Literal["off", "bfloat16"]:
     """``auto`` becomes ``bfloat16`` where it is native, else ``off``."""
     if setting != "auto":
         return setting

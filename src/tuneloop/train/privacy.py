@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
+from tuneloop.config import (
+    PrivacySettings as PrivacySettings,  # the run's, declared with [train.privacy]
+)
 from tuneloop.errors import ConfigError, TrainingGuardError, TuneloopError
 from tuneloop.records import Record
 
@@ -29,20 +32,6 @@ Accountant = Literal["rdp", "prv"]
 # RDP at few steps and a large ε: the best order is the largest tried, so the bound is valid
 # but could be tighter (PRV is then the better accountant).
 _LOOSE_RDP = "Optimal order is the largest alpha"
-
-
-@dataclass(frozen=True)
-class PrivacySettings:
-    """What defines a private run (recorded in the lineage, part of the run id)."""
-
-    epsilon: float
-    delta: float
-    max_grad_norm: float = 1.0
-    accountant: Accountant = "rdp"
-    max_examples_per_user: int = 8
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def unit_of(record: Record) -> str:
