@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tuneloop.curate.base import Drop, DropLog, MapBlock
 from tuneloop.curate.clean import CleanBlock, clean_text
@@ -168,9 +169,9 @@ def test_quality_rules(
 
 def test_quality_settings() -> None:
     assert json.loads(json.dumps(QualityBlock().params()))["min_words"] == 3
-    with pytest.raises(ConfigError, match="max_dup_line_frac"):
+    with pytest.raises(ValidationError, match="max_dup_line_frac"):
         QualityBlock(max_dup_line_frac=1.5)
-    with pytest.raises(ConfigError, match="min_words"):
+    with pytest.raises(ValidationError, match="min_words"):
         QualityBlock(min_words=10, max_words=5)
 
 

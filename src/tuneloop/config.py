@@ -55,13 +55,37 @@ class ContaminationConfig(_Section):
 
 
 class QualityConfig(_Section):
-    min_words: int = Field(3, ge=0)
-    max_words: int = Field(100_000, gt=0)
-    max_dup_line_frac: float = Field(0.3, gt=0.0, le=1.0)
-    max_repeated_ngram_frac: float = Field(0.6, gt=0.0, le=1.0)
-    repeated_ngram_n: int = Field(4, ge=1, le=16)
-    max_top_ngram_frac: float = Field(1.0, gt=0.0, le=1.0, description="1.0: off")
-    min_alpha_frac: float = Field(0.3, ge=0.0, le=1.0)
+    """``[curate.quality]``: the quality block's thresholds (``tuneloop.curate.quality``, whose
+    :class:`~tuneloop.curate.quality.QualityBlock` is configured by exactly these fields)."""
+
+    min_words: int = Field(3, ge=0, description="fewer words: too_short")
+    max_words: int = Field(100_000, gt=0, description="more words: too_long")
+    max_dup_line_frac: float = Field(
+        0.3, ge=0.0, le=1.0, description="a message's share of repeated lines"
+    )
+    max_repeated_ngram_frac: float = Field(
+        0.6, ge=0.0, le=1.0, description="a message's share of copies of its own word n-grams"
+    )
+    repeated_ngram_n: int = Field(4, ge=1, le=16, description="the n of those n-grams")
+    max_top_ngram_frac: float = Field(
+        1.0, ge=0.0, le=1.0, description="Gopher's top n-gram rule; 1.0: off (see the block)"
+    )
+    min_alpha_frac: float = Field(0.3, ge=0.0, le=1.0, description="least share of text")
+    max_longest_word_frac: float = Field(
+        0.5, ge=0.0, le=1.0, description="most share of the record one long word may take"
+    )
+    long_word_min_chars: int = Field(
+        32, ge=1, description="words this long or longer are judged by the rule above"
+    )
+    min_chars_for_ratios: int = Field(
+        20, ge=0, description="shorter texts skip the ratio rules (short chats are noise)"
+    )
+
+    @model_validator(mode="after")
+    def _length_range(self) -> QualityConfig:
+        if self.max_words < self.min_words:
+            raise ValueError(f"max_words ({self.max_words}) is below min_words ({self.min_words})")
+        return self
 
 
 class CurateConfig(_Section):

@@ -28,18 +28,9 @@ def record_blocks(cfg: CurateConfig) -> list[Block]:
     keyboard-mash reply or a thumbs-down answer is no reference to score a model against, a
     correction is the better reference, and PII has no place in the eval store either.
     """
-    q = cfg.quality
     return [
         CleanBlock(),
-        QualityBlock(
-            min_words=q.min_words,
-            max_words=q.max_words,
-            max_dup_line_frac=q.max_dup_line_frac,
-            max_repeated_ngram_frac=q.max_repeated_ngram_frac,
-            repeated_ngram_n=q.repeated_ngram_n,
-            max_top_ngram_frac=q.max_top_ngram_frac,
-            min_alpha_frac=q.min_alpha_frac,
-        ),
+        QualityBlock.model_validate(cfg.quality.model_dump()),
         FeedbackBlock(min_rating=cfg.min_rating, keep_cut=cfg.keep_cut_answers),
         PIIRedactBlock(
             mode=cfg.pii_mode, presidio=cfg.presidio, names=cfg.pii_names, allow=cfg.pii_allow

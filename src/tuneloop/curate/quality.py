@@ -30,11 +30,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from tuneloop.config import QualityConfig
 from tuneloop.curate.base import Drop, MapBlock
-from tuneloop.errors import ConfigError
 from tuneloop.records import Record
 from tuneloop.textnorm import words as norm_words
 
@@ -146,37 +145,16 @@ def parts(record: Record) -> list[str]:
     return [record.text or ""]
 
 
-@dataclass(frozen=True)
-class QualityBlock(MapBlock):
-    """Drop records that are too short, too long, repetitive, non-text or garbage."""
+class QualityBlock(QualityConfig, MapBlock):
+    """Drop records that are too short, too long, repetitive, non-text or garbage.
+
+    Its fields are the ``[curate.quality]`` settings, declared once in
+    :class:`tuneloop.config.QualityConfig` with their bounds."""
 
     name: ClassVar[str] = "quality"
-    min_words: int = 3
-    max_words: int = 100_000
-    max_dup_line_frac: float = 0.3
-    max_repeated_ngram_frac: float = 0.6
-    repeated_ngram_n: int = 4
-    max_top_ngram_frac: float = 1.0  # Gopher's rule, off: see the module docstring
-    min_alpha_frac: float = 0.3
-    max_longest_word_frac: float = 0.5
-    long_word_min_chars: int = 32
-    min_chars_for_ratios: int = 20
-
-    def __post_init__(self) -> None:
-        bad = [
-            f"{k}={v!r}"
-            for k, v in asdict(self).items()
-            if k.endswith("_frac") and not 0.0 <= v <= 1.0
-        ]
-        if self.min_words < 0 or self.max_words < self.min_words:
-            bad.append(f"min_words={self.min_words!r} max_words={self.max_words!r}")
-        if self.repeated_ngram_n < 1:
-            bad.append(f"repeated_ngram_n={self.repeated_ngram_n!r} (at least 1)")
-        if bad:
-            raise ConfigError(f"quality: bad settings {', '.join(bad)}; fractions lie in [0, 1]")
 
     def params(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
     def process(self, record: Record) -> Record | Drop:
         text = record.content_text
