@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tuneloop.contamination.persist import load_index
 from tuneloop.datasets import DatasetStore
 from tuneloop.flows.register import registry_for
 from tuneloop.workspace import Workspace
@@ -68,3 +69,12 @@ def test_cycles_and_eval_store_of_the_previous_release_read(previous: Path) -> N
     assert "6 rows, hash chain verified" in cli(previous, "evalset", "verify")
     verified = json.loads(cli(previous, "evalset", "verify", "--json"))
     assert verified["ok"] is True
+
+
+def test_the_contamination_index_of_the_previous_release_is_kept(previous: Path) -> None:
+    """Settings that moved or were added must not make every upgraded workspace rebuild its
+    index: the stored index's settings equal those the workspace's file gives now."""
+    ws = Workspace(previous)
+    index = load_index(ws.index_dir)
+    assert index.settings == ws.config.contamination.index_settings()
+    assert len(index) == 6

@@ -19,7 +19,12 @@ import pytest
 from tuneloop.contamination.calibration import SemanticRule, calibrate, update_neighbours
 from tuneloop.contamination.check import Checker, strongest
 from tuneloop.contamination.fields import ItemFields, fields_of
-from tuneloop.contamination.index import ContaminationIndex, IndexSettings, build_index
+from tuneloop.contamination.index import (
+    ContaminationIndex,
+    IndexSettings,
+    build_index,
+    semantic_rule,
+)
 from tuneloop.contamination.persist import (
     FORMAT,
     StaleIndexError,
@@ -219,7 +224,7 @@ def test_each_suite_is_calibrated_or_said_too_templated(
 ) -> None:
     found = mixed.calibration[suite]
     assert found.on is on
-    rule = mixed.settings.semantic_rule()
+    rule = semantic_rule(mixed.settings)
     if on:
         assert found.threshold is not None and rule.floor <= found.threshold <= rule.ceiling
         assert "on for suite 'math': threshold" in found.describe(suite, rule)

@@ -34,24 +34,76 @@ class GatewayConfig(_Section):
     window: Literal["day", "week", "month"] = "week"
 
 
-class ContaminationConfig(_Section):
-    """What counts as contamination of training data by the eval set."""
+DEFAULT_CANARY_PATTERNS = (
+    r"canary GUID [0-9a-fA-F-]{36}",
+    r"TUNELOOP-CANARY-[0-9A-Fa-f]{6,}",
+)
 
-    ngram: int = Field(5, ge=1, le=32)
-    num_perm: int = Field(128, ge=16, le=1024)
-    threshold: float = Field(0.8, gt=0.0, le=1.0)
-    overlap_n: int = Field(13, ge=4, le=64)
-    overlap_min_fraction: float = Field(0.8, gt=0.0, le=1.0)
-    canaries: list[str] = Field(default_factory=list, description="extra canary strings")
-    semantic: bool | Literal["auto"] = Field(
-        "auto", description='paraphrase check: true, false or "auto" (on where installed)'
+
+class IndexSettings(_Section):
+    """How eval items are hashed and when a training record counts as contaminated. Kept with
+    each version of the contamination index: an index built with other settings is rebuilt."""
+
+    ngram: int = Field(5, ge=1, le=32, description="word n-grams of the MinHash signatures")
+    num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
+    threshold: float = Field(
+        0.8, gt=0.0, le=1.0, description="Jaccard at or above it (verified exactly): a match"
+    )
+    overlap_n: int = Field(13, ge=4, le=64, description="the n of the n-gram overlap check")
+    overlap_min_fraction: float = Field(
+        0.8, gt=0.0, le=1.0, description="share of an item's n-grams in a record: a match"
+    )
+    canary_patterns: tuple[str, ...] = Field(
+        DEFAULT_CANARY_PATTERNS, description="regular expressions of canary strings"
     )
     semantic_threshold: float = Field(
         0.85, gt=0.0, le=1.0, description="the floor of each suite's calibrated threshold"
     )
+    semantic_quantile: float = Field(
+        0.99, gt=0.0, lt=1.0, description="calibration: quantile of unrelated-text similarity"
+    )
+    semantic_margin: float = Field(
+        0.03, ge=0.0, lt=1.0, description="calibration: added above that quantile"
+    )
     semantic_ceiling: float = Field(
         0.95, gt=0.0, le=1.0, description="a suite whose threshold would pass it is too templated"
     )
+    semantic_copy: float = Field(
+        0.995, gt=0.0, le=1.0, description="items this close are copies, not neighbours"
+    )
+    seed: int = Field(1, description="seed of the MinHash permutations")
+    contain_n: int = Field(8, ge=2, le=64, description="the n of the containment check")
+    contain_min_fraction: float = Field(
+        0.8, gt=0.0, le=1.0, description="share of an item's n-grams a record contains: a match"
+    )
+    common_items: int = Field(
+        2, ge=1, description="a gram in more eval items than this is a template, not evidence"
+    )
+    common_records: int = Field(
+        2, ge=1, description="... or in more records of the batch being checked"
+    )
+    min_novel_words: int = Field(
+        16, ge=1, description="fewest novel words for an item to be checked by containment"
+    )
+    span_words: int = Field(
+        20, ge=4, description="a verbatim span of this many novel words of an item ..."
+    )
+    span_min_fraction: float = Field(
+        0.25, gt=0.0, le=1.0, description="... covering this share of a turn: a match"
+    )
+
+
+class ContaminationConfig(IndexSettings):
+    """``[contamination]``: what counts as contamination of training data by the eval set."""
+
+    canaries: list[str] = Field(default_factory=list, description="extra canary strings")
+    semantic: bool | Literal["auto"] = Field(
+        "auto", description='paraphrase check: true, false or "auto" (on where installed)'
+    )
+
+    def index_settings(self) -> IndexSettings:
+        """The settings an index is built with (the canary strings and the switch are not)."""
+        return IndexSettings(**self.model_dump(exclude={"canaries", "semantic"}))
 
 
 class QualityConfig(_Section):

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from tuneloop.contamination import kernels as ck
 from tuneloop.contamination.fields import FIELDS, user_turns_of_obj
 from tuneloop.contamination.hashing import Batch, containment_text, exact_hashes
-from tuneloop.contamination.index import ContaminationIndex, F32Array
+from tuneloop.contamination.index import ContaminationIndex, F32Array, minhasher
 from tuneloop.minhash import kernels as mk
 from tuneloop.minhash.signatures import word_table
 
@@ -87,7 +87,7 @@ class Checker:
     def __init__(self, index: ContaminationIndex, embedder: Embedder | None = None) -> None:
         self.index = index
         self.settings = index.settings
-        self.hasher = index.settings.hasher()
+        self.hasher = minhasher(index.settings)
         self._cutoffs = index.semantic_cutoffs()
         on = self._cutoffs is not None and bool(np.isfinite(self._cutoffs).any())
         self.embedder = embedder if on else None

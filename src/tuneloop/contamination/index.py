@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tuneloop.config import DEFAULT_CANARY_PATTERNS as DEFAULT_CANARY_PATTERNS
+from tuneloop.config import IndexSettings as IndexSettings
 from tuneloop.contamination import kernels as ck
 from tuneloop.contamination.calibration import (
     SemanticRule,
@@ -44,49 +46,25 @@ from tuneloop.minhash.signatures import I64Array, MinHasher, U64Array, pack, wor
 
 F32Array = npt.NDArray[np.float32]
 DEFAULT_SUITE = "default"  # the suite of items added without one (an eval file checked alone)
-DEFAULT_CANARY_PATTERNS = (
-    r"canary GUID [0-9a-fA-F-]{36}",
-    r"TUNELOOP-CANARY-[0-9A-Fa-f]{6,}",
-)
 
 
-@dataclass(frozen=True)
-class IndexSettings:
-    """How items are hashed and when a training record counts as contaminated."""
+def minhasher(settings: IndexSettings) -> MinHasher:
+    return MinHasher(
+        ngram=settings.ngram,
+        num_perm=settings.num_perm,
+        threshold=settings.threshold,
+        seed=settings.seed,
+    )
 
-    ngram: int = 5
-    num_perm: int = 128
-    threshold: float = 0.8
-    overlap_n: int = 13
-    overlap_min_fraction: float = 0.8
-    canary_patterns: tuple[str, ...] = DEFAULT_CANARY_PATTERNS
-    semantic_threshold: float = 0.85  # the floor of every suite's calibrated threshold
-    semantic_quantile: float = 0.99
-    semantic_margin: float = 0.03
-    semantic_ceiling: float = 0.95  # a suite whose threshold would pass it is too templated
-    semantic_copy: float = 0.995  # items this close are copies, not neighbours (calibration)
-    seed: int = 1
-    contain_n: int = 8
-    contain_min_fraction: float = 0.8
-    common_items: int = 2  # a gram in more eval items than this is a template (see Units)
-    common_records: int = 2  # ... or in more records of the batch being checked
-    min_novel_words: int = 16
-    span_words: int = 20  # a verbatim span this long (novel words) ...
-    span_min_fraction: float = 0.25  # ... covering this share of a unit is a match
 
-    def hasher(self) -> MinHasher:
-        return MinHasher(
-            ngram=self.ngram, num_perm=self.num_perm, threshold=self.threshold, seed=self.seed
-        )
-
-    def semantic_rule(self) -> SemanticRule:
-        return SemanticRule(
-            floor=self.semantic_threshold,
-            quantile=self.semantic_quantile,
-            margin=self.semantic_margin,
-            ceiling=self.semantic_ceiling,
-            copy=self.semantic_copy,
-        )
+def semantic_rule(settings: IndexSettings) -> SemanticRule:
+    return SemanticRule(
+        floor=settings.semantic_threshold,
+        quantile=settings.semantic_quantile,
+        margin=settings.semantic_margin,
+        ceiling=settings.semantic_ceiling,
+        copy=settings.semantic_copy,
+    )
 
 
 @dataclass
@@ -192,7 +170,7 @@ class ContaminationIndex:
             self.neighbours, self.calibration = None, {}
             return
         start = first if self.neighbours is not None else 0
-        rule = self.settings.semantic_rule()
+        rule = semantic_rule(self.settings)
         self.neighbours = update_neighbours(
             self.embeddings, self.item_suite, self.neighbours, start, rule.copy
         )
@@ -369,7 +347,7 @@ def _build_part(
 ) -> _Part:
     batch = Batch.of(texts)
     items = np.arange(first, first + len(texts), dtype=np.int64)
-    hasher = settings.hasher()
+    hasher = minhasher(settings)
     keys = batch.band_keys(hasher)
     sets = hasher.shingle_sets(batch.buf, batch.offsets)
     grams, gram_counts = _gram_keys(batch, settings.overlap_n, first)

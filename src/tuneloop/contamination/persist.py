@@ -11,7 +11,6 @@ index from the eval store (it holds the text; the index only its hashes).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 import tempfile
@@ -97,7 +96,7 @@ def save_index(index: ContaminationIndex, root: Path) -> Path:
                 "format": FORMAT,
                 "version": index.version,
                 "items": len(index),
-                "settings": dataclasses.asdict(index.settings),
+                "settings": index.settings.model_dump(),
                 "bands": len(index.bands),
                 "canary_lengths": sorted(index.canaries),
                 "item_ids": index.item_ids,
@@ -178,7 +177,7 @@ def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
 
 def _built_as(index: ContaminationIndex) -> tuple[object, ...]:
     """What, beside the version, tells two builds apart."""
-    settings = json.loads(json.dumps(dataclasses.asdict(index.settings)))  # as meta.json has it
+    settings = json.loads(json.dumps(index.settings.model_dump()))  # as meta.json has it
     return (FORMAT, settings, index.embeddings is not None)
 
 

@@ -17,7 +17,12 @@ from tuneloop.config import ContaminationConfig
 from tuneloop.contamination.calibration import SuiteCalibration
 from tuneloop.contamination.check import Checker, Embedder
 from tuneloop.contamination.fields import fields_of
-from tuneloop.contamination.index import ContaminationIndex, IndexSettings, build_index
+from tuneloop.contamination.index import (
+    ContaminationIndex,
+    IndexSettings,
+    build_index,
+    semantic_rule,
+)
 from tuneloop.contamination.persist import (
     StaleIndexError,
     current_version,
@@ -34,18 +39,6 @@ from tuneloop.workspace import Workspace
 CHECK_BATCH = 4096
 
 log = logging.getLogger("tuneloop.evalside")
-
-
-def index_settings(cfg: ContaminationConfig) -> IndexSettings:
-    return IndexSettings(
-        ngram=cfg.ngram,
-        num_perm=cfg.num_perm,
-        threshold=cfg.threshold,
-        overlap_n=cfg.overlap_n,
-        overlap_min_fraction=cfg.overlap_min_fraction,
-        semantic_threshold=cfg.semantic_threshold,
-        semantic_ceiling=cfg.semantic_ceiling,
-    )
 
 
 @dataclass
@@ -100,7 +93,7 @@ def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
     """The current index, rebuilt from the store when missing, stale, built differently or
     written in an older format (whose message goes to stderr: the rebuild takes a while)."""
     cfg = ws.config.contamination
-    settings = index_settings(cfg)
+    settings = cfg.index_settings()
     version = current_version(ws.index_dir)
     if version is not None:
         try:
@@ -146,7 +139,7 @@ def add_eval_items(
     ``role``: who appends: the evaluator (``evalset add``) or the gateway routing traffic to
     the eval bucket, which may write eval items but, on a server, never read them back."""
     cfg = ws.config.contamination
-    settings = index_settings(cfg)
+    settings = cfg.index_settings()
     report = AddReport(suite=suite)
     with EvalStore(ws.store("eval", role)) as store:
         index = load_or_rebuild(ws, store)
@@ -171,7 +164,7 @@ def add_eval_items(
         report.index_version = index.version
         report.semantic = index.calibration.get(suite)
         if report.semantic is not None:
-            report.semantic_line = report.semantic.describe(suite, settings.semantic_rule())
+            report.semantic_line = report.semantic.describe(suite, semantic_rule(settings))
     return report
 
 

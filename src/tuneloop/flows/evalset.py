@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from tuneloop.contamination.index import semantic_rule
 from tuneloop.contamination.persist import read_calibration
-from tuneloop.evalside.intake import AddReport, add_eval_items, index_settings, load_or_rebuild
+from tuneloop.evalside.intake import AddReport, add_eval_items, load_or_rebuild
 from tuneloop.evalside.store import EvalStore, VerifyResult
 from tuneloop.gateway import time_window
 from tuneloop.records import read_records
@@ -44,5 +45,5 @@ def semantic_lines(ws: Workspace) -> list[str]:
     found = read_calibration(ws.index_dir)
     if found is None:
         return ["semantic check: off (no embeddings in the index; see `semantic` in tuneloop.toml)"]
-    rule = index_settings(ws.config.contamination).semantic_rule()
+    rule = semantic_rule(ws.config.contamination.index_settings())
     return [c.describe(suite, rule) for suite, c in sorted(found.items())]
