@@ -361,16 +361,24 @@ class GateConfig(_Section):
 Scope = Literal["inference", "admin"]
 
 
-class ApiKeyConfig(_Section):
-    """One API key, stored as its sha256 (``tuneloop keys create`` writes these)."""
+class KeyLimits(_Section):
+    """One API key's limits, per server process (none: unlimited)."""
 
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["inference"]))
-    # Limits of this key, per server process (none: unlimited).
     max_concurrent: int | None = Field(None, ge=1, description="requests at once")
     tokens_per_minute: int | None = Field(None, ge=1, description="prompt + completion tokens")
     max_prompt_tokens: int | None = Field(None, ge=1, description="tokens of one prompt")
     max_tokens: int | None = Field(None, ge=1, description="new tokens one request may ask for")
+
+
+class ApiKeyConfig(KeyLimits):
+    """One API key, stored as its sha256 (``tuneloop keys create`` writes these), and its
+    limits."""
+
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["inference"]))
+
+    def limits(self) -> KeyLimits:
+        return KeyLimits(**self.model_dump(include=set(KeyLimits.model_fields)))
 
 
 class CanaryConfig(_Section):

@@ -78,11 +78,6 @@ def _env_keys(raw: str) -> dict[str, Principal]:
     return dict(_env_entry(i, entry) for i, entry in enumerate(entries) if entry)
 
 
-def _limits(key: ApiKeyConfig) -> KeyLimits:
-    return KeyLimits(key.max_concurrent, key.tokens_per_minute, key.max_prompt_tokens,
-                     key.max_tokens)  # fmt: skip
-
-
 class KeyRing:
     def __init__(self, by_hash: Mapping[str, Principal]) -> None:
         self._by_hash = dict(by_hash)
@@ -92,7 +87,7 @@ class KeyRing:
         cls, configured: Mapping[str, ApiKeyConfig], env: Mapping[str, str] | None = None
     ) -> KeyRing:
         env = os.environ if env is None else env
-        keys = {k.sha256: Principal(name, frozenset(k.scopes), _limits(k))
+        keys = {k.sha256: Principal(name, frozenset(k.scopes), k.limits())
                 for name, k in configured.items()}  # fmt: skip
         keys.update(_env_keys(env.get(ENV_KEYS, "")))
         return cls(keys)

@@ -24,17 +24,10 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 
+from tuneloop.config import KeyLimits as KeyLimits  # [serve.api_keys.NAME]'s limits
 from tuneloop.serve.errors import APIError
 
 WINDOW_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class KeyLimits:
-    max_concurrent: int | None = None
-    tokens_per_minute: int | None = None
-    max_prompt_tokens: int | None = None
-    max_tokens: int | None = None
 
 
 @dataclass(slots=True)
