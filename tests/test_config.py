@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-from tuneloop.config import TuneloopConfig, default_toml, load_config
+from tuneloop.config import TuneloopConfig, load_config, parse_config
+from tuneloop.config_file import default_toml, render
 from tuneloop.errors import ConfigError, WorkspaceError
 from tuneloop.workspace import find_workspace, init_workspace
 
@@ -86,3 +91,52 @@ def test_a_wrong_setting_is_one_line_and_nothing_is_written(
         ws.configure(changes)
     assert "\n" not in str(err.value)
     assert ws.config_path.read_text(encoding="utf-8") == before
+
+
+def _every_field(model: type[BaseModel]) -> Iterator[tuple[str, FieldInfo]]:
+    for name, info in model.model_fields.items():
+        yield name, info
+        for arg in (info.annotation, *typing.get_args(info.annotation)):
+            inner = typing.get_args(arg)[-1] if typing.get_origin(arg) is dict else arg
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                yield from _every_field(inner)
+
+
+def test_every_setting_says_what_it_does() -> None:
+    """The file a workspace starts from is rendered from these: a field without a description
+    would be a key nobody can read about (sections say it in their docstrings)."""
+    missing = [
+        name
+        for name, info in _every_field(TuneloopConfig)
+        if not info.description
+        and not (isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel))
+    ]
+    assert missing == []
+
+
+def test_a_rendered_config_parses_back_to_itself(tmp_path: Path) -> None:
+    """Not only the defaults: keys, privacy, optional and table settings are written live."""
+    changed = TuneloopConfig.model_validate({
+        "name": "bank", "curate": {"min_rating": 3, "quality": {"min_words": 5}},
+        "train": {"max_steps": 7, "target_modules": ["q_proj"],
+                  "privacy": {"epsilon": 4.0, "budget_epsilon": 8.0}},
+        "evaluate": {"user_suites": {"legal": "legal.jsonl"}},
+        "gate": {"metric_tolerances": {"loss": 0.2}},
+        "serve": {"api_keys": {"app": {"sha256": "a" * 64, "max_tokens": 64}}},
+    })  # fmt: skip
+    for config in (TuneloopConfig(), changed):
+        text = render(config)
+        assert parse_config(text, tmp_path / "tuneloop.toml") == config
+        assert max(len(line) for line in text.splitlines()) <= 100
+
+
+def test_settings_that_are_off_are_shown_commented_out() -> None:
+    text = default_toml("x")
+    for line in (
+        "# [train.privacy]",
+        "# epsilon = 8.0",
+        "# [serve.api_keys.app]",
+        '# vllm_url = "http://127.0.0.1:8100"',
+        "# metric_tolerances = {loss = 0.1}",
+    ):
+        assert line in text, line

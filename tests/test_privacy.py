@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from tuneloop.config import default_toml, parse_config
+from tuneloop.config import parse_config
+from tuneloop.config_file import default_toml
 from tuneloop.errors import ConfigError, PrivacyBudgetError, TrainingGuardError
 from tuneloop.flows.curate import curate
 from tuneloop.flows.train import settings_from, train

@@ -27,11 +27,26 @@ class _Section(BaseModel):
 class GatewayConfig(_Section):
     """How interactions are routed between the training intake and the eval bucket."""
 
-    eval_fraction: float = Field(0.1, ge=0.0, le=0.5, description="share of groups held out")
-    salt: str = Field("tuneloop", min_length=1, description="seed of the routing hash")
-    max_chars: int = Field(16_000, gt=0, description="longer records are dropped")
-    eval_suite: str = Field("live", min_length=1, description="suite for routed eval items")
-    window: Literal["day", "week", "month"] = "week"
+    eval_fraction: float = Field(
+        0.1,
+        ge=0.0,
+        le=0.5,
+        description="share of user/conversation groups routed to the eval bucket",
+    )
+    salt: str = Field(
+        "tuneloop",
+        min_length=1,
+        description="seed of the routing hash: changing it re-draws the split",
+    )
+    max_chars: int = Field(
+        16000, gt=0, description="longer records (about 4k tokens) are dropped at ingest: over_long"
+    )
+    eval_suite: str = Field(
+        "live", min_length=1, description="eval suite that routed interactions join"
+    )
+    window: Literal["day", "week", "month"] = Field(
+        "week", description="time window recorded on eval items: day | week | month"
+    )
 
 
 DEFAULT_CANARY_PATTERNS = (
@@ -44,20 +59,33 @@ class IndexSettings(_Section):
     """How eval items are hashed and when a training record counts as contaminated. Kept with
     each version of the contamination index: an index built with other settings is rebuilt."""
 
-    ngram: int = Field(5, ge=1, le=32, description="word n-grams of the MinHash signatures")
+    ngram: int = Field(5, ge=1, le=32, description="word n-gram size of MinHash shingles")
     num_perm: int = Field(128, ge=16, le=1024, description="MinHash permutations")
     threshold: float = Field(
-        0.8, gt=0.0, le=1.0, description="Jaccard at or above it (verified exactly): a match"
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="Jaccard similarity at which a record is a near-copy of an eval item "
+        "(verified exactly)",
     )
-    overlap_n: int = Field(13, ge=4, le=64, description="the n of the n-gram overlap check")
+    overlap_n: int = Field(
+        13, ge=4, le=64, description="n-gram size of the overlap check (lm-eval style)"
+    )
     overlap_min_fraction: float = Field(
-        0.8, gt=0.0, le=1.0, description="share of an item's n-grams in a record: a match"
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="flag a record holding this share of an item's overlap_n-grams",
     )
     canary_patterns: tuple[str, ...] = Field(
         DEFAULT_CANARY_PATTERNS, description="regular expressions of canary strings"
     )
     semantic_threshold: float = Field(
-        0.85, gt=0.0, le=1.0, description="the floor of each suite's calibrated threshold"
+        0.85,
+        gt=0.0,
+        le=1.0,
+        description="lowest threshold a suite gets; each suite's is calibrated at `evalset add` "
+        "from its items' nearest neighbours",
     )
     semantic_quantile: float = Field(
         0.99, gt=0.0, lt=1.0, description="calibration: quantile of unrelated-text similarity"
@@ -66,7 +94,10 @@ class IndexSettings(_Section):
         0.03, ge=0.0, lt=1.0, description="calibration: added above that quantile"
     )
     semantic_ceiling: float = Field(
-        0.95, gt=0.0, le=1.0, description="a suite whose threshold would pass it is too templated"
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="a suite that calibrates above it is too templated: the check is off for it",
     )
     semantic_copy: float = Field(
         0.995, gt=0.0, le=1.0, description="items this close are copies, not neighbours"
@@ -94,11 +125,15 @@ class IndexSettings(_Section):
 
 
 class ContaminationConfig(IndexSettings):
-    """``[contamination]``: what counts as contamination of training data by the eval set."""
+    """What counts as contamination of training data by the eval set."""
 
-    canaries: list[str] = Field(default_factory=list, description="extra canary strings")
+    canaries: list[str] = Field(
+        default_factory=list, description="extra canary strings, besides those found in eval items"
+    )
     semantic: bool | Literal["auto"] = Field(
-        "auto", description='paraphrase check: true, false or "auto" (on where installed)'
+        "auto",
+        description='paraphrase check with all-MiniLM-L6-v2: "auto" runs it where the extra '
+        "tuneloop[semantic] is installed | true | false",
     )
 
     def index_settings(self) -> IndexSettings:
@@ -107,7 +142,7 @@ class ContaminationConfig(IndexSettings):
 
 
 class QualityConfig(_Section):
-    """``[curate.quality]``: the quality block's thresholds (``tuneloop.curate.quality``, whose
+    """The quality block's thresholds (``tuneloop.curate.quality``, whose
     :class:`~tuneloop.curate.quality.QualityBlock` is configured by exactly these fields)."""
 
     min_words: int = Field(3, ge=0, description="fewer words: too_short")
@@ -143,22 +178,45 @@ class QualityConfig(_Section):
 class CurateConfig(_Section):
     """The curation blocks' settings."""
 
-    min_rating: float | None = None
-    keep_cut_answers: bool = Field(
-        False, description="keep served answers the token limit cut (finish_reason length)"
+    min_rating: float | None = Field(
+        None, description="drop rated records below this", examples=[3]
     )
-    pii_mode: Literal["redact", "drop"] = "redact"
-    presidio: bool = False
-    pii_names: bool = Field(True, description="people's names and street addresses too")
+    keep_cut_answers: bool = Field(
+        False,
+        description="served answers the token limit cut (finish_reason length) end mid-sentence: "
+        "not learned unless true",
+    )
+    pii_mode: Literal["redact", "drop"] = Field("redact", description="redact | drop")
+    presidio: bool = Field(False, description="add Microsoft Presidio's detectors when installed")
+    pii_names: bool = Field(
+        True, description="people's names and street addresses (spaCy NER + gazetteer + cues)"
+    )
     pii_allow: list[str] = Field(
         default_factory=list,
-        description="never redacted, of any kind: the company's own name, products, hotline "
-        "numbers, addresses, support mailbox",
+        description="never redacted, whatever the kind: the company's own name and products, its "
+        "hotline numbers (matched by digits), office address, support mailbox",
     )
-    dedup_threshold: float = Field(0.8, gt=0.0, le=1.0)
-    dedup_ngram: int = Field(5, ge=1, le=32)
-    system_prompt: str | None = None
-    validation_fraction: float = Field(0.05, ge=0.0, le=0.5)
+    dedup_threshold: float = Field(
+        0.8,
+        gt=0.0,
+        le=1.0,
+        description="records this similar (word n-gram Jaccard) are near-duplicates: the first is"
+        " kept",
+    )
+    dedup_ngram: int = Field(
+        5, ge=1, le=32, description="word n-gram size of the near-duplicate check"
+    )
+    system_prompt: str | None = Field(
+        None,
+        description="prepended to chats without a system message",
+        examples=["You are the support assistant of Example Bank."],
+    )
+    validation_fraction: float = Field(
+        0.05,
+        ge=0.0,
+        le=0.5,
+        description="share of groups held out for the validation loss (early stopping)",
+    )
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
 
@@ -167,19 +225,32 @@ class PrivacySettings(_Section):
     the privacy unit (see docs/security.md, "Private training"). Recorded in the lineage and
     part of the run id."""
 
-    epsilon: float = Field(gt=0.0, description="ε one round may spend (at delta)")
-    delta: float = Field(1e-6, gt=0.0, lt=1.0, description="must be below 1 / number of users")
-    max_grad_norm: float = Field(1.0, gt=0.0, description="each user's gradient is clipped to it")
-    accountant: Literal["rdp", "prv"] = Field(
-        "rdp", description="Opacus's accountant: rdp, or prv (tighter at few steps)"
+    epsilon: float = Field(
+        gt=0.0,
+        description="ε one round spends (the noise is set to reach it at max_steps)",
+        examples=[8.0],
     )
-    max_examples_per_user: int = Field(8, ge=1, description="a sampled user's examples per step")
+    delta: float = Field(
+        1e-06, gt=0.0, lt=1.0, description="must be below 1 / the number of users in a round"
+    )
+    max_grad_norm: float = Field(
+        1.0, gt=0.0, description="each sampled user's gradient is clipped to this norm"
+    )
+    accountant: Literal["rdp", "prv"] = Field("rdp", description="rdp | prv (tighter at few steps)")
+    max_examples_per_user: int = Field(
+        8, ge=1, description="a sampled user's examples in one step (at most)"
+    )
 
 
 class PrivacyConfig(PrivacySettings):
-    """``[train.privacy]``: a round's settings and the budget every round spends from."""
+    """Differentially private training: a round's settings, and the budget rounds spend from."""
 
-    budget_epsilon: float = Field(gt=0.0, description="cumulative ε per user across rounds")
+    budget_epsilon: float = Field(
+        gt=0.0,
+        description="ε per user over all rounds (basic composition); a round that would take any "
+        "user past it is refused",
+        examples=[32.0],
+    )
 
     @model_validator(mode="after")
     def _budget_fits_a_round(self) -> PrivacyConfig:
@@ -203,13 +274,17 @@ class Hyperparameters(_Section):
     micro_batch: int = Field(4, ge=1, description="rows per forward pass")
     grad_accum: int = Field(2, ge=1, description="micro-batches per optimizer step")
     lr: float = Field(2e-4, gt=0.0, description="peak learning rate (linear warmup, cosine decay)")
-    warmup_steps: int = Field(6, ge=0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    warmup_steps: int = Field(
+        6, ge=0, description="steps of linear warmup, then cosine decay to zero"
+    )
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW's weight decay")
     seed: int = Field(0, description="data order, LoRA initialisation and dropout")
-    eval_every: int = Field(10, ge=1, description="steps between validation-loss evaluations")
-    save_every: int = Field(10, ge=1, description="steps between atomic checkpoints")
-    patience: int = Field(3, ge=1, description="evaluations without improvement before stopping")
-    packing: bool = Field(True, description="pack short examples into full blocks")
+    eval_every: int = Field(10, ge=1, description="steps between validation losses")
+    save_every: int = Field(10, ge=1, description="steps between checkpoints")
+    patience: int = Field(
+        3, ge=1, description="evaluations without improvement before stopping early"
+    )
+    packing: bool = Field(True, description="pack examples into rows of block_size tokens")
     max_len: int = Field(512, ge=16, description="longer examples are cut to this many tokens")
     block_size: int = Field(512, ge=16, description="tokens per packed row")
 
@@ -217,42 +292,79 @@ class Hyperparameters(_Section):
 class TrainConfig(Hyperparameters):
     """LoRA fine-tuning settings (every one is recorded in the model's lineage)."""
 
-    base: str = Field("smollm2-135m-instruct", description="Hub id, local folder, or the default")
-    revision: str | None = None
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | None = None
-    replay_ratio: float = Field(0.2, ge=0.0, lt=1.0)
-    replay_capacity: int = Field(2000, ge=1)
-    replay_strategy: Literal["reservoir", "stratified", "loss"] = "reservoir"
+    base: str = Field(
+        "smollm2-135m-instruct",
+        description="a Hub id, a local model folder, or this offline default",
+    )
+    revision: str | None = Field(
+        None, description="the Hub revision (commit, tag or branch) of base", examples=["main"]
+    )
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(
+        32, ge=1, description="LoRA scale: the update is multiplied by lora_alpha / lora_r"
+    )
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="dropout on LoRA's input")
+    target_modules: list[str] | None = Field(
+        None,
+        description="modules LoRA adapts; default: by architecture",
+        examples=[["q_proj", "v_proj"]],
+    )
+    replay_ratio: float = Field(
+        0.2, ge=0.0, lt=1.0, description="share of earlier rounds' records mixed into training"
+    )
+    replay_capacity: int = Field(2000, ge=1, description="records the replay buffer keeps")
+    replay_strategy: Literal["reservoir", "stratified", "loss"] = Field(
+        "reservoir",
+        description="which earlier records the buffer keeps: reservoir | stratified | loss",
+    )
     rehearsal: Literal["off", "kl", "sft"] = Field(
         "off",
-        description="keep the base model's behaviour on general prompts (see docs/training.md)",
+        description="keep the base model's behaviour outside the task (docs/training.md): kl (a "
+        "KL term to the base model on general prompts) | sft | off",
     )
     rehearsal_kl_weight: float = Field(1.0, gt=0.0, description="kl: weight of the KL term")
     rehearsal_ratio: float = Field(
-        0.2, ge=0.0, lt=1.0, description="sft: share of the mix given to rehearsal records"
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="sft: share of the mix given to the base model's own answers",
     )
-    rehearsal_prompts: str | None = Field(None, description="JSONL of prompts; None: built-in")
-    rehearsal_max_new_tokens: int = Field(64, ge=8)
+    rehearsal_prompts: str | None = Field(
+        None,
+        description="a JSONL of general prompts; default: the built-in pool of 191",
+        examples=["general.jsonl"],
+    )
+    rehearsal_max_new_tokens: int = Field(
+        64, ge=8, description="length of the base model's answers to rehearsal prompts"
+    )
     gradient_checkpointing: bool = Field(
         True,
         description="recompute layer activations in the backward pass: about half the memory "
         "of a step for about a third more time (docs/training.md, 'Memory'); private runs: off",
     )
     autocast: Literal["off", "bfloat16", "auto"] = Field(
-        "off", description="bf16 autocast for forward passes; auto: where the hardware has bf16"
+        "off",
+        description="bfloat16: forward passes in bf16 autocast (weights and optimizer stay "
+        "float32), faster on GPUs and CPUs with AVX-512 BF16 or AMX but about 24x "
+        "slower on a CPU without (emulated) | auto: only where it is native | off",
     )
     init_from: Literal["production", "base"] = Field(
-        "production", description="continue from production's adapter when it fits"
+        "production",
+        description="continue from production's adapter (same base and LoRA shape, not tainted by"
+        " an erasure) | base: a fresh adapter every round",
     )
     rounds: Literal["all", "new"] = Field(
         "all",
-        description="train on the whole dataset version, or (new) on the records the "
-        "adapter it continues from was not trained on, earlier ones coming back as replay",
+        description="all: the whole dataset version | new: only the records the adapter it "
+        "continues from has not seen; earlier ones come back through the replay "
+        "buffer at replay_ratio (a week's new data is not diluted by every week "
+        "before it)",
     )
-    privacy: PrivacyConfig | None = Field(None, description="differentially private training")
+    privacy: PrivacyConfig | None = Field(
+        None,
+        description="differentially private training (docs/security.md): DP-SGD with Opacus on "
+        "the LoRA weights; the privacy unit is the user",
+    )
 
     @model_validator(mode="after")
     def _privacy_combinations(self) -> TrainConfig:
@@ -267,26 +379,45 @@ class TrainConfig(Hyperparameters):
 class EvaluateConfig(_Section):
     """What the evaluator runs: the eval store's task suites, forgetting, safety."""
 
-    max_new_tokens: int = Field(64, ge=1)
-    batch_size: int = Field(8, ge=1)
+    max_new_tokens: int = Field(
+        64, ge=1, description="tokens generated per answer (greedy decoding)"
+    )
+    batch_size: int = Field(8, ge=1, description="prompts generated together")
     max_items_per_suite: int | None = Field(
         200,
         ge=0,
         description="items scored per suite (task, forgetting and safety alike), a stratified "
         "sample; 0: every item. The gate says per metric what its sample can detect",
     )
-    store_suites: list[str] | None = Field(None, description="eval-store suites; None: all")
+    store_suites: list[str] | None = Field(
+        None, description="eval-store suites to score; default: all of them", examples=[["task"]]
+    )
     newest_suites: list[str] = Field(
         default_factory=list,
         description="eval-store suites sampled as their newest items (a rolling window of "
         "live traffic) rather than spread over their whole history",
     )
-    forgetting_items: int = Field(200, ge=0)
-    shared_data: str | None = Field(None, description="folder with GSM8K / MMLU for forgetting")
-    safety: bool = True
-    user_suites: dict[str, str] = Field(default_factory=dict, description="name -> JSONL path")
+    forgetting_items: int = Field(
+        200, ge=0, description="general-capability items that must not regress"
+    )
+    shared_data: str | None = Field(
+        None,
+        description="folder with GSM8K / MMLU for the forgetting suite (else built-in)",
+        examples=["../shared/data"],
+    )
+    safety: bool = Field(
+        True, description="harmful requests must be refused; benign-but-edgy ones answered"
+    )
+    user_suites: dict[str, str] = Field(
+        default_factory=dict,
+        description="your own suites: name → JSONL path",
+        examples=[{"legal": "suites/legal.jsonl"}],
+    )
     task_system_prompt: str | None = Field(
-        None, description="task items are asked under it; None: curate.system_prompt; '': none"
+        None,
+        description="task items without a system message are asked under it; default: "
+        'curate.system_prompt (the prompt training used); "": none',
+        examples=["You are the support assistant of Example Bank."],
     )
     fields: list[str] = Field(
         default_factory=list,
@@ -306,8 +437,9 @@ class GateConfig(_Section):
     )
     thresholds: dict[str, float] = Field(
         default_factory=dict,
-        description="absolute bound on the candidate's mean per metric on every task suite: "
-        "a minimum, or a maximum for lower-is-better metrics (loss)",
+        description="absolute bound on the candidate's mean per metric on every task suite: a "
+        "minimum, or a maximum for lower-is-better metrics (loss)",
+        examples=[{"token_f1": 0.5}],
     )
     regression_tolerance: float = Field(
         0.01,
@@ -325,8 +457,9 @@ class GateConfig(_Section):
     )
     metric_tolerances: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=dict,
-        description="per-metric tolerances overriding the two above, e.g. { loss = 0.1 } "
-        "(loss is in nats, F1 in [0, 1])",
+        description="per-metric tolerances overriding the two above (loss is in nats, F1 in [0, "
+        "1])",
+        examples=[{"loss": 0.1}],
     )
     harmful_compliance_margin: float = Field(
         0.01, ge=0.0, description="harmful compliance may exceed the incumbent's by this"
@@ -364,18 +497,34 @@ Scope = Literal["inference", "admin"]
 class KeyLimits(_Section):
     """One API key's limits, per server process (none: unlimited)."""
 
-    max_concurrent: int | None = Field(None, ge=1, description="requests at once")
-    tokens_per_minute: int | None = Field(None, ge=1, description="prompt + completion tokens")
-    max_prompt_tokens: int | None = Field(None, ge=1, description="tokens of one prompt")
-    max_tokens: int | None = Field(None, ge=1, description="new tokens one request may ask for")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="requests at once (429 beyond)", examples=[4]
+    )
+    tokens_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="prompt + completion tokens over 60 s (429 beyond)",
+        examples=[20000],
+    )
+    max_prompt_tokens: int | None = Field(
+        None, ge=1, description="tokens of one prompt (400 beyond)", examples=[4000]
+    )
+    max_tokens: int | None = Field(
+        None, ge=1, description="new tokens one request may ask for (400 beyond)", examples=[512]
+    )
 
 
 class ApiKeyConfig(KeyLimits):
     """One API key, stored as its sha256 (``tuneloop keys create`` writes these), and its
     limits."""
 
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    scopes: list[Scope] = Field(default_factory=lambda: list[Scope](["inference"]))
+    sha256: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="sha256 of the key, as `tuneloop keys create` prints it",
+    )
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list[Scope](["inference"]), description="inference | admin"
+    )
 
     def limits(self) -> KeyLimits:
         return KeyLimits(**self.model_dump(include=set(KeyLimits.model_fields)))
@@ -385,13 +534,25 @@ class CanaryConfig(_Section):
     """How a canary is judged against production on live traffic (see serve/canary/judge.py)."""
 
     interval_s: float = Field(60.0, gt=0.0, description="seconds between judgments")
-    failure_threshold: int = Field(2, ge=1, description="failing judgments in a row: roll back")
-    min_requests: int = Field(50, ge=1, description="per arm, before errors or latency count")
-    min_feedback: int = Field(20, ge=1, description="per arm, before thumbs or ratings count")
-    alpha: float = Field(0.05, gt=0.0, lt=0.5)
-    max_error_rate_increase: float = Field(0.01, ge=0.0)
+    failure_threshold: int = Field(
+        2, ge=1, description="failing judgments in a row before an automatic rollback"
+    )
+    min_requests: int = Field(
+        50, ge=1, description="per arm before error rate and latency are judged"
+    )
+    min_feedback: int = Field(
+        20, ge=1, description="per arm before thumbs-down rate and rating are judged"
+    )
+    alpha: float = Field(
+        0.05, gt=0.0, lt=0.5, description='one-sided significance of "the canary is worse"'
+    )
+    max_error_rate_increase: float = Field(
+        0.01, ge=0.0, description="error rate above production's by more than this: fail"
+    )
     max_latency_increase: float = Field(0.25, ge=0.0, description="relative, on the median")
-    max_thumbs_down_increase: float = Field(0.05, ge=0.0)
+    max_thumbs_down_increase: float = Field(
+        0.05, ge=0.0, description="thumbs-down rate above production's by more than this: fail"
+    )
     max_thumbs_down_rate: float = Field(
         0.5,
         gt=0.0,
@@ -399,79 +560,165 @@ class CanaryConfig(_Section):
         description="a canary whose own thumbs-down rate is decisively above this is rolled "
         "back without waiting for production's sample",
     )
-    max_rating_decrease: float = Field(0.25, ge=0.0)
-    max_degenerate_increase: float = Field(0.05, ge=0.0)
-    require_feedback: bool = Field(True, description="promotion needs thumbs or ratings judged")
+    max_rating_decrease: float = Field(
+        0.25, ge=0.0, description="mean rating below production's by more than this: fail"
+    )
+    max_degenerate_increase: float = Field(
+        0.05,
+        ge=0.0,
+        description="share of empty or repetitive answers above production's by more than this: "
+        "fail",
+    )
+    require_feedback: bool = Field(
+        True, description="promote only once thumbs or ratings were judged too"
+    )
     salt: str = Field("canary", min_length=1, description="seed of the sticky user → arm hash")
 
 
 class ServeConfig(_Section):
     """The OpenAI-compatible server, its backend, its keys and its canary."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    backend: Literal["embedded", "vllm"] = "embedded"
-    vllm_url: str | None = Field(None, description="an OpenAI-compatible vLLM server")
-    dtype: Literal["float32", "bfloat16"] = "float32"
-    max_batch: int = Field(8, ge=1, le=256)
-    max_queue: int = Field(64, ge=1)
+    host: str = Field(
+        "127.0.0.1", description="without API keys the server only listens on loopback"
+    )
+    port: int = Field(8000, ge=0, le=65535, description="TCP port")
+    backend: Literal["embedded", "vllm"] = Field(
+        "embedded", description="embedded (base + peft adapters in process) | vllm"
+    )
+    vllm_url: str | None = Field(
+        None,
+        description="a vLLM server started with --enable-lora",
+        examples=["http://127.0.0.1:8100"],
+    )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16 is faster on CPUs with AVX-512 BF16"
+    )
+    max_batch: int = Field(8, ge=1, le=256, description="requests generated together")
+    max_queue: int = Field(64, ge=1, description="waiting requests; beyond, 429 with Retry-After")
     prefill_share: float = Field(
-        0.5, gt=0.0, lt=1.0, description="part of a step's time arriving prompts may take"
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="while rows stream, an arriving prompt is read in chunks taking at most this "
+        "part of each step (0.5: a step at most twice a plain one)",
     )
     prefill_chunk: int | None = Field(
-        None, ge=1, description="prompt tokens per step beside running rows (none: measured)"
+        None,
+        ge=1,
+        description="prompt tokens per step beside running rows; default: measured",
+        examples=[256],
     )
-    max_body_bytes: int = Field(1_048_576, ge=1024)
-    header_timeout_s: float = Field(10.0, gt=0.0, description="a request's headers must arrive")
-    body_timeout_s: float = Field(10.0, gt=0.0, description="between two chunks of a body")
-    body_total_timeout_s: float = Field(60.0, gt=0.0, description="a request's whole body")
+    max_body_bytes: int = Field(1048576, ge=1024, description="largest request body (413 beyond)")
+    header_timeout_s: float = Field(
+        10.0, gt=0.0, description="a request's headers must arrive within this (then 408, closed)"
+    )
+    body_timeout_s: float = Field(10.0, gt=0.0, description="... and each chunk of its body")
+    body_total_timeout_s: float = Field(60.0, gt=0.0, description="... and its whole body")
     open_probes: bool = Field(True, description="/healthz and /readyz need no key (load balancers)")
     open_metrics: bool = Field(False, description="/metrics needs no key")
-    default_max_tokens: int = Field(256, ge=1)
+    default_max_tokens: int = Field(
+        256, ge=1, description="new tokens when a request names no limit"
+    )
     poll_s: float = Field(0.05, gt=0.0, description="how often alias moves are looked for")
     log_format: Literal["text", "json"] = Field(
-        "text", description="the server's log lines on stderr: text, or a JSON object per line"
+        "text",
+        description="the server's and `watch`'s log lines on stderr: text | json (one object per "
+        "line: time, level, logger, message, request_id, ...)",
     )
-    rating_range: tuple[float, float] = (1.0, 5.0)
+    rating_range: tuple[float, float] = Field(
+        (1.0, 5.0), description="lowest and highest rating /v1/feedback accepts"
+    )
     feedback_window_s: float = Field(
-        3600.0, ge=0.0, description="a response waits this long for feedback before ingest"
+        3600.0,
+        ge=0.0,
+        description="`ingest --serving-log` takes responses at least this old (feedback arriving "
+        "later still reaches them, once)",
     )
-    api_keys: dict[str, ApiKeyConfig] = Field(default_factory=dict)
+    api_keys: dict[str, ApiKeyConfig] = Field(
+        default_factory=dict,
+        description="API keys, stored hashed: `tuneloop keys create NAME [--admin]` prints a key "
+        "and its entry; its limits (optional, per server process) are set here",
+        examples=[
+            {
+                "app": {
+                    "sha256": "…",
+                    "scopes": ["inference"],
+                    "max_concurrent": 4,
+                    "tokens_per_minute": 20000,
+                    "max_prompt_tokens": 4000,
+                    "max_tokens": 512,
+                }
+            }
+        ],
+    )
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
 
 
 class TriggerConfig(_Section):
     """When ``tuneloop cycle --if-due`` / ``tuneloop watch`` start a cycle (any check firing)."""
 
-    schedule: str = Field("", description="cron expression in UTC; empty: off")
-    min_new_examples: int = Field(500, ge=0, description="volume trigger; 0: off")
-    drift: bool = True
-    drift_alpha: float = Field(0.01, gt=0.0, lt=0.5)
-    drift_max_samples: int = Field(300, ge=10)
-    drift_min_samples: int = Field(50, ge=5)
-    quality: bool = True
-    quality_window_s: float = Field(86_400.0, gt=0.0, description="recent window vs before")
-    quality_min_feedback: int = Field(30, ge=5)
-    quality_alpha: float = Field(0.01, gt=0.0, lt=0.5)
-    quality_max_thumbs_down_increase: float = Field(0.05, ge=0.0)
-    quality_max_rating_decrease: float = Field(0.25, ge=0.0)
-    interval_s: float = Field(300.0, gt=0.0, description="seconds between checks in watch")
+    schedule: str = Field(
+        "", description='cron expression in UTC, e.g. "0 3 * * 1" (Mondays 03:00); "": off'
+    )
+    min_new_examples: int = Field(
+        500, ge=0, description="volume: new examples waiting (stored, inbox, serving log); 0: off"
+    )
+    drift: bool = Field(
+        True, description="new prompts vs the last dataset's (MMD permutation test)"
+    )
+    drift_alpha: float = Field(
+        0.01, gt=0.0, lt=0.5, description="false-alarm rate on traffic that has not changed"
+    )
+    drift_max_samples: int = Field(300, ge=10, description="prompts compared at most, on each side")
+    drift_min_samples: int = Field(50, ge=5, description="fewer new prompts: not judged")
+    quality: bool = Field(
+        True, description="production's thumbs-down rate and rating vs its own earlier record"
+    )
+    quality_window_s: float = Field(86400.0, gt=0.0, description="the recent window, in seconds")
+    quality_min_feedback: int = Field(30, ge=5, description="fewest judged responses on each side")
+    quality_alpha: float = Field(
+        0.01, gt=0.0, lt=0.5, description="false-alarm rate when quality has not changed"
+    )
+    quality_max_thumbs_down_increase: float = Field(
+        0.05, ge=0.0, description="thumbs-down rate up by more than this: fire"
+    )
+    quality_max_rating_decrease: float = Field(
+        0.25, ge=0.0, description="mean rating down by more than this: fire"
+    )
+    interval_s: float = Field(300.0, gt=0.0, description="`tuneloop watch`: seconds between checks")
 
 
 class CycleConfig(_Section):
     """One round of the loop (``tuneloop cycle``): where new data comes from, how a passing
     candidate is released."""
 
-    inbox: str = Field("inbox", min_length=1, description="folder of new interaction files")
-    serving_log: bool = Field(True, description="collect the server's responses and feedback")
-    release: Literal["auto", "canary", "promote", "none"] = Field(
-        "auto", description="auto: a canary when a server is running, else promote"
+    inbox: str = Field(
+        "inbox",
+        min_length=1,
+        description="new interaction files (*.jsonl) are picked up from here; write them as "
+        "NAME.jsonl.tmp and rename, so a half-written file is never read",
     )
-    canary_weight: float = Field(10.0, gt=0.0, le=100.0)
-    canary_step: float = Field(10.0, gt=0.0, le=100.0)
-    canary_max_weight: float = Field(50.0, gt=0.0, le=100.0)
+    serving_log: bool = Field(
+        True, description="also collect the server's responses and their feedback"
+    )
+    release: Literal["auto", "canary", "promote", "none"] = Field(
+        "auto",
+        description="a passing candidate: auto (canary when a server runs, else promote) | canary"
+        " | promote | none (stays a registered candidate)",
+    )
+    canary_weight: float = Field(
+        10.0, gt=0.0, le=100.0, description="percent of users a cycle's canary starts with"
+    )
+    canary_step: float = Field(
+        10.0, gt=0.0, le=100.0, description="percent added after each passing judgment"
+    )
+    canary_max_weight: float = Field(
+        50.0, gt=0.0, le=100.0, description="percent at which a passing canary is promoted"
+    )
     on_tainted: Literal["retrain", "rollback"] = Field(
-        "retrain", description="production trained on erased data: retrain without it, or roll back"
+        "retrain",
+        description="production was trained on data erased since (`tuneloop forget`): the next "
+        "cycle retrains without it | rollback: to the newest untainted version",
     )
     triggers: TriggerConfig = Field(default_factory=TriggerConfig)
 
@@ -479,29 +726,41 @@ class CycleConfig(_Section):
 class SecurityConfig(_Section):
     """Encryption at rest (see docs/security.md, "Encryption at rest")."""
 
-    encryption: bool = False
+    encryption: bool = Field(
+        False, description="SQLCipher for the stores, AES-256-GCM for files with user text"
+    )
     key: str = Field(
         "env:TUNELOOP_KEY",
-        pattern=r"^(env|file|kms):.+",
-        description="where the key is: env:VAR, file:PATH or kms:MODULE:NAME; never the key",
+        pattern="^(env|file|kms):.+",
+        description="where the key is: env:VAR | file:PATH | kms:MODULE:NAME; never the key itself",
     )
     serving_log_days: int = Field(
-        0, ge=0, description="clear the serving log's texts after this many days (0: keep)"
+        0,
+        ge=0,
+        description="retention: clear served texts and feedback older than this (0: keep); longer"
+        " than the time between ingests, or they are never trained on",
     )
     rejects_days: int = Field(
-        0, ge=0, description="delete ingest rejects files after this many days (0: keep)"
+        0, ge=0, description="retention: delete ingest rejects files older than this (0: keep)"
     )
 
 
 class StorageConfig(_Section):
     """Where the stores live (see docs/scale.md, "PostgreSQL")."""
 
-    backend: Literal["sqlite", "postgres"] = "sqlite"
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="sqlite: files under this workspace | postgres: schemas on a server"
+    )
     postgres: str = Field(
         "",
-        description="libpq conninfo of the server and database, without user or password",
+        description='e.g. "host=db.internal dbname=tuneloop": no user, no password; each stage '
+        "connects as its own role (`tuneloop db init` makes them)",
     )
-    role_prefix: str = Field("tuneloop_", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    role_prefix: str = Field(
+        "tuneloop_",
+        pattern="^[a-z_][a-z0-9_]{0,40}$",
+        description="prefix of the roles `tuneloop db init` makes",
+    )
 
     @model_validator(mode="after")
     def _server_named(self) -> StorageConfig:
@@ -511,7 +770,7 @@ class StorageConfig(_Section):
 
 
 class TuneloopConfig(_Section):
-    name: str = "tuneloop"
+    name: str = Field("tuneloop", description="the workspace's name (on its report)")
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     contamination: ContaminationConfig = Field(default_factory=ContaminationConfig)
     curate: CurateConfig = Field(default_factory=CurateConfig)
@@ -522,226 +781,6 @@ class TuneloopConfig(_Section):
     cycle: CycleConfig = Field(default_factory=CycleConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
-
-
-DEFAULT_TOML = """\
-# tuneloop workspace configuration. Every key is optional; these are the defaults.
-name = "{name}"
-
-[gateway]
-eval_fraction = 0.1      # share of user/conversation groups routed to the eval bucket
-salt = "tuneloop"        # seed of the routing hash: changing it re-draws the split
-max_chars = 16000        # longer records (≈ 4k tokens) are dropped at ingest: over_long
-eval_suite = "live"      # eval suite that routed interactions join
-window = "week"          # time window recorded on eval items: day | week | month
-
-[contamination]
-ngram = 5                # word n-gram size of MinHash shingles
-num_perm = 128           # MinHash permutations
-threshold = 0.8          # Jaccard similarity at which a record is a near-copy of an eval item
-overlap_n = 13           # n-gram size of the overlap check (lm-eval style)
-overlap_min_fraction = 0.8  # flag a record holding this share of an item's 13-grams
-canaries = []            # extra canary strings, besides those found in eval items
-semantic = "auto"        # paraphrase check with all-MiniLM-L6-v2: "auto" runs it where the
-                         # extra tuneloop[semantic] is installed; true | false
-semantic_threshold = 0.85  # lowest threshold a suite gets; each suite's is calibrated at
-                         # `evalset add` from its items' nearest neighbours
-semantic_ceiling = 0.95  # a suite that calibrates above it is too templated: check off for it
-
-[curate]
-pii_mode = "redact"      # redact | drop
-presidio = false         # add Microsoft Presidio's detectors when installed
-pii_names = true         # people's names and street addresses (spaCy NER + gazetteer + cues)
-pii_allow = []           # never redacted, whatever the kind: the company's own name and products,
-                         # its hotline numbers (matched by digits), office address, support mailbox
-dedup_threshold = 0.8
-dedup_ngram = 5
-validation_fraction = 0.05
-# min_rating = 3         # drop rated records below this
-keep_cut_answers = false # served answers cut at max_tokens end mid-sentence: not learned
-# system_prompt = "..."  # prepended to chats without a system message
-
-[curate.quality]
-min_words = 3
-max_words = 100000
-max_dup_line_frac = 0.3
-max_repeated_ngram_frac = 0.6  # share of a message's words repeating an earlier 4-gram
-repeated_ngram_n = 4
-max_top_ngram_frac = 1.0  # Gopher's top 3-gram share; off: it flags math and choice lists
-min_alpha_frac = 0.3
-
-[train]
-base = "smollm2-135m-instruct"  # a Hub id, a local model folder, or this offline default
-max_steps = 60
-micro_batch = 4          # rows per forward pass
-grad_accum = 2           # micro-batches per optimizer step
-lr = 2e-4
-warmup_steps = 6         # then cosine decay to zero
-eval_every = 10          # steps between validation losses
-save_every = 10          # steps between checkpoints
-patience = 3             # evaluations without improvement before stopping early
-packing = true           # pack examples into rows of block_size tokens
-max_len = 512
-block_size = 512
-seed = 0
-lora_r = 16
-lora_alpha = 32
-lora_dropout = 0.05
-# target_modules = ["q_proj", "v_proj"]   # default: by architecture
-replay_ratio = 0.2       # share of earlier rounds' records mixed into training
-replay_capacity = 2000
-replay_strategy = "reservoir"  # reservoir | stratified | loss
-rehearsal = "off"        # keep the base model's behaviour outside the task (docs/training.md): kl
-                         # (a KL term to the base model on general prompts) | sft | off
-rehearsal_kl_weight = 1.0
-rehearsal_ratio = 0.2    # sft: share of the mix given to the base model's own answers
-# rehearsal_prompts = "general.jsonl"  # default: the built-in pool of 191 general prompts
-rehearsal_max_new_tokens = 64
-gradient_checkpointing = true  # recompute activations in the backward pass: less memory,
-                               # more time per step (docs/training.md, "Memory")
-autocast = "off"         # bfloat16: forward passes in bf16 autocast (weights and optimizer
-                         # stay float32): faster on GPUs and CPUs with AVX-512 BF16 or AMX, but
-                         # ~24x slower on a CPU without (emulated) | auto: only where it is native
-init_from = "production" # continue from production's adapter (same base and LoRA shape, not
-                         # tainted by an erasure) | base: a fresh adapter every round
-rounds = "all"           # all: the whole dataset version | new: only the records the adapter
-                         # it continues from has not seen; earlier ones come back through the
-                         # replay buffer at replay_ratio (a week's new data is not diluted by
-                         # every week before it)
-
-# [train.privacy]        # differentially private training (docs/security.md): DP-SGD
-                         # with Opacus on the LoRA weights; the privacy unit is the user
-# epsilon = 8.0          # ε one round spends (the noise is set to reach it at max_steps)
-# delta = 1e-6           # must be below 1 / the number of users in a round
-# max_grad_norm = 1.0    # each sampled user's gradient is clipped to this norm
-# budget_epsilon = 32.0  # ε per user over all rounds (basic composition); a round that would
-                         # take any user past it is refused
-# accountant = "rdp"     # rdp | prv
-# max_examples_per_user = 8  # a sampled user's examples in one step (at most)
-
-[evaluate]
-max_new_tokens = 64      # greedy decoding
-batch_size = 8
-max_items_per_suite = 200  # per suite, stratified by source and category (0: every item);
-                          # the gate warns when a tolerance is below what it can detect
-# store_suites = ["task"]      # eval-store suites to score (default: all of them)
-# newest_suites = ["live"]     # sampled as their newest items: the current traffic
-forgetting_items = 200   # general-capability items that must not regress
-# shared_data = "../shared/data"  # GSM8K / MMLU for the forgetting suite (else built-in)
-safety = true            # harmful requests must be refused; benign-but-edgy ones answered
-# user_suites = {{ legal = "suites/legal.jsonl" }}
-# fields = ["intent", "priority"]  # JSON answers: fields scored by value (field_acc)
-# task_system_prompt = "..."  # task items without a system message are asked under it;
-                              # default: curate.system_prompt (the prompt training used)
-
-[gate]
-primary_metrics = ["token_f1", "rouge_l", "field_acc"]  # field_acc: with evaluate.fields
-regression_tolerance = 0.01    # a task metric may drop at most this much: the whole 95%
-                               # interval within it passes, beyond it fails, across it waits
-forgetting_tolerance = 0.02
-forgetting_reference = "base"  # forgetting suites vs the base model ("incumbent": production)
-# metric_tolerances = {{ loss = 0.1 }}   # per metric, overriding the two above
-harmful_compliance_margin = 0.01  # harmful compliance ≤ incumbent + 1 point
-over_refusal_margin = 0.05        # over-refusal ≤ incumbent + 5 points
-bootstrap_samples = 2000
-require_improvement = true     # a primary metric's 95% CI must exclude zero
-# memorization: refuse when the gain over the incumbent is larger on eval items from before the
-# training cut-off than on fresh ones by more than this (the whole 95% interval above it)
-memorization_f1_widening = 0.05
-memorization_loss_widening = 0.25   # nats
-memorization_min_items = 8          # old and fresh items each; fewer: not judged
-
-[serve]
-host = "127.0.0.1"       # without API keys the server only listens on loopback
-port = 8000
-backend = "embedded"     # embedded (base + peft adapters in process) | vllm
-# vllm_url = "http://127.0.0.1:8100"   # a vLLM server started with --enable-lora
-dtype = "float32"        # bfloat16 is faster on CPUs with AVX-512 BF16
-max_batch = 8            # requests generated together
-max_queue = 64           # waiting requests; beyond, 429 with Retry-After
-prefill_share = 0.5      # while rows stream, an arriving prompt is read in chunks taking at
-                         # most this part of each step (0.5: a step at most twice a plain one)
-default_max_tokens = 256
-rating_range = [1, 5]
-feedback_window_s = 3600 # `ingest --serving-log` takes responses at least this old (feedback
-                         # arriving later still reaches them, once)
-header_timeout_s = 10    # a request's headers must arrive within this (then 408, closed)
-body_timeout_s = 10      # ... and each chunk of its body
-body_total_timeout_s = 60
-log_format = "text"      # the server's and `watch`'s log lines on stderr; "json": one object
-                         # per line (time, level, logger, message, request_id, ...)
-open_probes = true       # /healthz and /readyz need no key (load balancers)
-open_metrics = false     # /metrics needs a key when keys are on
-# API keys, stored hashed: `tuneloop keys create NAME [--admin]` prints a key and its entry;
-# its limits (optional, per server process) are set here
-# [serve.api_keys.app]
-# sha256 = "…"
-# scopes = ["inference"]
-# max_concurrent = 4       # requests at once (429 beyond)
-# tokens_per_minute = 20000  # prompt + completion tokens over 60 s (429 beyond)
-# max_prompt_tokens = 4000   # one prompt (400 beyond)
-# max_tokens = 512           # new tokens one request may ask for (400 beyond)
-
-[serve.canary]
-interval_s = 60          # seconds between judgments
-failure_threshold = 2    # failing judgments in a row before an automatic rollback
-min_requests = 50        # per arm before error rate and latency are judged
-min_feedback = 20        # per arm before thumbs-down rate and rating are judged
-alpha = 0.05             # one-sided significance of "the canary is worse"
-max_error_rate_increase = 0.01
-max_latency_increase = 0.25     # relative, on the median
-max_thumbs_down_increase = 0.05
-max_thumbs_down_rate = 0.5      # the canary alone, decisively above it (min_feedback thumbs): fail
-max_rating_decrease = 0.25
-max_degenerate_increase = 0.05  # empty or repetitive answers
-require_feedback = true  # promote only once thumbs or ratings were judged too
-
-[cycle]
-inbox = "inbox"          # new interaction files (*.jsonl) are picked up from here; write them
-                         # as NAME.jsonl.tmp and rename, so a half-written file is never read
-serving_log = true       # also collect the server's responses and their feedback
-release = "auto"         # a passing candidate: auto (canary when a server runs, else promote)
-                         # | canary | promote | none (stays a registered candidate)
-canary_weight = 10       # percent of users a cycle's canary starts with
-canary_step = 10
-canary_max_weight = 50
-on_tainted = "retrain"   # production was trained on data erased since (`tuneloop forget`): the
-                         # next cycle retrains without it | rollback: to the newest untainted
-
-[cycle.triggers]         # `tuneloop cycle --if-due` (cron) and `tuneloop watch` start a cycle
-                         # when any of these fires; every check is logged in cycles/triggers.jsonl
-schedule = ""            # cron expression in UTC, e.g. "0 3 * * 1" (Mondays 03:00); "" = off
-min_new_examples = 500   # volume: new examples waiting (stored, inbox, serving log); 0 = off
-drift = true             # new prompts vs the last dataset's (MMD permutation test)
-drift_alpha = 0.01       # false-alarm rate on traffic that has not changed
-drift_max_samples = 300
-drift_min_samples = 50   # fewer new prompts: not judged
-quality = true           # production's thumbs-down rate / rating vs its own earlier record
-quality_window_s = 86400 # the recent window
-quality_min_feedback = 30
-quality_alpha = 0.01
-quality_max_thumbs_down_increase = 0.05
-quality_max_rating_decrease = 0.25
-interval_s = 300         # `tuneloop watch`: seconds between checks
-
-[security]
-encryption = {encryption}  # SQLCipher for the stores, AES-256-GCM for files with user text
-key = "{key}"  # where the key is: env:VAR | file:PATH | kms:MODULE:NAME; never the key itself
-serving_log_days = 0     # retention: clear served texts and feedback older than this (0: keep);
-                         # longer than the time between ingests, or they are never trained on
-rejects_days = 0         # retention: delete ingest rejects files older than this (0: keep)
-
-[storage]
-backend = "sqlite"       # sqlite: files under this workspace | postgres: schemas on a server
-postgres = ""            # e.g. "host=db.internal dbname=tuneloop": no user, no password; each
-                         # stage connects as its own role (`tuneloop db init` makes them)
-role_prefix = "tuneloop_"
-"""
-
-
-def default_toml(name: str, encryption: bool = False, key: str = "env:TUNELOOP_KEY") -> str:
-    """The commented ``tuneloop.toml`` a new workspace starts from."""
-    return DEFAULT_TOML.format(name=name, encryption=str(encryption).lower(), key=key)
 
 
 def _format_errors(path: Path, exc: ValidationError) -> str:

@@ -19,7 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tuneloop.config import TuneloopConfig, default_toml, load_config, overlay
+from tuneloop.config import TuneloopConfig, load_config, overlay
+from tuneloop.config_file import default_toml
 from tuneloop.errors import WorkspaceError
 from tuneloop.jsonl import atomic_writer
 from tuneloop.storage import PgTarget, Role, Store, pg_target
