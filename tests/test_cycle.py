@@ -112,14 +112,14 @@ def test_evaluate_prints_means_per_suite_and_slice(workspace: Workspace, tmp_pat
 def test_an_inconclusive_gate_ends_the_cycle_and_the_release_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import tuneloop.flows.gate as gate_flow
-    from tuneloop.cycle import stages
+    from tuneloop.cycle.stages import gate
 
     check = {"name": "no_regression", "passed": False, "outcome": "inconclusive", "detail": "d"}
     decision = {"decision": "inconclusive", "reasons": ["d"], "checks": [check], "warnings": ["w"]}
-    monkeypatch.setattr(gate_flow, "run_gate", lambda ws, v: SimpleNamespace(decision=decision))
-    cycle = SimpleNamespace(outputs=lambda stage: {"version": 7})
-    result = stages.gate(cast(Any, None), cast(Any, cycle))
+    monkeypatch.setattr(gate, "run_gate", lambda ws, v: SimpleNamespace(decision=decision))
+    cycle = SimpleNamespace(report=lambda stage, kind: SimpleNamespace(version="7"))
+    result = gate.run(cast(Any, None), cast(Any, cycle))
     assert result.status == "inconclusive"
     assert result.summary == "v7: the gate could not decide (no_regression); the release waits"
-    assert result.outputs["decision"] == "inconclusive" and result.outputs["warnings"] == ["w"]
+    assert result.decision == "inconclusive" and result.warnings == ["w"]
+    assert gate.Report.model_validate_json(result.model_dump_json()) == result  # round-trips

@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 from tuneloop.contamination.persist import load_index
+from tuneloop.cycle.stages import STAGES
 from tuneloop.datasets import DatasetStore
 from tuneloop.flows.register import registry_for
+from tuneloop.state.cycle import STAGES as CYCLE_STAGES
+from tuneloop.state.cycle import list_cycles
 from tuneloop.workspace import Workspace
 
 ARCHIVE = Path(__file__).parent / "data" / "previous-0.1.0.tar.gz"
@@ -78,3 +81,13 @@ def test_the_contamination_index_of_the_previous_release_is_kept(previous: Path)
     index = load_index(ws.index_dir)
     assert index.settings == ws.config.contamination.index_settings()
     assert len(index) == 6
+
+
+def test_stage_reports_of_the_previous_release_read_as_their_types(previous: Path) -> None:
+    """A cycle interrupted before an upgrade resumes: each later stage reads the earlier
+    stages' stored reports as their typed models."""
+    [cycle] = list_cycles(Workspace(previous))
+    reports = [cycle.report(stage.NAME, stage.Report) for stage in STAGES]
+    assert [type(r).__module__.rsplit(".", 1)[-1] for r in reports] == list(CYCLE_STAGES)
+    assert all(r.status == "done" for r in reports)
+    assert reports[-1].outcome == "promoted" and reports[3].version == reports[-1].version

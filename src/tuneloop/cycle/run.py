@@ -1,6 +1,6 @@
 """``tuneloop cycle``: run (or resume) one round of the loop, stage by stage.
 
-The stages are in :mod:`tuneloop.cycle.stages`; where a cycle stands is its folder
+The stages are the modules :mod:`tuneloop.cycle.stages` lists; where a cycle stands is its folder
 (:mod:`tuneloop.state.cycle`). A cycle that was interrupted is resumed at its first unfinished
 stage by the next ``tuneloop cycle``; a finished one is never run again.
 """
@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tuneloop import faults
-from tuneloop.cycle.stages import RUNNERS
+from tuneloop.cycle.stages import STAGES, release, runner
 from tuneloop.flows import retention
-from tuneloop.state.cycle import STAGES, Cycle, canary_outcome, cycle_lock, list_cycles, open_cycle
+from tuneloop.state.cycle import Cycle, canary_outcome, cycle_lock, list_cycles, open_cycle
 from tuneloop.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -26,9 +26,8 @@ def _quiet(_: str) -> None:
 
 def outcome_of(cycle: Cycle) -> tuple[str, str]:
     """(outcome, one line) of a cycle whose stages all finished."""
-    release = cycle.outputs("release")
-    marker = cycle.marker("release")
-    return str(release["outcome"]), str(marker["summary"] if marker else "")
+    report = cycle.report(release.NAME, release.Report)
+    return report.outcome, report.summary
 
 
 def run_cycle(
@@ -46,17 +45,18 @@ def run_cycle(
         if expired.removed:
             say(expired.summary())
         for stage in STAGES:
-            if cycle.marker(stage) is not None:
+            name = stage.NAME
+            if cycle.marker(name) is not None:
                 continue
-            faults.point(f"{stage}:begin")
+            faults.point(f"{name}:begin")
             start = time.perf_counter()
-            result = RUNNERS[stage](ws, cycle)
-            faults.point(f"{stage}:before_marker")
+            report = runner(stage)(ws, cycle)
+            faults.point(f"{name}:before_marker")
             seconds = time.perf_counter() - start
-            cycle.mark(stage, result, seconds)
-            say(f"{stage}: {result.summary} ({seconds:.1f} s)")
-            if result.status != "done":
-                cycle.finish(result.status, result.summary, stage=stage)
+            cycle.mark(name, report, seconds)
+            say(f"{name}: {report.summary} ({seconds:.1f} s)")
+            if report.status != "done":
+                cycle.finish(report.status, report.summary, stage=name)
                 return cycle.status()
         if cycle.end is None:
             outcome, summary = outcome_of(cycle)

@@ -25,10 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.config import TriggerConfig
-from tuneloop.cycle import stages
 from tuneloop.cycle.checks import Check
 from tuneloop.cycle.drift import detect_drift, prompt_of
 from tuneloop.cycle.quality import production_quality
+from tuneloop.cycle.stages.collect import (
+    serving_log_pending,
+    tainted_production,
+    uncurated_records,
+)
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import ConfigError
 from tuneloop.records import Record, read_records
@@ -110,7 +114,7 @@ def new_records(ws: Workspace) -> list[Record]:
     from tuneloop.trainstore import TrainStore
 
     with TrainStore(ws.store("train", "train")) as store:
-        return store.newest(stages.uncurated_records(ws))
+        return store.newest(uncurated_records(ws))
 
 
 def check_volume(cfg: TriggerConfig, stored: int, inbox: int, serving: int) -> Check:
@@ -154,7 +158,7 @@ def check_tainted(ws: Workspace) -> Check:
         return Check("erasure", False, "no model registered yet")
     from tuneloop.flows.register import registry_for
 
-    version = stages.tainted_production(registry_for(ws))
+    version = tainted_production(registry_for(ws))
     if version is None:
         return Check("erasure", False, "production holds no erased data")
     policy = ws.config.cycle.on_tainted
@@ -175,7 +179,7 @@ def evaluate(ws: Workspace, now: float | None = None) -> Evaluation:
     current = [prompt_of(r) for r in (*stored, *inbox)] + serving
     checks = [
         check_schedule(cfg, last_cycle_start(ws), now),
-        check_volume(cfg, len(stored), len(inbox), stages.serving_log_pending(ws)[0]),
+        check_volume(cfg, len(stored), len(inbox), serving_log_pending(ws)[0]),
         check_drift(cfg, reference_prompts(ws), current),
         check_quality(ws, cfg, now),
         check_tainted(ws),

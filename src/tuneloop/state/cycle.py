@@ -10,7 +10,7 @@
 A stage's marker is written (atomically) only after everything the stage does is durable, so a
 process killed at any moment leaves either a marker, and the stage is skipped on the rerun, or
 no marker, and the stage runs again; every stage is written so that running it again after a
-crash reaches the state one uninterrupted run would have reached (see ``stages.py``).
+crash reaches the state one uninterrupted run would have reached (see ``cycle/stages/``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict
 
 from tuneloop.errors import WorkspaceError
 from tuneloop.jsonl import read_json, write_json
@@ -34,15 +35,25 @@ PREFIX = "cycle-"
 Status = Literal["done", "stopped", "refused", "inconclusive"]
 
 
-@dataclass(frozen=True)
-class StageResult:
-    """What a stage did. ``stopped`` (nothing to do), ``refused`` (the gate said no) and
-    ``inconclusive`` (the gate's sample could not decide: the release waits) end the cycle
-    cleanly, with the reason in ``summary``."""
+class StageReport(BaseModel):
+    """What a stage did: each stage's module extends it with its typed outputs (a later stage's
+    inputs), stored in the stage's marker and read back as the same type. ``stopped``
+    (nothing to do), ``refused`` (the gate said no) and ``inconclusive`` (the gate's sample
+    could not decide: the release waits) end the cycle cleanly, with the reason in
+    ``summary``."""
 
-    status: Status
-    summary: str
-    outputs: dict[str, Any] = field(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Status = "done"
+    summary: str = ""
+
+    def outputs(self) -> dict[str, Any]:
+        """The stage's outputs as its marker keeps them (plain JSON)."""
+        found: dict[str, Any] = self.model_dump(mode="json", exclude={"status", "summary"})
+        return found
+
+
+Report = TypeVar("Report", bound=StageReport)
 
 
 def now_iso() -> str:
@@ -115,17 +126,26 @@ class Cycle:
         return found
 
     def outputs(self, stage: str) -> dict[str, Any]:
-        """A finished stage's outputs (a later stage's inputs)."""
+        """A finished stage's outputs as stored JSON (for readers below the cycle layer, such
+        as the report; the stages read :meth:`report`)."""
         found = self.marker(stage)
         if found is None:
             raise WorkspaceError(f"{self.id}: stage {stage} has not finished")
         outputs: dict[str, Any] = found["outputs"]
         return outputs
 
-    def mark(self, stage: str, result: StageResult, seconds: float) -> None:
+    def report(self, stage: str, kind: type[Report]) -> Report:
+        """A finished stage's report, as the type its stage module declares."""
+        found = self.marker(stage)
+        if found is None:
+            raise WorkspaceError(f"{self.id}: stage {stage} has not finished")
+        body = {**found["outputs"], "status": found["status"], "summary": found["summary"]}
+        return kind.model_validate(body)
+
+    def mark(self, stage: str, report: StageReport, seconds: float) -> None:
         write_json(self._marker_path(stage), {
-            "stage": stage, "status": result.status, "summary": result.summary,
-            "outputs": result.outputs, "seconds": round(seconds, 3), "finished_at": now_iso(),
+            "stage": stage, "status": report.status, "summary": report.summary,
+            "outputs": report.outputs(), "seconds": round(seconds, 3), "finished_at": now_iso(),
         })  # fmt: skip
 
     @property
