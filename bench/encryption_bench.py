@@ -22,16 +22,12 @@ from tuneloop.demo.generate import generate, write
 from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file
 from tuneloop.flows.ingest import ingest_file
-from tuneloop.workspace import Workspace, init_workspace
+from tuneloop.workspace import init_workspace
 
 
 def one_run(root: Path, files: dict[str, Path], encrypted: bool) -> tuple[float, float, int]:
     ws = init_workspace(root, "bench")
-    config = ws.config_path.read_text().replace("pii_names = true", "pii_names = false")
-    if encrypted:
-        config = config.replace("encryption = false", "encryption = true")
-    ws.config_path.write_text(config)
-    ws = Workspace(ws.root)
+    ws = ws.configure({"curate.pii_names": False, "security.encryption": encrypted})
     add_file(ws, files["eval"], "task")
     t0 = time.perf_counter()
     ingested = ingest_file(ws, files["interactions"])

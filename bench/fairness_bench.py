@@ -94,14 +94,16 @@ def long_prompt_rows() -> list[dict[str, Any]]:
     tok = AutoTokenizer.from_pretrained(base)
     text = long_prompt(tok)
     rows = []
-    variants = (("chunked, fused into the decode steps (serve.prefill_share 0.5)", ""),
-                ("whole prompt in one step (serve.prefill_chunk = 100000)",
-                 "prefill_chunk = 100000\n"))  # fmt: skip
+    variants: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("chunked, fused into the decode steps (serve.prefill_share 0.5)", {}),
+        (
+            "whole prompt in one step (serve.prefill_chunk = 100000)",
+            {"serve.prefill_chunk": 100000},
+        ),
+    )
     for i, (label, setting) in enumerate(variants):
         port = 8360 + i
-        root = workspace(f"fair-{i}", base, port)
-        cfg = root / "tuneloop.toml"
-        cfg.write_text(cfg.read_text().replace("[serve]\n", f"[serve]\n{setting}"))
+        root = workspace(f"fair-{i}", base, port, setting)
         url = f"http://127.0.0.1:{port}"
         with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / f"fair-{i}.log",
                     ready="/readyz"):  # fmt: skip
@@ -121,7 +123,7 @@ async def _lone(url: str, text: str) -> float:
 def retry_after_row() -> dict[str, Any]:
     """A burst over a full queue: what the 429s said to wait, and how long the queue took."""
     base = fetch_default()
-    root = workspace("fair-retry", base, 8365, {"max_queue = 64": "max_queue = 8"})
+    root = workspace("fair-retry", base, 8365, {"serve.max_queue": 8})
     url = "http://127.0.0.1:8365"
     with server([TUNELOOP, "serve", "-w", str(root)], url, OUT / "fair-retry.log",
                 ready="/readyz"):  # fmt: skip

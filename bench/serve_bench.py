@@ -54,8 +54,8 @@ def make_adapter(base: Path, dest: Path, seed: int, scale: float) -> Path:
     return dest
 
 
-def workspace(name: str, base: Path, port: int, settings: dict[str, str] | None = None) -> Path:
-    """A fresh workspace serving ``base`` on ``port``; ``settings`` replace default lines."""
+def workspace(name: str, base: Path, port: int, settings: dict[str, Any] | None = None) -> Path:
+    """A fresh workspace serving ``base`` on ``port``, with ``settings`` set by dotted name."""
     from tuneloop.workspace import init_workspace
 
     root = OUT / name
@@ -64,11 +64,7 @@ def workspace(name: str, base: Path, port: int, settings: dict[str, str] | None 
 
         shutil.rmtree(root)
     ws = init_workspace(root)
-    text = ws.config_path.read_text().replace('base = "smollm2-135m-instruct"', f'base = "{base}"')
-    for old, new in {"port = 8000": f"port = {port}", **(settings or {})}.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    ws.config_path.write_text(text)
+    ws.configure({"train.base": str(base), "serve.port": port, **(settings or {})})
     return root
 
 
@@ -127,7 +123,7 @@ def throughput() -> list[dict[str, Any]]:
     ]
     del model
     for dtype, port in (("float32", 8310), ("bfloat16", 8311)):
-        root = workspace(f"tp-{dtype}", base, port, {'dtype = "float32"': f'dtype = "{dtype}"'})
+        root = workspace(f"tp-{dtype}", base, port, {"serve.dtype": dtype})
         url = f"http://127.0.0.1:{port}"
         with server(
             [TUNELOOP, "serve", "-w", str(root)],
@@ -260,7 +256,7 @@ def promotion() -> dict[str, Any]:
 
     base = fetch_default()
     _, tok, _ = load_base(str(base))
-    root = workspace("promote", base, 8340, {"max_batch = 8": "max_batch = 9"})
+    root = workspace("promote", base, 8340, {"serve.max_batch": 9})
     adapters = [make_adapter(base, OUT / f"adapter-{i}", i, 0.05) for i in (1, 2, 3)]
     versions = [register(root, a, base) for a in adapters[:2]]
     registry = Registry.for_workspace(root)
@@ -355,9 +351,9 @@ async def _stream_until(url: str, tok: Any, stop: threading.Event) -> LoadResult
 # --- canaries -------------------------------------------------------------------------------------
 
 CANARY = {
-    "interval_s = 60": "interval_s = 5",
-    "min_requests = 50": "min_requests = 20",
-    "min_feedback = 20": "min_feedback = 10",
+    "serve.canary.interval_s": 5,
+    "serve.canary.min_requests": 20,
+    "serve.canary.min_feedback": 10,
 }
 
 
