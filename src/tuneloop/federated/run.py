@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.datasets import DatasetStore
-from tuneloop.errors import WorkspaceError
+from tuneloop.errors import WorkspaceError, needs_extra
 from tuneloop.evalside.intake import load_or_rebuild
 from tuneloop.evalside.store import EvalStore
 from tuneloop.federated.factors import aggregation_of
@@ -115,7 +115,8 @@ def eval_index(ws: Workspace) -> str:
 
 def _simulate(server: Any, client: Any, sites: int) -> None:
     """Flower's simulation engine (Ray): one node per site, one CPU each, quiet logs."""
-    from flwr.simulation import run_simulation
+    with needs_extra("federated", "Flower's simulation engine"):
+        from flwr.simulation import run_simulation  # Ray: [federated] extra
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     cpus = max(1, min(sites, os.cpu_count() or 1))

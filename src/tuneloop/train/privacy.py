@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tuneloop.errors import ConfigError, TrainingGuardError, TuneloopError
+from tuneloop.errors import ConfigError, TrainingGuardError, TuneloopError, needs_extra
 from tuneloop.records import Record
 
 Accountant = Literal["rdp", "prv"]
@@ -64,7 +64,8 @@ def epsilon_spent(
     noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: Accountant
 ) -> float:
     """The accountant's ε after ``steps`` steps of the subsampled Gaussian mechanism."""
-    from opacus.accountants import create_accountant
+    with needs_extra("privacy", "private training ([train.privacy])"):
+        from opacus.accountants import create_accountant  # opacus: [privacy] extra
 
     if steps == 0:
         return 0.0
@@ -115,7 +116,8 @@ def make_plan(
     settings: PrivacySettings, unit_keys: Sequence[str], expected_batch: int, steps: int
 ) -> PrivacyPlan:
     """Sample rate from the expected batch, and the smallest noise reaching ε at ``steps``."""
-    from opacus.accountants.utils import get_noise_multiplier
+    with needs_extra("privacy", "private training ([train.privacy])"):
+        from opacus.accountants.utils import get_noise_multiplier  # opacus: [privacy]
 
     units = len(set(unit_keys))
     if units == 0:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneloop.errors import TrainingGuardError, TuneloopError
+from tuneloop.errors import TrainingGuardError, TuneloopError, needs_extra
 from tuneloop.train.data import IGNORE, Row, collate
 from tuneloop.train.loop import Hook, Trainer, TrainResult, TrainSettings
 from tuneloop.train.privacy import (
@@ -73,8 +73,9 @@ class PrivateTrainer(Trainer):
         row_units: Sequence[str],
         hook: Hook | None = None,
     ) -> None:
-        from opacus.grad_sample import GradSampleHooks
-        from opacus.optimizers import DPOptimizer
+        with needs_extra("privacy", "private training ([train.privacy])"):
+            from opacus.grad_sample import GradSampleHooks  # opacus: [privacy] extra
+            from opacus.optimizers import DPOptimizer  # opacus: [privacy] extra
 
         super().__init__(model, pad_id, train_rows, val_rows, settings, out_dir, hook)
         check_private_settings(settings, self.world)
