@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from tuneloop.cli_options import (
     WorkspaceOpt,
     parse_columns,
 )
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
 
 app = typer.Typer(
@@ -386,8 +387,6 @@ def registry_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
 
 
 def _version_dict(v: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return {**asdict(v), "created_at": str(v.created_at)}
 
 
@@ -451,7 +450,6 @@ def _say_production(version: str, json: bool) -> None:
 @registry_app.command("relocate")
 def registry_relocate(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Point a copied or moved workspace's registry at its own artifacts folder."""
-    from tuneloop.errors import ConfigError
     from tuneloop.registry.location import relocate
 
     ws = find_workspace(workspace)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,9 +75,6 @@ def watch(
     """Check the triggers every INTERVAL seconds and run a cycle whenever one fires.
 
     With --json, one JSON line per check on stdout (the triggers and any cycle's status)."""
-    import signal
-    import threading
-
     from tuneloop.cycle.triggers import run_if_due
     from tuneloop.state.cycle import CycleBusyError
 

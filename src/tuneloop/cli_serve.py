@@ -12,6 +12,7 @@ import typer
 from tuneloop import render
 from tuneloop.cli_options import JsonOpt, LogFormatOpt, WorkspaceOpt
 from tuneloop.errors import ConfigError, WorkspaceError
+from tuneloop.jsonl import atomic_writer
 from tuneloop.logs import start_logging
 from tuneloop.workspace import find_workspace
 
@@ -86,7 +87,6 @@ def vllm_template(
     """Write the chat template vLLM needs for tool calls, and print vLLM's tool flags."""
     from transformers import AutoTokenizer
 
-    from tuneloop.jsonl import atomic_writer
     from tuneloop.model.base import resolve
     from tuneloop.serve.server import base_ref
     from tuneloop.serve.tools import vllm_template as template_for

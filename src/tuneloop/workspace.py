@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.config import TuneloopConfig, default_toml, load_config, overlay
+from tuneloop.encryption.keys import create_key_file
 from tuneloop.errors import WorkspaceError
 from tuneloop.jsonl import atomic_writer
 from tuneloop.storage import PgTarget, Role, Store, pg_target
@@ -115,8 +116,6 @@ def init_workspace(root: Path, name: str | None = None, encrypt: bool = False) -
     if not ws.config_path.exists():
         key = "env:TUNELOOP_KEY"
         if encrypt:  # first: a refused key folder leaves nothing behind
-            from tuneloop.encryption.keys import create_key_file
-
             key = f"file:{create_key_file(ws.root, name or ws.root.name)}"
         text = default_toml(name or ws.root.name, encrypt, key)
     for folder in (ws.train_dir, ws.eval_dir, ws.index_dir, ws.datasets_dir, ws.rejects_dir):

@@ -19,15 +19,26 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tuneloop.datasets import DatasetStore
+from tuneloop.flows import curate as curate_flow
+from tuneloop.flows import gate as gate_flow
+from tuneloop.flows import train as train_flow
+from tuneloop.flows.ingest import Extras, ingest_file
+from tuneloop.flows.register import registry_for
+from tuneloop.flows.serving import FEEDBACK, RESPONSES, ingest_serving_log
 from tuneloop.jsonl import read_json
 from tuneloop.registry import Registry
+from tuneloop.registry.release import current_index_version, eligibility, promote
+from tuneloop.serve.canary import actions
+from tuneloop.state.canary import read_state
 from tuneloop.state.cycle import Cycle, StageResult
 from tuneloop.state.server_file import server_running
+from tuneloop.state.serving_log import ServingLog
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
@@ -78,11 +89,6 @@ def serving_log_pending(ws: Workspace) -> tuple[int, int]:
     """(responses, feedback rows) the next serving-log ingest would read."""
     if not (ws.config.cycle.serving_log and ws.has_serving_log()):
         return 0, 0
-    import time
-
-    from tuneloop.flows.serving import FEEDBACK, RESPONSES
-    from tuneloop.state.serving_log import ServingLog
-
     with TrainStore(ws.store("train", "gateway")) as store:
         seen_r, seen_f = store.cursor(RESPONSES), store.cursor(FEEDBACK)
     log = ServingLog(ws.store("serving", "gateway"))
@@ -101,16 +107,12 @@ def tainted_production(registry: Registry) -> str | None:
 
 def handle_tainted(ws: Workspace) -> dict[str, Any]:
     """``cycle.on_tainted``: roll back to the newest untainted version now, or retrain."""
-    from tuneloop.flows.register import registry_for
-
     registry = registry_for(ws)
     tainted = tainted_production(registry)
     if tainted is None:
         return {}
     if ws.config.cycle.on_tainted == "retrain":
         return {"tainted_production": tainted, "action": "retrain"}
-    from tuneloop.registry.release import eligibility
-
     clean = [v.version for v in registry.list() if v.version != tainted and eligibility(v, None).ok]
     target = clean[-1] if clean else None
     registry.retire_production(target, f"v{tainted} was trained on erased data")
@@ -147,8 +149,6 @@ def collect(ws: Workspace, cycle: Cycle) -> StageResult:
 
 
 def _ingest_files(ws: Workspace, cycle: Cycle, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from tuneloop.flows.ingest import Extras, ingest_file
-
     reports = []
     for f in files:
         key = FILE_CURSOR + f["sha256"]
@@ -173,8 +173,6 @@ def _ingest_serving(ws: Workspace, cycle: Cycle) -> list[dict[str, Any]]:
     (an attempt killed before its commit is redone under the same name)."""
     if not (ws.config.cycle.serving_log and ws.has_serving_log()):
         return []
-    from tuneloop.flows.serving import ingest_serving_log
-
     ingest_serving_log(ws, report_dir=cycle.ingest_dir, prefix=f"serving-{cycle.id}")
     return [read_json(p) for p in sorted(cycle.ingest_dir.glob("serving-*.json"))]
 
@@ -210,10 +208,7 @@ def last_trained_dataset(registry: Registry) -> tuple[str, str] | None:
 
 
 def curate(ws: Workspace, cycle: Cycle) -> StageResult:
-    from tuneloop.flows.curate import curate as build
-    from tuneloop.flows.register import registry_for
-
-    report = build(ws, allow_empty=True)
+    report = curate_flow.curate(ws, allow_empty=True)
     outputs = {"dataset": report.version, "train": report.train,
                "validation": report.validation, "records_in": report.records_in,
                "dropped": report.records_in - report.records_out}  # fmt: skip
@@ -236,10 +231,8 @@ def curate(ws: Workspace, cycle: Cycle) -> StageResult:
 
 
 def train(ws: Workspace, cycle: Cycle) -> StageResult:
-    from tuneloop.flows.train import train as run
-
     dataset = cycle.outputs("curate")["dataset"]
-    report = run(ws, dataset=dataset, resume=True)
+    report = train_flow.train(ws, dataset=dataset, resume=True)
     r = report.result
     outputs = {"version": report.version, "run_id": report.run_id,
                "adapter_sha256": report.adapter_sha256, "steps": r["steps"],
@@ -254,10 +247,8 @@ def train(ws: Workspace, cycle: Cycle) -> StageResult:
 
 
 def gate(ws: Workspace, cycle: Cycle) -> StageResult:
-    from tuneloop.flows.gate import run_gate
-
     version = cycle.outputs("train")["version"]
-    run = run_gate(ws, str(version))
+    run = gate_flow.run_gate(ws, str(version))
     decision = run.decision
     outputs = {"decision": decision["decision"], "reasons": decision["reasons"],
                "candidate": decision.get("candidate"), "incumbent": decision.get("incumbent"),
@@ -274,11 +265,6 @@ def gate(ws: Workspace, cycle: Cycle) -> StageResult:
 
 
 def release(ws: Workspace, cycle: Cycle) -> StageResult:
-    from tuneloop.flows.register import registry_for
-    from tuneloop.registry.release import current_index_version, promote
-    from tuneloop.serve.canary import actions
-    from tuneloop.state.canary import read_state
-
     cfg = ws.config.cycle
     index = current_index_version(ws.index_dir)
     version = str(cycle.outputs("train")["version"])

@@ -19,6 +19,8 @@ from rich.table import Table
 
 from tuneloop import render
 from tuneloop.contamination.semantic import available as paraphrase_check_installed
+from tuneloop.cycle.run import run_cycle
+from tuneloop.cycle.triggers import run_if_due
 from tuneloop.datasets import DatasetStore
 from tuneloop.demo import loop
 from tuneloop.demo.generate import GeneratedData, generate, write
@@ -27,6 +29,8 @@ from tuneloop.errors import WorkspaceError
 from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file, verify
 from tuneloop.flows.ingest import ingest_file
+from tuneloop.report.page import write_report
+from tuneloop.state.cycle import Cycle, cycles_dir
 from tuneloop.workspace import Workspace, init_workspace
 
 MARKER = ".tuneloop-demo"
@@ -118,10 +122,6 @@ def run_loop(
     items: int = loop.ITEMS,
 ) -> dict[str, Any]:
     """Two weekly cycles with a live server, canaries and simulated users; then the report."""
-    from tuneloop.cycle.run import run_cycle
-    from tuneloop.cycle.triggers import run_if_due
-    from tuneloop.report.page import write_report
-
     ws = loop.configure(ws, steps, items)
     start = time.perf_counter()
     with loop.server(ws) as url:
@@ -162,8 +162,6 @@ def _stages(say: Say) -> Say:
 
 
 def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_json: bool) -> Any:
-    from tuneloop.state.cycle import Cycle, cycles_dir
-
     cycle = Cycle(cycles_dir(ws) / cycle_id)
     rejects = cycle.outputs("ingest")["reports"][0].get("rejects_file")
     version = cycle.outputs("curate")["dataset"]
@@ -175,8 +173,6 @@ def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_jso
 
 
 def _cycle_summary(ws: Workspace, status: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
-    from tuneloop.state.cycle import Cycle, cycles_dir
-
     cycle = Cycle(cycles_dir(ws) / status["cycle"])
     gate = cycle.marker("gate")
     ingest = cycle.outputs("ingest")

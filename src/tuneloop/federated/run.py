@@ -22,11 +22,16 @@ from tuneloop.datasets import DatasetStore
 from tuneloop.errors import WorkspaceError, needs_extra
 from tuneloop.evalside.intake import load_or_rebuild
 from tuneloop.evalside.store import EvalStore
+from tuneloop.federated.client import client_app
 from tuneloop.federated.factors import aggregation_of
 from tuneloop.federated.privacy import UpdatePrivacy, site_epsilon
+from tuneloop.federated.server import Aggregator, fresh_adapter, server_app
 from tuneloop.federated.site import SiteSpec
-from tuneloop.federated.strategy import RoundRecord
+from tuneloop.federated.strategy import LoraFedAvg, RoundRecord
+from tuneloop.federated.wire import RoundPlan
 from tuneloop.flows.train import settings_from
+from tuneloop.model.base import load_base
+from tuneloop.model.fetch import base_folder
 from tuneloop.train.loop import TrainSettings
 from tuneloop.workspace import Workspace, find_workspace
 
@@ -137,13 +142,6 @@ def federated(
     observe: Callable[[RoundRecord], None] | None = None,
 ) -> FederatedReport:
     """Run ``rounds`` federated rounds; gate each; register the ones that pass."""
-    from tuneloop.federated.client import client_app
-    from tuneloop.federated.server import Aggregator, fresh_adapter, server_app
-    from tuneloop.federated.strategy import LoraFedAvg
-    from tuneloop.federated.wire import RoundPlan
-    from tuneloop.model.base import load_base
-    from tuneloop.model.fetch import base_folder
-
     if rounds < 1 or local_steps < 1:
         raise WorkspaceError("--rounds and --local-steps must be at least 1")
     privacy = privacy or UpdatePrivacy()

@@ -19,7 +19,7 @@ from tuneloop import __version__, memory
 from tuneloop.config import TrainConfig
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import WorkspaceError
-from tuneloop.flows.register import register_run
+from tuneloop.flows.register import register_run, registry_for
 from tuneloop.model.base import BaseModelInfo, load_base
 from tuneloop.model.fetch import base_folder
 from tuneloop.progress import Advance
@@ -193,8 +193,6 @@ def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
         return WarmStart(None, None, None, "fresh: train.init_from = base")
     if not ws.has_registry():
         return WarmStart(None, None, None, "fresh: nothing registered yet")
-    from tuneloop.flows.register import registry_for
-
     return warm_start(registry_for(ws), info.weights_sha256, settings.lora,
                       model.config.model_type, ws.root / "runs" / "init",
                       require_private=settings.privacy is not None)  # fmt: skip

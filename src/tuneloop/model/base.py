@@ -7,11 +7,13 @@ sha256 over the weight files are recorded, so "retrain from the same base" is ch
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import TuneloopError
+from tuneloop.model.fetch import DEFAULT_MODEL, MARKER, default_model_path
 
 # ChatML, used when a tokenizer ships without a chat template (docs/training.md, "Base model").
 DEFAULT_CHAT_TEMPLATE = (
@@ -75,8 +77,6 @@ def resolve(ref: str, revision: str | None = None) -> Path:
 def local_models() -> list[str]:
     """What ``train.base`` can name on this machine without a network: the offline default
     (once fetched) and the causal LMs in the Hugging Face cache."""
-    from tuneloop.model.fetch import DEFAULT_MODEL, MARKER, default_model_path
-
     names = [DEFAULT_MODEL] if (default_model_path() / MARKER).is_file() else []
     try:
         from huggingface_hub import constants, scan_cache_dir
@@ -90,8 +90,6 @@ def local_models() -> list[str]:
 
 def quiet_transformers() -> None:
     """No per-load progress bars or deprecation chatter in tuneloop's own output."""
-    import warnings
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]

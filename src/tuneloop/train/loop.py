@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tuneloop import faults
+from tuneloop.train.adapter import save_adapter
 from tuneloop.train.checkpoint import (
     TrainerState,
     complete_checkpoints,
@@ -112,8 +114,6 @@ def rank_and_world() -> tuple[int, int]:
 
 def init_distributed() -> None:
     """Join the process group when launched by torchrun / accelerate (gloo on CPU, nccl on GPU)."""
-    import os
-
     import torch
     import torch.distributed as dist
 
@@ -383,8 +383,6 @@ class Trainer:
         set_peft_model_state_dict(self.model, weights)
 
     def _save_best(self) -> None:
-        from tuneloop.train.adapter import save_adapter
-
         if self.is_main:
             save_adapter(self.model, self.out_dir / "best")
         self._barrier()
@@ -476,8 +474,6 @@ class Trainer:
         """What the whole run would take, from one measured optimizer step and one measured
         validation micro-batch (warm: after a first step that pays for start-up costs). Trains
         those steps on this model but writes nothing: no run folder, checkpoint or adapter."""
-        import resource
-
         import torch
 
         self._train_step()  # warm-up: first-touch allocations, kernels chosen

@@ -117,7 +117,7 @@ def make_plan(
 ) -> PrivacyPlan:
     """Sample rate from the expected batch, and the smallest noise reaching ε at ``steps``."""
     with needs_extra("privacy", "private training ([train.privacy])"):
-        from opacus.accountants.utils import get_noise_multiplier  # opacus: [privacy]
+        from opacus.accountants.utils import get_noise_multiplier  # opacus: [privacy] extra
 
     units = len(set(unit_keys))
     if units == 0:
