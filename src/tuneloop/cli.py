@@ -20,6 +20,9 @@ from tuneloop.cli_options import (
 from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
 
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
+
 app = typer.Typer(
     help="Continuous fine-tuning for private LLMs, without eval leakage.",
     no_args_is_help=True,

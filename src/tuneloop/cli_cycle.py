@@ -16,6 +16,9 @@ from tuneloop.errors import TuneloopError
 from tuneloop.logs import start_logging
 from tuneloop.workspace import find_workspace
 
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
+
 cycle_app = typer.Typer(
     help="One round of the loop: collect → ingest → curate → train → gate → release.",
     invoke_without_command=True,

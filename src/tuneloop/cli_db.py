@@ -11,6 +11,9 @@ from tuneloop.cli_options import JsonOpt, WorkspaceOpt
 from tuneloop.errors import ConfigError, needs_extra
 from tuneloop.workspace import find_workspace
 
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
+
 db_app = typer.Typer(help="The PostgreSQL store: roles, schemas and grants.")
 
 

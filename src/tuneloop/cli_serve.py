@@ -16,6 +16,9 @@ from tuneloop.jsonl import atomic_writer
 from tuneloop.logs import start_logging
 from tuneloop.workspace import find_workspace
 
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
+
 canary_app = typer.Typer(help="Canary releases judged on live traffic.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for the server.", no_args_is_help=True)
 

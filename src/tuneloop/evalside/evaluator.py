@@ -237,7 +237,7 @@ class Evaluator:
     def _generate(self, prompts: Sequence[list[int]], cache: Any = None) -> list[str]:
         """Greedy answers to a batch of prompts, left-padded so all answers start in one column;
         ``cache`` holds the prompts' keys and values but for their last column (prefill.py)."""
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         ids, mask, _, width = layout([Row(list(p), [], []) for p in prompts], self._pad_id)
         with torch.inference_mode():
@@ -263,7 +263,7 @@ class Evaluator:
         return [self._loss(item) for item in items]
 
     def _loss(self, item: SuiteItem) -> float:
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         example = self._reference_example(item)
         labels = list(example.labels)
@@ -422,7 +422,7 @@ def load_model_for_eval(
             "only: pass the folder tuneloop train wrote, or re-save the adapter as safetensors"
         )
     sha = adapter_sha256(adapter_dir)
-    from peft import PeftModel
+    from peft import PeftModel  # noqa: PLC0415 - heavy (peft)
 
     model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     model.eval()

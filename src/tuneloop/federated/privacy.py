@@ -77,7 +77,7 @@ def site_epsilon(privacy: UpdatePrivacy, rounds: int) -> float | None:
     if privacy.clip is None or privacy.noise <= 0:
         return None
     with needs_extra("privacy", "noised federated updates (--noise)"):
-        from opacus.accountants.analysis.rdp import (  # opacus: [privacy] extra
+        from opacus.accountants.analysis.rdp import (  # noqa: PLC0415 - opacus: [privacy] extra
             compute_rdp,
             get_privacy_spent,
         )

@@ -121,7 +121,7 @@ def eval_index(ws: Workspace) -> str:
 def _simulate(server: Any, client: Any, sites: int) -> None:
     """Flower's simulation engine (Ray): one node per site, one CPU each, quiet logs."""
     with needs_extra("federated", "Flower's simulation engine"):
-        from flwr.simulation import run_simulation  # Ray: [federated] extra
+        from flwr.simulation import run_simulation  # noqa: PLC0415 - Ray: [federated] extra
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     cpus = max(1, min(sites, os.cpu_count() or 1))

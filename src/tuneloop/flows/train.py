@@ -94,9 +94,9 @@ def code_version() -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
+    import peft  # noqa: PLC0415 - heavy (peft)
+    import torch  # noqa: PLC0415 - heavy (torch)
+    import transformers  # noqa: PLC0415 - heavy (transformers)
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__,
@@ -276,7 +276,7 @@ def _prepare(ws: Workspace, dataset: str | None, base: str | None, max_steps: in
              estimate: bool = False) -> _Prepared:  # fmt: skip
     """Load the dataset and the model and build the trainer (``estimate``: never a private one,
     which would charge the privacy ledger)."""
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     cfg = ws.config.train
     init_distributed()

@@ -67,7 +67,7 @@ def base_ref(ws: Workspace) -> str:
 
 
 def embedded_backend(ws: Workspace, cfg: ServeConfig) -> tuple[Backend, str | None]:
-    from tuneloop.serve.embedded import EmbeddedBackend
+    from tuneloop.serve.embedded import EmbeddedBackend  # noqa: PLC0415 - heavy (torch): the embedded backend only
 
     backend = EmbeddedBackend.load(
         base_ref(ws),
@@ -85,7 +85,7 @@ def vllm_backend(ws: Workspace, cfg: ServeConfig, url: str) -> tuple[Backend, st
     folder = Path(resolve(base_ref(ws)))
     tokenizer: Any = None
     if folder.is_dir():
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # noqa: PLC0415 - heavy (transformers)
 
         tokenizer = AutoTokenizer.from_pretrained(folder)
     backend = asyncio.run(

@@ -47,7 +47,7 @@ __all__ = [
 def role_conninfo(base: str, prefix: str, role: str) -> str:
     """``base`` (server and database, no user) as the stage's role."""
     with needs_extra("postgres", "the PostgreSQL backend"):
-        from psycopg.conninfo import make_conninfo  # psycopg: [postgres] extra
+        from psycopg.conninfo import make_conninfo  # noqa: PLC0415 - psycopg: [postgres] extra
 
     return make_conninfo(base, user=f"{prefix}{role}")
 
@@ -60,7 +60,7 @@ def pg_target(base: str, prefix: str, store: Store, role: Role, local: Path) -> 
 def registry_uri(base: str, prefix: str) -> str:
     """An SQLAlchemy URL for MLflow on the same server, as the registry role, in schema mlflow."""
     with needs_extra("postgres", "the PostgreSQL backend"):
-        from psycopg.conninfo import conninfo_to_dict  # psycopg: [postgres] extra
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 - psycopg: [postgres] extra
 
     params: dict[str, Any] = {k: v for k, v in conninfo_to_dict(base).items() if v is not None}
     dbname = str(params.pop("dbname", ""))
@@ -81,7 +81,7 @@ def connect(target: Path | PgTarget, **sqlite_kwargs: Any) -> sqlite3.Connection
     ``sqlite3.Connection`` the stores use (see ``pg.py``)."""
     if isinstance(target, PgTarget):
         with needs_extra("postgres", "the PostgreSQL backend"):
-            from tuneloop.storage.pg import PgConnection  # psycopg: [postgres] extra
+            from tuneloop.storage.pg import PgConnection  # noqa: PLC0415 - psycopg: [postgres] extra
 
         return cast(sqlite3.Connection, PgConnection(target))
     return db.connect(target, **sqlite_kwargs)

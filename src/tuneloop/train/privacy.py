@@ -65,7 +65,7 @@ def epsilon_spent(
 ) -> float:
     """The accountant's ε after ``steps`` steps of the subsampled Gaussian mechanism."""
     with needs_extra("privacy", "private training ([train.privacy])"):
-        from opacus.accountants import create_accountant  # opacus: [privacy] extra
+        from opacus.accountants import create_accountant  # noqa: PLC0415 - opacus: [privacy] extra
 
     if steps == 0:
         return 0.0
@@ -117,7 +117,7 @@ def make_plan(
 ) -> PrivacyPlan:
     """Sample rate from the expected batch, and the smallest noise reaching ε at ``steps``."""
     with needs_extra("privacy", "private training ([train.privacy])"):
-        from opacus.accountants.utils import get_noise_multiplier  # opacus: [privacy] extra
+        from opacus.accountants.utils import get_noise_multiplier  # noqa: PLC0415 - opacus: [privacy] extra
 
     units = len(set(unit_keys))
     if units == 0:
@@ -196,7 +196,7 @@ class WeightsSnapshot:
 
 
 def _digest(tensor: Any) -> str:
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     flat = tensor.detach().reshape(-1).contiguous().cpu()
     data = flat.view(torch.uint8).numpy() if flat.numel() else b""

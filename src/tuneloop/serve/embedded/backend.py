@@ -113,7 +113,7 @@ class EmbeddedBackend:
 
     def _load(self, name: str, path: Path) -> None:
         """On the worker thread. The first adapter wraps the base model in a PeftModel."""
-        from peft import PeftModel
+        from peft import PeftModel  # noqa: PLC0415 - heavy (peft)
 
         model = self.scheduler.model
         if hasattr(model, "peft_config"):
