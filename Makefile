@@ -15,9 +15,10 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first, from the local CPU wheel, so that no dependency can pull a CUDA build.
+# Then every extra: the tests run the federated, private, PostgreSQL and semantic features.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[semantic,bench,dev,docs]'
+	$(BIN)/pip install --quiet -e '.[all,bench,dev,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)

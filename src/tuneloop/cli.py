@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,8 +17,11 @@ from tuneloop.cli_options import (
     WorkspaceOpt,
     parse_columns,
 )
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import ConfigError, TuneloopError
 from tuneloop.workspace import find_workspace, init_workspace
+
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
 
 app = typer.Typer(
     help="Continuous fine-tuning for private LLMs, without eval leakage.",
@@ -173,7 +176,7 @@ def evalset_verify(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> Non
 
     result = verify(find_workspace(workspace))
     if json:
-        render.emit_json(dataclasses.asdict(result))
+        render.emit_json(asdict(result))
     elif result.ok:
         render.out.print(f"eval store intact: {result.rows} rows, hash chain verified")
     else:
@@ -387,8 +390,6 @@ def registry_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None
 
 
 def _version_dict(v: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
     return {**asdict(v), "created_at": str(v.created_at)}
 
 
@@ -452,7 +453,6 @@ def _say_production(version: str, json: bool) -> None:
 @registry_app.command("relocate")
 def registry_relocate(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Point a copied or moved workspace's registry at its own artifacts folder."""
-    from tuneloop.errors import ConfigError
     from tuneloop.registry.location import relocate
 
     ws = find_workspace(workspace)

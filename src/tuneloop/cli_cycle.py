@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +15,9 @@ from tuneloop.cli_options import JsonOpt, LogFormatOpt, WorkspaceOpt
 from tuneloop.errors import TuneloopError
 from tuneloop.logs import start_logging
 from tuneloop.workspace import find_workspace
+
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
 
 cycle_app = typer.Typer(
     help="One round of the loop: collect → ingest → curate → train → gate → release.",
@@ -73,9 +78,6 @@ def watch(
     """Check the triggers every INTERVAL seconds and run a cycle whenever one fires.
 
     With --json, one JSON line per check on stdout (the triggers and any cycle's status)."""
-    import signal
-    import threading
-
     from tuneloop.cycle.triggers import run_if_due
     from tuneloop.state.cycle import CycleBusyError
 

@@ -8,8 +8,11 @@ import typer
 
 from tuneloop import render
 from tuneloop.cli_options import JsonOpt, WorkspaceOpt
-from tuneloop.errors import ConfigError
+from tuneloop.errors import ConfigError, needs_extra
 from tuneloop.workspace import find_workspace
+
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
 
 db_app = typer.Typer(help="The PostgreSQL store: roles, schemas and grants.")
 
@@ -28,7 +31,8 @@ def init(
     json: JsonOpt = False,
 ) -> None:
     """Create the stage roles, the stores' schemas, their triggers and grants (idempotent)."""
-    from tuneloop.storage.setup import init_database
+    with needs_extra("postgres", "tuneloop db"):
+        from tuneloop.storage.setup import init_database  # psycopg: the [postgres] extra
 
     ws = find_workspace(workspace)
     cfg = ws.config.storage

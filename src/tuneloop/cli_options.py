@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from tuneloop.errors import ConfigError
+
 WorkspaceOpt = Annotated[
     Path | None,
     typer.Option(
@@ -41,8 +43,6 @@ ColumnsOpt = Annotated[
 
 def parse_columns(text: str | None) -> dict[str, str]:
     """``field=column,...`` as a mapping; one line naming the fix when malformed."""
-    from tuneloop.errors import ConfigError
-
     if not text:
         return {}
     pairs = [part.partition("=") for part in text.split(",") if part.strip()]

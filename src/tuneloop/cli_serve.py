@@ -12,8 +12,12 @@ import typer
 from tuneloop import render
 from tuneloop.cli_options import JsonOpt, LogFormatOpt, WorkspaceOpt
 from tuneloop.errors import ConfigError, WorkspaceError
+from tuneloop.jsonl import atomic_writer
 from tuneloop.logs import start_logging
 from tuneloop.workspace import find_workspace
+
+# Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
+# and every command start without loading torch, MLflow, FastAPI or pyarrow.
 
 canary_app = typer.Typer(help="Canary releases judged on live traffic.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for the server.", no_args_is_help=True)
@@ -86,7 +90,6 @@ def vllm_template(
     """Write the chat template vLLM needs for tool calls, and print vLLM's tool flags."""
     from transformers import AutoTokenizer
 
-    from tuneloop.jsonl import atomic_writer
     from tuneloop.model.base import resolve
     from tuneloop.serve.server import base_ref
     from tuneloop.serve.tools import vllm_template as template_for

@@ -6,6 +6,8 @@ says where the problem is (file and line when there is one) and what to do about
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -52,3 +54,24 @@ class TrainingGuardError(TuneloopError):
 
 class StorageError(TuneloopError):
     """A store's server cannot be reached, or its role may not do what was asked."""
+
+
+class ExtraMissingError(TuneloopError):
+    """A feature that is off by default, used without the extra that installs it."""
+
+
+@contextmanager
+def needs_extra(extra: str, feature: str) -> Iterator[None]:
+    """Imports in the block come from ``tuneloop[extra]``: one that is not installed becomes one
+    line naming the command that installs it.
+
+    ``with needs_extra("privacy", "private training"): from opacus import ...``
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] == "tuneloop":
+            raise
+        raise ExtraMissingError(
+            f"{feature} needs {exc.name}, which is not installed: pip install 'tuneloop[{extra}]'"
+        ) from None

@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -21,8 +22,6 @@ err = Console(stderr=True, emoji=False)
 
 def now() -> str:
     """The time of day, for lines of long-running commands."""
-    from datetime import datetime
-
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 

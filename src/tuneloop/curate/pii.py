@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from tuneloop.curate.base import Drop, DropLog, MapBlock
 from tuneloop.curate.findings import Finding
+from tuneloop.curate.persons import PersonDetector
 from tuneloop.errors import ConfigError
 from tuneloop.records import Record
 
@@ -719,8 +720,6 @@ class PIIRedactBlock(MapBlock):
             self.detectors.append(PresidioDetector())
         self.batch_detectors: list[BatchDetector] = []
         if names:
-            from tuneloop.curate.persons import PersonDetector  # loads a model: only when asked
-
             self.batch_detectors.append(PersonDetector(allow=allow))
         self.kinds = self._check_kinds(kinds, custom=detectors is not None or presidio)
         self.mode: Mode = mode

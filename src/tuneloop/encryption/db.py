@@ -20,7 +20,7 @@ _PLAIN_HEADER = b"SQLite format 3\x00"
 
 def _sqlcipher() -> Any:
     try:
-        from sqlcipher3 import dbapi2
+        from sqlcipher3 import dbapi2  # noqa: PLC0415 - optional: encrypted stores only
     except ImportError:
         raise EncryptionError(
             "encryption needs SQLCipher: pip install sqlcipher3-binary (or set [security] "
@@ -82,7 +82,7 @@ def _module_of(conn: sqlite3.Connection) -> Any:
 def integrity_errors() -> tuple[type[Exception], ...]:
     """IntegrityError of both drivers, for ``except`` clauses."""
     try:
-        from sqlcipher3 import dbapi2
+        from sqlcipher3 import dbapi2  # noqa: PLC0415 - optional: encrypted stores only
     except ImportError:
         return (sqlite3.IntegrityError,)
     return (sqlite3.IntegrityError, dbapi2.IntegrityError)
@@ -91,7 +91,7 @@ def integrity_errors() -> tuple[type[Exception], ...]:
 def errors() -> tuple[type[Exception], ...]:
     """sqlite3.Error of both drivers."""
     try:
-        from sqlcipher3 import dbapi2
+        from sqlcipher3 import dbapi2  # noqa: PLC0415 - optional: encrypted stores only
     except ImportError:
         return (sqlite3.Error,)
     return (sqlite3.Error, dbapi2.Error)

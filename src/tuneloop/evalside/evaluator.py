@@ -34,7 +34,9 @@ from tuneloop.evalside.prefill import Row, first_scored, layout, plan_row, share
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
 from tuneloop.evalside.store import EvalStore
 from tuneloop.evalside.suites import SuiteItem, budget, item_from_record, with_system_prompt
-from tuneloop.train.data import Example
+from tuneloop.model.base import load_base
+from tuneloop.train.adapter import SHA_FILE, folder_sha256
+from tuneloop.train.data import IGNORE, Example, chat_example
 
 CACHE_VERSION = 1  # bump when prompts or decoding change in a way the settings do not capture
 CACHE_FILE = "eval_cache.sqlite"
@@ -201,8 +203,6 @@ class Evaluator:
 
     def _reference_example(self, item: SuiteItem) -> Example:
         """The item's chat with its reference as the answer, labelled as training labels it."""
-        from tuneloop.train.data import chat_example
-
         messages = [*item.chat(), {"role": "assistant", "content": item.reference}]
         return chat_example(item.id, messages, self.tokenizer)
 
@@ -237,7 +237,7 @@ class Evaluator:
     def _generate(self, prompts: Sequence[list[int]], cache: Any = None) -> list[str]:
         """Greedy answers to a batch of prompts, left-padded so all answers start in one column;
         ``cache`` holds the prompts' keys and values but for their last column (prefill.py)."""
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         ids, mask, _, width = layout([Row(list(p), [], []) for p in prompts], self._pad_id)
         with torch.inference_mode():
@@ -263,9 +263,7 @@ class Evaluator:
         return [self._loss(item) for item in items]
 
     def _loss(self, item: SuiteItem) -> float:
-        import torch
-
-        from tuneloop.train.data import IGNORE
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         example = self._reference_example(item)
         labels = list(example.labels)
@@ -392,8 +390,6 @@ def build_report(
 
 def adapter_sha256(adapter_dir: Path) -> str:
     """The adapter's recorded sha256 (its SHA256 file), checked against the files themselves."""
-    from tuneloop.train.adapter import SHA_FILE, folder_sha256
-
     actual = folder_sha256(adapter_dir)
     recorded_file = adapter_dir / SHA_FILE
     if recorded_file.is_file():
@@ -416,8 +412,6 @@ def load_model_for_eval(
     one: it keys the answer cache, so it must change whenever any weight does. Adapters are read
     from safetensors only (pickle files can run code when loaded).
     """
-    from tuneloop.model.base import load_base
-
     model, tokenizer, info = load_base(base_ref, revision)
     fingerprint = info.weights_sha256
     if adapter_dir is None:
@@ -428,7 +422,7 @@ def load_model_for_eval(
             "only: pass the folder tuneloop train wrote, or re-save the adapter as safetensors"
         )
     sha = adapter_sha256(adapter_dir)
-    from peft import PeftModel
+    from peft import PeftModel  # noqa: PLC0415 - heavy (peft)
 
     model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     model.eval()

@@ -61,7 +61,7 @@ def layout(rows: Sequence[Row], pad_id: int) -> tuple[Any, Any, Any, int]:
     Position ids are counted over the real tokens of each row, as ``generate`` counts them for
     left-padded prompts, so the cache it continues from is the one it would have built.
     """
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     width = max(len(r.prompt) for r in rows)
     total = width + max(len(r.answer) for r in rows)
@@ -83,7 +83,7 @@ def _parts(model: Any) -> tuple[Any, Any]:
 
 
 def _croppable(cache: Any) -> bool:
-    from transformers.cache_utils import DynamicCache, DynamicLayer
+    from transformers.cache_utils import DynamicCache, DynamicLayer  # noqa: PLC0415 - heavy (transformers)
 
     layers = list(getattr(cache, "layers", None) or [])
     return isinstance(cache, DynamicCache) and bool(layers) and all(
@@ -94,7 +94,7 @@ def _croppable(cache: Any) -> bool:
 def shared_pass(model: Any, rows: Sequence[Row], pad_id: int) -> tuple[list[float], Any] | None:
     """Each row's reference loss, and the prompts' cache (all but their last column) for
     ``generate``; None when this model's cache cannot be cut back exactly."""
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     ids, mask, positions, width = layout(rows, pad_id)
     decoder, head = _parts(model)

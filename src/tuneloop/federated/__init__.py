@@ -16,3 +16,11 @@ default (``ffa``, after FFA-LoRA, Sun et al. 2024) freezes A at one seed-initial
 every site shares and trains and averages only B: then ``mean(B_i)·A = mean(B_i·A)`` exactly
 (:mod:`tuneloop.federated.factors`).
 """
+
+from tuneloop.errors import needs_extra
+
+# Flower is the ``federated`` extra, and most modules here build on it at their top (the
+# strategy subclasses Flower's FedAvg): without it, importing any of them is one line naming the
+# extra to install.
+with needs_extra("federated", "federated fine-tuning"):
+    import flwr  # noqa: F401

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tuneloop.errors import ConfigError
+from tuneloop.errors import ConfigError, needs_extra
 from tuneloop.federated.factors import Arrays
 
 
@@ -76,7 +76,11 @@ def site_epsilon(privacy: UpdatePrivacy, rounds: int) -> float | None:
     noise, no guarantee)."""
     if privacy.clip is None or privacy.noise <= 0:
         return None
-    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+    with needs_extra("privacy", "noised federated updates (--noise)"):
+        from opacus.accountants.analysis.rdp import (  # noqa: PLC0415 - opacus: [privacy] extra
+            compute_rdp,
+            get_privacy_spent,
+        )
 
     orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 128))
     rdp = compute_rdp(q=1.0, noise_multiplier=privacy.noise, steps=rounds, orders=orders)

@@ -19,14 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.datasets import DatasetStore
-from tuneloop.errors import WorkspaceError
+from tuneloop.errors import WorkspaceError, needs_extra
 from tuneloop.evalside.intake import load_or_rebuild
 from tuneloop.evalside.store import EvalStore
+from tuneloop.federated.client import client_app
 from tuneloop.federated.factors import aggregation_of
 from tuneloop.federated.privacy import UpdatePrivacy, site_epsilon
+from tuneloop.federated.server import Aggregator, fresh_adapter, server_app
 from tuneloop.federated.site import SiteSpec
-from tuneloop.federated.strategy import RoundRecord
+from tuneloop.federated.strategy import LoraFedAvg, RoundRecord
+from tuneloop.federated.wire import RoundPlan
 from tuneloop.flows.train import settings_from
+from tuneloop.model.base import load_base
+from tuneloop.model.fetch import base_folder
 from tuneloop.train.loop import TrainSettings
 from tuneloop.workspace import Workspace, find_workspace
 
@@ -115,7 +120,8 @@ def eval_index(ws: Workspace) -> str:
 
 def _simulate(server: Any, client: Any, sites: int) -> None:
     """Flower's simulation engine (Ray): one node per site, one CPU each, quiet logs."""
-    from flwr.simulation import run_simulation
+    with needs_extra("federated", "Flower's simulation engine"):
+        from flwr.simulation import run_simulation  # noqa: PLC0415 - Ray: [federated] extra
 
     logging.getLogger("flwr").setLevel(logging.WARNING)
     cpus = max(1, min(sites, os.cpu_count() or 1))
@@ -136,13 +142,6 @@ def federated(
     observe: Callable[[RoundRecord], None] | None = None,
 ) -> FederatedReport:
     """Run ``rounds`` federated rounds; gate each; register the ones that pass."""
-    from tuneloop.federated.client import client_app
-    from tuneloop.federated.server import Aggregator, fresh_adapter, server_app
-    from tuneloop.federated.strategy import LoraFedAvg
-    from tuneloop.federated.wire import RoundPlan
-    from tuneloop.model.base import load_base
-    from tuneloop.model.fetch import base_folder
-
     if rounds < 1 or local_steps < 1:
         raise WorkspaceError("--rounds and --local-steps must be at least 1")
     privacy = privacy or UpdatePrivacy()

@@ -54,8 +54,8 @@ class RoundOutcome:
 def fresh_adapter(model: Any, lora: LoraSettings, seed: int) -> tuple[Any, Arrays]:
     """The base with a fresh LoRA adapter drawn from ``seed`` (A random, B zero), and its
     tensors: the round-1 global adapter, and under FFA the A every site keeps."""
-    import torch
-    from peft import get_peft_model_state_dict
+    import torch  # noqa: PLC0415 - heavy (torch)
+    from peft import get_peft_model_state_dict  # noqa: PLC0415 - heavy (peft)
 
     torch.manual_seed(seed)
     model = with_lora(model, lora)
@@ -92,8 +92,8 @@ class Aggregator:
         return self.ws.root / "runs" / "federated" / self.plan.run_id
 
     def _save(self, record: RoundRecord) -> Path:
-        import torch
-        from peft import set_peft_model_state_dict
+        import torch  # noqa: PLC0415 - heavy (torch)
+        from peft import set_peft_model_state_dict  # noqa: PLC0415 - heavy (peft)
 
         weights = {k: torch.from_numpy(v.copy()) for k, v in record.aggregate.items()}
         set_peft_model_state_dict(self.model, weights)

@@ -76,8 +76,8 @@ def set_global(
     model: Any, global_arrays: Mapping[str, np.ndarray[Any, Any]], aggregation: Aggregation
 ) -> None:
     """Load the global adapter into a LoRA model; under FFA freeze A (B alone trains)."""
-    import torch
-    from peft import set_peft_model_state_dict
+    import torch  # noqa: PLC0415 - heavy (torch)
+    from peft import set_peft_model_state_dict  # noqa: PLC0415 - heavy (peft)
 
     weights = {k: torch.from_numpy(v.copy()) for k, v in global_arrays.items()}
     set_peft_model_state_dict(model, weights)
@@ -134,7 +134,7 @@ def train_site(
     server_round: int,
 ) -> SiteUpdate:
     """Run one round at the site; return what may leave it."""
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     ws = Workspace(Path(spec.root))
     store = DatasetStore(ws.datasets_dir)

@@ -39,6 +39,7 @@ from tuneloop.evalside.intake import load_or_rebuild
 from tuneloop.evalside.store import EvalStore
 from tuneloop.flows.register import registry_for
 from tuneloop.jsonl import write_json
+from tuneloop.state.serving_log import ServingLog
 from tuneloop.train.replay import ReplayBuffer
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
@@ -83,8 +84,6 @@ def find(ws: Workspace, user: str | None, conversation: str | None) -> Found:
                       frozenset(r.id for r in train))  # fmt: skip
     shared = _others_texts(ws, subject, set(items))
     if ws.has_serving_log():
-        from tuneloop.state.serving_log import ServingLog
-
         log = ServingLog(ws.store("serving", "erasure"))
         try:
             texts += log.texts_of([user] if user else [], sorted(conversations))
@@ -144,8 +143,6 @@ def _remove(ws: Workspace, found: Found, request_id: str) -> dict[str, Any]:
         load_or_rebuild(ws, estore)  # the index without the erased items
     removed["index_versions_deleted"] = prune_versions(ws.index_dir)
     if ws.has_serving_log():
-        from tuneloop.state.serving_log import ServingLog
-
         log = ServingLog(ws.store("serving", "erasure"))
         try:
             removed["serving_log"] = log.erase(sorted(subject.users), sorted(subject.conversations))

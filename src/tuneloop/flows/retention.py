@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tuneloop.state.serving_log import ServingLog
 from tuneloop.workspace import Workspace
 
 DAY_S = 86_400.0
@@ -54,8 +55,6 @@ def apply(ws: Workspace, now: float | None = None) -> RetentionReport:
     cfg, now = ws.config.security, time.time() if now is None else now
     report = RetentionReport(cfg.serving_log_days, cfg.rejects_days)
     if cfg.serving_log_days and ws.has_serving_log():
-        from tuneloop.state.serving_log import ServingLog
-
         log = ServingLog(ws.store("serving", "erasure"))
         try:
             report.serving_log.update(log.expire(now - cfg.serving_log_days * DAY_S))

@@ -19,7 +19,7 @@ from tuneloop import __version__, memory
 from tuneloop.config import TrainConfig
 from tuneloop.datasets import DatasetStore
 from tuneloop.errors import WorkspaceError
-from tuneloop.flows.register import register_run
+from tuneloop.flows.register import register_run, registry_for
 from tuneloop.model.base import BaseModelInfo, load_base
 from tuneloop.model.fetch import base_folder
 from tuneloop.progress import Advance
@@ -89,9 +89,9 @@ def code_version() -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import peft
-    import torch
-    import transformers
+    import peft  # noqa: PLC0415 - heavy (peft)
+    import torch  # noqa: PLC0415 - heavy (torch)
+    import transformers  # noqa: PLC0415 - heavy (transformers)
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__,
@@ -188,8 +188,6 @@ def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
         return WarmStart(None, None, None, "fresh: train.init_from = base")
     if not ws.has_registry():
         return WarmStart(None, None, None, "fresh: nothing registered yet")
-    from tuneloop.flows.register import registry_for
-
     return warm_start(registry_for(ws), info.weights_sha256, settings.lora,
                       model.config.model_type, ws.root / "runs" / "init",
                       require_private=settings.privacy is not None)  # fmt: skip
@@ -273,7 +271,7 @@ def _prepare(ws: Workspace, dataset: str | None, base: str | None, max_steps: in
              estimate: bool = False) -> _Prepared:  # fmt: skip
     """Load the dataset and the model and build the trainer (``estimate``: never a private one,
     which would charge the privacy ledger)."""
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     cfg = ws.config.train
     init_distributed()

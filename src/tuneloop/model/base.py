@@ -7,11 +7,13 @@ sha256 over the weight files are recorded, so "retrain from the same base" is ch
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tuneloop.errors import TuneloopError
+from tuneloop.model.fetch import DEFAULT_MODEL, MARKER, default_model_path
 
 # ChatML, used when a tokenizer ships without a chat template (docs/training.md, "Base model").
 DEFAULT_CHAT_TEMPLATE = (
@@ -58,7 +60,7 @@ def resolve(ref: str, revision: str | None = None) -> Path:
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # noqa: PLC0415 - heavy (huggingface_hub)
 
     try:
         return Path(snapshot_download(ref, revision=revision))
@@ -75,11 +77,9 @@ def resolve(ref: str, revision: str | None = None) -> Path:
 def local_models() -> list[str]:
     """What ``train.base`` can name on this machine without a network: the offline default
     (once fetched) and the causal LMs in the Hugging Face cache."""
-    from tuneloop.model.fetch import DEFAULT_MODEL, MARKER, default_model_path
-
     names = [DEFAULT_MODEL] if (default_model_path() / MARKER).is_file() else []
     try:
-        from huggingface_hub import constants, scan_cache_dir
+        from huggingface_hub import constants, scan_cache_dir  # noqa: PLC0415 - heavy (huggingface_hub)
 
         repos = scan_cache_dir(constants.HF_HUB_CACHE).repos  # read now, not at import
     except Exception:  # no cache folder yet, or one the client cannot read: nothing cached
@@ -90,9 +90,7 @@ def local_models() -> list[str]:
 
 def quiet_transformers() -> None:
     """No per-load progress bars or deprecation chatter in tuneloop's own output."""
-    import warnings
-
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 - heavy (transformers)
 
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -101,8 +99,8 @@ def quiet_transformers() -> None:
 
 def load_base(ref: str, revision: str | None = None) -> tuple[Any, Any, BaseModelInfo]:
     """Model (fp32, CPU, eval mode), tokenizer with a chat template, and the lineage record."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # noqa: PLC0415 - heavy (torch)
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - heavy (transformers)
 
     quiet_transformers()
     folder = resolve(ref, revision)

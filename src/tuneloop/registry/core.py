@@ -44,6 +44,7 @@ from tuneloop.registry.manifest import (
 )
 from tuneloop.registry.release import WAIVER_TAG
 from tuneloop.storage import registry_uri
+from tuneloop.workspace import Workspace
 
 PRODUCTION, PREVIOUS, CANARY = "production", "previous", "canary"
 ARTIFACT_DIR = "adapter"
@@ -114,8 +115,6 @@ class Registry:
     def for_workspace(cls, root: Path) -> Registry:
         """The workspace's registry: ``mlflow.db`` beside it, or MLflow's tables on the
         stores' PostgreSQL server (schema ``mlflow``, as the registry role)."""
-        from tuneloop.workspace import Workspace
-
         ws = Workspace(root.resolve())
         root = ws.root
         cfg = ws.config.storage if ws.config_path.is_file() else None

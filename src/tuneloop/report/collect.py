@@ -16,6 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop.registry import Registry
+from tuneloop.registry.release import current_index_version, eligibility
+from tuneloop.state.cycle import STAGES, canary_outcome, list_cycles
+from tuneloop.state.serving_log import ServingLog
 from tuneloop.workspace import Workspace
 
 SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "field_acc", "loss")
@@ -67,8 +71,6 @@ def _base_scores(ws: Workspace) -> dict[str, dict[str, float | None]]:
 
 
 def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
-    from tuneloop.registry.release import current_index_version, eligibility
-
     index = current_index_version(ws.index_dir)
     out = []
     for mv in registry.list():
@@ -112,8 +114,6 @@ def _runs(ws: Workspace) -> dict[str, dict[str, list[float]]]:
 
 
 def _cycles(ws: Workspace) -> list[dict[str, Any]]:
-    from tuneloop.state.cycle import STAGES, canary_outcome, list_cycles
-
     out = []
     for cycle in list_cycles(ws):
         status = cycle.status()
@@ -156,8 +156,6 @@ def _canaries(ws: Workspace, audit: list[dict[str, Any]]) -> list[dict[str, Any]
 def _canary_rows(ws: Workspace, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     if not ws.has_serving_log():
         return {}
-    from tuneloop.state.serving_log import ServingLog
-
     log = ServingLog(ws.store("serving", "eval"))
     try:
         return {cid: [dict(r) for r in log.canary_rows(cid)] for cid in ids}
@@ -204,8 +202,6 @@ def _datasets(ws: Workspace) -> dict[str, dict[str, Any]]:
 def collect(ws: Workspace) -> ReportData:
     data = ReportData(ws.config.name, datetime.now(UTC).isoformat(timespec="seconds"))
     if ws.has_registry():
-        from tuneloop.registry import Registry
-
         registry = Registry.for_workspace(ws.root)
         data.aliases = registry.aliases()
         data.versions = _versions(ws, registry)

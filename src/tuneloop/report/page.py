@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from plotly.offline import get_plotlyjs
+
 from tuneloop.jsonl import atomic_writer
 from tuneloop.report import figures
 from tuneloop.report.collect import ReportData, collect
@@ -111,8 +113,6 @@ def _figure(fig: Any) -> str:
 
 
 def render(data: ReportData) -> str:
-    from plotly.offline import get_plotlyjs
-
     charts = [
         ("Eval scores", figures.scores_along_lineage(data)),
         ("Training", figures.loss_curves(data)),

@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from tuneloop.report.collect import collect
+from tuneloop.report.page import render
 from tuneloop.serve import admin, feedback
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.chat import ChatHandler
@@ -31,6 +33,7 @@ from tuneloop.serve.protocol import (
 from tuneloop.serve.services import Services
 from tuneloop.serve.shapes import TextShape
 from tuneloop.state import server_file
+from tuneloop.workspace import Workspace
 
 GENERATE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -93,10 +96,6 @@ async def _no_body() -> Message:
 
 
 def _report_html(root: Path) -> str:
-    from tuneloop.report.collect import collect
-    from tuneloop.report.page import render
-    from tuneloop.workspace import Workspace
-
     return render(collect(Workspace(root)))
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from tuneloop.serve.http import server_options
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -21,8 +23,6 @@ def free_port() -> int:
 @contextmanager
 def serve_in_thread(app: Any, timeout: float = 60.0, **kwargs: Any) -> Iterator[str]:
     """Run ``app`` with uvicorn in a daemon thread; yield its base URL; stop it on exit."""
-    from tuneloop.serve.http import server_options
-
     port = free_port()
     options = {**server_options(app), **kwargs}
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)

@@ -10,8 +10,12 @@ from typing import Any
 
 from tuneloop.config import ServeConfig
 from tuneloop.errors import ConfigError
+from tuneloop.model.base import resolve, weights_sha256
+from tuneloop.model.fetch import base_folder
+from tuneloop.registry import Registry
 from tuneloop.serve.generation import Backend
 from tuneloop.serve.services import Services, build_services
+from tuneloop.serve.vllm import VLLMBackend
 from tuneloop.workspace import Workspace
 
 
@@ -59,13 +63,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def base_ref(ws: Workspace) -> str:
-    from tuneloop.model.fetch import base_folder
-
     return base_folder(ws.config.train.base)
 
 
 def embedded_backend(ws: Workspace, cfg: ServeConfig) -> tuple[Backend, str | None]:
-    from tuneloop.serve.embedded import EmbeddedBackend
+    from tuneloop.serve.embedded import EmbeddedBackend  # noqa: PLC0415 - heavy (torch): the embedded backend only
 
     backend = EmbeddedBackend.load(
         base_ref(ws),
@@ -80,13 +82,10 @@ def embedded_backend(ws: Workspace, cfg: ServeConfig) -> tuple[Backend, str | No
 
 
 def vllm_backend(ws: Workspace, cfg: ServeConfig, url: str) -> tuple[Backend, str | None]:
-    from tuneloop.model.base import resolve, weights_sha256
-    from tuneloop.serve.vllm import VLLMBackend
-
     folder = Path(resolve(base_ref(ws)))
     tokenizer: Any = None
     if folder.is_dir():
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # noqa: PLC0415 - heavy (transformers)
 
         tokenizer = AutoTokenizer.from_pretrained(folder)
     backend = asyncio.run(
@@ -98,8 +97,6 @@ def vllm_backend(ws: Workspace, cfg: ServeConfig, url: str) -> tuple[Backend, st
 
 
 def services_for(ws: Workspace, backend: Backend, base_sha256: str | None) -> Services:
-    from tuneloop.registry import Registry
-
     return build_services(
         ws.config.serve,
         backend,

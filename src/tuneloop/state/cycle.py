@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict
 
 from tuneloop.errors import WorkspaceError
 from tuneloop.jsonl import read_json, write_json
+from tuneloop.registry import Registry
+from tuneloop.state.canary import read_state
 from tuneloop.workspace import Workspace
 
 STAGES = ("collect", "ingest", "curate", "train", "gate", "release")
@@ -211,14 +213,10 @@ def open_cycle(ws: Workspace, trigger: dict[str, Any] | None) -> tuple[Cycle, bo
 
 def canary_outcome(ws: Workspace, cycle_id: str) -> str:
     """running, promoted, rolled_back or stopped: the canary a cycle released, as it is now."""
-    from tuneloop.state.canary import read_state
-
     canary_id = Cycle(cycles_dir(ws) / cycle_id).outputs("release").get("canary_id")
     state = read_state(ws.serve_dir)
     if state is not None and state.canary_id == canary_id:
         return state.status
-    from tuneloop.registry import Registry
-
     for event in reversed(Registry.for_workspace(ws.root).audit()):
         if event.get("canary_id") == canary_id and event["action"] in ENDED:
             return ENDED[str(event["action"])]

@@ -6,15 +6,21 @@ on a server (``[storage] backend = "postgres"``). On the server each stage conne
 role (:data:`ROLES`), and the grants in ``schema.sql`` make the database refuse what the code
 promises never to do: the training side reading eval text, anyone editing the eval store.
 The MLflow registry can live on the same server (:func:`registry_uri`).
+
+The server's driver, psycopg, is the ``postgres`` extra: it is imported only where a server is
+used, and embedded stores run without it.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote, urlencode
 
+from tuneloop.encryption import db
+from tuneloop.errors import needs_extra
 from tuneloop.storage.target import PgTarget
 
 Store = Literal["train", "eval", "serving"]
@@ -40,7 +46,8 @@ __all__ = [
 
 def role_conninfo(base: str, prefix: str, role: str) -> str:
     """``base`` (server and database, no user) as the stage's role."""
-    from psycopg.conninfo import make_conninfo
+    with needs_extra("postgres", "the PostgreSQL backend"):
+        from psycopg.conninfo import make_conninfo  # noqa: PLC0415 - psycopg: [postgres] extra
 
     return make_conninfo(base, user=f"{prefix}{role}")
 
@@ -52,7 +59,8 @@ def pg_target(base: str, prefix: str, store: Store, role: Role, local: Path) -> 
 
 def registry_uri(base: str, prefix: str) -> str:
     """An SQLAlchemy URL for MLflow on the same server, as the registry role, in schema mlflow."""
-    from psycopg.conninfo import conninfo_to_dict
+    with needs_extra("postgres", "the PostgreSQL backend"):
+        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 - psycopg: [postgres] extra
 
     params: dict[str, Any] = {k: v for k, v in conninfo_to_dict(base).items() if v is not None}
     dbname = str(params.pop("dbname", ""))
@@ -72,27 +80,25 @@ def connect(target: Path | PgTarget, **sqlite_kwargs: Any) -> sqlite3.Connection
     for a :class:`PgTarget`, a server connection that implements the part of
     ``sqlite3.Connection`` the stores use (see ``pg.py``)."""
     if isinstance(target, PgTarget):
-        from tuneloop.storage.pg import PgConnection
+        with needs_extra("postgres", "the PostgreSQL backend"):
+            from tuneloop.storage.pg import PgConnection  # noqa: PLC0415 - psycopg: [postgres] extra
 
         return cast(sqlite3.Connection, PgConnection(target))
-    from tuneloop.encryption import db
-
     return db.connect(target, **sqlite_kwargs)
+
+
+def _server_errors(name: str) -> tuple[type[Exception], ...]:
+    """The server driver's errors called ``name`` in ``pg.py``, once a server store was opened:
+    before that none can be raised, and psycopg need not be installed."""
+    pg = sys.modules.get("tuneloop.storage.pg")
+    return cast(tuple[type[Exception], ...], getattr(pg, name)) if pg is not None else ()
 
 
 def db_errors() -> tuple[type[Exception], ...]:
     """Database errors of every driver (sqlite3, SQLCipher, psycopg)."""
-    import psycopg
-
-    from tuneloop.encryption import db
-
-    return (*db.errors(), psycopg.Error)
+    return (*db.errors(), *_server_errors("ERRORS"))
 
 
 def integrity_errors() -> tuple[type[Exception], ...]:
     """Constraint violations of every driver (a duplicate id, say)."""
-    import psycopg
-
-    from tuneloop.encryption import db
-
-    return (*db.integrity_errors(), psycopg.IntegrityError)
+    return (*db.integrity_errors(), *_server_errors("INTEGRITY_ERRORS"))

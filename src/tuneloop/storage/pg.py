@@ -30,6 +30,11 @@ from psycopg.rows import RowMaker
 from tuneloop.errors import StorageError
 from tuneloop.storage.target import PgTarget
 
+# What the stores' ``except`` clauses catch from this driver (storage.db_errors and
+# storage.integrity_errors), beside sqlite3's and SQLCipher's.
+ERRORS: tuple[type[Exception], ...] = (psycopg.Error,)
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (psycopg.IntegrityError,)
+
 
 class Row(tuple[Any, ...]):
     """A result row: a tuple, and also ``row["column"]`` as with ``sqlite3.Row``."""

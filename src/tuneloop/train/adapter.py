@@ -38,6 +38,6 @@ def save_adapter(model: Any, dest: Path) -> str:
 
 
 def adapter_weights(dest: Path) -> dict[str, Any]:
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # noqa: PLC0415 - heavy (torch)
 
     return load_file(dest / "adapter_model.safetensors")

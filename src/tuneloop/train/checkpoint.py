@@ -37,7 +37,7 @@ class TrainerState:
 
 def _optimizer_tensors(optimizer: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split an optimizer state dict into tensors (safetensors) and the rest (JSON)."""
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     state = optimizer.state_dict()
     tensors: dict[str, Any] = {}
@@ -70,8 +70,8 @@ def save_checkpoint(
     fail_after: str | None = None,
 ) -> Path:
     """Write a checkpoint atomically; ``fail_after`` names a file after which to stop (tests)."""
-    import torch
-    from safetensors.torch import save_file
+    import torch  # noqa: PLC0415 - heavy (torch)
+    from safetensors.torch import save_file  # noqa: PLC0415 - heavy (torch)
 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
@@ -132,8 +132,8 @@ def load_checkpoint(
     folder: Path, optimizer: Any, scheduler: Any
 ) -> tuple[dict[str, Any], TrainerState]:
     """Restore optimizer, scheduler and RNG in place; return the adapter weights and state."""
-    import torch
-    from safetensors.torch import load_file
+    import torch  # noqa: PLC0415 - heavy (torch)
+    from safetensors.torch import load_file  # noqa: PLC0415 - heavy (torch)
 
     adapter = load_file(folder / "adapter.safetensors")
     meta = json.loads((folder / "optimizer.json").read_text())

@@ -158,7 +158,7 @@ def collate(rows: Sequence[Row], pad_id: int, packed: bool) -> dict[str, Any]:
     Packed rows get no attention mask (position ids separate the examples; padding is one more
     example, with no loss). Unpacked rows get the usual attention mask.
     """
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)

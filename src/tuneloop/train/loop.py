@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pydantic import Field
 
 from tuneloop import faults
 from tuneloop.config import Hyperparameters, PrivacySettings
+from tuneloop.train.adapter import save_adapter
 from tuneloop.train.checkpoint import (
     TrainerState,
     complete_checkpoints,
@@ -92,7 +94,7 @@ Hook = Callable[[str, dict[str, Any]], None]
 
 def rank_and_world() -> tuple[int, int]:
     """This process's rank and the number of processes (1 outside torchrun / accelerate)."""
-    import torch.distributed as dist
+    import torch.distributed as dist  # noqa: PLC0415 - heavy (torch)
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -101,10 +103,8 @@ def rank_and_world() -> tuple[int, int]:
 
 def init_distributed() -> None:
     """Join the process group when launched by torchrun / accelerate (gloo on CPU, nccl on GPU)."""
-    import os
-
-    import torch
-    import torch.distributed as dist
+    import torch  # noqa: PLC0415 - heavy (torch)
+    import torch.distributed as dist  # noqa: PLC0415 - heavy (torch)
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -114,7 +114,7 @@ def native_bf16() -> bool:
     """Whether bf16 matrix products run natively here: a CUDA GPU that supports them, or a CPU
     with AVX-512 BF16 or AMX (elsewhere PyTorch emulates them, measured 24x slower than fp32
     on an AVX2-only CPU)."""
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     if torch.cuda.is_available():
         return bool(torch.cuda.is_bf16_supported())
@@ -169,7 +169,7 @@ class Trainer:
         hook: Hook | None = None,
         distill_rows: Sequence[Row] = (),
     ) -> None:
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         self.model = model
         self.distill_batches = micro_batches(distill_rows, settings.micro_batch)
@@ -207,7 +207,7 @@ class Trainer:
 
     def _forward(self, batch: dict[str, Any]) -> Any:
         """Logits of a collated batch (in bf16 autocast when the settings ask for it)."""
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         device = "cuda" if next(self.model.parameters()).is_cuda else "cpu"
         enabled = self.settings.autocast == "bfloat16"
@@ -223,7 +223,7 @@ class Trainer:
         answer rises (measured: rehearsal as plain SFT raised the forgetting suite's answer
         loss more than no rehearsal at all).
         """
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         batch = collate(rows, self.pad_id, self.settings.packing)
         labels = batch.pop("labels")
@@ -246,7 +246,7 @@ class Trainer:
 
     def _loss_sum(self, rows: list[Row]) -> tuple[Any, int]:
         """Sum of token losses over the labelled tokens of a micro-batch, and their count."""
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         batch = collate(rows, self.pad_id, self.settings.packing)
         labels = batch.pop("labels")
@@ -268,8 +268,8 @@ class Trainer:
         one chunk's logits (vocabulary x chunk floats) live at once instead of the batch's
         (49,152 x 2,048 floats = 400 MB, three times over with the softmax and its gradient).
         """
-        import torch
-        from torch.utils.checkpoint import checkpoint
+        import torch  # noqa: PLC0415 - heavy (torch)
+        from torch.utils.checkpoint import checkpoint  # noqa: PLC0415 - heavy (torch)
 
         base = self.model.get_base_model()
         head = base.get_output_embeddings()
@@ -295,7 +295,7 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------
     def _train_step(self) -> dict[str, Any]:
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         self.model.train()
         group = self._next_group()
@@ -330,8 +330,8 @@ class Trainer:
         """
         if self.world == 1:
             return loss_total
-        import torch
-        import torch.distributed as dist
+        import torch  # noqa: PLC0415 - heavy (torch)
+        import torch.distributed as dist  # noqa: PLC0415 - heavy (torch)
 
         for p in self.model.parameters():
             if p.requires_grad:
@@ -344,7 +344,7 @@ class Trainer:
 
     def eval_loss(self) -> float | None:
         """Mean token loss on the validation rows (no dropout, no gradients)."""
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         if not self.val_batches:
             return None
@@ -359,7 +359,7 @@ class Trainer:
 
     # -- adapter and checkpoints -----------------------------------------------------------
     def adapter_state(self) -> dict[str, Any]:
-        from peft import get_peft_model_state_dict
+        from peft import get_peft_model_state_dict  # noqa: PLC0415 - heavy (peft)
 
         return {
             k: v.detach().clone().contiguous()
@@ -367,20 +367,18 @@ class Trainer:
         }
 
     def _load_adapter(self, weights: dict[str, Any]) -> None:
-        from peft import set_peft_model_state_dict
+        from peft import set_peft_model_state_dict  # noqa: PLC0415 - heavy (peft)
 
         set_peft_model_state_dict(self.model, weights)
 
     def _save_best(self) -> None:
-        from tuneloop.train.adapter import save_adapter
-
         if self.is_main:
             save_adapter(self.model, self.out_dir / "best")
         self._barrier()
 
     def _barrier(self) -> None:
         if self.world > 1:
-            import torch.distributed as dist
+            import torch.distributed as dist  # noqa: PLC0415 - heavy (torch)
 
             dist.barrier()
 
@@ -465,9 +463,7 @@ class Trainer:
         """What the whole run would take, from one measured optimizer step and one measured
         validation micro-batch (warm: after a first step that pays for start-up costs). Trains
         those steps on this model but writes nothing: no run folder, checkpoint or adapter."""
-        import resource
-
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         self._train_step()  # warm-up: first-touch allocations, kernels chosen
         start = time.perf_counter()

@@ -40,7 +40,7 @@ def targets_for(model_type: str, settings: LoraSettings) -> list[str]:
 
 def with_lora(model: Any, settings: LoraSettings) -> Any:
     """The base model wrapped by peft with a fresh LoRA adapter (only the adapter trains)."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, get_peft_model  # noqa: PLC0415 - heavy (peft)
 
     config = LoraConfig(
         r=settings.r,

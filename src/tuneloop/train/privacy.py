@@ -25,7 +25,7 @@ import numpy as np
 from tuneloop.config import (
     PrivacySettings as PrivacySettings,  # the run's, declared with [train.privacy]
 )
-from tuneloop.errors import ConfigError, TrainingGuardError, TuneloopError
+from tuneloop.errors import ConfigError, TrainingGuardError, TuneloopError, needs_extra
 from tuneloop.records import Record
 
 Accountant = Literal["rdp", "prv"]
@@ -53,7 +53,8 @@ def epsilon_spent(
     noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: Accountant
 ) -> float:
     """The accountant's ε after ``steps`` steps of the subsampled Gaussian mechanism."""
-    from opacus.accountants import create_accountant
+    with needs_extra("privacy", "private training ([train.privacy])"):
+        from opacus.accountants import create_accountant  # noqa: PLC0415 - opacus: [privacy] extra
 
     if steps == 0:
         return 0.0
@@ -104,7 +105,8 @@ def make_plan(
     settings: PrivacySettings, unit_keys: Sequence[str], expected_batch: int, steps: int
 ) -> PrivacyPlan:
     """Sample rate from the expected batch, and the smallest noise reaching ε at ``steps``."""
-    from opacus.accountants.utils import get_noise_multiplier
+    with needs_extra("privacy", "private training ([train.privacy])"):
+        from opacus.accountants.utils import get_noise_multiplier  # noqa: PLC0415 - opacus: [privacy] extra
 
     units = len(set(unit_keys))
     if units == 0:
@@ -183,7 +185,7 @@ class WeightsSnapshot:
 
 
 def _digest(tensor: Any) -> str:
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     flat = tensor.detach().reshape(-1).contiguous().cpu()
     data = flat.view(torch.uint8).numpy() if flat.numel() else b""

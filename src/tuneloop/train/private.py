@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tuneloop.errors import TrainingGuardError, TuneloopError
+from tuneloop.errors import TrainingGuardError, TuneloopError, needs_extra
 from tuneloop.train.data import IGNORE, Row, collate
 from tuneloop.train.loop import Hook, Trainer, TrainResult, TrainSettings
 from tuneloop.train.privacy import (
@@ -73,8 +73,9 @@ class PrivateTrainer(Trainer):
         row_units: Sequence[str],
         hook: Hook | None = None,
     ) -> None:
-        from opacus.grad_sample import GradSampleHooks
-        from opacus.optimizers import DPOptimizer
+        with needs_extra("privacy", "private training ([train.privacy])"):
+            from opacus.grad_sample import GradSampleHooks  # noqa: PLC0415 - opacus: [privacy] extra
+            from opacus.optimizers import DPOptimizer  # noqa: PLC0415 - opacus: [privacy] extra
 
         super().__init__(model, pad_id, train_rows, val_rows, settings, out_dir, hook)
         check_private_settings(settings, self.world)
@@ -99,7 +100,7 @@ class PrivateTrainer(Trainer):
 
     def _example_losses(self, rows: list[Row]) -> Any:
         """Each row's mean loss over its labelled tokens."""
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         batch = collate(rows, self.pad_id, packed=False)
         labels = batch.pop("labels")
@@ -114,7 +115,7 @@ class PrivateTrainer(Trainer):
     def _per_unit_gradients(self, drawn_rows: list[list[int]]) -> tuple[float, int]:
         """Backward over the sampled rows; leave each parameter's per-unit gradient sum in
         ``grad_sample`` (one row per sampled unit) for the DP optimizer to clip and noise."""
-        import torch
+        import torch  # noqa: PLC0415 - heavy (torch)
 
         params = self.optimizer.params
         sums = [torch.zeros((len(drawn_rows), *p.shape), dtype=p.dtype, device=p.device)

@@ -81,7 +81,7 @@ def _answer(model: Any, tokenizer: Any, chats: list[list[dict[str, str]]], max_n
 def _answer_group(model: Any, tokenizer: Any, ids: list[list[int]], group: list[int],
                   max_new: int, pad: int, answers: dict[int, str]) -> int:  # fmt: skip
     """Answer one left-padded batch into ``answers``; the answer tokens it generated."""
-    import torch
+    import torch  # noqa: PLC0415 - heavy (torch)
 
     tokens = 0
     width = max(len(ids[i]) for i in group)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.registry import ModelVersion, Registry
+from tuneloop.train.adapter import adapter_weights
 from tuneloop.train.lora import LoraSettings, targets_for
 
 
@@ -74,9 +75,7 @@ def warm_start(
 
 def load_into(model: Any, folder: Path) -> None:
     """Copy the adapter's weights into the peft model's (same-shaped) fresh adapter."""
-    from peft import set_peft_model_state_dict
-
-    from tuneloop.train.adapter import adapter_weights
+    from peft import set_peft_model_state_dict  # noqa: PLC0415 - heavy (peft)
 
     result = set_peft_model_state_dict(model, adapter_weights(folder))
     extra = list(getattr(result, "unexpected_keys", []) or [])

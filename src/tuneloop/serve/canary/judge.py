@@ -115,14 +115,14 @@ def proportion_worse(bad_c: int, n_c: int, bad_p: int, n_p: int) -> float:
 
 def latency_worse(canary: Sequence[float], production: Sequence[float]) -> float:
     """One-sided Mann–Whitney U p-value that canary latencies tend to be larger."""
-    from scipy.stats import mannwhitneyu
+    from scipy.stats import mannwhitneyu  # noqa: PLC0415 - heavy (scipy.stats)
 
     return float(mannwhitneyu(canary, production, alternative="greater").pvalue)
 
 
 def above_ceiling(bad: int, n: int, ceiling: float) -> float:
     """One-sided binomial p-value that the canary's own rate exceeds ``ceiling``."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # noqa: PLC0415 - heavy (scipy.stats)
 
     return float(binomtest(bad, n, ceiling, alternative="greater").pvalue)
 

@@ -8,7 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tuneloop.model.base import BaseModelInfo
+import torch
+
+from tuneloop.model.base import BaseModelInfo, load_base
 from tuneloop.serve.embedded.scheduler import Job, Scheduler
 from tuneloop.serve.generation import (
     BackendStats,
@@ -54,10 +56,6 @@ class EmbeddedBackend:
     def load(
         cls, base_ref: str, base_name: str, dtype: str = "float32", **kwargs: Any
     ) -> EmbeddedBackend:
-        import torch
-
-        from tuneloop.model.base import load_base
-
         info: list[BaseModelInfo] = []
 
         def load() -> tuple[Any, Any]:
@@ -115,7 +113,7 @@ class EmbeddedBackend:
 
     def _load(self, name: str, path: Path) -> None:
         """On the worker thread. The first adapter wraps the base model in a PeftModel."""
-        from peft import PeftModel
+        from peft import PeftModel  # noqa: PLC0415 - heavy (peft)
 
         model = self.scheduler.model
         if hasattr(model, "peft_config"):

@@ -19,8 +19,12 @@ import json
 import threading
 from typing import Any
 
+import llguidance
+import llguidance.hf
 import numpy as np
 import torch
+from llguidance import LLMatcher, StructTag
+from llguidance.numpy import allocate_token_bitmask, fill_next_token_bitmask
 
 from tuneloop.serve.generation import GenerationRequest, InvalidRequestError
 from tuneloop.serve.tools import CLOSE, JSON_STYLE, OPEN, call_schema
@@ -41,8 +45,6 @@ def _tools_of(request: GenerationRequest) -> list[dict[str, Any]]:
 
 def _call_grammar(request: GenerationRequest) -> str:
     """A Lark grammar: one required call, or one or more when parallel calls are allowed."""
-    import llguidance
-
     body = json.dumps(_compact(call_schema(_tools_of(request))))
     several = request.tool_mode == "required" and request.parallel_tool_calls
     start = 'start: call ("\\n" call)*' if several else "start: call"
@@ -52,8 +54,6 @@ def _call_grammar(request: GenerationRequest) -> str:
 
 def _auto_grammar(request: GenerationRequest) -> str:
     """Free text; once ``<tool_call>`` is written, a valid call must follow."""
-    from llguidance import StructTag
-
     schema = _compact(call_schema(list(request.tools)))
     tag = StructTag(trigger=OPEN, begin=f"{OPEN}\n", grammar=schema, end=f"\n{CLOSE}")
     return str(StructTag.to_grammar([tag], assume_special=False))
@@ -72,16 +72,12 @@ class Grammars:
         """Built on first use (~0.4 s): servers that never constrain an answer never pay it."""
         with self._lock:
             if self._tok is None:
-                import llguidance.hf
-
                 size = max(self.vocab, len(self._hf))  # llguidance refuses fewer rows than ids
                 self._tok = llguidance.hf.from_tokenizer(self._hf, n_vocab=size)
             return self._tok
 
     def compile(self, request: GenerationRequest) -> str | None:
         """The grammar a request's answer must follow, or None; a bad schema is a 400."""
-        from llguidance import LLMatcher
-
         param = "tools" if request.tool_mode else "response_format"
         try:
             if request.json_schema is not None:
@@ -111,9 +107,6 @@ class Matcher:
     """One row's place in its grammar."""
 
     def __init__(self, tokenizer: Any, grammar: str, vocab: int) -> None:
-        from llguidance import LLMatcher
-        from llguidance.numpy import allocate_token_bitmask
-
         self._m = LLMatcher(tokenizer, grammar, log_level=0)
         self._bits = allocate_token_bitmask(1, tokenizer.vocab_size)
         self._vocab = vocab
@@ -125,8 +118,6 @@ class Matcher:
 
     def allowed(self) -> torch.Tensor:
         """The tokens that keep the answer valid, as a bool mask over the model's vocabulary."""
-        from llguidance.numpy import fill_next_token_bitmask
-
         fill_next_token_bitmask(self._m, self._bits, 0)
         bits = np.unpackbits(self._bits.view(np.uint8), axis=-1, bitorder="little")
         return torch.from_numpy(bits[0, : self._vocab].astype(bool))

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.nn.functional import scaled_dot_product_attention
+from transformers import AttentionInterface, DynamicCache
 
 if TYPE_CHECKING:
     from tuneloop.serve.embedded.rows import Row
@@ -71,8 +72,6 @@ class PromptCache:
 
     def as_dynamic(self, config: Any, n: int) -> Any:
         """The first ``n`` tokens as the running batch keeps caches (when it starts one)."""
-        from transformers import DynamicCache
-
         cache = DynamicCache(config=config)
         for i, (k, v) in enumerate(zip(*self.upto(n), strict=True)):
             cache.update(k, v, i)
@@ -184,8 +183,6 @@ def mixed_attention(
 
 
 def _register() -> None:
-    from transformers import AttentionInterface
-
     AttentionInterface.register(NAME, mixed_attention)
 
 

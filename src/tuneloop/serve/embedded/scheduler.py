@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from tuneloop.serve.embedded.constrain import Grammars
 from tuneloop.serve.embedded.kv import KVBatch, left_padded, positions_of
@@ -250,8 +251,6 @@ class Scheduler:
         return taken
 
     def _arrive(self, jobs: list[Job]) -> None:
-        from transformers import DynamicCache
-
         for row in self._start_rows(jobs):
             n = row.job.prompt_tokens
             if self._lane_bound(n):  # sized for its answer too: pages are touched when written
@@ -318,8 +317,6 @@ class Scheduler:
 
     def _admit(self, ready: list[Prefilling]) -> None:
         """Prefill whole prompts together and join them to the running batch."""
-        from transformers import DynamicCache
-
         for p in ready:
             self._prefilling.remove(p)
         rows = [p.row for p in ready]

@@ -11,14 +11,14 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 from tuneloop.serve.generation import TokenLogprob
 
 
 @cache
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's printable spelling of the 256 byte values (transformers' table), reversed."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
     table: dict[int, str] = bytes_to_unicode()  # type: ignore[no-untyped-call]
     return {c: b for b, c in table.items()}
 
