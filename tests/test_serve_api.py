@@ -13,14 +13,16 @@ import pytest
 
 from tuneloop.serve.services import Services
 
-from liveserver import tiny_server, wait_for
+from support.liveserver import tiny_server, wait_for
 
 HELLO = [{"role": "user", "content": "please reset my password"}]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
-    with tiny_server(tmp_path_factory.mktemp("api")) as served:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path
+) -> Iterator[tuple[str, Services]]:
+    with tiny_server(tmp_path_factory.mktemp("api"), tiny_talker) as served:
         yield served
 
 
@@ -249,14 +251,14 @@ def test_health_and_readiness(server: tuple[str, Services]) -> None:
     assert ready["ready"] is True and ready["production"] == "base"
 
 
-def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, tiny_talker: Path) -> None:
     """The generation worker is held between two steps (a command that waits on an event), so
     nothing leaves the queue of one: the first request waits there, the other five are refused,
     then the worker is let go and the first is answered. No timing decides the outcome."""
     import asyncio
     import threading
 
-    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, services):
+    with tiny_server(tmp_path, tiny_talker, max_batch=1, max_queue=1) as (url, services):
         hold = threading.Event()
         held = services.backend.scheduler.call(hold.wait)  # type: ignore[attr-defined]
         wait_for(held.running)
@@ -280,10 +282,10 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     assert limited.json()["error"]["type"] == "rate_limit_error"
 
 
-def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path) -> None:
+def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path, tiny_talker: Path) -> None:
     import threading
 
-    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, services):
+    with tiny_server(tmp_path, tiny_talker, max_batch=1, max_queue=1) as (url, services):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
         hold = [
             threading.Thread(

@@ -15,16 +15,21 @@ from tuneloop.flows.register import registry_for
 from tuneloop.model.base import weights_sha256
 from tuneloop.serve.services import Services
 
-from liveserver import live_server, register_adapter, serve_workspace, tiny_adapter, wait_for
-from tiny import build_tiny_model
+from support.liveserver import (
+    live_server,
+    register_adapter,
+    serve_workspace,
+    tiny_adapter,
+    wait_for,
+)
 
 HELLO = [{"role": "user", "content": "please reset my password"}]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def setup(tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("swap")
-    base = build_tiny_model(root / "tiny", scale=20.0)
+    base = tiny_talker
     ws = serve_workspace(root / "ws", base)
     sha = weights_sha256(base)
     versions = [register_adapter(ws, tiny_adapter(base, root / f"a{i}", seed=i), sha, str(base))
