@@ -164,24 +164,27 @@ def test_a_round_refused_by_the_gate_is_not_registered(run: Run) -> None:
     from tuneloop.model.base import load_base
 
     ws = run.agg.configure({"gate.thresholds": {"loss": 0.0001}})
-    model, _, info = load_base(str(ws.config.train.base))
-    record = replace(run.rounds[0], server_round=3)
-    model, _ = fresh_adapter(model, _lora(ws), 0)
-    plan = RoundPlan(
-        "fed-refused",
-        _settings(ws),
-        "ffa",
-        UpdatePrivacy(),
-        info.weights_sha256,
-        str(ws.index_dir),
-        _index_version(ws),
-    )
-    before = len(registry_for(ws).list())
-    agg = Aggregator(ws, plan, model, info, ws.config.train.base, 3, {})
-    agg.on_round(record)
-    assert agg.outcomes[0].decision == "fail" and agg.outcomes[0].version is None
-    assert any("loss" in r for r in agg.outcomes[0].reasons)
-    assert len(registry_for(ws).list()) == before
+    try:
+        model, _, info = load_base(str(ws.config.train.base))
+        record = replace(run.rounds[0], server_round=3)
+        model, _ = fresh_adapter(model, _lora(ws), 0)
+        plan = RoundPlan(
+            "fed-refused",
+            _settings(ws),
+            "ffa",
+            UpdatePrivacy(),
+            info.weights_sha256,
+            str(ws.index_dir),
+            _index_version(ws),
+        )
+        before = len(registry_for(ws).list())
+        agg = Aggregator(ws, plan, model, info, ws.config.train.base, 3, {})
+        agg.on_round(record)
+        assert agg.outcomes[0].decision == "fail" and agg.outcomes[0].version is None
+        assert any("loss" in r for r in agg.outcomes[0].reasons)
+        assert len(registry_for(ws).list()) == before
+    finally:  # the shared aggregator, as the other tests see it
+        run.agg.configure({"gate.thresholds": {}})
 
 
 def _settings(ws: Workspace) -> Any:

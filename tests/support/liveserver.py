@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,6 +131,19 @@ def tiny_server(root: Path, base: Path, **settings: Any) -> Iterator[tuple[str, 
     with live_server(ws, base) as (url, services):
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         yield url, services
+
+
+@contextmanager
+def held_worker(services: Services) -> Iterator[threading.Event]:
+    """The generation worker held between two steps until the event is set (or the block ends):
+    nothing leaves the waiting queue meanwhile, whatever the machine's load."""
+    hold = threading.Event()
+    held = services.backend.scheduler.call(hold.wait)  # type: ignore[attr-defined]
+    try:
+        wait_for(held.running)
+        yield hold
+    finally:
+        hold.set()
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, every: float = 0.02) -> Any:
