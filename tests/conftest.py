@@ -36,6 +36,16 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["TUNELOOP_KEY_DIR"] = before
 
 
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """After a failure, the seed of the random order (pytest-randomly), which -q keeps out of
+    the header: an order-dependent failure is then rerun with the same order."""
+    if exitstatus == pytest.ExitCode.TESTS_FAILED and config.pluginmanager.hasplugin("randomly"):
+        seed = config.getoption("randomly_seed")
+        terminalreporter.write_line(f"tests ran in random order: --randomly-seed={seed}")
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return init_workspace(tmp_path / "ws")
