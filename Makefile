@@ -52,6 +52,8 @@ docs-check: $(STAMP)
 # Two workers, a test file each: most tests wait on subprocesses, servers and databases, so two
 # halve the wall time on two cores (the files share nothing but the PostgreSQL server). Tests
 # marked `alone` judge live latency (the canary) and run afterwards, by themselves.
+# pytest-randomly shuffles the files and the tests in each file, a new order every run; after a
+# failure pytest prints the order's seed, and --randomly-seed=last reruns the same order.
 unit: $(STAMP) $(VLLM_STAMP) chromium postgres
 	$(BIN)/pytest -n 2 --dist loadfile -m "not alone"
 	$(BIN)/pytest -m alone

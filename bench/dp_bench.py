@@ -151,7 +151,7 @@ def base_model(tiny: bool, out: Path) -> Path:
     if not tiny:
         return Path(fetch_default())
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from tiny import build_tiny_model
+    from support.tiny import build_tiny_model
 
     return Path(build_tiny_model(out / "tiny-model"))
 

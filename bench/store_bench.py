@@ -90,7 +90,7 @@ def _serve_ops(target: Path | PgTarget, records: list[Record]) -> dict[str, floa
 def _postgres_base() -> str:
     subprocess.run(["bash", str(ROOT / "tests" / "postgres_server.sh")], check=True)
     sys.path.insert(0, str(ROOT / "tests"))
-    import pgserver
+    from support import pgserver
 
     return pgserver.fresh_database()
 
@@ -115,7 +115,7 @@ def measure() -> list[tuple[str, float, float]]:
                              records[:N_SERVE]),
             }  # fmt: skip
         finally:
-            import pgserver
+            from support import pgserver
 
             pgserver.drop_database(base)
     return [(op, sqlite[op], postgres[op]) for op in sqlite]

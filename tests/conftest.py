@@ -1,4 +1,6 @@
-"""Shared fixtures: a fresh workspace, and hypothesis settings that suit a 2-core CI machine."""
+"""Shared fixtures: a fresh workspace, the tiny models, and hypothesis settings that suit a
+2-core CI machine. The helpers the tests share are the package ``support`` beside this file:
+tests/ holds no ``__init__.py``, so pytest puts it on ``sys.path`` and ``support`` imports."""
 
 from __future__ import annotations
 
@@ -11,7 +13,9 @@ from hypothesis import HealthCheck, settings
 
 from tuneloop.workspace import Workspace, init_workspace
 
-pytest_plugins = ["pgserver"]  # the pg_database fixture: a fresh PostgreSQL database per test
+from support.tiny import TinyModels
+
+pytest_plugins = ["support.pgserver"]  # pg_database: a fresh PostgreSQL database per test
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -32,14 +36,34 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         os.environ["TUNELOOP_KEY_DIR"] = before
 
 
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    """After a failure, the seed of the random order (pytest-randomly), which -q keeps out of
+    the header: an order-dependent failure is then rerun with the same order."""
+    if exitstatus == pytest.ExitCode.TESTS_FAILED and config.pluginmanager.hasplugin("randomly"):
+        seed = config.getoption("randomly_seed")
+        terminalreporter.write_line(f"tests ran in random order: --randomly-seed={seed}")
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     return init_workspace(tmp_path / "ws")
 
 
 @pytest.fixture(scope="session")
-def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama of ``tiny.py``, built once per test session."""
-    from tiny import build_tiny_model
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """Tiny models by their build arguments, each built once per test session (per worker)."""
+    return TinyModels(tmp_path_factory.mktemp("tiny"))
 
-    return build_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+@pytest.fixture(scope="session")
+def tiny_base(tiny_models: TinyModels) -> Path:
+    """The tiny Llama at its default initialization: greedy decoding repeats one token."""
+    return tiny_models.get()
+
+
+@pytest.fixture(scope="session")
+def tiny_talker(tiny_models: TinyModels) -> Path:
+    """The tiny Llama with its weights scaled up: it says varied things (decoding, serving)."""
+    return tiny_models.get(scale=20.0)

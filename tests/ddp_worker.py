@@ -12,7 +12,7 @@ from tuneloop.train.data import pack, single_rows, tokenize
 from tuneloop.train.loop import Trainer, TrainSettings, init_distributed
 from tuneloop.train.lora import LoraSettings, with_lora
 
-from test_train import records  # type: ignore[import-not-found]
+from support.training import records
 
 
 def main(base: str, out: str, grad_accum: int) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clirun import run
+from support.clirun import run
 
 GOOD = json.dumps(
     {"id": "g1", "messages": [{"role": "user", "content": "what is the capital of france"},

@@ -52,3 +52,29 @@ def test_no_serving_source_touches_either_store() -> None:
             touched = {"eval_store_path", "eval_dir", "train_store_path", "train_dir"}
             if isinstance(node, ast.Attribute) and node.attr in touched:
                 pytest.fail(f"{path} touches a store's files ({node.attr})")
+
+
+def imported_modules(tree: ast.AST) -> set[str]:
+    """Every module an ``import`` or ``from ... import`` in ``tree`` names, dotted."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            parent = node.module or ""
+            found.add(parent)
+            found |= {f"{parent}.{alias.name}".lstrip(".") for alias in node.names}
+    return found
+
+
+def test_no_test_file_imports_a_test_module() -> None:
+    """What tests share lives in tests/support: a test module imported by another ties the two
+    files together (one's fixtures and state in the other's process, one renamed and the other
+    broken), and a test file must run alone and in any order."""
+    tests = Path(__file__).parent
+    for path in tests.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for module in imported_modules(tree):
+            assert not any(part.startswith("test_") for part in module.split(".")), (
+                f"{path.relative_to(tests)} imports {module}: move what it needs to tests/support"
+            )

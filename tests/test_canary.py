@@ -21,8 +21,13 @@ from tuneloop.serve.chat import routing_key
 from tuneloop.serve.router import BASE_TARGET, CanaryRoute, Router, ServingState, Target
 from tuneloop.state.canary import read_state
 
-from liveserver import live_server, register_adapter, serve_workspace, tiny_adapter, wait_for
-from tiny import build_tiny_model
+from support.liveserver import (
+    live_server,
+    register_adapter,
+    serve_workspace,
+    tiny_adapter,
+    wait_for,
+)
 
 # The live canaries compare the arms' latency: another test's load would skew it.
 pytestmark = pytest.mark.alone
@@ -122,8 +127,8 @@ def test_routing_keys_user_then_conversation_then_random() -> None:
     assert how == "random" and key != routing_key("t", None, None)[0]
 
 
-def test_a_conversation_stays_on_one_arm(tmp_path: Path) -> None:
-    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
+def test_a_conversation_stays_on_one_arm(tmp_path: Path, tiny_talker: Path) -> None:
+    base = tiny_talker
     ws = serve_workspace(tmp_path / "ws", base, min_requests=10_000, min_feedback=10_000)
     sha = weights_sha256(base)
     v1, v2 = (register_adapter(ws, tiny_adapter(base, tmp_path / f"a{i}", seed=i), sha,
@@ -162,8 +167,7 @@ def test_router_overhead_is_microseconds() -> None:
 # --- whole canaries on a live server --------------------------------------------------------------
 
 
-def canary_server(tmp: Path) -> tuple[Any, Path, list[str]]:
-    base = build_tiny_model(tmp / "tiny", scale=20.0)
+def canary_server(tmp: Path, base: Path) -> tuple[Any, Path, list[str]]:
     ws = serve_workspace(tmp / "ws", base, interval=0.3, min_requests=15, min_feedback=10)
     sha = weights_sha256(base)
     versions = [register_adapter(ws, tiny_adapter(base, tmp / f"a{i}", seed=i), sha, str(base))
@@ -192,8 +196,8 @@ def traffic(url: str, ws: Any, users: int, canary_feedback: str, until: Any) -> 
     return arms
 
 
-def test_a_canary_users_dislike_is_rolled_back_by_itself(tmp_path: Path) -> None:
-    ws, base, (v1, v2) = canary_server(tmp_path)
+def test_a_canary_users_dislike_is_rolled_back_by_itself(tmp_path: Path, tiny_talker: Path) -> None:
+    ws, base, (v1, v2) = canary_server(tmp_path, tiny_talker)
     with live_server(ws, base) as (url, _):
         wait_for(lambda: httpx.get(f"{url}/readyz").json().get("production") == f"v{v1}")
         actions.start(
@@ -222,8 +226,8 @@ def test_a_canary_users_dislike_is_rolled_back_by_itself(tmp_path: Path) -> None
     assert '"rolled_back"' in tag and "thumbs_down_rate" in tag
 
 
-def test_a_good_canary_steps_up_and_is_promoted(tmp_path: Path) -> None:
-    ws, base, (v1, v2) = canary_server(tmp_path)
+def test_a_good_canary_steps_up_and_is_promoted(tmp_path: Path, tiny_talker: Path) -> None:
+    ws, base, (v1, v2) = canary_server(tmp_path, tiny_talker)
     with live_server(ws, base) as (url, _):
         wait_for(lambda: httpx.get(f"{url}/readyz").json().get("production") == f"v{v1}")
         actions.start(
@@ -247,8 +251,8 @@ def test_a_good_canary_steps_up_and_is_promoted(tmp_path: Path) -> None:
     assert "canary_promote" in [e["action"] for e in registry.audit()]
 
 
-def test_zero_traffic_never_promotes(tmp_path: Path) -> None:
-    ws, base, (v1, v2) = canary_server(tmp_path)
+def test_zero_traffic_never_promotes(tmp_path: Path, tiny_talker: Path) -> None:
+    ws, base, (v1, v2) = canary_server(tmp_path, tiny_talker)
     with live_server(ws, base) as (url, services):
         wait_for(lambda: httpx.get(f"{url}/readyz").json().get("production") == f"v{v1}")
         actions.start(
@@ -268,8 +272,8 @@ def test_zero_traffic_never_promotes(tmp_path: Path) -> None:
     assert judged is not None and judged.verdict.decision == "inconclusive"
 
 
-def test_a_newer_candidate_restarts_the_analysis(tmp_path: Path) -> None:
-    ws, base, (v1, v2) = canary_server(tmp_path)
+def test_a_newer_candidate_restarts_the_analysis(tmp_path: Path, tiny_talker: Path) -> None:
+    ws, base, (v1, v2) = canary_server(tmp_path, tiny_talker)
     v3 = register_adapter(ws, tiny_adapter(base, tmp_path / "a3", seed=3), weights_sha256(base),
                           str(base)).version  # fmt: skip
     registry = registry_for(ws)
@@ -288,10 +292,10 @@ def test_a_newer_candidate_restarts_the_analysis(tmp_path: Path) -> None:
         )
 
 
-def test_the_canary_commands(tmp_path: Path) -> None:
-    from clirun import run
+def test_the_canary_commands(tmp_path: Path, tiny_talker: Path) -> None:
+    from support.clirun import run
 
-    ws, _, (v1, v2) = canary_server(tmp_path)
+    ws, _, (v1, v2) = canary_server(tmp_path, tiny_talker)
     started = run("canary", "start", f"v{v2}", "--weight", "20", "--max-weight", "60", "-w",
                   ws.root, cwd=tmp_path)  # fmt: skip
     assert started.returncode == 0, started.stderr
@@ -308,14 +312,16 @@ def test_the_canary_commands(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
 
 
-def test_status_of_an_ended_canary_shows_the_verdict_it_ended_on(tmp_path: Path) -> None:
+def test_status_of_an_ended_canary_shows_the_verdict_it_ended_on(
+    tmp_path: Path, tiny_talker: Path
+) -> None:
     """One verdict: the one that rolled it back, its p value in the reason and the table alike,
     not a second judgment of whatever the log holds by the time someone looks."""
     from tuneloop.serve.canary.judge import MetricResult, Verdict
 
-    from clirun import run
+    from support.clirun import run
 
-    ws, _, (_, v2) = canary_server(tmp_path)
+    ws, _, (_, v2) = canary_server(tmp_path, tiny_talker)
     state = actions.start(ws.serve_dir, registry_for(ws), v2, weight=20, step=10, max_weight=60,
                           index_version=None)  # fmt: skip
     worse = MetricResult("thumbs_down_rate", "fail", 0.1, 0.4, 50, 50, 0.0012, "canary +0.300")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from clirun import run
+from support.clirun import run
 
 CANARY = "TUNELOOP-CANARY-0a1b2c3d4e"
 

@@ -11,52 +11,19 @@ from typing import Any, cast
 
 import pytest
 
-from tuneloop.flows.curate import curate
-from tuneloop.flows.evalset import add_file
 from tuneloop.flows.gate import gate
-from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.register import registry_for
 from tuneloop.flows.train import train
 from tuneloop.workspace import Workspace
 
-from test_train_flow import TRAIN_TOML, chats
-from tiny import build_tiny_model
-
-CYCLE_TOML = """
-[evaluate]
-max_new_tokens = 4
-batch_size = 4
-max_items_per_suite = 4
-forgetting_items = 4
-
-[gate]
-bootstrap_samples = 200
-require_improvement = {improve}
-"""
-
-
-def cycle_ws(workspace: Workspace, tmp_path: Path, improve: bool) -> Workspace:
-    base = build_tiny_model(tmp_path / "tiny")
-    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
-    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
-    text += CYCLE_TOML.format(improve=str(improve).lower())
-    workspace.config_path.write_text(text)
-    ws = Workspace(workspace.root)
-    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in chats("a", 24)))
-    evals = [{"id": f"e{i}", "prompt": f"what is the fee for wire {i} abroad", "completion": "10",
-              "created_at": f"2026-10-{5 + 7 * (i // 3):02d}T12:00:00Z"}
-             for i in range(6)]  # fmt: skip
-    (tmp_path / "eval.jsonl").write_text("".join(json.dumps(r) + "\n" for r in evals))
-    add_file(ws, tmp_path / "eval.jsonl", "task")
-    ingest_file(ws, tmp_path / "in.jsonl")
-    curate(ws)
-    return ws
+from support.clirun import run
+from support.workspaces import cycle_ws
 
 
 def test_gate_records_its_decision_and_promotion_moves_production(
-    workspace: Workspace, tmp_path: Path
+    tmp_path: Path, tiny_base: Path
 ) -> None:
-    ws = cycle_ws(workspace, tmp_path, improve=False)
+    ws = cycle_ws(tmp_path, tiny_base, improve=False)
     first = train(ws)
     out = gate(ws, str(first.version), promote=True)
     assert set(out) >= {"decision", "reasons", "metrics", "checks"}
@@ -74,8 +41,8 @@ def test_gate_records_its_decision_and_promotion_moves_production(
     assert registry.resolve("production").version == first.version
 
 
-def test_gate_fails_without_a_significant_improvement(workspace: Workspace, tmp_path: Path) -> None:
-    ws = cycle_ws(workspace, tmp_path, improve=True)
+def test_gate_fails_without_a_significant_improvement(tmp_path: Path, tiny_base: Path) -> None:
+    ws = cycle_ws(tmp_path, tiny_base, improve=True)
     version = train(ws).version
     out = gate(ws, str(version))
     assert out["decision"] == "fail"
@@ -94,10 +61,8 @@ def test_unknown_model_refs_are_one_line_errors(workspace: Workspace, ref: str) 
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_evaluate_prints_means_per_suite_and_slice(workspace: Workspace, tmp_path: Path) -> None:
-    from clirun import run
-
-    ws = cycle_ws(workspace, tmp_path, improve=False)
+def test_evaluate_prints_means_per_suite_and_slice(tmp_path: Path, tiny_base: Path) -> None:
+    ws = cycle_ws(tmp_path, tiny_base, improve=False)
     version = train(ws).version
     done = run("evaluate", version, "-w", ws.root, "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -11,8 +11,6 @@ from pathlib import Path
 
 from tuneloop.train.adapter import adapter_weights
 
-from tiny import build_tiny_model
-
 HERE = Path(__file__).parent
 
 
@@ -23,12 +21,16 @@ def free_port() -> int:
 
 
 def run(cmd: list[str]) -> None:
-    env = {**os.environ, "PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}
+    # tests/ for the worker's `support` import, ahead of the caller's path (made absolute: the
+    # worker runs in tests/), so that it imports the same tuneloop as the test
+    given = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    path = [str(HERE), *(str(Path(p).resolve()) for p in given if p)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, env=env, cwd=HERE, capture_output=True, timeout=600)
 
 
-def test_two_processes_match_one(tmp_path: Path) -> None:
-    base = str(build_tiny_model(tmp_path / "tiny"))
+def test_two_processes_match_one(tmp_path: Path, tiny_base: Path) -> None:
+    base = str(tiny_base)
     torchrun = Path(sys.executable).with_name("torchrun")
     worker = str(HERE / "ddp_worker.py")
     port = f"--master_port={free_port()}"

@@ -22,7 +22,7 @@ from tuneloop.state.serving_log import ResponseRow, ServingLog
 from tuneloop.train.replay import ReplayBuffer
 from tuneloop.workspace import Workspace
 
-from clirun import run
+from support.clirun import run
 
 SECRET = "AARDVARK2718 pelican passphrase"
 EVAL_SECRET = "WOMBAT3141 harbour codeword"
@@ -60,11 +60,7 @@ def encrypted(tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch) -> Work
     monkeypatch.setenv("TUNELOOP_KEY", key)
     root = tmp_path / "ws"
     assert run("init", root, "--no-encryption", cwd=tmp_path).returncode == 0  # then: env key
-    config = (root / "tuneloop.toml").read_text()
-    (root / "tuneloop.toml").write_text(
-        config.replace("encryption = false", "encryption = true")
-        .replace("eval_fraction = 0.2", "eval_fraction = 0.0")
-    )  # fmt: skip
+    Workspace(root).configure({"security.encryption": True})
     data = write_jsonl(tmp_path / "in.jsonl", interactions(40))
     item = {"id": "e1", "prompt": f"my code is {EVAL_SECRET}, ok?", "completion": "ok"}
     evals = write_jsonl(tmp_path / "eval.jsonl", [item])

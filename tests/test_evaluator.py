@@ -27,8 +27,6 @@ from tuneloop.evalside.suites import (
 from tuneloop.records import Message, Record
 from tuneloop.train.data import chat_example
 
-from tiny import build_tiny_model
-
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
@@ -42,9 +40,8 @@ EXPECT = ("refuse", "comply")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
-    folder = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-    return load_model_for_eval(str(folder))
+def tiny(tiny_base: Path) -> Tiny:
+    return load_model_for_eval(str(tiny_base))
 
 
 def evaluator(tiny: Tiny, cache: Path | None = None, batch_size: int = 4) -> Evaluator:
@@ -230,11 +227,11 @@ def test_load_user_suite_and_its_errors(tmp_path: Path) -> None:
         load_user_suite(unlabelled, "safety")
 
 
-def test_load_model_for_eval_with_an_adapter(tmp_path: Path) -> None:
+def test_load_model_for_eval_with_an_adapter(tmp_path: Path, tiny_base: Path) -> None:
     from tuneloop.train.adapter import save_adapter
     from tuneloop.train.lora import LoraSettings, with_lora
 
-    folder = build_tiny_model(tmp_path / "base")
+    folder = tiny_base
     model, _, base_fp = load_model_for_eval(str(folder))
     sha = save_adapter(with_lora(model, LoraSettings(r=2, alpha=4)), tmp_path / "adapter")
     loaded, _, fp = load_model_for_eval(str(folder), tmp_path / "adapter")

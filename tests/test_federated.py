@@ -28,21 +28,15 @@ from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.register import registry_for
 from tuneloop.workspace import Workspace, init_workspace
 
-from test_cycle import CYCLE_TOML
-from test_train_flow import TRAIN_TOML, chats
+from support.clirun import run as cli
+from support.data import chats
+from support.workspaces import CYCLE, training_workspace
 
 SITES = {"site1": ("zulu", 6), "site2": ("yankee", 12), "site3": ("xray", 18)}
 
 
-def workspace_for(root: Path, base: Path, extra: str = "") -> Workspace:
-    ws = init_workspace(root)
-    text = ws.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
-    ws.config_path.write_text(text.split("[train]")[0] + TRAIN_TOML.format(base=base) + extra)
-    return Workspace(ws.root)
-
-
 def site(root: Path, base: Path, prefix: str, n: int) -> Workspace:
-    ws = workspace_for(root, base)
+    ws = training_workspace(root, base)
     path = root / "in.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in chats(prefix, n)))
     ingest_file(ws, path)
@@ -52,7 +46,7 @@ def site(root: Path, base: Path, prefix: str, n: int) -> Workspace:
 
 
 def aggregator(root: Path, base: Path) -> Workspace:
-    ws = workspace_for(root, base, CYCLE_TOML.format(improve="false"))
+    ws = training_workspace(root, base, CYCLE)
     evals = [
         {"id": f"e{i}", "prompt": f"what is the fee for wire {i} abroad", "completion": "10"}
         for i in range(4)
@@ -85,7 +79,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Run:
 
 def test_only_adapter_tensors_and_counts_cross(run: Run) -> None:
     assert len(run.rounds) == 2
-    texts = [m["content"] for p, n in SITES.values() for r in chats(p, n) for m in r["messages"]]  # type: ignore[index]
+    texts = [m["content"] for p, n in SITES.values() for r in chats(p, n) for m in r["messages"]]
     for record in run.rounds:
         for sent in record.wire:
             assert sent["tensors"] and all(".lora_B." in k for k in sent["tensors"])  # FFA: B only
@@ -169,29 +163,28 @@ def test_a_round_refused_by_the_gate_is_not_registered(run: Run) -> None:
     from tuneloop.federated.wire import RoundPlan
     from tuneloop.model.base import load_base
 
-    text = run.agg.config_path.read_text().replace(
-        "[gate]\n", "[gate]\nthresholds = { loss = 0.0001 }\n"
-    )
-    run.agg.config_path.write_text(text)
-    ws = Workspace(run.agg.root)
-    model, _, info = load_base(str(ws.config.train.base))
-    record = replace(run.rounds[0], server_round=3)
-    model, _ = fresh_adapter(model, _lora(ws), 0)
-    plan = RoundPlan(
-        "fed-refused",
-        _settings(ws),
-        "ffa",
-        UpdatePrivacy(),
-        info.weights_sha256,
-        str(ws.index_dir),
-        _index_version(ws),
-    )
-    before = len(registry_for(ws).list())
-    agg = Aggregator(ws, plan, model, info, ws.config.train.base, 3, {})
-    agg.on_round(record)
-    assert agg.outcomes[0].decision == "fail" and agg.outcomes[0].version is None
-    assert any("loss" in r for r in agg.outcomes[0].reasons)
-    assert len(registry_for(ws).list()) == before
+    ws = run.agg.configure({"gate.thresholds": {"loss": 0.0001}})
+    try:
+        model, _, info = load_base(str(ws.config.train.base))
+        record = replace(run.rounds[0], server_round=3)
+        model, _ = fresh_adapter(model, _lora(ws), 0)
+        plan = RoundPlan(
+            "fed-refused",
+            _settings(ws),
+            "ffa",
+            UpdatePrivacy(),
+            info.weights_sha256,
+            str(ws.index_dir),
+            _index_version(ws),
+        )
+        before = len(registry_for(ws).list())
+        agg = Aggregator(ws, plan, model, info, ws.config.train.base, 3, {})
+        agg.on_round(record)
+        assert agg.outcomes[0].decision == "fail" and agg.outcomes[0].version is None
+        assert any("loss" in r for r in agg.outcomes[0].reasons)
+        assert len(registry_for(ws).list()) == before
+    finally:  # the shared aggregator, as the other tests see it
+        run.agg.configure({"gate.thresholds": {}})
 
 
 def _settings(ws: Workspace) -> Any:
@@ -233,8 +226,6 @@ def test_bad_input_is_refused_before_any_training(
 
 
 def test_bad_input_on_the_command_line_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    from clirun import run as cli
-
     for name in ("s1", "agg"):
         init_workspace(tmp_path / name)
     done = cli(

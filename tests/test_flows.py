@@ -44,9 +44,7 @@ def chat(
 
 def with_fraction(ws: Workspace, fraction: float) -> Workspace:
     """The same workspace with another share of groups routed to the eval bucket."""
-    text = ws.config_path.read_text().replace("eval_fraction = 0.1", f"eval_fraction = {fraction}")
-    ws.config_path.write_text(text)
-    return Workspace(ws.root)
+    return ws.configure({"gateway.eval_fraction": fraction})
 
 
 def test_ingest_drops_eval_copies_with_their_match(workspace: Workspace, tmp_path: Path) -> None:

@@ -18,9 +18,9 @@ from tuneloop.flows.register import registry_for
 from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
-from clirun import run
-from test_loop_cycle import loop_ws, write_jsonl
-from test_train_flow import chats
+from support.clirun import run
+from support.data import chats, write_jsonl
+from support.workspaces import loop_ws
 
 SECRET = "ZEBRA4711 meridian passphrase"  # planted in everything the user wrote
 EVAL_SECRET = "QUOKKA9090 lantern codeword"
@@ -66,9 +66,8 @@ def scenario(tmp_path: Path, base: Path, policy: str) -> Workspace:
     """A user trained into v1 (records, a dropped junk record, serving log) and an eval-side
     user; other users' data around them."""
     ws = loop_ws(tmp_path / "ws", base, chats("a", 24) + users_records("zed", SECRET, 6))
-    text = ws.config_path.read_text().replace("eval_fraction = 0.2", "eval_fraction = 0.0")
-    ws.config_path.write_text(text + f'\n[cycle]\non_tainted = "{policy}"\nserving_log = false\n')
-    ws = Workspace(ws.root)
+    ws = ws.configure({"gateway.eval_fraction": 0.0, "cycle.on_tainted": policy,
+                       "cycle.serving_log": False})  # fmt: skip
     item = {"id": "e-quokka", "user_id": "quinn", "prompt": f"my code is {EVAL_SECRET}, ok?",
             "completion": "ok", "created_at": "2026-10-05T12:00:00Z"}  # fmt: skip
     add_file(ws, write_jsonl(tmp_path / "more-eval.jsonl", [item]), "task")

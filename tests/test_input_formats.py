@@ -11,7 +11,7 @@ import pytest
 from tuneloop.errors import InputError
 from tuneloop.records import read_records
 
-from clirun import run
+from support.clirun import run
 
 SHAREGPT = {
     "id": "s1", "system": "Be brief.",

@@ -8,13 +8,12 @@ from pathlib import Path
 
 from tuneloop.datasets import DatasetStore
 from tuneloop.flows.experiment import run_leak_experiment
-from tuneloop.workspace import Workspace
 
-from test_cycle import cycle_ws
+from support.workspaces import cycle_ws
 
 
-def test_leak_experiment(workspace: Workspace, tmp_path: Path) -> None:
-    ws = cycle_ws(workspace, tmp_path, improve=False)
+def test_leak_experiment(tmp_path: Path, tiny_base: Path) -> None:
+    ws = cycle_ws(tmp_path, tiny_base, improve=False)
     result = run_leak_experiment(ws, tmp_path / "eval.jsonl", max_train=10, epochs=1.0)
     assert result["leaked_items"] == 3 and result["fresh_items"] == 3
     store = DatasetStore(ws.datasets_dir)

@@ -11,39 +11,17 @@ import pytest
 
 from tuneloop.cycle.run import run_cycle, statuses
 from tuneloop.datasets import DatasetStore
-from tuneloop.flows.evalset import add_file
 from tuneloop.flows.register import registry_for
-from tuneloop.workspace import Workspace, init_workspace
+from tuneloop.workspace import Workspace
 
-from clirun import run
-from test_cycle import CYCLE_TOML
-from test_train_flow import TRAIN_TOML, chats
+from support.clirun import run
+from support.data import chats, write_jsonl
+from support.workspaces import loop_ws
 
 
 @pytest.fixture(scope="module")
 def base(tiny_base: Path) -> Path:
     return tiny_base
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def loop_ws(root: Path, base: Path, inbox: list[dict[str, Any]] | None = None) -> Workspace:
-    """A workspace on the tiny model with a task suite and (optionally) one inbox file."""
-    ws = init_workspace(root)
-    text = ws.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.2")
-    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
-    ws.config_path.write_text(text + CYCLE_TOML.format(improve="false"))
-    ws = Workspace(ws.root)
-    evals = [{"id": f"e{i}", "prompt": f"what is the fee for wire {i} abroad", "completion": "10",
-              "created_at": "2026-10-05T12:00:00Z"} for i in range(4)]  # fmt: skip
-    add_file(ws, write_jsonl(root / "eval.jsonl", evals), "task")
-    if inbox:
-        write_jsonl(ws.root / "inbox" / "week1.jsonl", inbox)
-    return ws
 
 
 def stage_states(status: dict[str, Any]) -> dict[str, str]:

@@ -25,9 +25,9 @@ from tuneloop.train.privacy import PoissonSampler, PrivacySettings, make_plan
 from tuneloop.train.private import PrivateTrainer
 from tuneloop.workspace import Workspace
 
-from test_train import Recorder, records
-from test_train_flow import ingest
-from tiny import build_tiny_model
+from support.data import ingest
+from support.training import Recorder, records
+from support.workspaces import make_workspace
 
 PRIVACY = "\n[train.privacy]\nepsilon = 8.0\nbudget_epsilon = 20.0\n"
 
@@ -89,8 +89,8 @@ def test_poisson_sampling_is_a_function_of_seed_and_step() -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+def tiny(tiny_base: Path) -> Path:
+    return tiny_base
 
 
 SETTINGS = TrainSettings(
@@ -206,24 +206,21 @@ def test_private_resume_is_exact(tiny: Path, tmp_path: Path) -> None:
 
 # -- the workspace flow: lineage, registry, ledger, budget ----------------------------------
 
-FLOW_TOML = """
-[train]
-base = "{base}"
-max_steps = 3
-micro_batch = 2
-grad_accum = 2
-eval_every = 3
-save_every = 3
-max_len = 64
-lora_r = 4
-lora_alpha = 8
-replay_ratio = 0.0
-init_from = "base"
-
-[train.privacy]
-epsilon = 4.0
-budget_epsilon = {budget}
-"""
+FLOW: dict[str, Any] = {  # three private steps of short rows, from a fresh adapter each round
+    "gateway.eval_fraction": 0.0,
+    "train.max_steps": 3,
+    "train.micro_batch": 2,
+    "train.grad_accum": 2,
+    "train.eval_every": 3,
+    "train.save_every": 3,
+    "train.max_len": 64,
+    "train.lora_r": 4,
+    "train.lora_alpha": 8,
+    "train.replay_ratio": 0.0,
+    "train.init_from": "base",
+    "train.privacy.epsilon": 4.0,
+    "train.privacy.budget_epsilon": 6.0,
+}
 
 
 def user_chats(prefix: str, users: int, each: int) -> list[dict[str, object]]:
@@ -242,13 +239,8 @@ def user_chats(prefix: str, users: int, each: int) -> list[dict[str, object]]:
 
 
 @pytest.fixture
-def private_ws(workspace: Workspace, tmp_path: Path) -> Workspace:
-    base = build_tiny_model(tmp_path / "tiny")
-    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
-    workspace.config_path.write_text(
-        text.split("[train]")[0] + FLOW_TOML.format(base=base, budget=6.0)
-    )
-    return Workspace(workspace.root)
+def private_ws(tmp_path: Path, tiny_base: Path) -> Workspace:
+    return make_workspace(tmp_path / "ws", FLOW, {"train.base": str(tiny_base)})
 
 
 def test_private_round_records_epsilon_and_the_budget_refuses_the_next(

@@ -24,7 +24,7 @@ from tuneloop.registry.core import ProductionMovedError, os_actor
 from tuneloop.registry.location import RegistryMovedError
 from tuneloop.workspace import init_workspace
 
-from clirun import run
+from support.clirun import run
 
 LINEAGE = Lineage(
     base_ref="tiny-base",

@@ -12,10 +12,9 @@ from tuneloop.flows.curate import curate
 from tuneloop.flows.train import train
 from tuneloop.textnorm import normalize
 from tuneloop.train.rehearsal import prompt_pool, rehearsal_set, sample
-from tuneloop.workspace import Workspace
 
-from test_train_flow import TRAIN_TOML, chats, ingest
-from tiny import build_tiny_model
+from support.data import chats, ingest
+from support.workspaces import training_workspace
 
 
 def words(text: str) -> set[str]:
@@ -49,16 +48,12 @@ def test_answers_are_generated_once_then_cached(tmp_path: Path, tiny_base: Path)
 
 
 def test_training_mixes_rehearsal_in(
-    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_talker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    base = build_tiny_model(tmp_path / "tiny", scale=20.0)  # says something, unlike scale 1
-    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
-    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
-    workspace.config_path.write_text(
-        text + 'rehearsal = "sft"\nrehearsal_ratio = 0.25\nrehearsal_max_new_tokens = 8\n'
-    )
-    ws = Workspace(workspace.root)
+    sft = {"train.rehearsal": "sft", "train.rehearsal_ratio": 0.25,
+           "train.rehearsal_max_new_tokens": 8}  # fmt: skip
+    ws = training_workspace(tmp_path / "ws", tiny_talker, sft)  # the talker says something
     ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
     curate(ws)
     report = train(ws)
@@ -70,17 +65,13 @@ def test_training_mixes_rehearsal_in(
 
 
 def test_the_kl_term_starts_at_zero_and_is_logged(
-    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, tiny_talker: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fresh LoRA is the base model (lora_B = 0): the KL to the base is 0 at the first step,
     and grows as the adapter learns the task."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    base = build_tiny_model(tmp_path / "tiny", scale=20.0)
-    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
-    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
-    text += 'lr = 0.01\nrehearsal = "kl"\nrehearsal_max_new_tokens = 8\n'
-    workspace.config_path.write_text(text)
-    ws = Workspace(workspace.root)
+    kl = {"train.lr": 0.01, "train.rehearsal": "kl", "train.rehearsal_max_new_tokens": 8}
+    ws = training_workspace(tmp_path / "ws", tiny_talker, kl)
     ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
     curate(ws)
     report = train(ws)

@@ -23,9 +23,14 @@ from tuneloop.serve.keys import add_key
 from tuneloop.state.canary import read_state
 from tuneloop.workspace import Workspace
 
-from clirun import run
-from liveserver import live_server, register_adapter, serve_workspace, tiny_adapter, wait_for
-from tiny import build_tiny_model
+from support.clirun import run
+from support.liveserver import (
+    live_server,
+    register_adapter,
+    serve_workspace,
+    tiny_adapter,
+    wait_for,
+)
 
 HELLO = [{"role": "user", "content": "please reset my password"}]
 
@@ -69,9 +74,9 @@ def test_eligibility(mv: ModelVersion, fresh: bool, blocked_by: list[str]) -> No
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tiny(tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("release")
-    base = build_tiny_model(root / "tiny", scale=20.0)
+    base = tiny_talker
     adapters = [tiny_adapter(base, root / f"a{i}", seed=i) for i in range(4)]
     return {"base": base, "sha": weights_sha256(base), "adapters": adapters}
 

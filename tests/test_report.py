@@ -20,9 +20,9 @@ from tuneloop.state.canary import read_state
 from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
-from clirun import run
-from test_loop_cycle import loop_ws, write_jsonl
-from test_train_flow import chats
+from support.clirun import run
+from support.data import chats, write_jsonl
+from support.workspaces import loop_ws
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -53,8 +53,7 @@ def looped(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Workspa
     root = tmp_path_factory.mktemp("report")
     ws = loop_ws(root / "ws", tiny_base, chats("a", 30))
     assert run_cycle(ws)["end"]["outcome"] == "promoted"
-    ws.config_path.write_text(ws.config_path.read_text() + '\n[cycle]\nrelease = "canary"\n')
-    ws = Workspace(ws.root)
+    ws = ws.configure({"cycle.release": "canary"})
     write_jsonl(ws.root / "inbox" / "week2.jsonl", chats("b", 30))
     assert run_cycle(ws)["end"]["outcome"] == "canary"
     current = read_state(ws.serve_dir)

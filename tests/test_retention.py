@@ -12,17 +12,16 @@ from tuneloop.flows import retention
 from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
-from clirun import run
+from support.clirun import run
 
 DAY = 86_400.0
 OLD_SECRET, NEW_SECRET = "OKAPI-5512 old passphrase", "NARWHAL-7720 new passphrase"
 
 
 def with_retention(ws: Workspace, serving_log_days: int, rejects_days: int) -> Workspace:
-    text = ws.config_path.read_text()
-    text = text.replace("serving_log_days = 0", f"serving_log_days = {serving_log_days}")
-    ws.config_path.write_text(text.replace("rejects_days = 0", f"rejects_days = {rejects_days}"))
-    return Workspace(ws.root)
+    return ws.configure(
+        {"security.serving_log_days": serving_log_days, "security.rejects_days": rejects_days}
+    )
 
 
 def served(ws: Workspace, now: float) -> None:

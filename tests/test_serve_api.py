@@ -13,14 +13,16 @@ import pytest
 
 from tuneloop.serve.services import Services
 
-from liveserver import tiny_server, wait_for
+from support.liveserver import held_worker, tiny_server, wait_for
 
 HELLO = [{"role": "user", "content": "please reset my password"}]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
-    with tiny_server(tmp_path_factory.mktemp("api")) as served:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path
+) -> Iterator[tuple[str, Services]]:
+    with tiny_server(tmp_path_factory.mktemp("api"), tiny_talker) as served:
         yield served
 
 
@@ -212,6 +214,8 @@ def test_feedback_is_logged_and_counted(
 
 
 def test_metrics_carry_latency_and_ttft_histograms_by_arm(server: tuple[str, Services]) -> None:
+    body = {"messages": HELLO, "max_tokens": 2}  # a request of its own: the labels appear with one
+    assert httpx.post(f"{server[0]}/v1/chat/completions", json=body).status_code == 200
     text = httpx.get(f"{server[0]}/metrics").text
     for name in (
         "tuneloop_request_latency_seconds_bucket",
@@ -249,17 +253,14 @@ def test_health_and_readiness(server: tuple[str, Services]) -> None:
     assert ready["ready"] is True and ready["production"] == "base"
 
 
-def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
+def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path, tiny_talker: Path) -> None:
     """The generation worker is held between two steps (a command that waits on an event), so
     nothing leaves the queue of one: the first request waits there, the other five are refused,
     then the worker is let go and the first is answered. No timing decides the outcome."""
     import asyncio
-    import threading
 
-    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, services):
-        hold = threading.Event()
-        held = services.backend.scheduler.call(hold.wait)  # type: ignore[attr-defined]
-        wait_for(held.running)
+    server = tiny_server(tmp_path, tiny_talker, max_batch=1, max_queue=1)
+    with server as (url, services), held_worker(services) as hold:
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(timeout=120) as c:
@@ -280,29 +281,27 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     assert limited.json()["error"]["type"] == "rate_limit_error"
 
 
-def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path) -> None:
+def test_rate_limit_is_the_sdk_rate_limit_error(tmp_path: Path, tiny_talker: Path) -> None:
+    """One request waits in the queue of one while the worker is held: the next is refused,
+    whatever the machine's speed, and the SDK raises its own rate-limit error."""
     import threading
 
-    with tiny_server(tmp_path, max_batch=1, max_queue=1) as (url, services):
+    with tiny_server(tmp_path, tiny_talker, max_batch=1, max_queue=1) as (url, services):
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-        hold = [
-            threading.Thread(
-                target=lambda: client.chat.completions.create(
-                    model="base", messages=HELLO, max_tokens=150
-                )
-            )
-            for _ in range(2)
-        ]
-        # One runs, then one waits: started together, the second can find the first still
-        # queued (the queue holds one) and be refused itself before anything is running.
-        hold[0].start()
-        wait_for(lambda: services.backend.stats().running >= 1, timeout=30)
-        hold[1].start()
-        wait_for(lambda: services.backend.stats().waiting >= 1, timeout=30)
-        with pytest.raises(openai.RateLimitError):
-            client.chat.completions.create(model="base", messages=HELLO, max_tokens=5)
-        for t in hold:
-            t.join()
+        answered: list[str | None] = []
+
+        def ask() -> None:
+            reply = client.chat.completions.create(model="base", messages=HELLO, max_tokens=5)
+            answered.append(reply.choices[0].finish_reason)
+
+        waiting = threading.Thread(target=ask)
+        with held_worker(services):
+            waiting.start()
+            wait_for(lambda: services.backend.stats().waiting >= 1, timeout=30)
+            with pytest.raises(openai.RateLimitError):
+                client.chat.completions.create(model="base", messages=HELLO, max_tokens=5)
+        waiting.join()
+        assert answered and answered[0] in ("stop", "length")  # the waiting one, once let go
 
 
 def test_logprobs_are_the_models_and_greedy_picks_the_likeliest(

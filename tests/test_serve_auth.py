@@ -17,17 +17,16 @@ from tuneloop.serve.keys import add_key
 from tuneloop.serve.server import check_binding
 from tuneloop.workspace import Workspace
 
-from clirun import run
-from liveserver import live_server, serve_workspace, wait_for
-from tiny import build_tiny_model
+from support.clirun import run
+from support.liveserver import live_server, serve_workspace, wait_for
 
 HELLO = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
-def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def keyed(tmp_path_factory: pytest.TempPathFactory, tiny_base: Path) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("auth")
-    base = build_tiny_model(root / "tiny")
+    base = tiny_base
     ws = serve_workspace(root / "ws", base)
     keys = {
         "bank": add_key(ws.config_path, "bank", ["inference"]),

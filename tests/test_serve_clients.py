@@ -18,7 +18,8 @@ import pytest
 
 from tuneloop.serve.services import Services
 
-from liveserver import tiny_server
+from support.liveserver import tiny_server
+from support.tiny import TinyModels
 
 WEATHER = {
     "type": "object",
@@ -29,8 +30,9 @@ WEATHER = {
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with tiny_server(tmp_path_factory.mktemp("clients"), context=2048) as (served, services):
+def url(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> Iterator[str]:
+    base = tiny_models.get(scale=20.0, context=2048)
+    with tiny_server(tmp_path_factory.mktemp("clients"), base) as (served, services):
         yield f"{served}/v1"
         assert_logged(services)
 

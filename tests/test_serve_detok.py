@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,14 +11,12 @@ from hypothesis import strategies as st
 
 from tuneloop.serve.embedded.detok import IncrementalText
 
-from tiny import build_tiny_model
-
 
 @pytest.fixture(scope="module")
-def tok(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def tok(tiny_base: Path) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(build_tiny_model(tmp_path_factory.mktemp("tok")))
+    return AutoTokenizer.from_pretrained(tiny_base)
 
 
 def stream(tok: Any, ids: list[int], stop: tuple[str, ...] = ()) -> tuple[str, bool]:

@@ -23,8 +23,8 @@ from tuneloop.serve.generation import (
     SamplingParams,
 )
 
-from liveserver import tiny_adapter
-from tiny import build_tiny_model
+from support.liveserver import tiny_adapter
+from support.tiny import TinyModels
 
 PROMPTS = [
     "the card was lost yesterday",
@@ -37,9 +37,9 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny(tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("engine")
-    base = build_tiny_model(root / "base", scale=20.0)
+    base = tiny_talker
     return {
         "base": base,
         "a1": tiny_adapter(base, root / "a1", seed=1),
@@ -241,9 +241,9 @@ def test_penalties_and_bias_change_the_logits_as_openai_defines_them() -> None:
 
 
 @pytest.fixture(scope="module")
-def roomy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def roomy(tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("roomy")
-    base = build_tiny_model(root / "base", scale=20.0, context=2048)
+    base = tiny_models.get(scale=20.0, context=2048)
     return {"base": base, "a1": tiny_adapter(base, root / "a1", seed=1),
             "a2": tiny_adapter(base, root / "a2", seed=2)}  # fmt: skip
 

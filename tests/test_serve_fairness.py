@@ -5,22 +5,23 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from liveserver import tiny_server, wait_for
+from support.liveserver import tiny_server, wait_for
 
 HELLO = [{"role": "user", "content": "please reset my password"}]
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path) -> Iterator[str]:
     root = tmp_path_factory.mktemp("fair")
     timeouts = {"header_timeout_s": 1.0, "body_timeout_s": 1.0, "body_total_timeout_s": 5.0}
-    with tiny_server(root, **timeouts) as (url, _):
+    with tiny_server(root, tiny_talker, **timeouts) as (url, _):
         yield url
 
 
@@ -90,11 +91,13 @@ def test_a_long_stream_is_not_cut_by_the_read_timeouts(server: str) -> None:
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
 
 
-def test_a_keys_limits_hold_it_alone(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_keys_limits_hold_it_alone(
+    tmp_path: Path, tiny_talker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(
         "TUNELOOP_API_KEYS", "small:tl-small:concurrent=1:prompt=40:max_tokens=8,big:tl-big"
     )
-    with tiny_server(tmp_path) as (url, services):
+    with tiny_server(tmp_path, tiny_talker) as (url, services):
         small = openai.OpenAI(base_url=f"{url}/v1", api_key="tl-small", max_retries=0)
         big = openai.OpenAI(base_url=f"{url}/v1", api_key="tl-big", max_retries=0)
         with pytest.raises(openai.BadRequestError, match="over the 8 this key"):

@@ -15,16 +15,21 @@ from tuneloop.flows.register import registry_for
 from tuneloop.model.base import weights_sha256
 from tuneloop.serve.services import Services
 
-from liveserver import live_server, register_adapter, serve_workspace, tiny_adapter, wait_for
-from tiny import build_tiny_model
+from support.liveserver import (
+    live_server,
+    register_adapter,
+    serve_workspace,
+    tiny_adapter,
+    wait_for,
+)
 
 HELLO = [{"role": "user", "content": "please reset my password"}]
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def setup(tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("swap")
-    base = build_tiny_model(root / "tiny", scale=20.0)
+    base = tiny_talker
     ws = serve_workspace(root / "ws", base)
     sha = weights_sha256(base)
     versions = [register_adapter(ws, tiny_adapter(base, root / f"a{i}", seed=i), sha, str(base))
@@ -102,9 +107,11 @@ def test_promotion_is_followed_and_in_flight_requests_finish_on_their_version(
 
 def test_a_tampered_adapter_is_refused_and_serving_goes_on(setup: dict[str, Any]) -> None:
     url, ws = setup["url"], setup["ws"]
-    v3 = setup["versions"][2]
+    v1, v3 = setup["versions"][0], setup["versions"][2]
     registry = registry_for(ws)
-    before = httpx.get(f"{url}/readyz").json()["production"]
+    registry.promote(v1)  # what serves before, and where the rollback below returns
+    wait_for(lambda: production_is(url, f"v{v1}"))
+    before = f"v{v1}"
     registry.promote(v3)
     ready = wait_for(lambda: (r := httpx.get(f"{url}/readyz").json())["problems"] and r)
     assert ready["production"] == before and f"v{v3} refused" in ready["problems"][0]
@@ -114,16 +121,20 @@ def test_a_tampered_adapter_is_refused_and_serving_goes_on(setup: dict[str, Any]
     assert f'tuneloop_adapter_refused_total{{version="v{v3}"}} 1.0' in metrics
     assert any(e["action"] == "adapter_refused" and e["version"] == v3 for e in registry.audit())
     registry.rollback()
+    wait_for(lambda: not httpx.get(f"{url}/readyz").json()["problems"])
 
 
-def test_the_newest_version_is_loaded_ahead_but_not_served_by_name(setup: dict[str, Any]) -> None:
-    url, services = setup["url"], setup["services"]
-    v4 = setup["versions"][3]
+def test_the_newest_version_is_loaded_ahead_but_not_served_by_name(
+    setup: dict[str, Any], tmp_path: Path
+) -> None:
+    url, services, ws, base = setup["url"], setup["services"], setup["ws"], setup["base"]
+    adapter = tiny_adapter(base, tmp_path / "newest", seed=5)
+    newest = register_adapter(ws, adapter, weights_sha256(base), str(base)).version
     assert services.follower is not None
-    wait_for(lambda: v4 in services.follower._loaded)
+    wait_for(lambda: newest in services.follower._loaded)
     with pytest.raises(openai.NotFoundError):
-        answer(url, f"v{v4}")
-    assert f"v{v4}" not in {m.id for m in client(url).models.list()}
+        answer(url, f"v{newest}")
+    assert f"v{newest}" not in {m.id for m in client(url).models.list()}
 
 
 def test_an_adapter_of_another_base_is_refused(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -144,9 +155,11 @@ def test_an_admin_loads_a_version_to_serve_it_by_name(setup: dict[str, Any]) -> 
 
 def test_admin_promote_and_rollback_answer_with_what_is_served(setup: dict[str, Any]) -> None:
     url = setup["url"]
-    v2 = setup["versions"][1]
+    v1, v2 = setup["versions"][:2]
+    first = httpx.post(f"{url}/admin/promote", json={"version": v1}, timeout=60).json()
+    assert first["serving"]["production"] == f"v{v1}"  # then v2 has a previous to roll back to
     moved = httpx.post(f"{url}/admin/promote", json={"version": v2}, timeout=60).json()
     assert moved["serving"]["production"] == f"v{v2}" and moved["aliases"]["production"] == v2
     back = httpx.post(f"{url}/admin/rollback", timeout=60).json()
-    assert back["serving"]["production"] != f"v{v2}"
+    assert back["serving"]["production"] == f"v{v1}" and back["aliases"]["production"] == v1
     assert httpx.post(f"{url}/admin/promote", json={"version": "77"}).status_code == 404

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +20,7 @@ import pytest
 from tuneloop.serve.embedded.sampling import RowSampler
 from tuneloop.serve.services import Services
 
-from liveserver import tiny_server, wait_for
+from support.liveserver import tiny_server, wait_for
 
 PROMPTS = ["please reset my password", "the card was lost", "what is the fee", "thank you"]
 POISON_SEED = 4242
@@ -27,8 +28,10 @@ TOKENS = 120
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
-    with tiny_server(tmp_path_factory.mktemp("isolation"), max_batch=8) as served:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_talker: Path
+) -> Iterator[tuple[str, Services]]:
+    with tiny_server(tmp_path_factory.mktemp("isolation"), tiny_talker, max_batch=8) as served:
         yield served
 
 

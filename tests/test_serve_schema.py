@@ -19,8 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import positive_data_acceptance
 
-from liveserver import live_server, serve_workspace, wait_for
-from tiny import build_tiny_model
+from support.liveserver import live_server, serve_workspace, wait_for
 
 
 def fuzz(operation: Any, examples: int) -> None:
@@ -33,8 +32,8 @@ def fuzz(operation: Any, examples: int) -> None:
     check()
 
 
-def test_no_generated_request_makes_the_server_fail(tmp_path: Path) -> None:
-    base = build_tiny_model(tmp_path / "tiny")
+def test_no_generated_request_makes_the_server_fail(tmp_path: Path, tiny_base: Path) -> None:
+    base = tiny_base
     ws = serve_workspace(tmp_path / "ws", base, max_queue=64)
     with live_server(ws, base) as (url, _):
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)

@@ -16,19 +16,17 @@ import pytest
 
 from tuneloop.model.fetch import fetch_default
 from tuneloop.serve.background import free_port
-from tuneloop.workspace import init_workspace
 
-from clirun import TUNELOOP, run
+from support.clirun import TUNELOOP, run
+from support.workspaces import make_workspace
 
 pytestmark = pytest.mark.slow
 
 
 def test_smollm2_served_by_the_cli_and_ingested(tmp_path: Path) -> None:
     fetch_default()
-    ws = init_workspace(tmp_path / "ws")
     port = free_port()
-    text = ws.config_path.read_text().replace("port = 8000", f"port = {port}")
-    ws.config_path.write_text(text.replace("feedback_window_s = 3600", "feedback_window_s = 0"))
+    ws = make_workspace(tmp_path / "ws", {"serve.port": port, "serve.feedback_window_s": 0})
     env = {k: v for k, v in os.environ.items() if k != "TUNELOOP_WORKSPACE"}
     proc = subprocess.Popen([str(TUNELOOP), "serve", "-w", str(ws.root)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip

@@ -18,7 +18,8 @@ import pytest
 from tuneloop.serve.services import Services
 from tuneloop.serve.tools import HeldText, hermes_messages, parse
 
-from liveserver import tiny_server
+from support.liveserver import tiny_server
+from support.tiny import TinyModels
 
 HELLO = [{"role": "user", "content": "the card was lost yesterday"}]
 TICKET = {
@@ -42,8 +43,11 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Services]]:
-    with tiny_server(tmp_path_factory.mktemp("structured"), context=2048) as served:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_models: TinyModels
+) -> Iterator[tuple[str, Services]]:
+    base = tiny_models.get(scale=20.0, context=2048)
+    with tiny_server(tmp_path_factory.mktemp("structured"), base) as served:
         yield served  # a context for the Hermes tool prompt
 
 

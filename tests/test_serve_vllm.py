@@ -28,7 +28,7 @@ from tuneloop.serve.background import free_port
 from tuneloop.serve.tools import vllm_template
 from tuneloop.serve.vllm import VLLMBackend
 
-from liveserver import (
+from support.liveserver import (
     live_server,
     register_adapter,
     serve_workspace,

@@ -12,8 +12,8 @@ from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
-from clirun import run
-from liveserver import serve_workspace
+from support.clirun import run
+from support.liveserver import serve_workspace
 
 
 @pytest.fixture
@@ -99,9 +99,7 @@ def test_late_feedback_for_an_eval_bound_response_is_refused_with_its_reason(
 
 
 def test_feedback_window_holds_back_fresh_responses(ws: Workspace) -> None:
-    text = ws.config_path.read_text().replace("feedback_window_s = 0", "feedback_window_s = 3600")
-    ws.config_path.write_text(text)
-    ws = Workspace(ws.root)
+    ws = ws.configure({"serve.feedback_window_s": 3600})
     log_rows(ws, response(1, "u1"))
     assert ingest_serving_log(ws).responses_read == 0
     import time

@@ -35,8 +35,9 @@ from tuneloop.storage import PgTarget, Role, Store, pg_target
 from tuneloop.trainstore import LateFeedback, TrainStore
 from tuneloop.workspace import Workspace, init_workspace
 
-from clirun import run as tuneloop_cli
-from pgserver import PGTEST_DIR, PREFIX, admin_conninfo
+from support.clirun import run as tuneloop_cli
+from support.pgserver import PGTEST_DIR, PREFIX, admin_conninfo
+from support.workspaces import make_workspace
 
 Where = Callable[[Store, Role], Path | PgTarget]
 
@@ -304,12 +305,12 @@ def test_the_training_side_reads_eval_hashes_but_not_eval_text(
 
 
 def _on_postgres(root: Path, base: str) -> Workspace:
-    ws = init_workspace(root)
-    text = ws.config_path.read_text()
-    text = text.replace('backend = "sqlite"', 'backend = "postgres"')
-    text = text.replace("eval_fraction = 0.1", "eval_fraction = 0.5")  # the gateway writes both
-    ws.config_path.write_text(text.replace('postgres = ""', f'postgres = "{base}"'))
-    return Workspace(ws.root)
+    settings = {
+        "storage.backend": "postgres",
+        "storage.postgres": base,
+        "gateway.eval_fraction": 0.5,  # the gateway writes both stores
+    }
+    return make_workspace(root, settings)
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -9,30 +9,18 @@ import pytest
 import torch
 
 from tuneloop.model.base import load_base
-from tuneloop.records import Message, Record
 from tuneloop.train.adapter import adapter_weights
 from tuneloop.train.checkpoint import complete_checkpoints
 from tuneloop.train.data import IGNORE, collate, pack, single_rows, tokenize
 from tuneloop.train.loop import Trainer, TrainSettings, enable_checkpointing
 from tuneloop.train.lora import LoraSettings, with_lora
 
-from tiny import build_tiny_model
-
-QUESTIONS = ["the card was lost", "reset my password", "fee for a wire transfer", "thank you"]
-
-
-def records(n: int) -> list[Record]:
-    out = []
-    for i in range(n):
-        q = QUESTIONS[i % len(QUESTIONS)] + f" {i}"
-        msgs = (Message("user", q), Message("assistant", f'{{"intent": "x{i % 3}"}}'))
-        out.append(Record(id=f"r{i}", shape="chat", messages=msgs))
-    return out
+from support.training import Recorder, records
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+def tiny(tiny_base: Path) -> Path:
+    return tiny_base
 
 
 SETTINGS = TrainSettings(
@@ -115,18 +103,6 @@ def test_chunked_loss_and_checkpointing_give_the_full_loss_and_its_gradients(
     assert chunked == pytest.approx(full, rel=1e-5)
     for a, b in zip(full_grads, chunked_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-
-
-class Recorder:
-    def __init__(self, stop_at: int | None = None) -> None:
-        self.steps: dict[int, list[str]] = {}
-        self.stop_at = stop_at
-
-    def __call__(self, event: str, data: dict[str, Any]) -> None:
-        if event == "step":
-            self.steps[data["step"]] = data["records"]
-            if data["step"] == self.stop_at:
-                raise KeyboardInterrupt("killed")
 
 
 def _max_diff(a: Path, b: Path) -> float:

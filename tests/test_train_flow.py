@@ -11,55 +11,16 @@ from pathlib import Path
 import pytest
 
 from tuneloop.flows.curate import curate
-from tuneloop.flows.ingest import ingest_file
 from tuneloop.flows.train import train
 from tuneloop.workspace import Workspace
 
-from tiny import build_tiny_model
-
-TRAIN_TOML = """
-[train]
-base = "{base}"
-max_steps = 4
-micro_batch = 2
-grad_accum = 1
-eval_every = 2
-save_every = 2
-max_len = 64
-block_size = 64
-lora_r = 4
-lora_alpha = 8
-replay_ratio = 0.5
-"""
-
-
-def chats(prefix: str, n: int) -> list[dict[str, object]]:
-    return [
-        {
-            "id": f"{prefix}{i}",
-            "user_id": f"u{prefix}{i}",
-            "messages": [
-                {"role": "user", "content": f"please reset my password number {prefix} {i} now"},
-                {"role": "assistant", "content": f'{{"intent": "reset_password", "n": {i}}}'},
-            ],
-        }
-        for i in range(n)
-    ]
+from support.data import chats, ingest
+from support.workspaces import training_workspace
 
 
 @pytest.fixture
-def ws(workspace: Workspace, tmp_path: Path) -> Workspace:
-    base = build_tiny_model(tmp_path / "tiny")
-    text = workspace.config_path.read_text().replace("eval_fraction = 0.1", "eval_fraction = 0.0")
-    text = text.split("[train]")[0] + TRAIN_TOML.format(base=base)
-    workspace.config_path.write_text(text)
-    return Workspace(workspace.root)
-
-
-def ingest(ws: Workspace, tmp_path: Path, rows: list[dict[str, object]], name: str) -> None:
-    path = tmp_path / name
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ingest_file(ws, path)
+def ws(tmp_path: Path, tiny_base: Path) -> Workspace:
+    return training_workspace(tmp_path / "ws", tiny_base)
 
 
 def test_train_writes_adapter_and_lineage(ws: Workspace, tmp_path: Path) -> None:
@@ -162,10 +123,7 @@ def test_rounds_new_trains_on_what_the_adapter_has_not_seen(
     from tuneloop.errors import WorkspaceError
     from tuneloop.flows.register import registry_for
 
-    text = ws.config_path.read_text()
-    rounds_line = f"replay_ratio = 0.5\nrounds = '{rounds}'"
-    ws.config_path.write_text(text.replace("replay_ratio = 0.5", rounds_line))
-    ws = Workspace(ws.root)
+    ws = ws.configure({"train.rounds": rounds})
     ingest(ws, tmp_path, chats("a", 24), "a.jsonl")
     first_version = curate(ws).version
     first = train(ws)

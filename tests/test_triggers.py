@@ -20,9 +20,9 @@ from tuneloop.records import record_from_obj
 from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.workspace import Workspace
 
-from clirun import run
-from test_loop_cycle import loop_ws
-from test_train_flow import chats
+from support.clirun import TUNELOOP, run
+from support.data import chats
+from support.workspaces import loop_ws
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 NEW_TOPIC = ("mortgage_rate", "travel_notice", "direct_deposit")
@@ -125,8 +125,7 @@ def test_if_due_logs_every_check_and_runs_a_cycle_only_when_one_fires(
     tmp_path: Path, tiny_base: Path
 ) -> None:
     ws = loop_ws(tmp_path / "ws", tiny_base, chats("a", 30))
-    text = ws.config_path.read_text() + "\n[cycle.triggers]\nmin_new_examples = 20\n"
-    ws.config_path.write_text(text)
+    ws.configure({"cycle.triggers.min_new_examples": 20})
     due = run("cycle", "--if-due", "-w", ws.root, "--json", cwd=tmp_path)
     assert due.returncode == 0, due.stderr
     out = json.loads(due.stdout)
@@ -144,8 +143,6 @@ def test_watch_checks_the_triggers_until_terminated(workspace: Workspace, tmp_pa
     import os
     import signal
     import subprocess
-
-    from clirun import TUNELOOP
 
     env = {k: v for k, v in os.environ.items() if k != "TUNELOOP_WORKSPACE"}
     command = [str(TUNELOOP), "watch", "--interval", "0.2", "-w", str(workspace.root)]

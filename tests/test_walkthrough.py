@@ -17,7 +17,9 @@ import openai
 import pytest
 import tomlkit
 
-from clirun import TUNELOOP, run
+from tuneloop.workspace import Workspace
+
+from support.clirun import TUNELOOP, run
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bring-your-own-data.md"
 
@@ -78,15 +80,11 @@ TEST_SIZE = {  # what makes the documented settings fit a test: two steps of sho
 }  # fmt: skip
 
 
-def configure(config: Path, tiny_base: Path) -> None:
+def configure(root: Path, tiny_base: Path) -> None:
     """The documented settings, then the tiny model and the test's sizes."""
-    doc: Any = tomlkit.parse(config.read_text())
-    for table, values in settings_block().items():
-        doc[table].update(values)
-    for table, values in TEST_SIZE.items():
-        doc[table].update(values)
-    doc["train"]["base"] = str(tiny_base)
-    config.write_text(tomlkit.dumps(doc))
+    settings = {f"{table}.{name}": value for tables in (settings_block(), TEST_SIZE)
+                for table, values in tables.items() for name, value in values.items()}  # fmt: skip
+    Workspace(root).configure({**settings, "train.base": str(tiny_base)})
 
 
 @pytest.mark.slow
@@ -106,7 +104,7 @@ def test_the_walkthrough_runs_as_written(tmp_path: Path, tiny_base: Path) -> Non
         out = json.loads(done.stdout)
         if args[0] == "init":
             assert out["encryption"] is True
-            configure(tmp_path / "support" / "tuneloop.toml", tiny_base)
+            configure(tmp_path / "support", tiny_base)
         if args[:2] == ["ingest", "data/chats.jsonl"]:
             assert out["records"] == 36 and out["dropped"].get("input:bad_line") == 1
     serve = [a if a != "8000" else "0" for a in steps[-1]]

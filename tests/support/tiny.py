@@ -66,3 +66,20 @@ def build_tiny_model(folder: Path, seed: int = 0, scale: float = 1.0, context: i
     model.save_pretrained(folder, safe_serialization=True)
     fast.save_pretrained(folder)
     return folder
+
+
+class TinyModels:
+    """Tiny models built once per test session, one per set of build arguments, for tests to
+    read (never to write into): building one takes seconds, loading it milliseconds."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._built: dict[tuple[float, int], Path] = {}
+
+    def get(self, scale: float = 1.0, context: int = 256) -> Path:
+        """The model :func:`build_tiny_model` makes with these arguments (seed 0)."""
+        key = (scale, context)
+        if key not in self._built:
+            folder = self.folder / f"scale{scale:g}-context{context}"
+            self._built[key] = build_tiny_model(folder, scale=scale, context=context)
+        return self._built[key]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,21 +19,7 @@ from tuneloop.serve.server import services_for
 from tuneloop.serve.services import Services
 from tuneloop.workspace import Workspace
 
-SERVE_TOML = """
-[serve]
-poll_s = 0.02
-max_batch = {max_batch}
-max_queue = {max_queue}
-default_max_tokens = 8
-max_body_bytes = 65536
-feedback_window_s = 0
-{extra}
-[serve.canary]
-interval_s = {interval}
-failure_threshold = 2
-min_requests = {min_requests}
-min_feedback = {min_feedback}
-"""
+from support.workspaces import make_workspace
 
 
 def serve_workspace(
@@ -49,22 +35,22 @@ def serve_workspace(
 ) -> Workspace:
     """A workspace whose base model is ``base``, with fast serving and canary settings;
     ``serve``: more ``[serve]`` settings."""
-    from tuneloop.workspace import init_workspace
-
-    ws = init_workspace(root)
-    text = ws.config_path.read_text(encoding="utf-8")
-    text = text.replace('base = "smollm2-135m-instruct"', f'base = "{base}"')
-    text = text.replace("eval_fraction = 0.1", f"eval_fraction = {eval_fraction}")
-    text = text.split("[serve]")[0] + SERVE_TOML.format(
-        max_batch=max_batch,
-        max_queue=max_queue,
-        interval=interval,
-        min_requests=min_requests,
-        min_feedback=min_feedback,
-        extra="".join(f"{k} = {json.dumps(v)}\n" for k, v in serve.items()),
-    )
-    ws.config_path.write_text(text, encoding="utf-8")
-    return Workspace(ws.root)
+    settings = {
+        "train.base": str(base),
+        "gateway.eval_fraction": eval_fraction,
+        "serve.poll_s": 0.02,
+        "serve.max_batch": max_batch,
+        "serve.max_queue": max_queue,
+        "serve.default_max_tokens": 8,
+        "serve.max_body_bytes": 65536,
+        "serve.feedback_window_s": 0,
+        **{f"serve.{name}": value for name, value in serve.items()},
+        "serve.canary.interval_s": interval,
+        "serve.canary.failure_threshold": 2,
+        "serve.canary.min_requests": min_requests,
+        "serve.canary.min_feedback": min_feedback,
+    }
+    return make_workspace(root, settings)
 
 
 def tiny_adapter(base: Path, dest: Path, seed: int, r: int = 4, scale: float = 1.0) -> Path:
@@ -136,17 +122,28 @@ def live_server(
 
 
 @contextmanager
-def tiny_server(root: Path, context: int = 256, **settings: Any) -> Iterator[tuple[str, Services]]:
-    """A ready server over the tiny Llama of ``tiny.py`` (varied tokens: ``scale=20``)."""
+def tiny_server(root: Path, base: Path, **settings: Any) -> Iterator[tuple[str, Services]]:
+    """A ready server over ``base`` (a tiny model: ``tiny_talker``, which says varied things)
+    in a workspace at ``root``; ``settings``: :func:`serve_workspace`'s."""
     import httpx
 
-    from tiny import build_tiny_model
-
-    base = build_tiny_model(root / "tiny", scale=20.0, context=context)
     ws = serve_workspace(root / "ws", base, **settings)
     with live_server(ws, base) as (url, services):
         wait_for(lambda: httpx.get(f"{url}/readyz").status_code == 200)
         yield url, services
+
+
+@contextmanager
+def held_worker(services: Services) -> Iterator[threading.Event]:
+    """The generation worker held between two steps until the event is set (or the block ends):
+    nothing leaves the waiting queue meanwhile, whatever the machine's load."""
+    hold = threading.Event()
+    held = services.backend.scheduler.call(hold.wait)  # type: ignore[attr-defined]
+    try:
+        wait_for(held.running)
+        yield hold
+    finally:
+        hold.set()
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, every: float = 0.02) -> Any:
