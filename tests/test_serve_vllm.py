@@ -137,16 +137,20 @@ def test_production_is_generated_by_vllm_with_its_adapter(served: dict[str, Any]
 
 
 def test_streaming_and_the_serving_log(served: dict[str, Any]) -> None:
+    services = served["services"]
+    services.writer.flush()
+    before = len(services.log.responses_after(0, 1e12))  # other tests' requests, in any order
+    production = httpx.get(f"{served['url']}/readyz").json()["production"]
     chunks = list(ask(served["url"], "production", stream=True,
                       stream_options={"include_usage": True}))  # fmt: skip
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == ask(served["url"], "production").choices[0].message.content
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-    services = served["services"]
     services.writer.flush()
-    rows = services.log.responses_after(0, 1e12)
-    assert rows and all(r["status"] == "ok" and r["model_version"] == served["versions"][0]
-                        for r in rows)  # fmt: skip
+    rows = services.log.responses_after(0, 1e12)[before:]
+    assert len(rows) == 2 and all(
+        r["status"] == "ok" and f"v{r['model_version']}" == production for r in rows
+    )
 
 
 TOOLS = [{"type": "function", "function": {"name": "capital_of", "parameters": {
@@ -185,3 +189,6 @@ def test_a_promotion_loads_the_new_version_under_a_new_name(served: dict[str, An
     upstream = upstream_models(served["vllm_url"])
     assert any(n.startswith(f"v{v2}-") for n in upstream)
     assert any(n.startswith(f"v{v1}-") for n in upstream)  # previous stays loaded
+    registry_for(served["ws"]).promote(v1)  # the module's other tests expect v1, in any order
+    wait_for(lambda: httpx.get(f"{served['url']}/readyz").json()["production"] == f"v{v1}",
+             timeout=120)  # fmt: skip
