@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +30,7 @@ from tuneloop.serve.protocol import (
 from tuneloop.serve.services import Services
 from tuneloop.serve.shapes import TextShape
 from tuneloop.state import server_file
+from tuneloop.workspace import Workspace
 
 GENERATE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -92,12 +92,11 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-def _report_html(root: Path) -> str:
+def _report_html(ws: Workspace) -> str:
     from tuneloop.report.collect import collect
     from tuneloop.report.page import render
-    from tuneloop.workspace import Workspace
 
-    return render(collect(Workspace(root)))
+    return render(collect(ws))
 
 
 def _no_422(app: FastAPI) -> None:
