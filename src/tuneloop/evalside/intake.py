@@ -18,12 +18,7 @@ from tuneloop.contamination.calibration import SuiteCalibration
 from tuneloop.contamination.check import Checker, Embedder
 from tuneloop.contamination.fields import fields_of
 from tuneloop.contamination.index import ContaminationIndex, IndexSettings, build_index
-from tuneloop.contamination.persist import (
-    StaleIndexError,
-    current_version,
-    load_index,
-    save_index,
-)
+from tuneloop.contamination.persist import StaleIndexError, load_index, save_index
 from tuneloop.contamination.semantic import embedder_for, enabled, item_texts
 from tuneloop.errors import StorageError
 from tuneloop.evalside.store import EvalStore
@@ -101,7 +96,7 @@ def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
     written in an older format (whose message goes to stderr: the rebuild takes a while)."""
     cfg = ws.config.contamination
     settings = index_settings(cfg)
-    version = current_version(ws.index_dir)
+    version = ws.index_version()
     if version is not None:
         try:
             index = load_index(ws.index_dir, version)
