@@ -119,7 +119,7 @@ def handle_tainted(ws: Workspace) -> dict[str, Any]:
 
 def collect(ws: Workspace, cycle: Cycle) -> StageResult:
     tainted = handle_tainted(ws)
-    inbox = ws.root / ws.config.cycle.inbox
+    inbox = ws.inbox_dir
     if inbox.is_dir():
         for path in sorted(inbox.glob("*.jsonl")):
             _take(path, cycle.collected_dir)
@@ -275,12 +275,12 @@ def gate(ws: Workspace, cycle: Cycle) -> StageResult:
 
 def release(ws: Workspace, cycle: Cycle) -> StageResult:
     from tuneloop.flows.register import registry_for
-    from tuneloop.registry.release import current_index_version, promote
+    from tuneloop.registry.release import promote
     from tuneloop.serve.canary import actions
     from tuneloop.state.canary import read_state
 
     cfg = ws.config.cycle
-    index = current_index_version(ws.index_dir)
+    index = ws.index_version()
     version = str(cycle.outputs("train")["version"])
     running = server_running(ws.serve_dir)
     mode = cfg.release if cfg.release != "auto" else ("canary" if running else "promote")
