@@ -9,11 +9,13 @@ see is checked here: a module reaching for a store's files through the workspace
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
 import tuneloop
+from tuneloop import workspace
 
 TRAINING_SIDE = (
     "tuneloop.records",
@@ -78,3 +80,79 @@ def test_no_test_file_imports_a_test_module() -> None:
             assert not any(part.startswith("test_") for part in module.split(".")), (
                 f"{path.relative_to(tests)} imports {module}: move what it needs to tests/support"
             )
+
+
+# -- the workspace names every path -------------------------------------------------------------
+
+# Where a name of the workspace's stands for something else, with why.
+ELSEWHERE = {
+    ("tuneloop/encryption/keys.py", workspace.CONFIG_NAME): "declared there, below the workspace",
+    ("tuneloop/model/fetch.py", workspace.EVAL_MODELS): "the model cache, in ~/.cache",
+    ("tuneloop/cycle/stages/train.py", workspace.TRAIN): "the stage's name, not the folder",
+}
+PATH_CALLS = frozenset({"Path", "PurePath", "joinpath", "with_name", "glob", "rglob"})
+
+
+def path_literals(source: str, names: Iterable[str]) -> list[tuple[int, str]]:
+    """(line, name) of each string literal in ``source`` that names one of ``names`` as a path:
+    a file name (it has a dot past its first character) anywhere; a folder name joined with
+    ``/``, passed to ``Path``/``joinpath``/``glob``/…, or bound to a module-level constant."""
+    tree, wanted = ast.parse(source), set(names)
+    parent = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and node.value in wanted):
+            continue
+        up = parent[node]
+        func = getattr(up, "func", None)
+        if (
+            "." in node.value[1:]
+            or (isinstance(up, ast.BinOp) and isinstance(up.op, ast.Div))
+            or (isinstance(up, ast.Call) and node in up.args
+                and getattr(func, "id", getattr(func, "attr", None)) in PATH_CALLS)
+            or (isinstance(up, ast.Assign) and parent[up] is tree)
+        ):  # fmt: skip
+            found.append((node.lineno, node.value))
+    return found
+
+
+def test_the_detector_finds_each_way_of_spelling_a_path() -> None:
+    source = (
+        'A = "runs"\nws.root / "cycles"\nPath(root, "serve")\nf = ("x", "mlflow.db")\n'
+        'ws.store("train", "eval")\nif role == "serve": pass\n'
+    )
+    found = path_literals(source, workspace.NAMES)
+    assert found == [(1, "runs"), (2, "cycles"), (3, "serve"), (4, "mlflow.db")]
+
+
+def test_only_the_workspace_names_what_a_workspace_holds() -> None:
+    """A module that spelled "mlflow.db" looked for a file that a workspace on PostgreSQL never
+    has: every path in a workspace is the workspace's to name (and to say whether it exists)."""
+    spelled = []
+    for path in sorted(SRC.rglob("*.py")):
+        module = path.relative_to(SRC.parent).as_posix()
+        if module == "tuneloop/workspace.py":
+            continue
+        for line, name in path_literals(path.read_text(encoding="utf-8"), workspace.NAMES):
+            if (module, name) not in ELSEWHERE:
+                spelled.append(f"{module}:{line} spells {name!r}")
+    assert not spelled, "use the Workspace's property or constant instead:\n" + "\n".join(spelled)
+
+
+def test_every_name_the_workspace_joins_is_listed() -> None:
+    """Names are constants in NAMES, never literals, so the test above sees every one."""
+    tree = ast.parse((SRC / "workspace.py").read_text(encoding="utf-8"))
+    constants = {
+        node.targets[0].id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+        and isinstance(node.targets[0], ast.Name) and isinstance(node.value.value, str)
+    }  # fmt: skip
+    assert set(constants.values()) - {workspace.ENV_VAR} <= set(workspace.NAMES)
+    joined = [
+        node.right.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+        and isinstance(node.right, ast.Constant)
+    ]  # fmt: skip
+    assert not joined, f"name these in NAMES: {joined}"

@@ -10,7 +10,8 @@ import pytest
 
 from tuneloop.contamination.check import Checker, Match, kept_gram_counts, strongest
 from tuneloop.contamination.index import IndexSettings, build_index
-from tuneloop.contamination.persist import current_version, load_index, save_index
+from tuneloop.contamination.persist import load_index, save_index
+from tuneloop.workspace import current_version
 
 RNG = random.Random(7)
 VOCAB = [f"tok{i}" for i in range(3000)]

@@ -18,7 +18,7 @@ from tuneloop.flows.train import settings_from, train
 from tuneloop.model.base import load_base
 from tuneloop.train.adapter import adapter_weights
 from tuneloop.train.data import single_rows, tokenize
-from tuneloop.train.ledger import LEDGER_FILE, PrivacyLedger
+from tuneloop.train.ledger import PrivacyLedger
 from tuneloop.train.loop import TrainSettings
 from tuneloop.train.lora import LoraSettings, with_lora
 from tuneloop.train.privacy import PoissonSampler, PrivacySettings, make_plan
@@ -260,7 +260,7 @@ def test_private_round_records_epsilon_and_the_budget_refuses_the_next(
     assert version.lineage.hyperparameters["privacy"]["epsilon"] == spent["epsilon"]
     again = train(private_ws, resume=True)  # the same run: charged once, not twice
     assert again.run_id == first.run_id
-    ledger = json.loads((private_ws.train_dir / LEDGER_FILE).read_text())
+    ledger = json.loads(private_ws.privacy_ledger_path.read_text())
     assert list(ledger["rounds"]) == [first.run_id]
     assert ledger["rounds"][first.run_id]["units"] == users
     assert "user0" not in json.dumps(ledger)  # users are stored hashed
@@ -270,5 +270,5 @@ def test_private_round_records_epsilon_and_the_budget_refuses_the_next(
         train(private_ws)
     expected = f"{users} of {users} users in this round would pass train.privacy.budget_epsilon = 6"
     assert expected in str(info.value)
-    ledger_now = PrivacyLedger(private_ws.train_dir / LEDGER_FILE)
+    ledger_now = PrivacyLedger(private_ws.privacy_ledger_path)
     assert max(ledger_now.spent(f"user:user{u}") for u in range(12)) == spent["epsilon"]

@@ -28,7 +28,6 @@ from tuneloop.contamination.index import (
 from tuneloop.contamination.persist import (
     FORMAT,
     StaleIndexError,
-    current_version,
     load_index,
     read_calibration,
     save_index,
@@ -331,7 +330,7 @@ def test_evalset_add_calibrates_and_a_stale_index_rebuilds(
     added = add_eval_items(workspace, problems, "math", [])
     assert added.semantic is not None and added.semantic.on
     assert added.semantic_line.startswith("semantic check on for suite 'math': threshold")
-    version = current_version(workspace.index_dir)
+    version = workspace.index_version()
     assert version is not None
     meta_path = workspace.index_dir / "versions" / version[:16] / "meta.json"
     meta = json.loads(meta_path.read_text())

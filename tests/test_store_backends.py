@@ -18,17 +18,18 @@ from typing import Any
 
 import pytest
 
-from tuneloop.cycle.triggers import check_tainted
-from tuneloop.errors import EvalStoreError, StorageError
+from tuneloop.cycle.triggers import check_quality, check_tainted
+from tuneloop.errors import EvalStoreError, StorageError, WorkspaceError
 from tuneloop.evalside.store import EvalStore
 from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file
 from tuneloop.flows.forget import forget
 from tuneloop.flows.ingest import ingest_file
+from tuneloop.flows.serving import ingest_serving_log
 from tuneloop.gateway import group_side
 from tuneloop.records import record_from_obj
 from tuneloop.registry import Lineage, Registry, release
-from tuneloop.registry.release import ReleaseRefusedError, current_index_version
+from tuneloop.registry.release import ReleaseRefusedError
 from tuneloop.report.collect import collect as collect_report
 from tuneloop.state.serving_log import FeedbackRow, ResponseRow, ServingLog
 from tuneloop.storage import PgTarget, Role, Store, pg_target
@@ -362,13 +363,13 @@ def test_a_workspace_on_postgres_ingests_curates_registers_and_forgets(
     receipt = forget(ws, user=trained)
     assert receipt["check"]["clean"] and receipt["found"]["training_records"] == 1
     assert receipt["tainted_models"] == [version] and receipt["production_tainted"]
-    assert not (ws.root / "mlflow.db").exists()  # the registry is on the server too, and read so:
+    assert not ws.registry_db_path.exists()  # the registry is on the server too, and read so:
     assert check_tainted(ws).fired  # the erasure trigger sees the tainted production
     listed = collect_report(ws)
     assert [v["version"] for v in listed.versions] == [version]
     assert any("erased" in p for p in listed.versions[0]["problems"])
     with pytest.raises(ReleaseRefusedError, match="has not been through the gate"):
-        release.promote(registry, version, current_index_version(ws.index_dir))
+        release.promote(registry, version, ws.index_version())
     receipt = forget(ws, user=held)
     assert receipt["check"]["clean"] and receipt["found"]["eval_items"] == 1
     with TrainStore(ws.store("train", "train")) as store:
@@ -377,6 +378,25 @@ def test_a_workspace_on_postgres_ingests_curates_registers_and_forgets(
     assert verified.returncode == 0, verified.stderr
     with EvalStore(ws.store("eval", "eval")) as estore:
         assert len(estore.erased()) == 1 and estore.count() == len(evals) + report.stored_eval - 1
+
+
+def test_what_exists_is_asked_of_the_workspace_not_of_the_disk(
+    pg_database: str, tmp_path: Path
+) -> None:
+    """On a server no store file ever appears, and a store is there from `tuneloop db init` on."""
+    local = init_workspace(tmp_path / "local")
+    assert not local.has_registry() and not local.has_serving_log()
+    assert local.registry_uri() == f"sqlite:///{local.registry_db_path}"
+    with pytest.raises(WorkspaceError, match="no serving log yet"):
+        ingest_serving_log(local)
+    ws = _on_postgres(tmp_path / "ws", pg_database)
+    assert ws.has_registry() and ws.has_serving_log() and ws.index_version() is None
+    assert ws.registry_uri().startswith("postgresql+psycopg://tuneloop_registry@")
+    assert ingest_serving_log(ws).responses_read == 0  # the server's log, empty: no refusal
+    assert "no serving log" not in check_quality(ws, ws.config.cycle.triggers, 0.0).detail
+    assert not ws.serving_log_path.exists() and not ws.registry_db_path.exists()
+    refused = tuneloop_cli("registry", "relocate", cwd=ws.root)
+    assert refused.returncode == 2 and "a registry on a server is shared" in refused.stderr
 
 
 def test_db_init_on_a_sqlite_workspace_says_what_to_set(tmp_path: Path) -> None:

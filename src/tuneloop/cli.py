@@ -18,7 +18,7 @@ from tuneloop.cli_options import (
     parse_columns,
 )
 from tuneloop.errors import ConfigError, TuneloopError
-from tuneloop.workspace import find_workspace, init_workspace
+from tuneloop.workspace import Workspace, find_workspace, init_workspace
 
 # Each command imports the code it runs inside itself (the CLI's start-up time): `tuneloop --help`
 # and every command start without loading torch, MLflow, FastAPI or pyarrow.
@@ -68,7 +68,7 @@ def init(
 
     Encrypted at rest by default: the key is made here, owner-only, outside the workspace;
     back it up (without it the stores cannot be read)."""
-    existed = (directory / "tuneloop.toml").exists()
+    existed = Workspace(directory).config_path.exists()
     ws = init_workspace(directory, name, encrypt=encryption and not existed)
     security = ws.config.security
     key = security.key if security.encryption else None
@@ -366,11 +366,11 @@ def gate(
 def registry_list(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> None:
     """Every model version with its aliases and dataset."""
     from tuneloop.flows.register import registry_for
-    from tuneloop.registry.release import current_index_version, eligibility
+    from tuneloop.registry.release import eligibility
 
     ws = find_workspace(workspace)
     versions = registry_for(ws).list()
-    index = current_index_version(ws.index_dir)
+    index = ws.index_version()
     if json:
         render.emit_json(
             [{**_version_dict(v), "eligibility": eligibility(v, index).to_dict()} for v in versions]
@@ -435,11 +435,11 @@ def registry_promote(
 ) -> None:
     """Move production to VERSION (the old production becomes previous), if it may serve."""
     from tuneloop.flows.register import registry_for
-    from tuneloop.registry.release import current_index_version, promote
+    from tuneloop.registry.release import promote
 
     ws = find_workspace(workspace)
     registry = registry_for(ws)
-    promote(registry, version, current_index_version(ws.index_dir), force)
+    promote(registry, version, ws.index_version(), force)
     _say_production(f"v{registry.resolve('production').version}", json)
 
 
@@ -456,13 +456,13 @@ def registry_relocate(workspace: WorkspaceOpt = None, json: JsonOpt = False) -> 
     from tuneloop.registry.location import relocate
 
     ws = find_workspace(workspace)
-    db = ws.root / "mlflow.db"
-    if ws.config.storage.backend == "postgres" or not db.is_file():
+    db = ws.registry_db_path
+    if ws.config.storage.backend == "postgres" or not ws.has_registry():
         raise ConfigError(
-            f"{ws.root}: no local mlflow.db to relocate (a registry on a server is shared by "
+            f"{ws.root}: no local {db.name} to relocate (a registry on a server is shared by "
             "every copy of the workspace: serve from the folder it names)"
         )
-    old, new = relocate(db, ws.root / "artifacts", "tuneloop")
+    old, new = relocate(db, ws.registry_artifacts_dir, "tuneloop")
     if json:
         render.emit_json({"artifacts_from": str(old), "artifacts_to": str(new)})
         return

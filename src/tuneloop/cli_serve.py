@@ -97,7 +97,7 @@ def vllm_template(
     ws = find_workspace(workspace)
     tokenizer = AutoTokenizer.from_pretrained(resolve(base_ref(ws)))
     original = tokenizer.chat_template or ""
-    path = out or ws.serve_dir / "vllm-template.jinja"
+    path = out or ws.vllm_template_path
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path, "w") as fh:
         fh.write(original if "tools" in original else template_for(original))
@@ -130,11 +130,10 @@ def canary_start(
 ) -> None:
     """Send WEIGHT% of users to VERSION; a running server judges it and promotes or rolls back."""
     from tuneloop.flows.register import registry_for
-    from tuneloop.registry.release import current_index_version
     from tuneloop.serve.canary import actions
 
     ws = find_workspace(workspace)
-    index = current_index_version(ws.index_dir)
+    index = ws.index_version()
     state = actions.start(
         ws.serve_dir, registry_for(ws), version, weight, step, max_weight, index, force
     )

@@ -86,7 +86,6 @@ def register_adapter(
     """Register ``adapter``; ``gated``: with a passing gate decision on the current eval index,
     as ``tuneloop gate`` leaves one, so that the version may be released."""
     from tuneloop.flows.register import registry_for
-    from tuneloop.registry.release import current_index_version
 
     lineage = Lineage(
         base_ref=base,
@@ -100,7 +99,7 @@ def register_adapter(
     registry = registry_for(ws)
     version = registry.register(adapter, lineage)
     if gated:
-        index = current_index_version(ws.index_dir) or ""
+        index = ws.index_version() or ""
         decision = {"decision": "pass", "reasons": ["passed"], "eval_index_version": index}
         registry.set_gate_decision(version.version, decision)
     return registry.get(version.version)

@@ -1,8 +1,8 @@
-"""Saving and loading the contamination index: one folder per version, a CURRENT pointer.
+"""Saving and loading the contamination index: a versioned folder (see :mod:`tuneloop.workspace`).
 
 A version folder is written under a temporary name and renamed into place, and CURRENT is
 replaced atomically after it, so a reader sees either the old index or the new one, never a mix.
-Arrays are stored in ``.npy`` form inside an ``.npz`` (no pickle).
+Arrays are stored in ``.npy`` form inside an ``.npz`` (no pickle), beside a ``meta.json``.
 
 ``FORMAT`` names what a version folder holds (``ADDED`` says what each format added). A folder
 of another format is refused with :class:`StaleIndexError`, and the eval side rebuilds the
@@ -22,7 +22,10 @@ import numpy as np
 from tuneloop.contamination.calibration import SuiteCalibration
 from tuneloop.contamination.index import ContaminationIndex, IndexSettings, SortedKeys, Units
 from tuneloop.errors import WorkspaceError
+from tuneloop.workspace import current_version, set_current, versions_dir
 
+ARRAYS_FILE = "index.npz"
+META_FILE = "meta.json"
 FORMAT = 3
 ADDED = {
     2: "the prompt/answer containment units",
@@ -83,7 +86,7 @@ def _units(arrays: dict[str, Any], settings: IndexSettings, n_items: int) -> Uni
 
 def save_index(index: ContaminationIndex, root: Path) -> Path:
     """Write ``index`` as the current version under ``root``; return its folder."""
-    folder = root / "versions" / index.version[:16]
+    folder = versions_dir(root) / index.version[:16]
     # The same version built otherwise (older format, other settings, embeddings added or
     # dropped) is replaced: else every load would find it stale and rebuild it again.
     stale = folder.exists() and _built(folder) != _built_as(index)
@@ -91,7 +94,7 @@ def save_index(index: ContaminationIndex, root: Path) -> Path:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
         try:
-            np.savez(tmp / "index.npz", allow_pickle=False, **_arrays(index))
+            np.savez(tmp / ARRAYS_FILE, allow_pickle=False, **_arrays(index))
             meta = {
                 "format": FORMAT,
                 "version": index.version,
@@ -104,7 +107,7 @@ def save_index(index: ContaminationIndex, root: Path) -> Path:
                 "semantic_calibration": {k: c.to_dict() for k, c in index.calibration.items()},
                 "embeddings": index.embeddings is not None,
             }
-            (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+            (tmp / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
             if stale:
                 old = folder.rename(folder.with_name(f".stale-{folder.name}"))
                 shutil.rmtree(old)
@@ -112,9 +115,7 @@ def save_index(index: ContaminationIndex, root: Path) -> Path:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    pointer = root / ".CURRENT.tmp"
-    pointer.write_text(index.version, encoding="utf-8")
-    pointer.replace(root / "CURRENT")
+    set_current(root, index.version)
     return folder
 
 
@@ -122,18 +123,13 @@ def prune_versions(root: Path) -> int:
     """Remove every version but the current one (after an erasure, the older versions hold
     hashes of erased items); returns how many were removed."""
     current = current_version(root)
-    folder = root / "versions"
+    folder = versions_dir(root)
     if current is None or not folder.is_dir():
         return 0
     old = [p for p in folder.iterdir() if p.is_dir() and p.name != current[:16]]
     for path in old:
         shutil.rmtree(path)
     return len(old)
-
-
-def current_version(root: Path) -> str | None:
-    pointer = root / "CURRENT"
-    return pointer.read_text(encoding="utf-8").strip() if pointer.exists() else None
 
 
 def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
@@ -143,11 +139,11 @@ def load_index(root: Path, version: str | None = None) -> ContaminationIndex:
         raise WorkspaceError(
             f"{root}: no contamination index yet; add eval items with `tuneloop evalset add`"
         )
-    folder = root / "versions" / version[:16]
+    folder = versions_dir(root) / version[:16]
     meta = _meta(folder)
     raw = dict(meta["settings"])
     settings = IndexSettings(**{**raw, "canary_patterns": tuple(raw["canary_patterns"])})
-    with np.load(folder / "index.npz", allow_pickle=False) as z:
+    with np.load(folder / ARRAYS_FILE, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return ContaminationIndex(
         settings=settings,
@@ -183,7 +179,7 @@ def _built_as(index: ContaminationIndex) -> tuple[object, ...]:
 
 def _built(folder: Path) -> tuple[object, ...] | None:
     try:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return (meta.get("format"), meta.get("settings"), meta.get("embeddings"))
@@ -191,7 +187,7 @@ def _built(folder: Path) -> tuple[object, ...] | None:
 
 def _meta(folder: Path) -> dict[str, Any]:
     """A version folder's meta.json, refused with :class:`StaleIndexError` if of another format."""
-    meta: dict[str, Any] = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    meta: dict[str, Any] = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
     found = meta.get("format")
     if found != FORMAT:
         lacks = [ADDED[k] for k in sorted(ADDED) if not isinstance(found, int) or found < k]
@@ -210,7 +206,7 @@ def read_calibration(root: Path) -> dict[str, SuiteCalibration] | None:
     if version is None:
         return None
     try:
-        meta = _meta(root / "versions" / version[:16])
+        meta = _meta(versions_dir(root) / version[:16])
     except StaleIndexError:
         return None
     found = meta["semantic_calibration"]

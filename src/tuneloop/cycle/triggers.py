@@ -41,12 +41,10 @@ from tuneloop.errors import ConfigError
 from tuneloop.flows.register import registry_for
 from tuneloop.flows.serving import RESPONSES
 from tuneloop.records import Record, read_records
-from tuneloop.state.cycle import cycles_dir, list_cycles
+from tuneloop.state.cycle import list_cycles
 from tuneloop.state.serving_log import ServingLog
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
-
-LOG_FILE = "triggers.jsonl"
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ def check_schedule(cfg: TriggerConfig, last_start: float | None, now: float) -> 
 
 
 def inbox_records(ws: Workspace) -> list[Record]:
-    inbox = ws.root / ws.config.cycle.inbox
+    inbox = ws.inbox_dir
     if not inbox.is_dir():
         return []
     return [rec for path in sorted(inbox.glob("*.jsonl")) for _, rec in read_records(path)]
@@ -187,7 +185,7 @@ def evaluate(ws: Workspace, now: float | None = None) -> Evaluation:
 
 
 def log_evaluation(ws: Workspace, evaluation: Evaluation) -> Path:
-    path = cycles_dir(ws) / LOG_FILE
+    path = ws.trigger_log_path
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", encoding="utf-8") as fh:
         fh.write(json.dumps(evaluation.to_dict(), default=str) + "\n")
@@ -195,7 +193,7 @@ def log_evaluation(ws: Workspace, evaluation: Evaluation) -> Path:
 
 
 def history(ws: Workspace) -> list[dict[str, Any]]:
-    path = cycles_dir(ws) / LOG_FILE
+    path = ws.trigger_log_path
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]

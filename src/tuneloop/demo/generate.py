@@ -935,14 +935,19 @@ def _finish(
 # --------------------------------------------------------------------------- output
 
 
-def write(data: GeneratedData, out_dir: Path) -> dict[str, Path]:
-    """Write the four files, each atomically (temp file + rename); return their paths."""
-    paths = {
+def files_in(out_dir: Path) -> dict[str, Path]:
+    """Where :func:`write` puts each of its files in ``out_dir``."""
+    return {
         "interactions": out_dir / "interactions.jsonl",
         "eval": out_dir / "eval.jsonl",
         "documents": out_dir / "documents.jsonl",
         "truth": out_dir / "truth.json",
     }
+
+
+def write(data: GeneratedData, out_dir: Path) -> dict[str, Path]:
+    """Write the four files, each atomically (temp file + rename); return their paths."""
+    paths = files_in(out_dir)
     write_jsonl(paths["interactions"], data.interactions)
     write_jsonl(paths["eval"], data.eval_items)
     write_jsonl(paths["documents"], data.documents)

@@ -8,6 +8,7 @@ from typing import Any
 from rich.table import Table
 
 from tuneloop import render
+from tuneloop.demo.generate import files_in
 from tuneloop.demo.model import configure
 from tuneloop.demo.run import run_demo
 from tuneloop.flows.experiment import run_leak_experiment
@@ -27,7 +28,7 @@ def run_leak(
     # each side of the cut-off; the gateway's 'live' suite plays no part here.
     every_task_item = {"evaluate.max_items_per_suite": 0, "evaluate.store_suites": ["task"]}
     ws = configure(Workspace(root.resolve()), every_task_item)
-    eval_file = ws.root / "demo-data" / "eval.jsonl"
+    eval_file = files_in(ws.demo_data_dir)["eval"]
     result = run_leak_experiment(ws, eval_file, max_train=max_train, epochs=epochs)
     if as_json:
         render.emit_json(result)

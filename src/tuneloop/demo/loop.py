@@ -36,7 +36,7 @@ from tuneloop.serve.app import create_app
 from tuneloop.serve.background import serve_in_thread
 from tuneloop.serve.server import embedded_backend, services_for
 from tuneloop.state.canary import read_state
-from tuneloop.state.cycle import Cycle, cycles_dir
+from tuneloop.state.cycle import Cycle
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
@@ -149,7 +149,7 @@ def week_two(ws: Workspace, eval_items: list[dict[str, Any]], n: int) -> dict[st
     leaks = leak_attempts(7, eval_items[:24])
     for leak in leaks:
         leak["created_at"] = (start + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    inbox = ws.root / ws.config.cycle.inbox
+    inbox = ws.inbox_dir
     inbox.mkdir(parents=True, exist_ok=True)
     write_jsonl(inbox / "week2.jsonl", rows + leaks)
     return {"records": len(rows) + len(leaks), "leak_attempts": len(leaks)}
@@ -184,7 +184,7 @@ def live_canary(ws: Workspace, url: str, weights: dict[str, float] | None, seed:
 def leak_fates(ws: Workspace, cycle_id: str, prefix: str = "leak-") -> dict[str, int]:
     """Where the eval items pasted back as traffic went: dropped (by method), the eval bucket
     (new users are routed like anyone), or the training store (which must be none)."""
-    cycle = Cycle(cycles_dir(ws) / cycle_id)
+    cycle = Cycle.of(ws, cycle_id)
     fates: dict[str, int] = {}
     for report in cycle.outputs("ingest")["reports"]:
         if not report.get("rejects_file"):
@@ -211,9 +211,7 @@ def comparison(ws: Workspace, incumbent: str, candidate: str) -> list[dict[str, 
 
     def scores(name: str) -> dict[str, dict[str, float | None]]:
         if name == "base":
-            reports = sorted((ws.eval_dir / "reports").glob("base-*.json"),
-                             key=lambda p: p.stat().st_mtime)  # fmt: skip
-            return suite_means(reports[-1]) if reports else {}
+            return suite_means(ws.latest_eval_report("base"))
         return suite_means(registry.get(name.removeprefix("v")).lineage.eval_report)
 
     before, after = scores(incumbent), scores(candidate)

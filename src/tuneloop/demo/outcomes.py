@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuneloop.contamination.persist import read_calibration
-from tuneloop.datasets import DatasetStore
+from tuneloop.datasets import REJECTS_FILE, DatasetStore
 from tuneloop.demo.generate import GeneratedData
 from tuneloop.evalside.store import EvalStore
 from tuneloop.workspace import Workspace
@@ -121,7 +121,7 @@ def collect_outcomes(
     with EvalStore(ws.store("eval", "eval")) as estore:
         for item in estore.iter_items(suite=ws.config.gateway.eval_suite):
             out.outcome[item.item_id] = "eval_bucket"
-    for row in _read_jsonl(store.path(version) / "rejects.jsonl"):
+    for row in _read_jsonl(store.path(version) / REJECTS_FILE):
         label = row.get("method") or row["reason"]
         out.outcome[row["id"]] = f"{row['block']}:{label}"
     for rec in store.load(version):

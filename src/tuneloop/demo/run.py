@@ -30,21 +30,20 @@ from tuneloop.flows.curate import curate
 from tuneloop.flows.evalset import add_file, verify
 from tuneloop.flows.ingest import ingest_file
 from tuneloop.report.page import write_report
-from tuneloop.state.cycle import Cycle, cycles_dir
+from tuneloop.state.cycle import Cycle
 from tuneloop.workspace import Workspace, init_workspace
 
-MARKER = ".tuneloop-demo"
 Say = Callable[[str], None]
 
 
 def _fresh_workspace(root: Path, semantic: bool) -> Workspace:
     """The demo owns its folder: it is wiped only if an earlier demo created it."""
     if root.exists():
-        if not (root / MARKER).exists():
+        if not Workspace(root).demo_marker_path.exists():
             raise WorkspaceError(f"{root} exists and is not a demo workspace; pick another folder")
         shutil.rmtree(root)
     ws = init_workspace(root, "demo")
-    (root / MARKER).write_text("created by `tuneloop demo`; safe to delete\n")
+    ws.demo_marker_path.write_text("created by `tuneloop demo`; safe to delete\n")
     # The bank's own name is written like a person's ("Hi Northwind, ..."): never redact it.
     settings: dict[str, object] = {"curate.pii_allow": ["Northwind"]}
     if semantic:
@@ -69,7 +68,7 @@ def run_demo(
     semantic = semantic and paraphrase_check_installed()
     ws = _fresh_workspace(root, semantic)
     data = generate(seed, max(20, records // 7), records, datetime(2026, 10, 1, tzinfo=UTC), 42)
-    files = write(data, ws.root / "demo-data")
+    files = write(data, ws.demo_data_dir)
 
     def say(message: str) -> None:
         if not as_json:
@@ -126,7 +125,7 @@ def run_loop(
     start = time.perf_counter()
     with loop.server(ws) as url:
         say(f"[bold]3. serving[/] {ws.config.train.base} at {url}/v1 (production: the base model)")
-        inbox = ws.root / ws.config.cycle.inbox
+        inbox = ws.inbox_dir
         inbox.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(files["interactions"], inbox / "week1.jsonl")
         say("[bold]4. cycle 1[/]: week 1's traffic is in the inbox")
@@ -162,7 +161,7 @@ def _stages(say: Say) -> Say:
 
 
 def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_json: bool) -> Any:
-    cycle = Cycle(cycles_dir(ws) / cycle_id)
+    cycle = Cycle.of(ws, cycle_id)
     rejects = cycle.outputs("ingest")["reports"][0].get("rejects_file")
     version = cycle.outputs("curate")["dataset"]
     store = DatasetStore(ws.datasets_dir)
@@ -173,7 +172,7 @@ def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_jso
 
 
 def _cycle_summary(ws: Workspace, status: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
-    cycle = Cycle(cycles_dir(ws) / status["cycle"])
+    cycle = Cycle.of(ws, status["cycle"])
     gate = cycle.marker("gate")
     ingest = cycle.outputs("ingest")
     rows = []

@@ -23,12 +23,7 @@ from tuneloop.contamination.index import (
     build_index,
     semantic_rule,
 )
-from tuneloop.contamination.persist import (
-    StaleIndexError,
-    current_version,
-    load_index,
-    save_index,
-)
+from tuneloop.contamination.persist import StaleIndexError, load_index, save_index
 from tuneloop.contamination.semantic import embedder_for, enabled, item_texts
 from tuneloop.errors import StorageError
 from tuneloop.evalside.store import EvalStore
@@ -94,7 +89,7 @@ def load_or_rebuild(ws: Workspace, store: EvalStore) -> ContaminationIndex:
     written in an older format (whose message goes to stderr: the rebuild takes a while)."""
     cfg = ws.config.contamination
     settings = cfg.index_settings()
-    version = current_version(ws.index_dir)
+    version = ws.index_version()
     if version is not None:
         try:
             index = load_index(ws.index_dir, version)

@@ -186,5 +186,6 @@ def federated(
         eps,
         privacy.to_dict(),
     )
-    (agg.run_dir / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+    path = aggregator.federated_report_path(run_id)
+    path.write_text(json.dumps(report.to_dict(), indent=1, default=str))
     return report

@@ -87,17 +87,13 @@ class Aggregator:
     observe: Callable[[RoundRecord], None] | None = None
     outcomes: list[RoundOutcome] = field(default_factory=list)
 
-    @property
-    def run_dir(self) -> Path:
-        return self.ws.root / "runs" / "federated" / self.plan.run_id
-
     def _save(self, record: RoundRecord) -> Path:
         import torch  # noqa: PLC0415 - heavy (torch)
         from peft import set_peft_model_state_dict  # noqa: PLC0415 - heavy (peft)
 
         weights = {k: torch.from_numpy(v.copy()) for k, v in record.aggregate.items()}
         set_peft_model_state_dict(self.model, weights)
-        dest = self.run_dir / f"round-{record.server_round}"
+        dest = self.ws.federated_round_dir(self.plan.run_id, record.server_round)
         save_adapter(self.model, dest)
         return dest
 

@@ -150,7 +150,7 @@ def train_site(
     torch.manual_seed(settings.seed)
     model = with_lora(model, settings.lora)
     rows = (_rows(train, tokenizer, plan, settings.packing), _rows(val, tokenizer, plan, False))
-    run_dir = ws.root / "runs" / "federated" / plan.run_id / f"round-{server_round}"
+    run_dir = ws.federated_round_dir(plan.run_id, server_round)
     delta, result, loss = local_round(
         model, tokenizer.pad_token_id, rows, settings, run_dir, global_arrays, plan.aggregation
     )

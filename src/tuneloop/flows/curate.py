@@ -57,7 +57,8 @@ def curate(ws: Workspace, allow_empty: bool = False) -> CurateReport:
     decon = next(b for b in blocks if isinstance(b, ContaminationBlock))
     datasets = DatasetStore(ws.datasets_dir)
     parent = datasets.latest()
-    inputs = {"train_store_records": len(records), "train_store": "train/store.sqlite"}
+    store_name = ws.train_store_path.relative_to(ws.root).as_posix()
+    inputs = {"train_store_records": len(records), "train_store": store_name}
     version = datasets.create(
         result.records,
         parent=parent,

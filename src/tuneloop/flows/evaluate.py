@@ -35,7 +35,7 @@ def _resolve_model(ws: Workspace, ref: str) -> tuple[str, str, Path | None, str 
         return "base", base_folder(ws.config.train.base), None, None
     registry = registry_for(ws)
     version = registry.resolve(ref)
-    dest = ws.eval_dir / "models" / f"v{version.version}"
+    dest = ws.eval_model_dir(version.version)
     if not dest.exists():
         registry.download(version.version, dest)
     lineage = version.lineage
@@ -69,10 +69,6 @@ def cutoff_window(ws: Workspace, dataset: str | None) -> str | None:
     return max(known) if known else None
 
 
-def report_path(ws: Workspace, name: str, index_version: str) -> Path:
-    return ws.eval_dir / "reports" / f"{name}-{index_version[:12]}.json"
-
-
 def evaluate(ws: Workspace, ref: str) -> tuple[EvalReport, Path]:
     """Score one model on the store's task suites, forgetting and safety; save the report."""
     name, base, adapter, dataset = _resolve_model(ws, ref)
@@ -91,7 +87,7 @@ def evaluate_model(
     model, tokenizer, fingerprint = load_model_for_eval(base, adapter)
     prompt = ws.config.curate.system_prompt if cfg.task_system_prompt is None else (
         cfg.task_system_prompt or None)  # fmt: skip
-    evaluator = Evaluator(model, tokenizer, name, ws.eval_dir / "cache", cfg.max_new_tokens,
+    evaluator = Evaluator(model, tokenizer, name, ws.eval_cache_dir, cfg.max_new_tokens,
                           cfg.batch_size, fingerprint, prompt, cfg.fields)  # fmt: skip
     try:
         with EvalStore(ws.store("eval", "eval")) as store:
@@ -104,7 +100,7 @@ def evaluate_model(
         report = evaluator.build_report(name, suites, index_version, _probe(suites, cutoff))
     finally:
         evaluator.close()
-    path = report_path(ws, name, index_version)
+    path = ws.eval_report_path(name, index_version)
     path.parent.mkdir(parents=True, exist_ok=True)
     report.save(path)
     return report, path

@@ -148,7 +148,7 @@ def run_leak_experiment(
     gated = {name: run_gate(ws, str(m.version)) for name, m in models.items()}
     reports = {name: g.candidate for name, g in gated.items()}
     rows = _table(reports, suite, {o["id"] for o in leaked}, set(fresh_ids))
-    again = ws.root / "leaked-again.jsonl"
+    again = ws.leaked_again_path
     again.write_text("".join(json.dumps({**o, "id": f"again-{k}", "user_id": f"leaker-{k}"}) + "\n"
                              for k, o in enumerate(leaked)))  # fmt: skip
     caught = ingest_file(ws, again)

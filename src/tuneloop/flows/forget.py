@@ -44,8 +44,6 @@ from tuneloop.train.replay import ReplayBuffer
 from tuneloop.trainstore import TrainStore
 from tuneloop.workspace import Workspace
 
-RECEIPTS = "erasures"
-
 
 @dataclass
 class Found:
@@ -115,7 +113,7 @@ def lineage(ws: Workspace, train_ids: set[str]) -> dict[str, list[str]]:
     """The dataset, replay and model versions that hold (or were trained on) these records."""
     datasets = DatasetStore(ws.datasets_dir)
     hit = [v for v in datasets.versions() if datasets.ids(v) & train_ids]
-    buffer = ReplayBuffer(ws.train_dir / "replay")
+    buffer = ReplayBuffer(ws.replay_dir)
     replay = [v for v in buffer.versions() if buffer.ids(v) & train_ids]
     models: list[str] = []
     for mv in registry_for(ws).list():  # oldest first: a seed's taint passes to what grew from it
@@ -148,7 +146,7 @@ def _remove(ws: Workspace, found: Found, request_id: str) -> dict[str, Any]:
             removed["serving_log"] = log.erase(sorted(subject.users), sorted(subject.conversations))
         finally:
             log.close()
-    cache_path = ws.eval_dir / "cache" / CACHE_FILE
+    cache_path = ws.eval_cache_dir / CACHE_FILE
     if cache_path.is_file():
         cache = AnswerCache(cache_path)
         try:
@@ -158,7 +156,7 @@ def _remove(ws: Workspace, found: Found, request_id: str) -> dict[str, Any]:
     datasets = DatasetStore(ws.datasets_dir)
     per_version = {v: datasets.erase(v, subject, request_id) for v in datasets.versions()}
     removed["datasets"] = {v: n for v, n in per_version.items() if any(n.values())}
-    removed["replay_buffer"] = ReplayBuffer(ws.train_dir / "replay").erase(subject)
+    removed["replay_buffer"] = ReplayBuffer(ws.replay_dir).erase(subject)
     files = {str(p.relative_to(ws.root)): scrub_jsonl(p, subject) for p in ws.root.rglob("*.jsonl")}
     removed["jsonl_files"] = {name: n for name, n in files.items() if n}
     return removed
@@ -218,5 +216,5 @@ def forget(
         "check": {**left, "clean": not left["files"] and not left["dataset_rows"]},
         "seconds": round(time.perf_counter() - start, 3),
     }  # fmt: skip
-    write_json(ws.root / RECEIPTS / f"{request_id}.json", receipt)
+    write_json(ws.erasure_receipt_path(request_id), receipt)
     return receipt

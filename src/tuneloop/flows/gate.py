@@ -19,7 +19,6 @@ from tuneloop.flows.evaluate import evaluate
 from tuneloop.flows.register import production_version, registry_for
 from tuneloop.gate import GateDecision, GatePolicy, decide
 from tuneloop.registry import release
-from tuneloop.registry.release import current_index_version
 from tuneloop.workspace import Workspace
 
 
@@ -69,7 +68,7 @@ def run_gate(ws: Workspace, candidate: str, promote: bool = False) -> GateRun:
     out = decision.to_dict()
     registry.set_gate_decision(cand.version, out)
     if promote and out["decision"] == "pass":
-        release.promote(registry, cand.version, current_index_version(ws.index_dir))
+        release.promote(registry, cand.version, ws.index_version())
         out["promoted"] = True
     return GateRun(out, cand_report, inc_report)
 

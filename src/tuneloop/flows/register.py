@@ -8,7 +8,7 @@ from pathlib import Path
 from tuneloop.errors import WorkspaceError
 from tuneloop.registry import Lineage, ModelVersion, Registry
 from tuneloop.registry.manifest import build_manifest, combined_sha256
-from tuneloop.workspace import Workspace
+from tuneloop.workspace import RUN_ADAPTER, RUN_LINEAGE, Workspace
 
 
 def registry_for(ws: Workspace) -> Registry:
@@ -29,7 +29,7 @@ def register_run(
 
     The same run with the same adapter is registered once: a second call returns that version.
     """
-    raw = json.loads((run_dir / "lineage.json").read_text(encoding="utf-8"))
+    raw = json.loads((run_dir / RUN_LINEAGE).read_text(encoding="utf-8"))
     registry = registry_for(ws)
     lineage = Lineage(
         base_ref=raw["base"]["ref"],
@@ -47,10 +47,11 @@ def register_run(
         code_version=raw["code_version"],
         parent_version=production_version(registry),
     )
-    adapter_sha = combined_sha256(build_manifest(run_dir / "best"))
+    adapter = run_dir / RUN_ADAPTER
+    adapter_sha = combined_sha256(build_manifest(adapter))
     for known in registry.list():  # registering a run again (a rerun after a crash) is a no-op
         if known.lineage.hyperparameters.get("run_id") == raw["run_id"] and (
             known.adapter_sha256 == adapter_sha
         ):
             return known
-    return registry.register(run_dir / "best", lineage, metrics)
+    return registry.register(adapter, lineage, metrics)

@@ -27,7 +27,7 @@ from tuneloop.progress import task as progress_task
 from tuneloop.records import Record
 from tuneloop.train.adapter import folder_sha256
 from tuneloop.train.data import pack, single_rows, tokenize
-from tuneloop.train.ledger import LEDGER_FILE, PrivacyLedger
+from tuneloop.train.ledger import PrivacyLedger
 from tuneloop.train.loop import (
     Trainer,
     TrainResult,
@@ -42,7 +42,7 @@ from tuneloop.train.private import PrivateTrainer
 from tuneloop.train.rehearsal import Rehearsal, default_cache, prompt_pool, rehearsal_set, sample
 from tuneloop.train.replay import ReplayBuffer, replay_count
 from tuneloop.train.warm import WarmStart, load_into, warm_start
-from tuneloop.workspace import Workspace
+from tuneloop.workspace import RUN_LINEAGE, Workspace
 
 
 def privacy_settings(cfg: TrainConfig) -> PrivacySettings | None:
@@ -113,8 +113,7 @@ class TrainReport:
 
 
 def _buffer(ws: Workspace, cfg: TrainConfig) -> ReplayBuffer:
-    root = ws.train_dir / "replay"
-    return ReplayBuffer(root, cfg.replay_capacity, cfg.replay_strategy, cfg.seed)
+    return ReplayBuffer(ws.replay_dir, cfg.replay_capacity, cfg.replay_strategy, cfg.seed)
 
 
 def _mix_replay(
@@ -189,7 +188,7 @@ def _warm(ws: Workspace, cfg: TrainConfig, info: BaseModelInfo, model: Any,
     if not ws.has_registry():
         return WarmStart(None, None, None, "fresh: nothing registered yet")
     return warm_start(registry_for(ws), info.weights_sha256, settings.lora,
-                      model.config.model_type, ws.root / "runs" / "init",
+                      model.config.model_type, ws.warm_start_dir,
                       require_private=settings.privacy is not None)  # fmt: skip
 
 
@@ -224,7 +223,7 @@ def _private_trainer(
     by_id = {r.id: r for r in records}
     units = [unit_of(by_id[row.record_ids[0]]) for row in rows]
     trainer = PrivateTrainer(model, pad_id, rows, val_rows, settings, run_dir, units)
-    ledger = PrivacyLedger(ws.train_dir / LEDGER_FILE)
+    ledger = PrivacyLedger(ws.privacy_ledger_path)
     planned = trainer.plan.epsilon_at(settings.max_steps)
     budget = cfg.privacy.budget_epsilon if cfg.privacy else 0.0
     ledger.check(run_id, trainer.unit_keys, planned, budget)
@@ -304,7 +303,7 @@ def _prepare(ws: Workspace, dataset: str | None, base: str | None, max_steps: in
     val_records = store.load(version, split="validation")
     run_id = run_id_for(version, replay_version, info, settings, warm.adapter_sha256,
                         rehearsal.sha256 if rehearsal else None, cfg.rounds)  # fmt: skip
-    run_dir = ws.root / "runs" / run_id
+    run_dir = ws.run_dir(run_id)
     torch.manual_seed(settings.seed)
     memory.steady_allocator()
     model = with_lora(model, settings.lora)
@@ -389,7 +388,7 @@ def train(
     if privacy is not None:
         lineage["privacy"] = privacy
     if trainer.is_main:
-        (p.run_dir / "lineage.json").write_text(json.dumps(lineage, indent=1, default=str))
+        (p.run_dir / RUN_LINEAGE).write_text(json.dumps(lineage, indent=1, default=str))
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     registered = None
     if trainer.is_main:

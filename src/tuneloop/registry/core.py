@@ -43,7 +43,6 @@ from tuneloop.registry.manifest import (
     verify_manifest,
 )
 from tuneloop.registry.release import WAIVER_TAG
-from tuneloop.storage import registry_uri
 from tuneloop.workspace import Workspace
 
 PRODUCTION, PREVIOUS, CANARY = "production", "previous", "canary"
@@ -113,20 +112,13 @@ class Registry:
 
     @classmethod
     def for_workspace(cls, root: Path) -> Registry:
-        """The workspace's registry: ``mlflow.db`` beside it, or MLflow's tables on the
-        stores' PostgreSQL server (schema ``mlflow``, as the registry role)."""
+        """The workspace's registry (:meth:`Workspace.registry_uri`: a file in it, or MLflow's
+        tables on the stores' PostgreSQL server), its artifacts folder and its audit log."""
         ws = Workspace(root.resolve())
-        root = ws.root
-        cfg = ws.config.storage if ws.config_path.is_file() else None
-        uri = (
-            registry_uri(cfg.postgres, cfg.role_prefix)
-            if cfg is not None and cfg.backend == "postgres"
-            else f"sqlite:///{root}/mlflow.db"
-        )
         return cls(
-            uri,
-            artifact_root=root / "artifacts",
-            audit_path=root / "registry-audit.jsonl",
+            ws.registry_uri(),
+            artifact_root=ws.registry_artifacts_dir,
+            audit_path=ws.registry_audit_path,
         )
 
     def _open(self, artifact_root: Path | None) -> str:

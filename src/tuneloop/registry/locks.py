@@ -17,6 +17,7 @@ from typing import TypeVar
 from mlflow.exceptions import MlflowException
 
 _LOCKED_MARKERS = ("database is locked", "database is busy")
+ARTIFACTS_LOCK = ".registry.lock"  # in the artifacts folder, for a registry on a server
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -97,6 +98,6 @@ def lock_path_for(uri: str, artifact_root: Path | None) -> Path:
     if db is not None:
         return db.with_name(db.name + ".lock")
     if artifact_root is not None:
-        return artifact_root / ".registry.lock"
+        return artifact_root / ARTIFACTS_LOCK
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"tuneloop-registry-{digest}.lock"

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from tuneloop.errors import WorkspaceError
@@ -77,12 +76,6 @@ class Eligibility:
             "problems": [p.detail for p in self.problems],
             "waived": [p.detail for p in self.waived],
         }
-
-
-def current_index_version(index_dir: Path) -> str | None:
-    """The eval index the training side checks against now (the index's CURRENT pointer)."""
-    pointer = index_dir / "CURRENT"
-    return pointer.read_text(encoding="utf-8").strip() if pointer.is_file() else None
 
 
 def _gate_problem(mv: ModelVersion, index_version: str | None, fresh: bool) -> Problem | None:

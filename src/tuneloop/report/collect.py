@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuneloop.datasets import DatasetStore, read_manifest
 from tuneloop.registry import Registry
-from tuneloop.registry.release import current_index_version, eligibility
+from tuneloop.registry.release import eligibility
 from tuneloop.state.cycle import STAGES, canary_outcome, list_cycles
 from tuneloop.state.serving_log import ServingLog
 from tuneloop.workspace import Workspace
@@ -65,13 +66,11 @@ def suite_means(report_path: str | Path | None) -> dict[str, dict[str, float | N
 
 
 def _base_scores(ws: Workspace) -> dict[str, dict[str, float | None]]:
-    reports = sorted((ws.root / "eval" / "reports").glob("base-*.json"),
-                     key=lambda p: p.stat().st_mtime)  # fmt: skip
-    return suite_means(reports[-1]) if reports else {}
+    return suite_means(ws.latest_eval_report("base"))
 
 
 def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
-    index = current_index_version(ws.index_dir)
+    index = ws.index_version()
     out = []
     for mv in registry.list():
         lin = mv.lineage
@@ -97,7 +96,7 @@ def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
 def _runs(ws: Workspace) -> dict[str, dict[str, list[float]]]:
     """Loss curves per run; a step logged twice (a resumed run) keeps its last value."""
     runs: dict[str, dict[str, list[float]]] = {}
-    for path in sorted((ws.root / "runs").glob("*/metrics.jsonl")):
+    for path in ws.run_metrics_paths():
         train: dict[int, float] = {}
         evals: dict[int, float] = {}
         for row in _read_jsonl(path):
@@ -190,9 +189,9 @@ def _series(rows: list[dict[str, Any]], bins: int = 12) -> dict[str, dict[str, l
 
 
 def _datasets(ws: Workspace) -> dict[str, dict[str, Any]]:
-    out = {}
-    for path in sorted((ws.root / "train" / "datasets").glob("ds-*/manifest.json")):
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+    store, out = DatasetStore(ws.datasets_dir), {}
+    for version in sorted(store.versions()):
+        manifest = read_manifest(store.root / version)
         out[manifest["version"]] = {"created_at": manifest["created_at"],
                                     "counts": manifest["counts"],
                                     "erasures": len(manifest.get("erasures", []))}  # fmt: skip
@@ -209,9 +208,9 @@ def collect(ws: Workspace) -> ReportData:
     data.base_scores = _base_scores(ws)
     data.runs = _runs(ws)
     data.cycles = _cycles(ws)
-    data.triggers = _read_jsonl(ws.root / "cycles" / "triggers.jsonl")
+    data.triggers = _read_jsonl(ws.trigger_log_path)
     data.datasets = _datasets(ws)
-    for path in sorted((ws.root / "erasures").glob("*.json")):
+    for path in sorted(ws.erasures_dir.glob("*.json")):
         receipt = json.loads(path.read_text(encoding="utf-8"))
         data.erasures.append({k: receipt[k] for k in ("request_id", "at", "tainted_models",
                                                       "production_tainted", "seconds")}

@@ -138,8 +138,8 @@ def render(data: ReportData) -> str:
 
 
 def write_report(ws: Workspace, out: Path | None = None) -> Path:
-    """Render the workspace's report to ``out`` (default ``<workspace>/report.html``)."""
-    target = out or ws.root / "report.html"
+    """Render the workspace's report to ``out`` (default :attr:`Workspace.report_page_path`)."""
+    target = out or ws.report_page_path
     page = render(collect(ws))
     with atomic_writer(target, "w") as fh:
         fh.write(page)

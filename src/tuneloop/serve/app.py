@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -95,8 +94,8 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-def _report_html(root: Path) -> str:
-    return render(collect(Workspace(root)))
+def _report_html(ws: Workspace) -> str:
+    return render(collect(ws))
 
 
 def _no_422(app: FastAPI) -> None:

@@ -31,6 +31,7 @@ from tuneloop.serve.generation import Backend
 from tuneloop.serve.metrics import Metrics
 from tuneloop.serve.router import BASE_TARGET, CanaryRoute, Router, ServingState, Target
 from tuneloop.state.canary import read_state, state_path
+from tuneloop.workspace import SERVED_ADAPTERS
 
 FULL_POLL_S = 2.0
 log = logging.getLogger("tuneloop.serve.follow")
@@ -56,7 +57,7 @@ class AliasFollower:
         self.serve_dir, self.registry, self.backend = serve_dir, registry, backend
         self.router, self.metrics, self.loop = router, metrics, loop
         self.base_sha256, self.poll_s = base_sha256, poll_s
-        self.adapters_dir = serve_dir / "adapters"
+        self.adapters_dir = serve_dir / SERVED_ADAPTERS
         self._watch = (*watch, state_path(serve_dir))
         self._loaded: dict[str, Target] = {}
         self._pinned: set[str] = set()

@@ -41,6 +41,7 @@ from fastapi.staticfiles import StaticFiles
 from tuneloop.serve.auth import Principal
 from tuneloop.serve.errors import APIError
 from tuneloop.serve.services import Services
+from tuneloop.workspace import SERVED_ADAPTERS, SERVING_LOG, TRAIN, Workspace
 
 SESSION, CSRF = "tuneloop_session", "tuneloop_csrf"
 SESSION_S = 8 * 3600
@@ -93,8 +94,8 @@ def page_principal(s: Services, sessions: Sessions, request: Request) -> Princip
 class ReportCache:
     """The report page, rendered again only when the workspace changed (or it is old)."""
 
-    def __init__(self, root: Path, render: Callable[[Path], str]) -> None:
-        self.root, self._render = root, render
+    def __init__(self, ws: Workspace, render: Callable[[Workspace], str]) -> None:
+        self.ws, self._render = ws, render
         self._page: tuple[tuple[Any, ...], float, bytes] | None = None
         self._lock = threading.Lock()
         self.renders = 0
@@ -103,9 +104,9 @@ class ReportCache:
         """Sizes and times of what the report reads: one stat per file, no file opened. The
         root's listing reaches one level down (erasures/, serve/ …); the folders named here
         hold what lies deeper (a cycle's files, a run's metrics, reports, dataset manifests)."""
-        deeper = [self.root / "cycles", self.root / "runs", self.root / "eval" / "reports",
-                  self.root / "train" / "datasets"]  # fmt: skip
-        paths = sorted({p for folder in (self.root, *deeper) for p in _listing(folder)})
+        ws = self.ws
+        deeper = [ws.cycles_dir, ws.runs_dir, ws.eval_reports_dir, ws.datasets_dir]
+        paths = sorted({p for folder in (ws.root, *deeper) for p in _listing(folder)})
         stats = [(str(p), p.stat()) for p in paths]
         return tuple((name, st.st_mtime_ns, st.st_size) for name, st in stats)
 
@@ -118,7 +119,7 @@ class ReportCache:
                 or not fresh
                 or time.monotonic() - self._page[1] > REPORT_MAX_AGE_S
             ):
-                self._page = (sig, time.monotonic(), self._render(self.root).encode("utf-8"))
+                self._page = (sig, time.monotonic(), self._render(self.ws).encode("utf-8"))
                 self.renders += 1
             return self._page[2]
 
@@ -127,12 +128,13 @@ def _listing(folder: Path) -> list[Path]:
     """A folder's files and its subfolders' files (one level), sorted; none if it is absent.
 
     The serving log is left out: it changes with every request, and what the report shows of
-    it (a canary's numbers) changes with each judgment, which the audit log records anyway."""
+    it (a canary's numbers) changes with each judgment, which the audit log records anyway. So
+    is the training side, but for its dataset versions (listed on their own)."""
     if folder.is_dir():
-        found = [p for p in sorted(folder.iterdir()) if p.name not in ("adapters", "train")]
+        found = [p for p in sorted(folder.iterdir()) if p.name not in (SERVED_ADAPTERS, TRAIN)]
         nested = [sorted(p.iterdir()) for p in found if p.is_dir()]
         files = [p for p in found + [q for n in nested for q in n] if p.is_file()]
-        return [p for p in files if not p.name.startswith("log.") and p.suffix != ".lock"]
+        return [p for p in files if not p.name.startswith(SERVING_LOG) and p.suffix != ".lock"]
     return []
 
 
@@ -166,9 +168,9 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(raw).items()}
 
 
-def add_pages(app: FastAPI, s: Services, render: Callable[[Path], str]) -> None:
+def add_pages(app: FastAPI, s: Services, render: Callable[[Workspace], str]) -> None:
     sessions = Sessions()
-    cache = ReportCache(s.report_root, render) if s.report_root is not None else None
+    cache = ReportCache(s.workspace, render)
     s.report_cache = cache
     static = Path(str(fastapi_offline.__file__)).parent / "static"
     app.mount("/docs-assets", StaticFiles(directory=static), name="docs-assets")
@@ -185,8 +187,6 @@ def add_pages(app: FastAPI, s: Services, render: Callable[[Path], str]) -> None:
 
     @app.get("/", summary="The loop's report (HTML)", response_class=HTMLResponse)
     async def report_page(request: Request) -> Response:
-        if cache is None:
-            raise APIError(404, "this server has no workspace report", "not_found")
         if isinstance(who := need(request, "admin"), Response):
             return who
         return HTMLResponse(await run_in_threadpool(cache.page))

@@ -98,13 +98,9 @@ def vllm_backend(ws: Workspace, cfg: ServeConfig, url: str) -> tuple[Backend, st
 
 def services_for(ws: Workspace, backend: Backend, base_sha256: str | None) -> Services:
     return build_services(
-        ws.config.serve,
+        ws,
         backend,
-        ws.serve_dir,
         lambda: Registry.for_workspace(ws.root),
         base_sha256,
-        watch=(ws.root / "registry-audit.jsonl",),
-        report_root=ws.root,
-        log_target=ws.store("serving", "serve"),
-        index_dir=ws.index_dir,
+        watch=(ws.registry_audit_path,),
     )

@@ -11,7 +11,6 @@ from typing import Any
 
 from tuneloop.config import ServeConfig
 from tuneloop.registry import Registry
-from tuneloop.registry.release import current_index_version
 from tuneloop.serve.auth import KeyRing
 from tuneloop.serve.canary.controller import CanaryController
 from tuneloop.serve.follow import AliasFollower
@@ -20,7 +19,7 @@ from tuneloop.serve.limits import Limiter
 from tuneloop.serve.metrics import Metrics
 from tuneloop.serve.router import Router
 from tuneloop.state.serving_log import LogWriter, ServingLog
-from tuneloop.storage import PgTarget
+from tuneloop.workspace import Workspace
 
 
 class RecentResponses:
@@ -53,6 +52,7 @@ class Services:
     metrics: Metrics
     recent: RecentResponses
     limiter: Limiter
+    workspace: Workspace  # whose report `/` shows, and whose eval index is current
     serve_dir: Path
     registry: Registry
     new_registry: Callable[[], Registry]  # one per thread that writes to it
@@ -60,26 +60,21 @@ class Services:
     watch: tuple[Path, ...] = ()
     follower: AliasFollower | None = None
     controller: CanaryController | None = None
-    report_root: Path | None = None  # the workspace whose report `/` shows
-    index_dir: Path | None = None  # the contamination index: which eval set is current
     report_cache: Any = None  # the report page, rendered once per change (serve/pages.py)
 
     def index_version(self) -> str | None:
-        return None if self.index_dir is None else current_index_version(self.index_dir)
+        return self.workspace.index_version()
 
 
 def build_services(
-    cfg: ServeConfig,
+    ws: Workspace,
     backend: Backend,
-    serve_dir: Path,
     new_registry: Callable[[], Registry],
     base_sha256: str | None,
     watch: tuple[Path, ...] = (),
-    report_root: Path | None = None,
-    log_target: Path | PgTarget | None = None,
-    index_dir: Path | None = None,
 ) -> Services:
-    log = ServingLog(log_target or serve_dir / "log.sqlite")
+    cfg = ws.config.serve
+    log = ServingLog(ws.store("serving", "serve"))
     metrics = Metrics(backend.stats)
     return Services(
         cfg=cfg,
@@ -91,11 +86,10 @@ def build_services(
         metrics=metrics,
         recent=RecentResponses(),
         limiter=Limiter(),
-        serve_dir=serve_dir,
+        workspace=ws,
+        serve_dir=ws.serve_dir,
         registry=new_registry(),
         new_registry=new_registry,
         base_sha256=base_sha256,
         watch=watch,
-        report_root=report_root,
-        index_dir=index_dir,
     )

@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 from tuneloop.jsonl import atomic_writer
 from tuneloop.registry.locks import flock
+from tuneloop.workspace import CANARY_LOCK, CANARY_STATE
 
 Status = Literal["running", "promoted", "rolled_back", "stopped"]
-FILE = "canary.json"
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def new_state(
 
 
 def state_path(serve_dir: Path) -> Path:
-    return serve_dir / FILE
+    return serve_dir / CANARY_STATE
 
 
 def read_state(serve_dir: Path) -> CanaryState | None:
@@ -92,7 +92,7 @@ def write_state(serve_dir: Path, state: CanaryState) -> None:
 @contextmanager
 def locked(serve_dir: Path) -> Iterator[None]:
     serve_dir.mkdir(parents=True, exist_ok=True)
-    with flock(serve_dir / ".canary.lock"):
+    with flock(serve_dir / CANARY_LOCK):
         yield
 
 

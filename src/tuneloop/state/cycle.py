@@ -34,6 +34,12 @@ from tuneloop.workspace import Workspace
 
 STAGES = ("collect", "ingest", "curate", "train", "gate", "release")
 PREFIX = "cycle-"
+# A cycle's folder, as the module docstring draws it.
+CYCLE_FILE = "cycle.json"
+COLLECTED = "collected"
+INGESTED = "ingest"
+MARKERS = "stages"
+END_FILE = "end.json"
 Status = Literal["done", "stopped", "refused", "inconclusive"]
 
 
@@ -62,10 +68,6 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def cycles_dir(ws: Workspace) -> Path:
-    return ws.root / "cycles"
-
-
 class CycleBusyError(WorkspaceError):
     """Another process is running a cycle in this workspace."""
 
@@ -73,9 +75,8 @@ class CycleBusyError(WorkspaceError):
 @contextmanager
 def cycle_lock(ws: Workspace) -> Iterator[None]:
     """One cycle at a time per workspace; a second process is told who holds the lock."""
-    folder = cycles_dir(ws)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / ".lock"
+    path = ws.cycle_lock_path
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -104,21 +105,26 @@ class Cycle:
         self.folder = folder
         self.id = folder.name
 
+    @classmethod
+    def of(cls, ws: Workspace, cycle_id: str) -> Cycle:
+        """The cycle ``cycle_id`` of ``ws`` (``cycle-0003``)."""
+        return cls(ws.cycles_dir / cycle_id)
+
     @property
     def meta(self) -> dict[str, Any]:
-        found: dict[str, Any] = read_json(self.folder / "cycle.json")
+        found: dict[str, Any] = read_json(self.folder / CYCLE_FILE)
         return found
 
     @property
     def collected_dir(self) -> Path:
-        return self.folder / "collected"
+        return self.folder / COLLECTED
 
     @property
     def ingest_dir(self) -> Path:
-        return self.folder / "ingest"
+        return self.folder / INGESTED
 
     def _marker_path(self, stage: str) -> Path:
-        return self.folder / "stages" / f"{stage}.json"
+        return self.folder / MARKERS / f"{stage}.json"
 
     def marker(self, stage: str) -> dict[str, Any] | None:
         path = self._marker_path(stage)
@@ -152,7 +158,7 @@ class Cycle:
 
     @property
     def end(self) -> dict[str, Any] | None:
-        path = self.folder / "end.json"
+        path = self.folder / END_FILE
         if not path.is_file():
             return None
         found: dict[str, Any] = read_json(path)
@@ -160,7 +166,7 @@ class Cycle:
 
     def finish(self, outcome: str, summary: str, **details: Any) -> dict[str, Any]:
         body = {"outcome": outcome, "summary": summary, "finished_at": now_iso(), **details}
-        write_json(self.folder / "end.json", body)
+        write_json(self.folder / END_FILE, body)
         return body
 
     def next_stage(self) -> str | None:
@@ -184,12 +190,10 @@ class Cycle:
 
 def list_cycles(ws: Workspace) -> list[Cycle]:
     """Every cycle, oldest first (folders without cycle.json were never started)."""
-    root = cycles_dir(ws)
+    root = ws.cycles_dir
     if not root.is_dir():
         return []
-    found = [
-        p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / "cycle.json").is_file()
-    ]
+    found = [p for p in root.iterdir() if p.name.startswith(PREFIX) and (p / CYCLE_FILE).is_file()]
     return [Cycle(p) for p in sorted(found)]
 
 
@@ -202,9 +206,9 @@ def open_cycle(ws: Workspace, trigger: dict[str, Any] | None) -> tuple[Cycle, bo
     if cycles and cycles[-1].end is None:
         return cycles[-1], True
     number = int(cycles[-1].id.removeprefix(PREFIX)) + 1 if cycles else 1
-    folder = cycles_dir(ws) / f"{PREFIX}{number:04d}"
+    folder = ws.cycles_dir / f"{PREFIX}{number:04d}"
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "cycle.json", {
+    write_json(folder / CYCLE_FILE, {
         "cycle": folder.name, "started_at": now_iso(), "started_unix": time.time(),
         "trigger": trigger or {"kind": "manual"},
     })  # fmt: skip
@@ -213,7 +217,7 @@ def open_cycle(ws: Workspace, trigger: dict[str, Any] | None) -> tuple[Cycle, bo
 
 def canary_outcome(ws: Workspace, cycle_id: str) -> str:
     """running, promoted, rolled_back or stopped: the canary a cycle released, as it is now."""
-    canary_id = Cycle(cycles_dir(ws) / cycle_id).outputs("release").get("canary_id")
+    canary_id = Cycle.of(ws, cycle_id).outputs("release").get("canary_id")
     state = read_state(ws.serve_dir)
     if state is not None and state.canary_id == canary_id:
         return state.status

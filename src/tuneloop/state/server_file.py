@@ -13,18 +13,17 @@ import time
 from pathlib import Path
 
 from tuneloop.jsonl import atomic_writer
-
-FILE = "server.json"
+from tuneloop.workspace import SERVER_FILE
 
 
 def announce(serve_dir: Path) -> None:
-    with atomic_writer(serve_dir / FILE, "w") as fh:
+    with atomic_writer(serve_dir / SERVER_FILE, "w") as fh:
         fh.write(json.dumps({"pid": os.getpid(), "started_unix": time.time()}))
 
 
 def withdraw(serve_dir: Path) -> None:
     """Remove the file if it is this process's (a newer server may have replaced it)."""
-    path = serve_dir / FILE
+    path = serve_dir / SERVER_FILE
     with contextlib.suppress(OSError, ValueError, KeyError):
         if json.loads(path.read_text())["pid"] == os.getpid():
             path.unlink()
@@ -32,7 +31,7 @@ def withdraw(serve_dir: Path) -> None:
 
 def server_running(serve_dir: Path) -> bool:
     try:
-        pid = int(json.loads((serve_dir / FILE).read_text())["pid"])
+        pid = int(json.loads((serve_dir / SERVER_FILE).read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
     try:

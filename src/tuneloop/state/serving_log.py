@@ -27,6 +27,7 @@ from tuneloop.encryption import db as encrypted_db
 from tuneloop.encryption import files as sealed_files
 from tuneloop.erasure import compact
 from tuneloop.storage import PgTarget
+from tuneloop.workspace import SERVING_LOG_FALLBACK
 
 logger = logging.getLogger("tuneloop.serve.log")  # the name operators filter on
 
@@ -381,7 +382,7 @@ class LogWriter:
     def __init__(self, log: ServingLog, on_failure: Callable[[], None] = lambda: None) -> None:
         self.log = log
         self._failed = on_failure
-        self.fallback = log.path.with_name("log-unwritten.jsonl")
+        self.fallback = log.path.with_name(SERVING_LOG_FALLBACK)
         self._queue: queue.Queue[ResponseRow | FeedbackRow | None] = queue.Queue()
         self._idle = threading.Event()
         self._idle.set()

@@ -15,8 +15,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-MARKER = "COMPLETE"
+# A checkpoint's folder, <checkpoints>/checkpoint-0000040/: its files, and the marker written last.
 PREFIX = "checkpoint-"
+ADAPTER_FILE = "adapter.safetensors"
+OPTIMIZER_TENSORS = "optimizer.safetensors"
+OPTIMIZER_META = "optimizer.json"
+SCHEDULER_FILE = "scheduler.json"
+RNG_FILE = "rng.safetensors"
+STATE_FILE = "trainer_state.json"
+MARKER = "COMPLETE"
 
 
 @dataclass
@@ -77,12 +84,12 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)
     files: list[tuple[str, dict[str, Any] | str]] = [
-        ("adapter.safetensors", adapter),
-        ("optimizer.safetensors", opt_tensors),
-        ("optimizer.json", json.dumps(opt_meta)),
-        ("scheduler.json", json.dumps(_scheduler_state(scheduler))),
-        ("rng.safetensors", {"torch": torch.get_rng_state()}),
-        ("trainer_state.json", json.dumps(state.to_dict())),
+        (ADAPTER_FILE, adapter),
+        (OPTIMIZER_TENSORS, opt_tensors),
+        (OPTIMIZER_META, json.dumps(opt_meta)),
+        (SCHEDULER_FILE, json.dumps(_scheduler_state(scheduler))),
+        (RNG_FILE, {"torch": torch.get_rng_state()}),
+        (STATE_FILE, json.dumps(state.to_dict())),
     ]
     for name, content in files:
         if isinstance(content, str):
@@ -135,11 +142,11 @@ def load_checkpoint(
     import torch  # noqa: PLC0415 - heavy (torch)
     from safetensors.torch import load_file  # noqa: PLC0415 - heavy (torch)
 
-    adapter = load_file(folder / "adapter.safetensors")
-    meta = json.loads((folder / "optimizer.json").read_text())
-    _restore_optimizer(optimizer, load_file(folder / "optimizer.safetensors"), meta)
-    sched = json.loads((folder / "scheduler.json").read_text())
+    adapter = load_file(folder / ADAPTER_FILE)
+    meta = json.loads((folder / OPTIMIZER_META).read_text())
+    _restore_optimizer(optimizer, load_file(folder / OPTIMIZER_TENSORS), meta)
+    sched = json.loads((folder / SCHEDULER_FILE).read_text())
     scheduler.load_state_dict({**scheduler.state_dict(), **sched})
-    torch.set_rng_state(load_file(folder / "rng.safetensors")["torch"])
-    state = TrainerState(**json.loads((folder / "trainer_state.json").read_text()))
+    torch.set_rng_state(load_file(folder / RNG_FILE)["torch"])
+    state = TrainerState(**json.loads((folder / STATE_FILE).read_text()))
     return adapter, state

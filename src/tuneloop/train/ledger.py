@@ -25,8 +25,6 @@ from typing import Any
 from tuneloop.errors import PrivacyBudgetError, WorkspaceError
 from tuneloop.jsonl import atomic_writer
 
-LEDGER_FILE = "privacy_ledger.json"
-
 
 def unit_hash(unit: str) -> str:
     return hashlib.sha256(unit.encode()).hexdigest()[:16]

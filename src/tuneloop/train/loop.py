@@ -36,6 +36,7 @@ from tuneloop.train.checkpoint import (
 )
 from tuneloop.train.data import IGNORE, Row, collate
 from tuneloop.train.lora import LoraSettings
+from tuneloop.workspace import RUN_ADAPTER, RUN_CHECKPOINTS, RUN_METRICS
 
 LOSS_CHUNK = 128  # positions per chunk of the chunked loss
 # Causal LMs whose logits are the output layer applied to the decoder's last hidden state and
@@ -156,7 +157,8 @@ def micro_batches(rows: Sequence[Row], size: int) -> list[list[Row]]:
 
 
 class Trainer:
-    """Runs one training job into ``out_dir`` (checkpoints/, adapter/, metrics.jsonl)."""
+    """Runs one training job into ``out_dir``, a run folder laid out as :mod:`tuneloop.workspace`
+    names it (the best adapter, the checkpoints, the metrics log)."""
 
     def __init__(
         self,
@@ -188,7 +190,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(settings))
         self.state = TrainerState()
         self._evaluated: tuple[int, float | None] = (-1, None)  # the last eval: step, loss
-        self.checkpoints = out_dir / "checkpoints"
+        self.checkpoints = out_dir / RUN_CHECKPOINTS
         self.rank, self.world = rank_and_world()
         self.is_main = self.rank == 0
 
@@ -373,7 +375,7 @@ class Trainer:
 
     def _save_best(self) -> None:
         if self.is_main:
-            save_adapter(self.model, self.out_dir / "best")
+            save_adapter(self.model, self.out_dir / RUN_ADAPTER)
         self._barrier()
 
     def _barrier(self) -> None:
@@ -428,7 +430,7 @@ class Trainer:
         resumed = self.resume() if resume else None
         # a run that had stopped early stays stopped: resuming it must not train on
         stopped = resumed is not None and self.state.bad_evals >= self.settings.patience
-        log_path = self.out_dir / "metrics.jsonl" if self.is_main else Path(os.devnull)
+        log_path = self.out_dir / RUN_METRICS if self.is_main else Path(os.devnull)
         with log_path.open("a", encoding="utf-8") as log:
             while self.state.step < self.settings.max_steps and not stopped:
                 info = self._train_step()
@@ -456,7 +458,7 @@ class Trainer:
             steps=self.state.step, stopped_early=stopped, best_step=self.state.best_step,
             best_eval_loss=self.state.best_eval_loss, final_eval_loss=final,
             tokens=self.state.tokens, seconds=time.perf_counter() - start,
-            adapter_dir=self.out_dir / "best", resumed_from=resumed,
+            adapter_dir=self.out_dir / RUN_ADAPTER, resumed_from=resumed,
         )  # fmt: skip
 
     def estimate(self) -> dict[str, Any]:

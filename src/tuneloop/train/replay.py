@@ -32,9 +32,11 @@ from tuneloop.erasure import Subject
 from tuneloop.errors import ConfigError
 from tuneloop.jsonl import atomic_writer
 from tuneloop.records import Record, record_from_obj
+from tuneloop.workspace import current_version, set_current, versions_dir
 
 Strategy = Literal["reservoir", "stratified", "loss"]
 STRATEGIES: tuple[str, ...] = ("reservoir", "stratified", "loss")
+BUFFER_FILE = "buffer.json"  # in each version's folder (the buffer is a versioned folder)
 
 
 @dataclass
@@ -128,14 +130,13 @@ class ReplayBuffer:
         self.seed = seed
 
     def current(self) -> str | None:
-        pointer = self.root / "CURRENT"
-        return pointer.read_text().strip() if pointer.exists() else None
+        return current_version(self.root)
 
     def load(self, version: str | None = None) -> BufferState:
         version = version or self.current()
         if version is None:
             return BufferState(self.capacity, self.strategy, self.seed)
-        raw = json.loads(sealed_files.read_bytes(self.root / "versions" / version / "buffer.json"))
+        raw = json.loads(sealed_files.read_bytes(versions_dir(self.root) / version / BUFFER_FILE))
         raw["entries"] = [Entry(**e) for e in raw["entries"]]
         return BufferState(**raw)
 
@@ -160,24 +161,22 @@ class ReplayBuffer:
 
     def _save(self, state: BufferState) -> str:
         version = state.version()
-        folder = self.root / "versions" / version
+        folder = versions_dir(self.root) / version
         if not folder.exists():
             folder.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
             body = {**asdict(state), "entries": [asdict(e) for e in state.entries]}
-            with atomic_writer(tmp / "buffer.json", "w", sealed=True) as fh:
+            with atomic_writer(tmp / BUFFER_FILE, "w", sealed=True) as fh:
                 fh.write(json.dumps(body))
             try:
                 tmp.rename(folder)
             except OSError:
                 shutil.rmtree(tmp, ignore_errors=True)
-        pointer = self.root / ".CURRENT.tmp"
-        pointer.write_text(version)
-        pointer.replace(self.root / "CURRENT")
+        set_current(self.root, version)
         return version
 
     def versions(self) -> list[str]:
-        folder = self.root / "versions"
+        folder = versions_dir(self.root)
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     def erase(self, subject: Subject) -> dict[str, int]:
@@ -188,7 +187,7 @@ class ReplayBuffer:
         """
         removed: dict[str, int] = {}
         for version in self.versions():
-            path = self.root / "versions" / version / "buffer.json"
+            path = versions_dir(self.root) / version / BUFFER_FILE
             raw = json.loads(sealed_files.read_bytes(path))
             kept = [e for e in raw["entries"] if not subject.found_in(e["record"])]
             if len(kept) < len(raw["entries"]):

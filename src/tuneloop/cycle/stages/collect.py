@@ -43,7 +43,7 @@ class Report(StageReport):
 
 def run(ws: Workspace, cycle: Cycle) -> Report:
     tainted = handle_tainted(ws)
-    inbox = ws.root / ws.config.cycle.inbox
+    inbox = ws.inbox_dir
     if inbox.is_dir():
         for path in sorted(inbox.glob("*.jsonl")):
             _take(path, cycle.collected_dir)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from tuneloop.cycle.stages import train
 from tuneloop.flows.register import registry_for
-from tuneloop.registry.release import current_index_version, promote
+from tuneloop.registry.release import promote
 from tuneloop.serve.canary import actions
 from tuneloop.state.canary import read_state
 from tuneloop.state.cycle import Cycle, StageReport
@@ -25,7 +25,7 @@ class Report(StageReport):
 
 def run(ws: Workspace, cycle: Cycle) -> Report:
     cfg = ws.config.cycle
-    index = current_index_version(ws.index_dir)
+    index = ws.index_version()
     version = str(cycle.report(train.NAME, train.Report).version)
     running = server_running(ws.serve_dir)
     mode = cfg.release if cfg.release != "auto" else ("canary" if running else "promote")
