@@ -3,11 +3,13 @@
 ``tuneloop gate`` judges a registered version; a federated round is judged before registration
 so that a refused round leaves no version behind. The candidate is scored by the evaluator role
 from its adapter folder on the aggregator's eval store (the same suites, cache and report as
-``tuneloop evaluate``); the incumbent (production, else the base model) through
-:func:`tuneloop.flows.evaluate.evaluate`; :func:`tuneloop.gate.decide` applies the workspace's
-policy. The contamination certificate is the sites' own: each checked its whole dataset version
-against the aggregator's eval index (one-way hashes) and reported a count. The certificate names
-that index only when every count is zero; any match fails the rule, with the count.
+``tuneloop evaluate``); the rest is the cycle's gate: :func:`tuneloop.flows.gate.judge` scores
+the incumbent and applies the workspace's policy, and the round's verdict is the gate stage's
+typed report (:func:`tuneloop.cycle.stages.gate.judged`).
+
+The contamination certificate is the sites' own: each checked its whole dataset version against
+the aggregator's eval index (one-way hashes) and reported a count. The certificate names that
+index only when every count is zero; any match fails the rule, with the count.
 """
 
 from __future__ import annotations
@@ -17,28 +19,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tuneloop.cycle.stages import gate
 from tuneloop.datasets import INDEX_VERSION_KEY
 from tuneloop.evalside.report import EvalReport
-from tuneloop.evalside.store import EvalStore
 from tuneloop.federated.wire import SiteReport
-from tuneloop.flows.evaluate import evaluate, evaluate_model
-from tuneloop.flows.gate import policy_from
-from tuneloop.flows.register import production_version, registry_for
-from tuneloop.gate import decide
+from tuneloop.flows.evaluate import evaluate_model
+from tuneloop.flows.gate import judge
 from tuneloop.model.fetch import base_folder
 from tuneloop.workspace import Workspace
 
 
 @dataclass(frozen=True)
 class RoundVerdict:
-    """The gate's decision (as ``tuneloop gate`` prints it) and the candidate's report path."""
+    """The gate's decision (as ``tuneloop gate`` records it), the gate stage's report on it and
+    the candidate's eval report path."""
 
     decision: dict[str, Any]
+    gate: gate.Report
     report: Path
 
     @property
     def passed(self) -> bool:
-        return bool(self.decision["decision"] == "pass")
+        return self.gate.decision == "pass"
 
 
 def evaluate_folder(
@@ -68,25 +70,9 @@ def gate_round(
 
     ``checked`` is the eval index version the sites checked their data against.
     """
-    production = production_version(registry_for(ws))
-    incumbent = production or "base"
     cutoff = max((r.cutoff_window for r in reports if r.cutoff_window), default=None)
     candidate, path = evaluate_folder(ws, name, adapter, cutoff)
-    inc_report, _ = evaluate(ws, incumbent)
-    policy = policy_from(ws)
-    base_report = None
-    if policy.forgetting_reference == "base" and incumbent != "base":
-        base_report, _ = evaluate(ws, "base")
-    with EvalStore(ws.store("eval", "eval")) as store:
-        current = store.version()
     matches = sum(r.contaminated for r in reports)
-    decision = decide(
-        candidate,
-        inc_report,
-        policy,
-        certificate_of(reports, checked),
-        current,
-        reverify=(lambda: matches) if matches else None,
-        base=base_report,
-    )
-    return RoundVerdict(decision.to_dict(), path)
+    reverify = (lambda: matches) if matches else None
+    decision = judge(ws, candidate, certificate_of(reports, checked), reverify).decision
+    return RoundVerdict(decision, gate.judged(decision, name), path)

@@ -131,8 +131,8 @@ class Aggregator:
         self.outcomes.append(
             RoundOutcome(
                 record.server_round,
-                verdict.decision["decision"],
-                verdict.decision["reasons"],
+                verdict.gate.decision,
+                verdict.gate.reasons,
                 version,
                 str(adapter),
                 val_loss,

@@ -7,6 +7,7 @@ moves ``production`` to the candidate when it passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,32 +46,49 @@ class GateRun:
     incumbent: EvalReport
 
 
-def run_gate(ws: Workspace, candidate: str, promote: bool = False) -> GateRun:
-    """Evaluate candidate and incumbent, decide, record; keep the reports for the caller."""
-    registry = registry_for(ws)
-    cand = registry.resolve(candidate)
-    production = production_version(registry)
-    incumbent = production if production and production != cand.version else "base"
-    cand_report, _ = evaluate(ws, cand.version)
+def judge(
+    ws: Workspace,
+    candidate: EvalReport,
+    certificate: dict[str, Any] | None,
+    reverify: Callable[[], int] | None,
+    registered_as: str | None = None,
+) -> GateRun:
+    """The gate on a scored candidate, registered or not: the incumbent (production, else the
+    base model) scored on the same items, the base too when forgetting is measured against it,
+    the workspace's policy applied. ``tuneloop gate``, the cycle's gate stage and a federated
+    round (whose adapter is judged before it is registered) all decide here.
+
+    ``registered_as``: the candidate's own version, which is never its own incumbent.
+    """
+    production = production_version(registry_for(ws))
+    incumbent = production if production and production != registered_as else "base"
     inc_report, _ = evaluate(ws, incumbent)
     policy = policy_from(ws)
     base_report = None
     if policy.forgetting_reference == "base" and incumbent != "base":
         base_report, _ = evaluate(ws, "base")  # answers cached per item: new items only
-    dataset = cand.lineage.dataset_version
-    certificate = DatasetStore(ws.datasets_dir).show(dataset).get("contamination_certificate")
     with EvalStore(ws.store("eval", "eval")) as store:
         current = store.version()
     decision: GateDecision = decide(
-        cand_report, inc_report, policy, certificate, current,
-        reverify=lambda: reverify_dataset(ws, dataset), base=base_report,
-    )  # fmt: skip
-    out = decision.to_dict()
+        candidate, inc_report, policy, certificate, current, reverify=reverify, base=base_report
+    )
+    return GateRun(decision.to_dict(), candidate, inc_report)
+
+
+def run_gate(ws: Workspace, candidate: str, promote: bool = False) -> GateRun:
+    """Evaluate candidate and incumbent, decide, record; keep the reports for the caller."""
+    registry = registry_for(ws)
+    cand = registry.resolve(candidate)
+    cand_report, _ = evaluate(ws, cand.version)
+    dataset = cand.lineage.dataset_version
+    certificate = DatasetStore(ws.datasets_dir).show(dataset).get("contamination_certificate")
+    run = judge(ws, cand_report, certificate, lambda: reverify_dataset(ws, dataset), cand.version)
+    out = run.decision
     registry.set_gate_decision(cand.version, out)
     if promote and out["decision"] == "pass":
         release.promote(registry, cand.version, ws.index_version())
         out["promoted"] = True
-    return GateRun(out, cand_report, inc_report)
+    return run
 
 
 def gate(ws: Workspace, candidate: str, promote: bool = False) -> dict[str, Any]:

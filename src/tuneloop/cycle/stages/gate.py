@@ -3,6 +3,7 @@ ends the cycle, an inconclusive decision holds the release."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import Field
@@ -26,7 +27,12 @@ class Report(StageReport):
 
 def run(ws: Workspace, cycle: Cycle) -> Report:
     version = cycle.report(train.NAME, train.Report).version
-    decision = run_gate(ws, str(version)).decision
+    return judged(run_gate(ws, str(version)).decision, f"v{version}")
+
+
+def judged(decision: Mapping[str, Any], candidate: str) -> Report:
+    """The stage's report on a gate decision: refused and inconclusive say which rules, by name.
+    A federated round's adapter, judged before it is registered, gets the same report."""
     report = Report(
         decision=decision["decision"],
         reasons=decision["reasons"],
@@ -40,11 +46,11 @@ def run(ws: Workspace, cycle: Cycle) -> Report:
         return report.model_copy(
             update={
                 "status": "inconclusive",
-                "summary": f"v{version}: the gate could not decide ({failed}); the release waits",
+                "summary": f"{candidate}: the gate could not decide ({failed}); the release waits",
             }
         )
     if report.decision != "pass":
         return report.model_copy(
-            update={"status": "refused", "summary": f"v{version} refused by the gate ({failed})"}
+            update={"status": "refused", "summary": f"{candidate} refused by the gate ({failed})"}
         )
-    return report.model_copy(update={"summary": f"v{version} passed the gate"})
+    return report.model_copy(update={"summary": f"{candidate} passed the gate"})
