@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tuneloop.cycle.stages import ingest
 from tuneloop.demo import templates as tpl
 from tuneloop.demo.generate import clean_traffic, leak_attempts
 from tuneloop.demo.users import Users, asks
@@ -186,7 +187,7 @@ def leak_fates(ws: Workspace, cycle_id: str, prefix: str = "leak-") -> dict[str,
     (new users are routed like anyone), or the training store (which must be none)."""
     cycle = Cycle.of(ws, cycle_id)
     fates: dict[str, int] = {}
-    for report in cycle.outputs("ingest")["reports"]:
+    for report in cycle.report(ingest.NAME, ingest.Report).reports:
         if not report.get("rejects_file"):
             continue
         for line in Path(report["rejects_file"]).read_text(encoding="utf-8").splitlines():

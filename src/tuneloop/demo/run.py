@@ -20,6 +20,9 @@ from rich.table import Table
 from tuneloop import render
 from tuneloop.contamination.semantic import available as paraphrase_check_installed
 from tuneloop.cycle.run import run_cycle
+from tuneloop.cycle.stages import curate as curate_stage
+from tuneloop.cycle.stages import gate as gate_stage
+from tuneloop.cycle.stages import ingest as ingest_stage
 from tuneloop.cycle.triggers import run_if_due
 from tuneloop.datasets import DatasetStore
 from tuneloop.demo import loop
@@ -162,8 +165,8 @@ def _stages(say: Say) -> Say:
 
 def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_json: bool) -> Any:
     cycle = Cycle.of(ws, cycle_id)
-    rejects = cycle.outputs("ingest")["reports"][0].get("rejects_file")
-    version = cycle.outputs("curate")["dataset"]
+    rejects = cycle.report(ingest_stage.NAME, ingest_stage.Report).reports[0].get("rejects_file")
+    version = cycle.report(curate_stage.NAME, curate_stage.Report).dataset
     store = DatasetStore(ws.datasets_dir)
     outcomes = collect_outcomes(ws, data, rejects, store, version)
     if not as_json:
@@ -173,17 +176,18 @@ def _week_one_outcomes(ws: Workspace, data: GeneratedData, cycle_id: str, as_jso
 
 def _cycle_summary(ws: Workspace, status: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
     cycle = Cycle.of(ws, status["cycle"])
-    gate = cycle.marker("gate")
-    ingest = cycle.outputs("ingest")
+    gate = None
+    if cycle.marker(gate_stage.NAME) is not None:
+        gate = cycle.report(gate_stage.NAME, gate_stage.Report)
+    ingest = cycle.report(ingest_stage.NAME, ingest_stage.Report)
     rows = []
     if gate is not None:
-        out = gate["outputs"]
-        rows = loop.comparison(ws, str(out["incumbent"]), str(out["candidate"]))
+        rows = loop.comparison(ws, str(gate.incumbent), str(gate.candidate))
     return {"cycle": status["cycle"], "outcome": (status["end"] or {}).get("outcome"),
             "summary": (status["end"] or {}).get("summary"),
             "stages": {s["stage"]: s.get("seconds") for s in status["stages"]},
-            "contamination": ingest["contamination"],
-            "gate": gate["outputs"] if gate else None, "comparison": rows,
+            "contamination": ingest.contamination,
+            "gate": gate.outputs() if gate else None, "comparison": rows,
             "canary": canary}  # fmt: skip
 
 
