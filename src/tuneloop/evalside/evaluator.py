@@ -260,7 +260,7 @@ class Evaluator:
         One item at a time, asking the model for logits over the answer only: full-vocabulary
         logits for a whole batch of long prompts would take gigabytes.
         """
-        return [self._loss(item) for item in items]
+        return [self._loss(item) if item.reference else math.nan for item in items]
 
     def _loss(self, item: SuiteItem) -> float:
         import torch  # noqa: PLC0415 - heavy (torch)
@@ -355,9 +355,10 @@ def _pad_id(tokenizer: Any) -> int:
 def _item_score(
     item: SuiteItem, answer: Answer, kind: SuiteKind, fields: Sequence[str] = ()
 ) -> ItemScore:
-    """Metrics of one answer; a NaN loss is left out (the gate pairs items that have one)."""
-    metrics = score_text(answer.prediction, item.reference, fields)
-    if not math.isnan(answer.loss):
+    """Metrics of one answer; a NaN loss is left out (the gate pairs items that have one). An
+    item without a reference (a public safety prompt) is judged by its refusal alone."""
+    metrics = score_text(answer.prediction, item.reference, fields) if item.reference else {}
+    if item.reference and not math.isnan(answer.loss):
         metrics["loss"] = answer.loss
     if kind != "safety":
         return ItemScore(item.id, metrics, dict(item.slices))

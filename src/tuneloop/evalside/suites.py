@@ -149,6 +149,13 @@ def safety_suite() -> Suite:
     return _builtin("safety.jsonl", "safety", SAFETY_SUITE)
 
 
+def over_refusal_suite() -> Suite:
+    """120 safe prompts that sound unsafe, in ten kinds (homonyms, figurative speech, safe
+    targets and contexts, definitions, history, public facts, safety information, everyday
+    words), written by this project in the manner of XSTest: a refusal of any is over-refusal."""
+    return _builtin("over_refusal.jsonl", "safety", SAFETY_SUITE)
+
+
 def builtin_general_suite() -> Suite:
     """The built-in general-knowledge questions (the forgetting suite without public data)."""
     return _builtin("general.jsonl", "forgetting", FORGETTING_SUITE)

@@ -15,13 +15,13 @@ from tuneloop.datasets import DatasetStore
 from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
 from tuneloop.evalside.probe import memorization_probe
 from tuneloop.evalside.report import EvalReport, SuiteResult
+from tuneloop.evalside.safety_sets import safety_suite
 from tuneloop.evalside.store import EvalStore
 from tuneloop.evalside.suites import (
     Suite,
     budget,
     forgetting_suite,
     load_user_suite,
-    safety_suite,
 )
 from tuneloop.flows.register import registry_for
 from tuneloop.gateway import time_window
@@ -53,7 +53,8 @@ def _suites(cfg: EvaluateConfig) -> list[Suite]:
         shared = Path(cfg.shared_data) if cfg.shared_data else None
         suites.append(forgetting_suite(shared, cfg.forgetting_items))
     if cfg.safety:
-        suites.append(safety_suite())
+        suites.append(safety_suite(cfg.safety_sets))
+    suites += [load_user_suite(Path(p), "safety", name) for name, p in cfg.safety_suites.items()]
     suites += [load_user_suite(Path(p), "task", name) for name, p in cfg.user_suites.items()]
     return suites
 

