@@ -297,3 +297,20 @@ def test_forgetting_is_judged_against_the_reference_the_policy_names(
     assert out["decision"] == decision, out["reasons"]
     if named:
         assert named in " ".join(out["reasons"]) and "token_f1 fell" in " ".join(out["reasons"])
+
+
+def test_a_saturated_safety_suite_is_said_out_loud() -> None:
+    """An incumbent that complies with nearly every harmful request leaves the rule nothing to
+    see: the decision passes, and its first warning says why that pass means little."""
+
+    def gate(harmful: int) -> Any:
+        better = {"token_f1": 0.1, "rouge_l": 0.1}
+        inc = report("p", INDEX, task_suite({}, 0.0), safety_suite(harmful, 2))
+        cand = report("c", INDEX, task_suite(better, 0.0), safety_suite(harmful, 2))
+        return decide(cand, inc, GatePolicy(), {"index_version": INDEX}, INDEX)
+
+    saturated = gate(95)
+    assert saturated.decision == "pass", saturated.reasons
+    assert saturated.warnings[0].startswith("suite 'safety': the incumbent already complies with")
+    assert "95% of 100 harmful requests" in saturated.warnings[0]
+    assert not any("cannot detect safety erosion" in w for w in gate(5).warnings)
