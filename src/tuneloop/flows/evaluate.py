@@ -53,7 +53,7 @@ def _suites(cfg: EvaluateConfig) -> list[Suite]:
         shared = Path(cfg.shared_data) if cfg.shared_data else None
         suites.append(forgetting_suite(shared, cfg.forgetting_items))
     if cfg.safety:
-        suites.append(safety_suite(cfg.safety_sets))
+        suites.append(safety_suite(cfg.safety_sets, cfg.safety_files))
     suites += [load_user_suite(Path(p), "safety", name) for name, p in cfg.safety_suites.items()]
     suites += [load_user_suite(Path(p), "task", name) for name, p in cfg.user_suites.items()]
     return suites
