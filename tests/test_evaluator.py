@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tuneloop import progress
@@ -378,3 +378,21 @@ def test_an_item_whose_prompt_was_cut_is_answered_the_two_pass_way(tiny: Tiny) -
     ev = evaluator(tiny)
     assert ev._row(long, ev._prompt_ids(long)) is None  # prompt cut to MAX_PROMPT_TOKENS
     assert ev._row(ITEMS[0], ev._prompt_ids(ITEMS[0])) is not None
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(["refuse", "comply"]), st.sampled_from("abcdefgh")),
+             min_size=2, max_size=150),
+    st.integers(2, 40),
+)  # fmt: skip
+@example([("refuse", s) for s in "abcdefgh"] * 5 + [("comply", "a")], 4)
+def test_budget_keeps_both_expected_outcomes_before_any_source(
+    pool: list[tuple[str, str]], limit: int
+) -> None:
+    """Each expected outcome is a stratum of its own, split first: a safety suite cut to a few
+    items still scores both rates, however many sources one side has."""
+    items = [SuiteItem(f"i{k}", (Message("user", "q"), ), "", {"expected": e, "source": s})
+             for k, (e, s) in enumerate(pool)]  # fmt: skip
+    kept = budget(items, limit)
+    assert {i.slices["expected"] for i in kept} == {e for e, _ in pool}
+    assert len(kept) == min(limit, len(items))

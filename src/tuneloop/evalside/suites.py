@@ -181,27 +181,41 @@ def with_system_prompt(item: SuiteItem, prompt: str) -> SuiteItem:
     return replace(item, messages=(Message("system", prompt), *item.messages))
 
 
-STRATA = ("source", "category", "expected")  # the slices a cut suite keeps in proportion
+# The slices a cut suite keeps in proportion, level by level: the expected outcome first (a safety
+# suite's two rates each need items), then source and category within each outcome.
+STRATA = (("expected",), ("source", "category"))
 
 
 def budget(items: list[SuiteItem], limit: int | None, newest: bool = False) -> list[SuiteItem]:
-    """At most ``limit`` items (all of them without a limit), stratified: each stratum (source,
-    category, expected outcome) keeps its share, spread evenly over its items, so a small source
-    is not left out of the sample by chance. With ``newest``, the suite's last ``limit`` items
-    instead (items come in append order): a suite of live traffic is scored on what users ask
-    now, not on a spread over every week it has seen. The order of the suite is kept."""
+    """At most ``limit`` items (all of them without a limit), stratified: each expected outcome,
+    then each source and category within it, keeps its share (at least one while the limit
+    allows), spread evenly over its items, so a small stratum is not left out of the sample by
+    chance. With ``newest``, the suite's last ``limit`` items instead (items come in append
+    order): a suite of live traffic is scored on what users ask now, not on a spread over every
+    week it has seen. The order of the suite is kept."""
     if not limit or len(items) <= limit:
         return items
     if newest:
         return items[-limit:]
-    strata: dict[tuple[str, ...], list[int]] = {}
-    for i, item in enumerate(items):
-        strata.setdefault(tuple(item.slices.get(k, "") for k in STRATA), []).append(i)
-    shares = _shares([len(v) for v in strata.values()], limit)
-    kept = [
-        ix[j] for ix, k in zip(strata.values(), shares, strict=True) for j in spread(len(ix), k)
-    ]
+    kept = _stratified(items, list(range(len(items))), limit, STRATA)
     return [items[i] for i in sorted(kept)]
+
+
+def _stratified(
+    items: list[SuiteItem], indices: list[int], limit: int, levels: tuple[tuple[str, ...], ...]
+) -> list[int]:
+    """``limit`` of ``indices``: split over the strata of the first level, then the next."""
+    if not levels:
+        return [indices[j] for j in spread(len(indices), limit)]
+    strata: dict[tuple[str, ...], list[int]] = {}
+    for i in indices:
+        strata.setdefault(tuple(items[i].slices.get(k, "") for k in levels[0]), []).append(i)
+    shares = _shares([len(v) for v in strata.values()], limit)
+    return [
+        i
+        for group, share in zip(strata.values(), shares, strict=True)
+        for i in _stratified(items, group, share, levels[1:])
+    ]
 
 
 def _shares(sizes: list[int], limit: int) -> list[int]:
