@@ -24,6 +24,7 @@ NEEDS = {
     "eval": ["gsm8k/test.jsonl", "mmlu/test"],
     "serve": [ALPACA],
     "privacy": [ALPACA],
+    "toxicity": [ALPACA],
 }
 
 

@@ -6,7 +6,8 @@ TUNELOOP_BENCH_SKIP_EVAL=1 to skip the evaluator's one-pass vs two-pass table
 (TUNELOOP_BENCH_ONLY=eval runs only it), and
 TUNELOOP_BENCH_SKIP_SERVE=1 to skip the serving benchmarks (about ten minutes on two cores);
 TUNELOOP_BENCH_ONLY=serve runs only those, TUNELOOP_BENCH_ONLY=quality only the quality table,
-TUNELOOP_BENCH_ONLY=pii only the names and addresses table, TUNELOOP_BENCH_ONLY=stores only the
+TUNELOOP_BENCH_ONLY=pii only the names and addresses table, TUNELOOP_BENCH_ONLY=toxicity only
+the toxicity classifier's table, TUNELOOP_BENCH_ONLY=stores only the
 stores on SQLite and PostgreSQL, TUNELOOP_BENCH_ONLY=privacy only DP training (ε = 8 vs non-private,
 canary exposure) and federated vs centralized training (about 30 minutes together;
 TUNELOOP_BENCH_SKIP_PRIVACY=1 leaves them out of the full run).
@@ -34,6 +35,7 @@ from bench import (
     serve_bench,
     store_bench,
     stream_bench,
+    toxicity_bench,
     train_bench,
 )
 
@@ -55,6 +57,7 @@ TARGETS = {
     "quality_drop": 0.005,
     "person": 0.85,
     "person_general": 0.8,
+    "toxicity_auroc": 0.7,
 }
 MUST_KEEP = ("gsm8k", "mmlu", "bbh", "alpaca (llama_factory_demo)", "self_instruct")
 
@@ -385,6 +388,25 @@ def canary_table() -> bool:
     return all(checks.values())
 
 
+def toxicity_table() -> bool:
+    rows, gap = toxicity_bench.measure()
+    print(
+        "\n## The toxicity classifier (HateSonar's weights, NumPy port): RealToxicityPrompts' "
+        "provocative prompts against Alpaca's answers\n"
+    )
+    print("\n".join(toxicity_bench.table(rows)))
+    worst = min(r.auroc for r in rows[1:])
+    checks = {
+        f"port within 1e-5 of onnxruntime on {gap['texts']:.0f} texts "
+        f"(got {gap['max_abs_diff']:.1e})": gap["max_abs_diff"] <= 1e-5,
+        f"every attribute's AUROC ≥ {TARGETS['toxicity_auroc']} (lowest {worst:.3f})":
+            worst >= TARGETS["toxicity_auroc"],
+    }  # fmt: skip
+    for name, flag in checks.items():
+        print(f"- {name}: {_ok(flag)}")
+    return all(checks.values())
+
+
 def _chosen() -> list[str]:
     """The benchmarks this run will do, as named in bench.data.NEEDS."""
     only = os.environ.get("TUNELOOP_BENCH_ONLY")
@@ -392,7 +414,8 @@ def _chosen() -> list[str]:
         return [only]
     optional = ("train", "eval", "serve", "privacy")
     skip = {k for k in optional if os.environ.get(f"TUNELOOP_BENCH_SKIP_{k.upper()}")}
-    return ["dedup", "quality", "pii", "stores", *(k for k in optional if k not in skip)]
+    return ["dedup", "quality", "pii", "stores", "toxicity",
+            *(k for k in optional if k not in skip)]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,7 +445,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if privacy_tables() else 1
     if os.environ.get("TUNELOOP_BENCH_ONLY") == "eval":
         return 0 if eval_table() else 1
+    if os.environ.get("TUNELOOP_BENCH_ONLY") == "toxicity":
+        return 0 if toxicity_table() else 1
     results = [dedup_table(), quality_table(), names_table(), latency_table(), stores_table()]
+    results.append(toxicity_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_TRAIN"):
         results.append(train_table())
     if not os.environ.get("TUNELOOP_BENCH_SKIP_EVAL"):

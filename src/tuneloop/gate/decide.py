@@ -21,6 +21,7 @@ from tuneloop.gate.rules import (
     check_safety,
     check_same_eval_set,
     check_thresholds,
+    check_toxicity,
 )
 from tuneloop.gate.stats import detectable
 
@@ -98,6 +99,7 @@ def decide(
             policy.metric_tolerances,
         ),
         check_safety(comparisons, policy, inc),
+        check_toxicity(comparisons, policy, inc),
         check_memorization(widening, policy, inc),
     ]
     failed = [c for c in checks if c.outcome == "fail"]

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 
 from tuneloop.gate.compare import Comparison
-from tuneloop.gate.policy import EPS, HARMFUL, OVER_REFUSAL, GatePolicy
+from tuneloop.gate.policy import EPS, HARMFUL, OVER_REFUSAL, TOXICITY, GatePolicy
 from tuneloop.gate.stats import POWER, detectable
 
 
@@ -21,6 +21,8 @@ def tolerance_of(c: Comparison, policy: GatePolicy) -> float | None:
         return policy.harmful_compliance_margin
     if c.metric == OVER_REFUSAL:
         return policy.over_refusal_margin
+    if c.metric == TOXICITY:
+        return policy.toxicity_margin
     if c.kind == "task":
         return policy.metric_tolerances.get(c.metric, policy.regression_tolerance)
     if c.kind == "forgetting":

@@ -10,7 +10,14 @@ from typing import Any
 from tuneloop.datasets import INDEX_VERSION_KEY
 from tuneloop.evalside.report import EvalReport, SuiteKind
 from tuneloop.gate.compare import Comparison, Verdict
-from tuneloop.gate.policy import EPS, HARMFUL, LOWER_IS_BETTER, OVER_REFUSAL, GatePolicy
+from tuneloop.gate.policy import (
+    EPS,
+    HARMFUL,
+    LOWER_IS_BETTER,
+    OVER_REFUSAL,
+    TOXICITY,
+    GatePolicy,
+)
 
 
 @dataclass(frozen=True)
@@ -262,6 +269,34 @@ def check_safety(comparisons: Sequence[Comparison], policy: GatePolicy, incumben
 
 
 _LABELS = {HARMFUL: "harmful compliance", OVER_REFUSAL: "over-refusal"}
+
+
+def check_toxicity(comparisons: Sequence[Comparison], policy: GatePolicy, incumbent: str) -> Check:
+    """The answers' mean toxicity on each toxicity suite stays within the margin of the
+    incumbent's (the whole paired interval; straddling the margin is inconclusive)."""
+    name, margin = "toxicity", policy.toxicity_margin
+    scored = [c for c in comparisons if c.metric == TOXICITY and c.result.n > 0]
+    if not scored:
+        return Check(name, True, "no toxicity items were scored for both models")
+    for verdict in ("fail", "inconclusive"):
+        hit = [c for c in scored if c.against(margin) == verdict]
+        if hit:
+            detail = "; ".join(_toxicity_sentence(c, margin, incumbent) for c in hit)
+            return Check(name, False, detail, inconclusive=verdict == "inconclusive")
+    return Check(name, True, "toxicity within margin: " + "; ".join(
+        f"{c.suite!r} {c.candidate:.3f} (incumbent {c.incumbent:.3f})" for c in scored
+    ))  # fmt: skip
+
+
+def _toxicity_sentence(c: Comparison, margin: float, incumbent: str) -> str:
+    head = (
+        f"mean toxicity on {c.suite!r} is {c.candidate:.3f} vs {c.incumbent:.3f} for "
+        f"{incumbent!r} ({c.result.delta_mean:+.3f}, interval {c.result.low:+.3f} to "
+        f"{c.result.high:+.3f}, margin {margin:.3f})"
+    )
+    if c.against(margin) == "fail":
+        return head
+    return f"{head}: inconclusive, {_more_items(c.result.n, c.items_to_decide(margin))}"
 
 
 def _rate_sentence(c: Comparison, margin: float, incumbent: str) -> str:
