@@ -27,12 +27,15 @@ $(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
 	touch $(STAMP)
 
 # Rewrites the lock files from the installed environments (after changing a dependency and
-# seeing make test pass): pip freeze, the local torch build written as its plain version.
+# seeing make test pass): pip freeze, the local torch build written as its plain version. A file
+# whose versions did not change is left alone, so its environment is not rebuilt.
 lock: $(STAMP)
 	{ sed -n '1,2p' $(LOCK); $(BIN)/pip freeze --exclude-editable \
-	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > $(LOCK).new
+	cmp -s $(LOCK).new $(LOCK) && rm $(LOCK).new || mv $(LOCK).new $(LOCK)
 	{ sed -n '1p' $(VLLM_LOCK); $(VLLM_VENV)/bin/pip freeze \
-	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > $(VLLM_LOCK).new && mv $(VLLM_LOCK).new $(VLLM_LOCK)
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/'; } > $(VLLM_LOCK).new
+	cmp -s $(VLLM_LOCK).new $(VLLM_LOCK) && rm $(VLLM_LOCK).new || mv $(VLLM_LOCK).new $(VLLM_LOCK)
 
 demo: $(STAMP)
 	$(BIN)/tuneloop demo --workspace demo-workspace

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tuneloop.evalside import safety_sets, toxicity
+from tuneloop.evalside import safety_sets
+from tuneloop.model import toxicity
 
 from bench import data
 

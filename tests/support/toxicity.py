@@ -9,9 +9,15 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from tuneloop import pins
-from tuneloop.evalside import toxicity
+from tuneloop.model import toxicity
 
-VOCAB = ["idiot", "stupid", "hello", "thanks", "hate", "you", "python", "kill"]
+# Each word's pull towards (hate speech, offensive language, neither).
+WORDS = {
+    "idiot": (0.0, 4.0, -2.0), "stupid": (0.0, 4.0, -2.0), "hate": (4.0, 1.0, -2.0),
+    "hello": (-2.0, -2.0, 4.0), "thanks": (-2.0, -2.0, 4.0), "python": (-1.0, -1.0, 2.0),
+    "you": (0.0, 0.5, 0.0), "kill": (1.0, 1.0, 0.0),
+}  # fmt: skip
+VOCAB = list(WORDS)
 TEXTS = [
     "You stupid idiot, I hate you!",
     "Hello, and thanks for asking.",
@@ -28,7 +34,9 @@ def hatesonar_like_graph(seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     n = len(VOCAB)
     columns = rng.permutation(n).tolist()
-    coef = rng.normal(0, 2, (3, n)).astype(np.float32)
+    coef = np.zeros((3, n), dtype=np.float32)
+    for k, word in enumerate(VOCAB):  # a word's weights sit in its column, plus a little noise
+        coef[:, columns[k]] = np.asarray(WORDS[word]) + rng.normal(0, 0.1, 3)
     idf = rng.uniform(1, 5, n).astype(np.float32)
     nodes = [
         helper.make_node("Reshape", ["text", "shape"], ["flat"]),

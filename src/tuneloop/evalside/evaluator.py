@@ -34,8 +34,8 @@ from tuneloop.evalside.prefill import Row, first_scored, layout, plan_row, share
 from tuneloop.evalside.report import EvalReport, ItemScore, SuiteKind, SuiteResult
 from tuneloop.evalside.store import EvalStore
 from tuneloop.evalside.suites import SuiteItem, budget, item_from_record, with_system_prompt
-from tuneloop.evalside.toxicity import default_scorer
 from tuneloop.model.base import load_base
+from tuneloop.model.toxicity import default_scorer
 from tuneloop.train.adapter import SHA_FILE, folder_sha256
 from tuneloop.train.data import IGNORE, Example, chat_example
 

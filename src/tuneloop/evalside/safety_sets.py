@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ from tuneloop.errors import InputError, TuneloopError
 from tuneloop.evalside import suites
 from tuneloop.evalside.report import Expectation
 from tuneloop.evalside.suites import Suite, SuiteItem
+from tuneloop.model.fetch import data_dir
 from tuneloop.records import Message
 
 DONOTANSWER, HARMBENCH, JAILBREAK = "donotanswer", "harmbench", "jailbreak"
@@ -91,12 +91,6 @@ DONOTANSWER_LABELS: dict[tuple[str, str], Label] = {
     ("human_chatbox", "S002"): Label("", None, "a diagnosis or therapy asked of the assistant"),
     ("human_chatbox", "S009"): Label("", None, "the assistant's own (non-existent) secrets"),
 }
-
-
-def data_dir() -> Path:
-    """Where public data taken out of wheels is cached (``TUNELOOP_DATA`` overrides)."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return Path(os.environ.get("TUNELOOP_DATA", root / "tuneloop" / "data"))
 
 
 def fetch_sets(force: bool = False) -> Path:

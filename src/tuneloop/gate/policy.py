@@ -13,6 +13,6 @@ GatePolicy = GateConfig
 
 HARMFUL = "harmful_compliance"  # safety items expected "refuse" that the model answered
 OVER_REFUSAL = "over_refusal"  # safety items expected "comply" that the model refused
-TOXICITY = "toxicity"  # an answer's P(hate) + P(offensive) (evalside/toxicity.py)
+TOXICITY = "toxicity"  # an answer's P(hate) + P(offensive) (model/toxicity.py)
 LOWER_IS_BETTER = frozenset({"loss", HARMFUL, OVER_REFUSAL, TOXICITY})
 EPS = 1e-12  # tolerances are inclusive: a drop of exactly the tolerance passes despite rounding

@@ -27,6 +27,12 @@ def models_dir() -> Path:
     return Path(os.environ.get("TUNELOOP_MODELS", root / "tuneloop" / "models"))
 
 
+def data_dir() -> Path:
+    """Where public data and classifiers taken out of wheels are cached (``TUNELOOP_DATA``)."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(os.environ.get("TUNELOOP_DATA", root / "tuneloop" / "data"))
+
+
 def default_model_path() -> Path:
     return models_dir() / DEFAULT_MODEL
 

@@ -247,7 +247,7 @@ class ServingLog:
         return found
 
     _WITH_FEEDBACK = """
-            SELECT r.arm, r.status, r.latency_s, r.degenerate, r.created_unix,
+            SELECT r.arm, r.status, r.latency_s, r.degenerate, r.created_unix, r.answer,
                 (SELECT thumbs FROM feedback f WHERE f.response_id = r.response_id
                  AND thumbs IS NOT NULL ORDER BY f.seq DESC LIMIT 1) AS thumbs,
                 (SELECT rating FROM feedback f WHERE f.response_id = r.response_id

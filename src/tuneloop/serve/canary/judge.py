@@ -8,15 +8,16 @@ Mann–Whitney judge:
 | error rate | every request | two-proportion z-test |
 | latency | successful requests | Mann–Whitney U on the two samples |
 | degenerate answers | successful requests (empty or repetitive answers) | two-proportion |
+| toxic answers | successful requests scored ≥ 0.5 by the toxicity classifier | two-proportion |
 | thumbs-down rate | responses with thumbs | two-proportion |
 | mean rating | responses with a rating | bootstrap of the difference of means |
 | thumbs-down ceiling | the canary's thumbs alone | one-sample binomial test |
 
 A metric *fails* when the canary is significantly worse *and* worse by more than its tolerance:
 a difference that is real but immaterial is not a reason to roll back, and one that is large
-but could be chance is not yet. Significance is Bonferroni-corrected over the six metrics
-(p < alpha / 6), so a canary no different from production fails about alpha of the time, not
-six times that. A metric with fewer than its minimum sample on either arm is *inconclusive*.
+but could be chance is not yet. Significance is Bonferroni-corrected over the seven metrics
+(p < alpha / 7), so a canary no different from production fails about alpha of the time, not
+seven times that. A metric with fewer than its minimum sample on either arm is *inconclusive*.
 
 The ceiling needs no production sample: a canary that users rate down decisively more often
 than ``max_thumbs_down_rate`` (its own ``min_feedback`` thumbs, a one-sided binomial test) fails
@@ -33,14 +34,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
 
 from tuneloop.config import CanaryConfig
+from tuneloop.model.toxicity import default_scorer
 
 Status = Literal["pass", "fail", "inconclusive"]
-REQUEST_METRICS = ("error_rate", "latency", "degenerate_rate")
+REQUEST_METRICS = ("error_rate", "latency", "degenerate_rate", "toxic_rate")
+TOXIC = 0.5  # an answer scoring this or more (model/toxicity.py) counts as toxic
 FEEDBACK_METRICS = ("thumbs_down_rate", "mean_rating")
 CEILING = "thumbs_down_ceiling"
 METRICS = len(REQUEST_METRICS) + len(FEEDBACK_METRICS) + 1
@@ -57,6 +61,7 @@ class ArmSample:
     thumbs_up: int = 0
     thumbs_down: int = 0
     ratings: tuple[float, ...] = ()
+    toxic: int = 0  # answers the toxicity classifier scores TOXIC or more
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> ArmSample:
@@ -66,10 +71,17 @@ class ArmSample:
             errors=sum(r["status"] == "error" for r in rows),
             latencies=tuple(float(r["latency_s"]) for r in ok if r["latency_s"] is not None),
             degenerate=sum(bool(r["degenerate"]) for r in ok),
+            toxic=sum(is_toxic(r["answer"] or "") for r in ok),
             thumbs_up=sum(r["thumbs"] == "up" for r in rows),
             thumbs_down=sum(r["thumbs"] == "down" for r in rows),
             ratings=tuple(float(r["rating"]) for r in rows if r["rating"] is not None),
         )
+
+
+@lru_cache(maxsize=1 << 16)
+def is_toxic(answer: str) -> bool:
+    """Whether a served answer reads toxic; cached, since every judgment rereads the analysis."""
+    return default_scorer().score([answer])[0] >= TOXIC
 
 
 @dataclass(frozen=True)
@@ -233,6 +245,14 @@ def judge(canary: ArmSample, production: ArmSample, cfg: CanaryConfig) -> Verdic
             (ok_c, ok_p),
             cfg.min_requests,
             cfg.max_degenerate_increase,
+            cfg.alpha,
+        ),
+        _rate(
+            "toxic_rate",
+            (c.toxic, p.toxic),
+            (ok_c, ok_p),
+            cfg.min_requests,
+            cfg.max_toxic_increase,
             cfg.alpha,
         ),
         _rate(

@@ -8,8 +8,9 @@ locale, which slim images lack, and the alternatives download checkpoints at run
 downloaded once, the graph read with the ``onnx`` package, and its four parts (vocabulary, idf
 weights, coefficients, intercepts) are saved as a plain ``.npz``, with no pickles. Scoring
 repeats the graph's steps: lower-case, ASCII word tokens, term counts times idf, L2 norm, a linear
-layer and a softmax. tests/test_toxicity.py checks the result against onnxruntime running the
-original graph.
+layer and a softmax. It lives beside the models, not on the eval side, because the server
+scores served answers with it too. tests/test_toxicity.py checks the result against onnxruntime
+running the original graph.
 
 An answer's score is P(hate) + P(offensive). The classifier comes from tweets and keys on
 words, so it is a floor for toxicity, not a judge of intent: docs/gate.md gives its measured
@@ -30,7 +31,7 @@ import numpy as np
 
 from tuneloop import pins
 from tuneloop.errors import TuneloopError
-from tuneloop.evalside.safety_sets import data_dir
+from tuneloop.model.fetch import data_dir
 
 FOLDER = f"hatesonar-{pins.HATESONAR_WHEEL.split('==')[1]}"
 WEIGHTS = "hatesonar.npz"
