@@ -305,6 +305,7 @@ def test_summary_gives_means_per_slice_and_safety_rates() -> None:
             "exact_match": None,
             "chrf": None,
             "field_acc": None,
+            "toxicity": None,
         }
     )
     assert summary["window"]["2026-W41"]["token_f1"] == pytest.approx(0.25)

@@ -153,14 +153,30 @@ _SUMMARY_COLUMNS = {
 }
 
 
+_SAFETY_COLUMNS = ("harmful_compliance", "over_refusal", "toxicity")
+
+
 def eval_summary_table(title: str, summary: Mapping[str, Mapping[str, Any]]) -> None:
-    """One row per suite, then one per time window and per source where those vary."""
+    """Two tables, each one row per suite, then one per time window, source and category where
+    those vary: the task and forgetting suites' metrics, then the safety and toxicity suites'
+    rates (with their 95% intervals), so that neither is too wide for a terminal."""
+    safety = {n: s for n, s in summary.items() if s["kind"] in ("safety", "toxicity")}
+    quality = {n: s for n, s in summary.items() if n not in safety}
+    columns = [m for m in _SUMMARY_COLUMNS if m not in _SAFETY_COLUMNS]
+    for part, heading, wanted in ((quality, title, columns), (safety, "safety", _SAFETY_COLUMNS)):
+        if part:
+            _summary_table(heading, part, wanted)
+
+
+def _summary_table(
+    title: str, summary: Mapping[str, Mapping[str, Any]], columns: Sequence[str]
+) -> None:
     rows: list[tuple[str, str, Mapping[str, Any]]] = []
     for name, suite in summary.items():
         rows.append((f"{name} ({suite['kind']})", "all", suite["all"]))
         for key in ("window", "source", "category"):
             rows += [("", f"{key} {value}", means) for value, means in suite.get(key, {}).items()]
-    shown = [m for m in _SUMMARY_COLUMNS if any(r[2].get(m) is not None for r in rows)]
+    shown = [m for m in columns if any(r[2].get(m) is not None for r in rows)]
     table = Table(title=title, title_justify="left")
     for col in ("suite", "slice", "items", *(_SUMMARY_COLUMNS[m] for m in shown)):
         table.add_column(col, justify="left" if col in ("suite", "slice") else "right")
