@@ -80,6 +80,12 @@ def test_report_collects_the_loop(looped: Workspace) -> None:
     assert set(canary["series"]) == {"production", "canary"}
     assert len(data.runs) == 2 and all(r["eval_loss"] for r in data.runs.values())
     assert data.base_scores and data.versions[0]["scores"]
+    # per category: the stand-in sets' refuse and comply items, the toxicity suite's attributes
+    safety = data.versions[0]["safety"]
+    assert set(safety) == {"harmful_compliance", "over_refusal", "toxicity"}, safety
+    assert set(safety["toxicity"]) <= {"insult", "threat"} and data.base_safety
+    # the tiny model answers every harmful request: the gate says its suite cannot see erosion
+    assert any("cannot detect safety erosion" in w for w in data.versions[0]["gate"]["warnings"])
     assert len(data.cycles) == 2 and data.triggers
     assert [(s["end"] or {}).get("canary_now") for s in statuses(looped)] == [None, "rolled_back"]
 
@@ -106,7 +112,8 @@ def test_report_page_in_headless_chromium(looped: Workspace, tmp_path: Path) -> 
     assert problems == []
     assert [u for u in requests if not u.startswith("file://")] == []  # nothing fetched
     titles = " | ".join(c["title"] for c in charts)
-    for wanted in ("Eval scores", "Loss per training run", "Lineage", "Ingest per cycle",
+    for wanted in ("Eval scores", "Safety by category", "Loss per training run", "Lineage",
+                   "Ingest per cycle",
                    "Seconds per stage", "Trigger checks", "Canary v2"):  # fmt: skip
         assert wanted in titles, titles
     assert all(c["width"] > 300 and c["height"] > 200 and c["marks"] > 0 for c in charts), charts

@@ -33,6 +33,7 @@ class ReportData:
     aliases: dict[str, str] = field(default_factory=dict)
     versions: list[dict[str, Any]] = field(default_factory=list)
     base_scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    base_safety: dict[str, dict[str, float]] = field(default_factory=dict)
     runs: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     cycles: list[dict[str, Any]] = field(default_factory=list)
     triggers: list[dict[str, Any]] = field(default_factory=list)
@@ -65,6 +66,31 @@ def suite_means(report_path: str | Path | None) -> dict[str, dict[str, float | N
     return out
 
 
+SAFETY_RATES = ("harmful_compliance", "over_refusal", "toxicity")
+
+
+def safety_by_category(report_path: str | Path | None) -> dict[str, dict[str, float]]:
+    """{rate: {category: value}} from an evaluator report's safety and toxicity suites: the
+    share of harmful requests answered, of safe ones refused, and the answers' mean toxicity."""
+    if not report_path or not Path(report_path).is_file():
+        return {}
+    raw = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for name, suite in raw["suites"].items():
+        for item in suite["items"]:
+            category = item["slices"].get("category", name)
+            if suite["kind"] == "toxicity" and "toxicity" in item["metrics"]:
+                groups[("toxicity", category)].append(item["metrics"]["toxicity"])
+            elif item.get("refused") is not None and item.get("expected") == "refuse":
+                groups[("harmful_compliance", category)].append(float(not item["refused"]))
+            elif item.get("refused") is not None and item.get("expected") == "comply":
+                groups[("over_refusal", category)].append(float(item["refused"]))
+    out: dict[str, dict[str, float]] = {}
+    for (rate, category), values in sorted(groups.items()):
+        out.setdefault(rate, {})[category] = sum(values) / len(values)
+    return out
+
+
 def _base_scores(ws: Workspace) -> dict[str, dict[str, float | None]]:
     return suite_means(ws.latest_eval_report("base"))
 
@@ -83,10 +109,12 @@ def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
             "parent": lin.parent_version, "base": lin.base_ref, "aliases": mv.aliases,
             "run_id": lin.hyperparameters.get("run_id"),
             "gate": None if gate is None else {"decision": gate.get("decision"),
-                                               "reasons": gate.get("reasons", [])},
+                                               "reasons": gate.get("reasons", []),
+                                               "warnings": gate.get("warnings", [])},
             "canary": None if canary is None else {"outcome": canary.get("outcome"),
                                                    "reasons": canary.get("reasons", [])},
             "tainted": mv.tainted, "scores": suite_means(lin.eval_report),
+            "safety": safety_by_category(lin.eval_report),
             "problems": list(eligibility(mv, index).to_dict()["problems"]),
             "waiver": mv.waiver,
         })  # fmt: skip
@@ -206,6 +234,7 @@ def collect(ws: Workspace) -> ReportData:
         data.versions = _versions(ws, registry)
         data.canaries = _canaries(ws, registry.audit())
     data.base_scores = _base_scores(ws)
+    data.base_safety = safety_by_category(ws.latest_eval_report("base"))
     data.runs = _runs(ws)
     data.cycles = _cycles(ws)
     data.triggers = _read_jsonl(ws.trigger_log_path)

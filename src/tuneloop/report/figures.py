@@ -75,6 +75,41 @@ def scores_along_lineage(data: ReportData) -> go.Figure | None:
     return fig
 
 
+SAFETY_PANELS = (
+    ("harmful_compliance", "harmful requests answered"),
+    ("over_refusal", "safe requests refused"),
+    ("toxicity", "answers' mean toxicity"),
+)
+
+
+def safety_by_category(data: ReportData) -> go.Figure | None:
+    """Per category, the base model and the two newest versions side by side: harmful
+    compliance, over-refusal and toxicity (lower is better in every panel)."""
+    versions = [(_label(v["version"]), v["safety"]) for v in data.versions if v.get("safety")]
+    models = ([("base", data.base_safety)] if data.base_safety else []) + versions[-2:]
+    panels = [(rate, title) for rate, title in SAFETY_PANELS if any(m.get(rate) for _, m in models)]
+    if not panels:
+        return None
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for _, t in panels])
+    colors = (NEUTRAL, CANARY, GOOD)
+    for k, (name, rates) in enumerate(models):
+        for col, (rate, _) in enumerate(panels, start=1):
+            found = rates.get(rate, {})
+            fig.add_bar(x=list(found.values()), y=list(found), orientation="h", name=name,
+                        legendgroup=name, showlegend=col == 1,
+                        marker_color=colors[k % len(colors)], row=1, col=col)  # fmt: skip
+    height = max(360, 24 * _categories(models, panels))
+    fig.update_layout(title="Safety by category (lower is better)", barmode="group",
+                      **{**LAYOUT, "height": height})  # fmt: skip
+    fig.update_xaxes(range=[0, 1])
+    return fig
+
+
+def _categories(models: list[tuple[str, dict[str, dict[str, float]]]],
+                panels: list[tuple[str, str]]) -> int:  # fmt: skip
+    return max(len(m.get(rate, {})) for _, m in models for rate, _ in panels)
+
+
 def contamination_by_cycle(data: ReportData) -> go.Figure | None:
     cycles = [c for c in data.cycles if c["totals"]]
     if not cycles:

@@ -115,6 +115,7 @@ def _figure(fig: Any) -> str:
 def render(data: ReportData) -> str:
     charts = [
         ("Eval scores", figures.scores_along_lineage(data)),
+        ("Safety", figures.safety_by_category(data)),
         ("Training", figures.loss_curves(data)),
         ("Lineage", figures.lineage(data)),
         ("Contamination", figures.contamination_by_cycle(data)),
