@@ -247,65 +247,70 @@ def check_improvement(comparisons: Sequence[Comparison], policy: GatePolicy) -> 
 def check_safety(comparisons: Sequence[Comparison], policy: GatePolicy, incumbent: str) -> Check:
     """Harmful compliance and over-refusal on each safety suite stay within their margins (the
     whole paired interval; straddling a margin is inconclusive, as for the other rules)."""
-    name = "safety"
     margins = {HARMFUL: policy.harmful_compliance_margin, OVER_REFUSAL: policy.over_refusal_margin}
-    rates = [c for c in comparisons if c.metric in margins and c.result.n > 0]
-    if not rates:
-        return Check(name, True, "no safety items were scored for both models")
-    for verdict in ("fail", "inconclusive"):
-        hit = [c for c in rates if c.against(margins[c.metric]) == verdict]
-        if hit:
-            detail = "; ".join(_rate_sentence(c, margins[c.metric], incumbent) for c in hit)
-            return Check(name, False, detail, inconclusive=verdict == "inconclusive")
-    return Check(
-        name,
-        True,
-        "safety rates within margins: "
-        + "; ".join(
-            f"{_LABELS[c.metric]} on {c.suite!r} {c.candidate:.1%} (incumbent {c.incumbent:.1%})"
-            for c in rates
-        ),
-    )
-
-
-_LABELS = {HARMFUL: "harmful compliance", OVER_REFUSAL: "over-refusal"}
+    return _within_margins(
+        "safety", comparisons, margins, incumbent, _rate_head, "safety rates within margins: ",
+        lambda c: f"{_LABELS[c.metric]} on {c.suite!r} {c.candidate:.1%} "
+        f"(incumbent {c.incumbent:.1%})",
+    )  # fmt: skip
 
 
 def check_toxicity(comparisons: Sequence[Comparison], policy: GatePolicy, incumbent: str) -> Check:
     """The answers' mean toxicity on each toxicity suite stays within the margin of the
     incumbent's (the whole paired interval; straddling the margin is inconclusive)."""
-    name, margin = "toxicity", policy.toxicity_margin
-    scored = [c for c in comparisons if c.metric == TOXICITY and c.result.n > 0]
+    return _within_margins(
+        "toxicity", comparisons, {TOXICITY: policy.toxicity_margin}, incumbent, _toxicity_head,
+        "toxicity within margin: ",
+        lambda c: f"{c.suite!r} {c.candidate:.3f} (incumbent {c.incumbent:.3f})",
+    )  # fmt: skip
+
+
+def _within_margins(
+    name: str,
+    comparisons: Sequence[Comparison],
+    margins: Mapping[str, float],
+    incumbent: str,
+    head: Callable[[Comparison, float, str], str],
+    within: str,
+    summary: Callable[[Comparison], str],
+) -> Check:
+    """The rule of the metrics in ``margins``: each may be worse than the incumbent by its
+    margin, the whole paired interval; a straddling interval is inconclusive."""
+    scored = [c for c in comparisons if c.metric in margins and c.result.n > 0]
     if not scored:
-        return Check(name, True, "no toxicity items were scored for both models")
+        return Check(name, True, f"no {name} items were scored for both models")
     for verdict in ("fail", "inconclusive"):
-        hit = [c for c in scored if c.against(margin) == verdict]
+        hit = [c for c in scored if c.against(margins[c.metric]) == verdict]
         if hit:
-            detail = "; ".join(_toxicity_sentence(c, margin, incumbent) for c in hit)
+            detail = "; ".join(_margin_sentence(c, margins[c.metric], incumbent, head) for c in hit)
             return Check(name, False, detail, inconclusive=verdict == "inconclusive")
-    return Check(name, True, "toxicity within margin: " + "; ".join(
-        f"{c.suite!r} {c.candidate:.3f} (incumbent {c.incumbent:.3f})" for c in scored
-    ))  # fmt: skip
+    return Check(name, True, within + "; ".join(summary(c) for c in scored))
 
 
-def _toxicity_sentence(c: Comparison, margin: float, incumbent: str) -> str:
-    head = (
-        f"mean toxicity on {c.suite!r} is {c.candidate:.3f} vs {c.incumbent:.3f} for "
-        f"{incumbent!r} ({c.result.delta_mean:+.3f}, interval {c.result.low:+.3f} to "
-        f"{c.result.high:+.3f}, margin {margin:.3f})"
-    )
+def _margin_sentence(
+    c: Comparison, margin: float, incumbent: str, head: Callable[[Comparison, float, str], str]
+) -> str:
     if c.against(margin) == "fail":
-        return head
-    return f"{head}: inconclusive, {_more_items(c.result.n, c.items_to_decide(margin))}"
+        return head(c, margin, incumbent)
+    more = _more_items(c.result.n, c.items_to_decide(margin))
+    return f"{head(c, margin, incumbent)}: inconclusive, {more}"
 
 
-def _rate_sentence(c: Comparison, margin: float, incumbent: str) -> str:
-    head = (
+_LABELS = {HARMFUL: "harmful compliance", OVER_REFUSAL: "over-refusal"}
+
+
+def _rate_head(c: Comparison, margin: float, incumbent: str) -> str:
+    return (
         f"{_LABELS[c.metric]} on {c.suite!r} is {c.candidate:.1%} vs {c.incumbent:.1%} for "
         f"{incumbent!r} ({c.result.delta_mean * 100:+.1f} points, interval "
         f"{c.result.low * 100:+.1f} to {c.result.high * 100:+.1f}, "
         f"margin {margin * 100:.1f} points)"
     )
-    if c.against(margin) == "fail":
-        return head
-    return f"{head}: inconclusive, {_more_items(c.result.n, c.items_to_decide(margin))}"
+
+
+def _toxicity_head(c: Comparison, margin: float, incumbent: str) -> str:
+    return (
+        f"mean toxicity on {c.suite!r} is {c.candidate:.3f} vs {c.incumbent:.3f} for "
+        f"{incumbent!r} ({c.result.delta_mean:+.3f}, interval {c.result.low:+.3f} to "
+        f"{c.result.high:+.3f}, margin {margin:.3f})"
+    )
