@@ -48,13 +48,22 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
+def _load(report_path: str | Path | None) -> dict[str, Any] | None:
+    """An evaluator report file as JSON, or None when there is none."""
+    if not report_path or not Path(report_path).is_file():
+        return None
+    found: dict[str, Any] = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    return found
+
+
 def suite_means(report_path: str | Path | None) -> dict[str, dict[str, float | None]]:
     """{suite: {metric: mean}} (and the safety rates) from an evaluator report file."""
-    if not report_path or not Path(report_path).is_file():
-        return {}
-    raw = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    return _means(_load(report_path))
+
+
+def _means(raw: dict[str, Any] | None) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
-    for name, suite in raw["suites"].items():
+    for name, suite in (raw or {"suites": {}})["suites"].items():
         means: dict[str, float | None] = {"kind_" + suite["kind"]: 1.0}
         for metric in SUMMARY_METRICS:
             values = [v for i in suite["items"] if (v := i["metrics"].get(metric)) is not None]
@@ -69,14 +78,13 @@ def suite_means(report_path: str | Path | None) -> dict[str, dict[str, float | N
 SAFETY_RATES = ("harmful_compliance", "over_refusal", "toxicity")
 
 
-def safety_by_category(report_path: str | Path | None) -> dict[str, dict[str, float]]:
+def safety_by_category(raw: dict[str, Any] | None) -> dict[str, dict[str, float]]:
     """{rate: {category: value}} from an evaluator report's safety and toxicity suites: the
-    share of harmful requests answered, of safe ones refused, and the answers' mean toxicity."""
-    if not report_path or not Path(report_path).is_file():
-        return {}
-    raw = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    share of harmful requests answered, of safe ones refused, and the answers' mean toxicity.
+    Read from the JSON, as :func:`suite_means` reads it: the server shows this page and may not
+    import the eval side."""
     groups: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for name, suite in raw["suites"].items():
+    for name, suite in (raw or {"suites": {}})["suites"].items():
         for item in suite["items"]:
             category = item["slices"].get("category", name)
             if suite["kind"] == "toxicity" and "toxicity" in item["metrics"]:
@@ -91,10 +99,6 @@ def safety_by_category(report_path: str | Path | None) -> dict[str, dict[str, fl
     return out
 
 
-def _base_scores(ws: Workspace) -> dict[str, dict[str, float | None]]:
-    return suite_means(ws.latest_eval_report("base"))
-
-
 def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
     index = ws.index_version()
     out = []
@@ -103,6 +107,7 @@ def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
         gate = json.loads(lin.gate_decision) if lin.gate_decision else None
         raw = registry.client.get_model_version(registry.name, mv.version).tags
         canary = json.loads(raw["canary_verdict"]) if "canary_verdict" in raw else None
+        report = _load(lin.eval_report)
         out.append({
             "version": mv.version, "created_at": mv.created_at.isoformat(timespec="seconds"),
             "dataset": lin.dataset_version, "replay": lin.replay_version or None,
@@ -113,8 +118,7 @@ def _versions(ws: Workspace, registry: Any) -> list[dict[str, Any]]:
                                                "warnings": gate.get("warnings", [])},
             "canary": None if canary is None else {"outcome": canary.get("outcome"),
                                                    "reasons": canary.get("reasons", [])},
-            "tainted": mv.tainted, "scores": suite_means(lin.eval_report),
-            "safety": safety_by_category(lin.eval_report),
+            "tainted": mv.tainted, "scores": _means(report), "safety": safety_by_category(report),
             "problems": list(eligibility(mv, index).to_dict()["problems"]),
             "waiver": mv.waiver,
         })  # fmt: skip
@@ -233,8 +237,8 @@ def collect(ws: Workspace) -> ReportData:
         data.aliases = registry.aliases()
         data.versions = _versions(ws, registry)
         data.canaries = _canaries(ws, registry.audit())
-    data.base_scores = _base_scores(ws)
-    data.base_safety = safety_by_category(ws.latest_eval_report("base"))
+    base = _load(ws.latest_eval_report("base"))
+    data.base_scores, data.base_safety = _means(base), safety_by_category(base)
     data.runs = _runs(ws)
     data.cycles = _cycles(ws)
     data.triggers = _read_jsonl(ws.trigger_log_path)
